@@ -353,7 +353,8 @@ impl ReconnectSettings {
     /// The delay before attempt `attempt` (0-based) without jitter.
     pub fn base_delay(&self, attempt: u32) -> Duration {
         let factor = self.multiplier.powi(attempt.min(64) as i32);
-        let ms = (self.initial.as_secs_f64() * 1000.0 * factor).min(self.max.as_secs_f64() * 1000.0);
+        let ms =
+            (self.initial.as_secs_f64() * 1000.0 * factor).min(self.max.as_secs_f64() * 1000.0);
         Duration::from_secs_f64(ms / 1000.0)
     }
 
@@ -420,7 +421,11 @@ impl ConfigIssues {
 impl fmt::Display for ConfigIssues {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(f, "{n} problem{} in the configuration:", if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{n} problem{} in the configuration:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for issue in &self.0 {
             writeln!(f, "  - {issue}")?;
         }
@@ -571,11 +576,39 @@ impl IngestConfig {
     fn check(&self, issues: &mut ConfigIssues) {
         check_fps(issues, "ingest.analysis_fps", self.analysis_fps);
         check_width(issues, "ingest.analysis_width", self.analysis_width);
-        check_range(issues, "ingest.queue_capacity", self.queue_capacity, 1, 64, "");
-        check_range(issues, "ingest.stall_timeout_s", self.stall_timeout_s, 0.5, 600.0, " s");
-        check_range(issues, "ingest.connect_timeout_s", self.connect_timeout_s, 1.0, 600.0, " s");
+        check_range(
+            issues,
+            "ingest.queue_capacity",
+            self.queue_capacity,
+            1,
+            64,
+            "",
+        );
+        check_range(
+            issues,
+            "ingest.stall_timeout_s",
+            self.stall_timeout_s,
+            0.5,
+            600.0,
+            " s",
+        );
+        check_range(
+            issues,
+            "ingest.connect_timeout_s",
+            self.connect_timeout_s,
+            1.0,
+            600.0,
+            " s",
+        );
         let r = &self.reconnect;
-        check_range(issues, "ingest.reconnect.initial_ms", r.initial_ms, 10, 60_000, " ms");
+        check_range(
+            issues,
+            "ingest.reconnect.initial_ms",
+            r.initial_ms,
+            10,
+            60_000,
+            " ms",
+        );
         check_range(
             issues,
             "ingest.reconnect.max_ms",
@@ -584,7 +617,14 @@ impl IngestConfig {
             600_000,
             " ms",
         );
-        check_range(issues, "ingest.reconnect.multiplier", r.multiplier, 1.0, 10.0, "");
+        check_range(
+            issues,
+            "ingest.reconnect.multiplier",
+            r.multiplier,
+            1.0,
+            10.0,
+            "",
+        );
         check_range(issues, "ingest.reconnect.jitter", r.jitter, 0.0, 1.0, "");
     }
 
@@ -649,9 +689,23 @@ impl CameraConfig {
         }
         let stall = self.stall_timeout_s.unwrap_or(defaults.stall_timeout_s);
         if self.stall_timeout_s.is_some() {
-            check_range(issues, &format!("{prefix}.stall_timeout_s"), stall, 0.5, 600.0, " s");
+            check_range(
+                issues,
+                &format!("{prefix}.stall_timeout_s"),
+                stall,
+                0.5,
+                600.0,
+                " s",
+            );
         }
-        check_range(issues, &format!("{prefix}.latency_ms"), self.latency_ms, 0, 10_000, " ms");
+        check_range(
+            issues,
+            &format!("{prefix}.latency_ms"),
+            self.latency_ms,
+            0,
+            10_000,
+            " ms",
+        );
         let source = self.resolve_source(prefix, base, env, issues);
         if issues.0.len() > before {
             return None;
@@ -706,7 +760,10 @@ impl CameraConfig {
                 rtsp_only(issues, "password_env", self.password_env.is_some());
                 let rest = &self.url["file://".len()..];
                 if rest.is_empty() {
-                    issues.push(path, "file:// needs a path, e.g. file:///var/lib/pantau/clip.mp4");
+                    issues.push(
+                        path,
+                        "file:// needs a path, e.g. file:///var/lib/pantau/clip.mp4",
+                    );
                     return None;
                 }
                 let file = if Path::new(rest).is_absolute() {
@@ -782,9 +839,7 @@ impl CameraConfig {
             issues.push(path, "the URL has no host; write rtsp://host[:port]/path");
             return None;
         }
-        let url_user = (!url.username().is_empty()).then(|| {
-            percent_decode(url.username())
-        });
+        let url_user = (!url.username().is_empty()).then(|| percent_decode(url.username()));
         let url_password = url.password().map(percent_decode);
         // Credentials live outside the URL from here on, so nothing downstream can print them.
         let _ = url.set_username("");
@@ -869,7 +924,10 @@ fn resolve_test(path: &str, text: &str, issues: &mut ConfigIssues) -> Option<Sou
         let names: Vec<_> = TestPattern::ALL.iter().map(|(n, _)| *n).collect();
         issues.push(
             path,
-            format!("test pattern \"{name}\" is unknown; use one of {}", names.join(", ")),
+            format!(
+                "test pattern \"{name}\" is unknown; use one of {}",
+                names.join(", ")
+            ),
         );
         return None;
     };
@@ -969,7 +1027,12 @@ mod tests {
         assert_eq!(cam.stall_timeout, Duration::from_secs(5));
         assert!(matches!(
             cam.source,
-            SourceSpec::Rtsp { transport: Transport::Tcp, latency_ms: 200, credentials: None, .. }
+            SourceSpec::Rtsp {
+                transport: Transport::Tcp,
+                latency_ms: 200,
+                credentials: None,
+                ..
+            }
         ));
     }
 
@@ -1074,7 +1137,10 @@ mod tests {
             "[[cameras]]\nid = \"a\"\nurl = \"rtsp://admin:s%40cret@10.1.2.3:554/live\"\n",
         )
         .expect("valid");
-        let SourceSpec::Rtsp { url, credentials, .. } = &valid.cameras[0].source else {
+        let SourceSpec::Rtsp {
+            url, credentials, ..
+        } = &valid.cameras[0].source
+        else {
             panic!("not rtsp")
         };
         assert_eq!(url.as_str(), "rtsp://10.1.2.3:554/live");
@@ -1088,12 +1154,16 @@ mod tests {
 
     #[test]
     fn errors_never_echo_passwords() {
-        let text = "[[cameras]]\nid = \"a\"\nurl = \"rtsp://u:topsecret@h/x\"\npasword = \"topsecret\"\n";
+        let text =
+            "[[cameras]]\nid = \"a\"\nurl = \"rtsp://u:topsecret@h/x\"\npasword = \"topsecret\"\n";
         let err = Config::parse(text).expect_err("unknown field");
         assert!(!err.contains("topsecret"), "{err}");
         let errors = validate("[[cameras]]\nid = \"a\"\nurl = \"rtsp://u:topsecret@[bad/x\"\n")
             .expect_err("bad url");
-        assert!(errors.iter().all(|e| !e.contains("topsecret")), "{errors:?}");
+        assert!(
+            errors.iter().all(|e| !e.contains("topsecret")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,224 @@
+//! pantau ingest: camera streams in, decoded frames out.
+//!
+//! Each camera is a GStreamer pipeline ([`sources`] + the common tail in `pipeline`) run by
+//! its own supervisor task (`supervisor`), which reconnects with back-off and reports a
+//! [`CameraState`] with a [`Problem`]. Frames reach analysis through a small drop-oldest queue
+//! ([`queue`]), each with its capture time and sequence number ([`Frame`]).
+//!
+//! [`Ingest`] owns the cameras and lets them be added and removed while running.
+
+pub mod clock;
+pub mod frame;
+mod pipeline;
+pub mod queue;
+pub mod serve;
+mod sources;
+pub mod status;
+mod supervisor;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gstreamer as gst;
+use pantau_core::{CameraSettings, SourceSpec};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use frame::{CaptureClock, Frame};
+pub use queue::{FullPolicy, QueueReceiver};
+pub use status::{CameraState, CameraStatus, Problem, StatusChange};
+
+use pipeline::{lock, Shared};
+use supervisor::Camera;
+
+/// Frames of one camera, in order, newest kept when analysis falls behind.
+pub type FrameReceiver = QueueReceiver<Frame>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("GStreamer could not start: {0}; run `make setup` to install it")]
+    GstInit(String),
+    #[error("camera \"{0}\" already exists; remove it first or pick another id")]
+    Duplicate(String),
+    #[error("camera \"{0}\" does not exist")]
+    Unknown(String),
+    #[error("camera \"{0}\" has no decoded frame yet")]
+    NoFrame(String),
+    #[error("cannot encode a snapshot of camera \"{camera}\": {reason}")]
+    Snapshot { camera: String, reason: String },
+}
+
+/// Initialises GStreamer once per process.
+pub fn init() -> Result<(), IngestError> {
+    gst::init().map_err(|e| IngestError::GstInit(e.to_string()))
+}
+
+#[derive(Debug)]
+struct Entry {
+    camera: Arc<Camera>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// All cameras of this node.
+#[derive(Debug)]
+pub struct Ingest {
+    cameras: Mutex<BTreeMap<String, Entry>>,
+    changes: broadcast::Sender<StatusChange>,
+}
+
+impl Ingest {
+    pub fn new() -> Result<Self, IngestError> {
+        init()?;
+        let (changes, _) = broadcast::channel(256);
+        Ok(Self {
+            cameras: Mutex::new(BTreeMap::new()),
+            changes,
+        })
+    }
+
+    /// Starts a camera and returns its frames. Live sources drop the oldest frame when
+    /// analysis falls behind; files decoded as fast as possible (`realtime = false`) wait for
+    /// analysis instead, so a replay sees every frame. Must be called inside a Tokio runtime.
+    pub fn add(&self, settings: CameraSettings) -> Result<FrameReceiver, IngestError> {
+        let mut cameras = lock(&self.cameras);
+        if cameras.contains_key(&settings.id) {
+            return Err(IngestError::Duplicate(settings.id));
+        }
+        let policy = match settings.source {
+            SourceSpec::File {
+                realtime: false, ..
+            } => FullPolicy::Block,
+            _ => FullPolicy::DropOldest,
+        };
+        let (tx, rx) = queue::bounded(settings.queue_capacity, policy);
+        let shared = Arc::new(Shared::new(&settings.id, tx));
+        let camera = Arc::new(Camera::new(settings.clone(), shared, self.changes.clone()));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(supervisor::supervise(camera.clone(), cancel.clone()));
+        cameras.insert(
+            settings.id,
+            Entry {
+                camera,
+                cancel,
+                task,
+            },
+        );
+        Ok(rx)
+    }
+
+    /// Stops a camera and waits for its pipeline to be torn down.
+    pub async fn remove(&self, id: &str) -> Result<(), IngestError> {
+        let entry = lock(&self.cameras)
+            .remove(id)
+            .ok_or_else(|| IngestError::Unknown(id.to_string()))?;
+        entry.cancel.cancel();
+        if tokio::time::timeout(Duration::from_secs(15), entry.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(camera = id, "camera did not stop within 15 s");
+        }
+        Ok(())
+    }
+
+    /// Replaces a camera's settings (stop, then start with the new ones).
+    pub async fn replace(&self, settings: CameraSettings) -> Result<FrameReceiver, IngestError> {
+        self.remove(&settings.id).await?;
+        self.add(settings)
+    }
+
+    /// Stops every camera.
+    pub async fn shutdown(&self) {
+        let ids: Vec<String> = lock(&self.cameras).keys().cloned().collect();
+        for id in ids {
+            let _ = self.remove(&id).await;
+        }
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        lock(&self.cameras).keys().cloned().collect()
+    }
+
+    pub fn status(&self, id: &str) -> Option<CameraStatus> {
+        lock(&self.cameras).get(id).map(|e| e.camera.status())
+    }
+
+    pub fn statuses(&self) -> Vec<CameraStatus> {
+        lock(&self.cameras)
+            .values()
+            .map(|e| e.camera.status())
+            .collect()
+    }
+
+    pub fn state(&self, id: &str) -> Option<CameraState> {
+        lock(&self.cameras).get(id).map(|e| e.camera.state())
+    }
+
+    /// State changes of all cameras, as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<StatusChange> {
+        self.changes.subscribe()
+    }
+
+    /// The newest full-resolution decoded frame of a camera, as GStreamer holds it.
+    pub fn latest_sample(&self, id: &str) -> Result<gst::Sample, IngestError> {
+        let cameras = lock(&self.cameras);
+        let entry = cameras
+            .get(id)
+            .ok_or_else(|| IngestError::Unknown(id.to_string()))?;
+        let sample = lock(&entry.camera.shared.latest).clone();
+        sample.ok_or_else(|| IngestError::NoFrame(id.to_string()))
+    }
+
+    /// The newest full-resolution frame as JPEG.
+    pub async fn snapshot_jpeg(&self, id: &str) -> Result<Vec<u8>, IngestError> {
+        let sample = self.latest_sample(id)?;
+        let camera = id.to_string();
+        let fail = |reason: String| IngestError::Snapshot {
+            camera: camera.clone(),
+            reason,
+        };
+        let jpeg = tokio::task::spawn_blocking(move || {
+            let caps = gst::Caps::builder("image/jpeg").build();
+            gstreamer_video::convert_sample(&sample, &caps, Some(gst::ClockTime::from_seconds(5)))
+        })
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.to_string()))?;
+        let buffer = jpeg
+            .buffer()
+            .ok_or_else(|| fail("converter returned no buffer".into()))?;
+        let map = buffer.map_readable().map_err(|e| fail(e.to_string()))?;
+        Ok(map.to_vec())
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        for entry in lock(&self.cameras).values() {
+            entry.cancel.cancel();
+        }
+    }
+}
+
+/// GStreamer element that must exist for a source kind; `make setup` installs them all.
+pub fn check_elements() -> Vec<String> {
+    let needed = [
+        ("rtspsrc", "gstreamer1.0-plugins-good"),
+        ("decodebin", "gstreamer1.0-plugins-base"),
+        (
+            "videoconvertscale",
+            "gstreamer1.0-plugins-base (1.22 or newer)",
+        ),
+        ("avdec_h264", "gstreamer1.0-libav"),
+        ("x264enc", "gstreamer1.0-plugins-ugly"),
+        ("appsink", "gstreamer1.0-plugins-base"),
+    ];
+    needed
+        .iter()
+        .filter(|(name, _)| gst::ElementFactory::find(name).is_none())
+        .map(|(name, pkg)| format!("GStreamer element {name} is missing (Debian package {pkg})"))
+        .collect()
+}

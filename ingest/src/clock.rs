@@ -1,0 +1,234 @@
+//! Capture time and analysis rate, as small pure pieces.
+//!
+//! Capture time prefers the camera's own clock: an RTCP sender report maps an RTP timestamp
+//! to the camera's NTP wall time, and every frame's RTP timestamp is remembered by its
+//! position (PTS), so a decoded frame finds its way back to the camera clock. Until a sender
+//! report arrives (and for files and test patterns) the arrival time is used.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+const NTP_UNIX_OFFSET_S: u64 = 2_208_988_800;
+
+/// The mapping one RTCP sender report gives: RTP time `rtp` was NTP wall time `wall`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SenderReport {
+    pub wall: SystemTime,
+    pub rtp: u32,
+    pub clock_rate: u32,
+}
+
+impl SenderReport {
+    /// Parses the sender-info part of an RTCP SR packet (RFC 3550 section 6.4.1). `packet`
+    /// starts at the RTCP header; compound packets may follow and are ignored.
+    pub fn parse(packet: &[u8], clock_rate: u32) -> Option<Self> {
+        if packet.len() < 20 || packet[0] >> 6 != 2 || packet[1] != 200 || clock_rate == 0 {
+            return None;
+        }
+        let word =
+            |i: usize| u32::from_be_bytes([packet[i], packet[i + 1], packet[i + 2], packet[i + 3]]);
+        let ntp_secs = u64::from(word(8));
+        let ntp_frac = u64::from(word(12));
+        let unix_secs = ntp_secs.checked_sub(NTP_UNIX_OFFSET_S)?;
+        let nanos = (ntp_frac * 1_000_000_000) >> 32;
+        Some(Self {
+            wall: UNIX_EPOCH + Duration::from_secs(unix_secs) + Duration::from_nanos(nanos),
+            rtp: word(16),
+            clock_rate,
+        })
+    }
+
+    /// Wall time of RTP timestamp `rtp`, handling 32-bit wrap-around (frames within about
+    /// half the RTP range of the report, i.e. hours at 90 kHz).
+    pub fn wall_time(&self, rtp: u32) -> SystemTime {
+        let ticks = i64::from(rtp.wrapping_sub(self.rtp) as i32);
+        let nanos = ticks as i128 * 1_000_000_000 / i128::from(self.clock_rate);
+        if nanos >= 0 {
+            self.wall + Duration::from_nanos(nanos as u64)
+        } else {
+            self.wall - Duration::from_nanos((-nanos) as u64)
+        }
+    }
+}
+
+/// Reads the timestamp field of an RTP packet.
+pub fn rtp_timestamp(packet: &[u8]) -> Option<u32> {
+    if packet.len() < 12 || packet[0] >> 6 != 2 {
+        return None;
+    }
+    Some(u32::from_be_bytes([
+        packet[4], packet[5], packet[6], packet[7],
+    ]))
+}
+
+/// Remembers which RTP timestamp each recent PTS had, so a decoded frame (which keeps its PTS
+/// but loses the RTP header) can be put on the camera clock.
+#[derive(Debug, Default)]
+pub struct RtpPtsMap {
+    recent: VecDeque<(u64, u32)>,
+}
+
+impl RtpPtsMap {
+    const KEEP: usize = 256;
+
+    pub fn record(&mut self, pts_ns: u64, rtp: u32) {
+        if self.recent.back().is_some_and(|(p, _)| *p == pts_ns) {
+            return; // further packets of the same frame
+        }
+        if self.recent.len() == Self::KEEP {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((pts_ns, rtp));
+    }
+
+    pub fn lookup(&self, pts_ns: u64) -> Option<u32> {
+        self.recent
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == pts_ns)
+            .map(|(_, r)| *r)
+    }
+
+    pub fn clear(&mut self) {
+        self.recent.clear();
+    }
+}
+
+/// Lets through frames at `fps` on average, chosen by stream position so the rate does not
+/// depend on how fast frames are decoded. Resets when the position jumps back (file loop,
+/// reconnect) or far ahead (gap in the stream).
+#[derive(Debug, Clone)]
+pub struct RateGate {
+    interval_ns: u64,
+    next_due: Option<u64>,
+}
+
+impl RateGate {
+    pub fn new(fps: f64) -> Self {
+        let interval_ns = if fps > 0.0 { (1e9 / fps) as u64 } else { 0 };
+        Self {
+            interval_ns,
+            next_due: None,
+        }
+    }
+
+    /// Whether the frame at `pts_ns` goes to analysis.
+    pub fn admit(&mut self, pts_ns: u64) -> bool {
+        let slack = self.interval_ns / 2;
+        match self.next_due {
+            Some(due) if pts_ns + slack < due && pts_ns + 2 * self.interval_ns >= due => false,
+            Some(due) if pts_ns + slack >= due && pts_ns < due + self.interval_ns => {
+                self.next_due = Some(due + self.interval_ns);
+                true
+            }
+            // First frame, position jumped back, or a gap: start again here.
+            _ => {
+                self.next_due = Some(pts_ns + self.interval_ns);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sr(ntp_secs: u32, ntp_frac: u32, rtp: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 200, 0, 6, 0, 0, 0, 1];
+        p.extend_from_slice(&ntp_secs.to_be_bytes());
+        p.extend_from_slice(&ntp_frac.to_be_bytes());
+        p.extend_from_slice(&rtp.to_be_bytes());
+        p.extend_from_slice(&[0; 8]);
+        p
+    }
+
+    #[test]
+    fn sender_report_maps_rtp_to_wall_time() {
+        // 2026-01-01T00:00:00Z is Unix 1767225600; half a second of NTP fraction.
+        let ntp = (1_767_225_600u64 + NTP_UNIX_OFFSET_S) as u32;
+        let report = SenderReport::parse(&sr(ntp, 1 << 31, 90_000), 90_000).expect("SR");
+        let t0 = UNIX_EPOCH + Duration::from_millis(1_767_225_600_500);
+        assert_eq!(report.wall, t0);
+        assert_eq!(report.wall_time(180_000), t0 + Duration::from_secs(1));
+        assert_eq!(report.wall_time(0), t0 - Duration::from_secs(1));
+    }
+
+    #[test]
+    fn sender_report_handles_rtp_wraparound() {
+        let ntp = (1_767_225_600u64 + NTP_UNIX_OFFSET_S) as u32;
+        let report = SenderReport::parse(&sr(ntp, 0, u32::MAX - 44_999), 90_000).expect("SR");
+        // 90_000 ticks later the counter has wrapped to 45_000.
+        assert_eq!(
+            report.wall_time(45_000),
+            report.wall + Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn non_sr_packets_are_rejected() {
+        let mut rr = sr(1, 0, 0);
+        rr[1] = 201;
+        assert!(SenderReport::parse(&rr, 90_000).is_none());
+        assert!(SenderReport::parse(&[0x80, 200], 90_000).is_none());
+    }
+
+    #[test]
+    fn rtp_timestamp_is_read() {
+        let p = [0x80, 96, 0, 1, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 0];
+        assert_eq!(rtp_timestamp(&p), Some(0x1234_5678));
+        assert_eq!(rtp_timestamp(&p[..8]), None);
+    }
+
+    #[test]
+    fn pts_map_finds_recent_frames() {
+        let mut m = RtpPtsMap::default();
+        for i in 0..300u64 {
+            m.record(i * 40, (i * 3600) as u32);
+        }
+        assert_eq!(m.lookup(299 * 40), Some(299 * 3600));
+        assert_eq!(m.lookup(0), None, "old entries are forgotten");
+    }
+
+    fn admitted(source_fps: f64, target: f64, seconds: f64) -> usize {
+        let mut gate = RateGate::new(target);
+        let frames = (source_fps * seconds) as u64;
+        (0..frames)
+            .filter(|i| gate.admit((*i as f64 * 1e9 / source_fps) as u64))
+            .count()
+    }
+
+    #[test]
+    fn gate_hits_the_target_rate() {
+        assert_eq!(admitted(25.0, 5.0, 10.0), 50);
+        assert_eq!(admitted(30.0, 5.0, 10.0), 50);
+        assert_eq!(admitted(23.976, 5.0, 10.0), 50);
+        assert_eq!(
+            admitted(10.0, 25.0, 10.0),
+            100,
+            "slower source: every frame"
+        );
+    }
+
+    #[test]
+    fn gate_restarts_after_loop_or_gap() {
+        let mut gate = RateGate::new(5.0);
+        assert!(gate.admit(10_000_000_000));
+        assert!(gate.admit(0), "position jumped back");
+        assert!(!gate.admit(40_000_000));
+        assert!(gate.admit(60_000_000_000), "gap");
+    }
+
+    proptest! {
+        #[test]
+        fn gate_rate_is_within_one_frame_of_target(
+            source in 5.0f64..60.0, target in 0.5f64..30.0, seconds in 2.0f64..30.0
+        ) {
+            let got = admitted(source, target, seconds) as f64;
+            let expected = target.min(source) * seconds;
+            prop_assert!((got - expected).abs() <= 2.0 + expected * 0.02, "got {got}, expected {expected}");
+        }
+    }
+}

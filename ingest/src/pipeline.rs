@@ -1,0 +1,297 @@
+//! Builds one camera's GStreamer pipeline.
+//!
+//! ```text
+//!  source (rtspsrc | filesrc | videotestsrc) -> decodebin            (sources/)
+//!      -> [probe: count, keep newest full-res frame, analysis-rate gate]
+//!      -> videoconvertscale -> BGR, analysis_width -> appsink -> FrameQueue
+//! ```
+//!
+//! The newest full-resolution decoded frame is kept by reference (no conversion) so a snapshot
+//! costs nothing until someone asks for one. Frames skipped by the rate gate are dropped right
+//! after decoding, before any scaling or conversion.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use pantau_core::{CameraSettings, SourceSpec};
+
+use crate::clock::{RateGate, RtpPtsMap, SenderReport};
+use crate::frame::{CaptureClock, Frame};
+use crate::queue::{Pushed, QueueSender};
+use crate::sources;
+use crate::status::{Counters, Problem};
+
+/// State shared between the streaming threads of one pipeline and its supervisor. It outlives
+/// single pipelines: counters and the frame sequence continue across reconnects.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub camera_id: Arc<str>,
+    pub counters: Counters,
+    pub frames: QueueSender<Frame>,
+    pub seq: AtomicU64,
+    /// Newest decoded full-resolution frame, for snapshots.
+    pub latest: Mutex<Option<gst::Sample>>,
+    /// Source size once known.
+    pub source_size: Mutex<Option<(u32, u32)>>,
+}
+
+impl Shared {
+    pub fn new(camera_id: &str, frames: QueueSender<Frame>) -> Self {
+        Self {
+            camera_id: Arc::from(camera_id),
+            counters: Counters::default(),
+            frames,
+            seq: AtomicU64::new(0),
+            latest: Mutex::new(None),
+            source_size: Mutex::new(None),
+        }
+    }
+}
+
+/// Per-pipeline clock state: RTCP mapping and the PTS -> RTP timestamp memory.
+#[derive(Debug, Default)]
+pub(crate) struct RtpClock {
+    pub report: Option<SenderReport>,
+    pub pts_map: RtpPtsMap,
+}
+
+/// A built (not yet started) pipeline.
+#[derive(Debug)]
+pub(crate) struct CameraPipeline {
+    pub pipeline: gst::Pipeline,
+}
+
+fn make(factory: &str, name: &str) -> Result<gst::Element, Problem> {
+    gst::ElementFactory::make(factory)
+        .name(name)
+        .build()
+        .map_err(|_| Problem::MissingPlugin(format!("GStreamer element '{factory}'")))
+}
+
+/// Builds the pipeline for `settings`; frames go to `shared.frames`.
+pub(crate) fn build(
+    settings: &CameraSettings,
+    shared: &Arc<Shared>,
+) -> Result<CameraPipeline, Problem> {
+    let pipeline = gst::Pipeline::with_name(&format!("camera-{}", settings.id));
+    let rtp_clock = Arc::new(Mutex::new(RtpClock::default()));
+
+    // The tail: convert+scale to BGR at analysis width, then the appsink.
+    let convert = make("videoconvertscale", "convert")?;
+    let filter = make("capsfilter", "analysis-caps")?;
+    let sink = gst_app::AppSink::builder()
+        .name("frames")
+        .max_buffers(1)
+        .drop(false)
+        .sync(matches!(
+            settings.source,
+            SourceSpec::File { realtime: true, .. }
+        ))
+        .build();
+    sink.set_property("wait-on-eos", false);
+    pipeline
+        .add_many([&convert, &filter, sink.upcast_ref()])
+        .map_err(|e| Problem::Pipeline(e.to_string()))?;
+    gst::Element::link_many([&convert, &filter, sink.upcast_ref()])
+        .map_err(|e| Problem::Pipeline(e.to_string()))?;
+
+    let tail_sink = convert
+        .static_pad("sink")
+        .ok_or_else(|| Problem::Pipeline("videoconvertscale has no sink pad".into()))?;
+    install_gate(&tail_sink, settings, shared, &filter);
+    install_appsink(&sink, settings, shared, &pipeline, &rtp_clock);
+
+    sources::add(&pipeline, &settings.source, &tail_sink, &rtp_clock)?;
+    Ok(CameraPipeline { pipeline })
+}
+
+/// The probe right after decoding: counts frames, keeps the newest full-resolution one and
+/// drops what the analysis rate does not need. Also sets the analysis caps once the source
+/// size is known (never upscale).
+fn install_gate(
+    pad: &gst::Pad,
+    settings: &CameraSettings,
+    shared: &Arc<Shared>,
+    filter: &gst::Element,
+) {
+    let shared = shared.clone();
+    let max_width = settings.analysis_width;
+    let filter = filter.clone();
+    let gate = Mutex::new(RateGate::new(settings.analysis_fps));
+    let mask = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM;
+    pad.add_probe(mask, move |pad, info| match &info.data {
+        Some(gst::PadProbeData::Event(ev)) => {
+            if let gst::EventView::Caps(c) = ev.view() {
+                if let Ok(vi) = gst_video::VideoInfo::from_caps(c.caps()) {
+                    *lock(&shared.source_size) = Some((vi.width(), vi.height()));
+                    filter.set_property("caps", analysis_caps(&vi, max_width));
+                }
+            }
+            gst::PadProbeReturn::Ok
+        }
+        Some(gst::PadProbeData::Buffer(buffer)) => {
+            shared.counters.frame_decoded();
+            let caps = pad.current_caps();
+            *lock(&shared.latest) = Some(
+                gst::Sample::builder()
+                    .buffer(buffer)
+                    .caps_if_some(caps.as_ref())
+                    .build(),
+            );
+            let pts = buffer.pts().map(|t| t.nseconds()).unwrap_or(0);
+            if lock(&gate).admit(pts) {
+                gst::PadProbeReturn::Ok
+            } else {
+                // `Handled` lets the binding release the buffer. `Drop` would make GStreamer
+                // 1.22 unref it a second time, as NULL (fixed upstream in 1.24.8).
+                gst::PadProbeReturn::Handled
+            }
+        }
+        _ => gst::PadProbeReturn::Ok,
+    });
+}
+
+/// BGR at `max_width` (never wider than the source), height from the display aspect ratio,
+/// both even.
+fn analysis_caps(vi: &gst_video::VideoInfo, max_width: u32) -> gst::Caps {
+    let (w, h) = (vi.width(), vi.height());
+    let mut width = max_width.min(w);
+    width -= width % 2;
+    let par = vi.par();
+    let display_h = (f64::from(h) * f64::from(width) / f64::from(w.max(1)))
+        * f64::from(par.denom())
+        / f64::from(par.numer().max(1));
+    let mut height = display_h.round().max(2.0) as i32;
+    height -= height % 2;
+    gst_video::VideoCapsBuilder::new()
+        .format(gst_video::VideoFormat::Bgr)
+        .width(width as i32)
+        .height(height)
+        .pixel_aspect_ratio(gst::Fraction::new(1, 1))
+        .build()
+}
+
+fn install_appsink(
+    sink: &gst_app::AppSink,
+    settings: &CameraSettings,
+    shared: &Arc<Shared>,
+    pipeline: &gst::Pipeline,
+    rtp_clock: &Arc<Mutex<RtpClock>>,
+) {
+    let shared = shared.clone();
+    let rtp_clock = rtp_clock.clone();
+    let pipeline = pipeline.downgrade();
+    let is_rtsp = matches!(settings.source, SourceSpec::Rtsp { .. });
+    let mut info_cache: Option<(gst::Caps, gst_video::VideoInfo)> = None;
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let (Some(buffer), Some(caps)) = (sample.buffer_owned(), sample.caps_owned())
+                else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                if info_cache.as_ref().is_none_or(|(c, _)| *c != caps) {
+                    let info = gst_video::VideoInfo::from_caps(&caps)
+                        .map_err(|_| gst::FlowError::NotNegotiated)?;
+                    info_cache = Some((caps.clone(), info));
+                }
+                let Some((_, info)) = info_cache.as_ref() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let pts = buffer.pts();
+                let running = pts.and_then(|p| {
+                    sample
+                        .segment()
+                        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+                        .and_then(|s| s.to_running_time(p))
+                });
+                let (capture_time, clock) = capture_time(
+                    is_rtsp.then_some(&rtp_clock),
+                    pts,
+                    running,
+                    pipeline.upgrade().as_ref(),
+                );
+                let (sw, sh) = lock(&shared.source_size).unwrap_or((info.width(), info.height()));
+                let geometry = (
+                    info.width(),
+                    info.height(),
+                    info.stride()[0] as usize,
+                    info.offset()[0],
+                );
+                let mapped = buffer
+                    .into_mapped_buffer_readable()
+                    .map_err(|_| gst::FlowError::Error)?;
+                let seq = shared.seq.fetch_add(1, Ordering::Relaxed);
+                let frame = Frame::new(
+                    shared.camera_id.clone(),
+                    seq,
+                    capture_time,
+                    clock,
+                    pts.map(|p| p.nseconds()),
+                    geometry,
+                    (sw, sh),
+                    mapped,
+                );
+                shared
+                    .counters
+                    .frames_queued
+                    .fetch_add(1, Ordering::Relaxed);
+                match shared.frames.push(frame) {
+                    Pushed::Queued => {}
+                    Pushed::DroppedOldest => {
+                        shared
+                            .counters
+                            .frames_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Nobody reads this camera any more; the supervisor is shutting it down.
+                    Pushed::Closed => return Err(gst::FlowError::Flushing),
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
+/// The camera's capture time of a frame: RTCP sender report when one has been seen and the
+/// frame's RTP timestamp is known, otherwise the arrival time derived from the pipeline clock
+/// (the moment the source received it, not the moment analysis gets it).
+fn capture_time(
+    rtp_clock: Option<&Arc<Mutex<RtpClock>>>,
+    pts: Option<gst::ClockTime>,
+    running: Option<gst::ClockTime>,
+    pipeline: Option<&gst::Pipeline>,
+) -> (SystemTime, CaptureClock) {
+    if let (Some(rtp_clock), Some(pts)) = (rtp_clock, pts) {
+        let clock = lock(rtp_clock);
+        if let (Some(report), Some(rtp)) = (clock.report, clock.pts_map.lookup(pts.nseconds())) {
+            return (report.wall_time(rtp), CaptureClock::RtcpSenderReport);
+        }
+    }
+    let now = SystemTime::now();
+    if let (Some(running), Some(pipeline)) = (running, pipeline) {
+        if let (Some(clock), Some(base)) = (pipeline.clock(), pipeline.base_time()) {
+            let clock_now = clock.time();
+            let at = base + running;
+            if clock_now >= at {
+                let age = Duration::from_nanos((clock_now - at).nseconds());
+                // Ages beyond a minute mean a non-live source without sync; use now.
+                if age < Duration::from_secs(60) {
+                    return (now - age, CaptureClock::Arrival);
+                }
+            }
+        }
+    }
+    (now, CaptureClock::Arrival)
+}
+
+/// Locks a mutex whose data stays valid even if a holder panicked.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,250 @@
+//! What a camera is doing, why, and its counters: the supervisor writes it, everyone else
+//! reads it (terminal demo, logs, later the API and MQTT status topic).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+/// The supervision state machine of one camera.
+///
+/// ```text
+///  Connecting --first frame--> Streaming --no frame for stall_timeout--> Stalled
+///      |                          |                                          |
+///      +--error/timeout--+        +--error/end of stream--+                  |
+///                        v                                v                  v
+///                     BackingOff <----------------------------------------- (teardown)
+///                        |  (delay with exponential growth and jitter)
+///                        +--> Connecting
+///  Failed: retrying cannot help (missing GStreamer plugin, unusable pipeline).
+///  Finished: a file that does not loop reached its end.  Stopped: removed or shut down.
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraState {
+    Connecting,
+    Streaming,
+    Stalled,
+    BackingOff,
+    Failed,
+    Finished,
+    Stopped,
+}
+
+impl CameraState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CameraState::Connecting => "connecting",
+            CameraState::Streaming => "streaming",
+            CameraState::Stalled => "stalled",
+            CameraState::BackingOff => "backing_off",
+            CameraState::Failed => "failed",
+            CameraState::Finished => "finished",
+            CameraState::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for CameraState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a camera is not streaming. Each variant has a stable `code` for machines and a message
+/// for people that says what to check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "code", content = "detail", rename_all = "snake_case")]
+pub enum Problem {
+    /// The camera rejected the credentials (RTSP 401).
+    Unauthorized,
+    /// The camera has no stream at this path (RTSP 404), or the file is gone.
+    NotFound,
+    /// Nothing listens at the camera's address and port.
+    ConnectionRefused,
+    /// The camera did not answer or sent no first frame in time.
+    ConnectTimeout,
+    /// The stream produced no frame for the stall timeout.
+    Stalled,
+    /// The server ended the stream.
+    StreamEnded,
+    /// The network connection failed (detail from GStreamer).
+    Network(String),
+    /// The stream could not be decoded (detail from GStreamer).
+    Decode(String),
+    /// A GStreamer element is missing: retrying cannot help.
+    MissingPlugin(String),
+    /// The pipeline could not be built or started.
+    Pipeline(String),
+}
+
+impl Problem {
+    /// Retrying helps unless software is missing.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Problem::MissingPlugin(_))
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Problem::Unauthorized => "unauthorized",
+            Problem::NotFound => "not_found",
+            Problem::ConnectionRefused => "connection_refused",
+            Problem::ConnectTimeout => "connect_timeout",
+            Problem::Stalled => "stalled",
+            Problem::StreamEnded => "stream_ended",
+            Problem::Network(_) => "network",
+            Problem::Decode(_) => "decode",
+            Problem::MissingPlugin(_) => "missing_plugin",
+            Problem::Pipeline(_) => "pipeline",
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Unauthorized => f.write_str(
+                "the camera rejected the user name or password; check username/password_env",
+            ),
+            Problem::NotFound => f.write_str(
+                "no stream at this address (not found); check the URL path or file",
+            ),
+            Problem::ConnectionRefused => f.write_str(
+                "connection refused: nothing listens at that host and port; check the camera is on and the port",
+            ),
+            Problem::ConnectTimeout => f.write_str(
+                "no first frame before connect_timeout_s; check the network path to the camera",
+            ),
+            Problem::Stalled => f.write_str("no frame for stall_timeout_s; reconnecting"),
+            Problem::StreamEnded => f.write_str("the camera ended the stream; reconnecting"),
+            Problem::Network(d) => write!(f, "network error: {d}"),
+            Problem::Decode(d) => write!(f, "cannot decode the stream: {d}"),
+            Problem::MissingPlugin(d) => write!(
+                f,
+                "a GStreamer plugin is missing ({d}); run `make setup` to install gstreamer1.0-plugins-* and gstreamer1.0-libav"
+            ),
+            Problem::Pipeline(d) => write!(f, "cannot build the pipeline: {d}"),
+        }
+    }
+}
+
+/// Counters updated from the streaming thread without locks.
+#[derive(Debug)]
+pub struct Counters {
+    epoch: Instant,
+    /// Frames that came out of the decoder.
+    pub frames_decoded: AtomicU64,
+    /// Frames handed to the analysis queue (after the analysis-rate gate).
+    pub frames_queued: AtomicU64,
+    /// Frames dropped because analysis did not keep up.
+    pub frames_dropped: AtomicU64,
+    /// Successful connects after the first.
+    pub reconnects: AtomicU64,
+    /// Nanoseconds since `epoch` of the newest decoded frame, or 0 when none yet.
+    last_frame_ns: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            frames_decoded: AtomicU64::new(0),
+            frames_queued: AtomicU64::new(0),
+            frames_dropped: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            last_frame_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Counters {
+    pub fn frame_decoded(&self) {
+        self.frames_decoded.fetch_add(1, Ordering::Relaxed);
+        let ns = self.epoch.elapsed().as_nanos() as u64;
+        self.last_frame_ns.store(ns.max(1), Ordering::Relaxed);
+    }
+
+    /// Time since the newest decoded frame.
+    pub fn last_frame_age(&self) -> Option<Duration> {
+        let ns = self.last_frame_ns.load(Ordering::Relaxed);
+        (ns != 0).then(|| {
+            self.epoch
+                .elapsed()
+                .saturating_sub(Duration::from_nanos(ns))
+        })
+    }
+
+    pub fn get(&self, c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// A point-in-time view of one camera, for people and APIs.
+#[derive(Debug, Clone, Serialize)]
+pub struct CameraStatus {
+    pub id: String,
+    pub name: String,
+    /// The source with credentials redacted.
+    pub source: String,
+    pub state: CameraState,
+    /// Why the camera is not streaming, when it is not.
+    pub problem: Option<ProblemView>,
+    /// When the camera entered this state.
+    #[serde(with = "unix_ms")]
+    pub since: SystemTime,
+    /// Consecutive failed attempts (resets once frames flow).
+    pub attempt: u32,
+    /// Delay before the next attempt while backing off.
+    pub retry_in_ms: Option<u64>,
+    pub frames_decoded: u64,
+    pub frames_queued: u64,
+    pub frames_analysed: u64,
+    pub frames_dropped: u64,
+    pub reconnects: u64,
+    pub last_frame_age_ms: Option<u64>,
+    /// Decoded frames per second over the last few seconds.
+    pub fps: f64,
+    /// Source size, once known.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+}
+
+/// A problem as shown in status output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProblemView {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl From<&Problem> for ProblemView {
+    fn from(p: &Problem) -> Self {
+        Self {
+            code: p.code(),
+            message: p.to_string(),
+        }
+    }
+}
+
+/// A state transition, broadcast to whoever listens (logs, MQTT status, API).
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusChange {
+    pub camera_id: String,
+    pub state: CameraState,
+    pub problem: Option<ProblemView>,
+    #[serde(with = "unix_ms")]
+    pub at: SystemTime,
+}
+
+mod unix_ms {
+    use serde::Serializer;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let ms = t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        s.serialize_u64(ms as u64)
+    }
+}

@@ -1,0 +1,99 @@
+//! Command-line front end. Each subcommand lives in its own module.
+
+mod check_config;
+mod run;
+mod serve_rtsp;
+mod status_view;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pantau",
+    version,
+    about = "Camera streams to traffic and incident facts for city command centers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run pantau with a configuration file.
+    Run {
+        /// Configuration file (TOML). See config/example.toml.
+        #[arg(short, long, default_value = "config/pantau.toml")]
+        config: PathBuf,
+        /// Show a live status table even when stdout is not a terminal (or never: --view=log).
+        #[arg(long, value_enum, default_value_t = run::View::Auto)]
+        view: run::View,
+        /// Stop after this many seconds (for scripted checks); runs until Ctrl-C otherwise.
+        #[arg(long)]
+        duration_s: Option<u64>,
+    },
+    /// Serve the bundled clips as RTSP cameras and run pantau on them.
+    Demo {
+        #[arg(short, long, default_value = "config/demo.toml")]
+        config: PathBuf,
+        /// Folder of clips to serve, one mount per file (named after the file).
+        #[arg(long, default_value = "demo/videos")]
+        videos: PathBuf,
+        /// RTSP port for the clips (the demo config points its cameras here).
+        #[arg(long, default_value_t = 8554)]
+        rtsp_port: u16,
+        #[arg(long, value_enum, default_value_t = run::View::Auto)]
+        view: run::View,
+        #[arg(long)]
+        duration_s: Option<u64>,
+    },
+    /// Check a configuration file: lists every problem, or a summary when it is valid.
+    CheckConfig {
+        /// Configuration file (TOML).
+        file: PathBuf,
+    },
+    /// Serve video files as looping live RTSP H.264 streams (transcoding what is not H.264).
+    ServeRtsp(serve_rtsp::Args),
+}
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::CheckConfig { file } => Ok(check_config::run(&file)),
+        Command::ServeRtsp(args) => serve_rtsp::run(args),
+        Command::Run {
+            config,
+            view,
+            duration_s,
+        } => run::run(run::Options {
+            config,
+            view,
+            duration_s,
+            serve: None,
+        }),
+        Command::Demo {
+            config,
+            videos,
+            rtsp_port,
+            view,
+            duration_s,
+        } => run::run(run::Options {
+            config,
+            view,
+            duration_s,
+            serve: Some((videos, rtsp_port)),
+        }),
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides `default`.
+pub(crate) fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,141 @@
+//! What `run` and `demo` show: a live per-camera table on a terminal, log lines elsewhere.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use pantau_ingest::{CameraStatus, Ingest, StatusChange};
+use tokio::sync::broadcast::error::RecvError;
+
+pub struct StatusView {
+    ingest: Arc<Ingest>,
+    table: bool,
+    recent: VecDeque<StatusChange>,
+}
+
+impl StatusView {
+    pub fn new(ingest: Arc<Ingest>, table: bool) -> Self {
+        Self {
+            ingest,
+            table,
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// Refreshes until `stop` completes.
+    pub async fn run_until(&mut self, stop: impl Future<Output = ()>) {
+        let mut changes = self.ingest.subscribe();
+        let period = if self.table {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        };
+        let mut tick = tokio::time::interval(period);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                change = changes.recv() => match change {
+                    Ok(c) => {
+                        if self.recent.len() == 8 {
+                            self.recent.pop_front();
+                        }
+                        self.recent.push_back(c);
+                    }
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
+                },
+                _ = tick.tick() => self.render(),
+            }
+        }
+    }
+
+    fn render(&self) {
+        let statuses = self.ingest.statuses();
+        if self.table {
+            let mut out = String::from("\x1b[H\x1b[2J");
+            out.push_str(&table(&statuses));
+            out.push_str("\nrecent changes:\n");
+            for c in &self.recent {
+                let at = humantime(c.at);
+                let why = c.problem.as_ref().map(|p| p.message.as_str()).unwrap_or("");
+                let _ = writeln!(
+                    out,
+                    "  {at}  {:<16} {:<12} {why}",
+                    c.camera_id,
+                    c.state.as_str()
+                );
+            }
+            out.push_str("\nCtrl-C stops.\n");
+            print!("{out}");
+        } else {
+            for s in &statuses {
+                tracing::info!(
+                    camera = %s.id,
+                    state = %s.state,
+                    fps = s.fps,
+                    decoded = s.frames_decoded,
+                    analysed = s.frames_analysed,
+                    dropped = s.frames_dropped,
+                    reconnects = s.reconnects,
+                    problem = s.problem.as_ref().map(|p| p.code),
+                    "status"
+                );
+            }
+        }
+    }
+
+    pub fn print_final(&self) {
+        if self.table {
+            print!("{}", table(&self.ingest.statuses()));
+        }
+    }
+}
+
+fn table(statuses: &[CameraStatus]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<16} {:<12} {:>6} {:>9} {:>9} {:>8} {:>6} {:>9} {:>10}  problem",
+        "camera", "state", "fps", "decoded", "analysed", "dropped", "recon", "age ms", "size"
+    );
+    for s in statuses {
+        let size = match (s.width, s.height) {
+            (Some(w), Some(h)) => format!("{w}x{h}"),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<16} {:<12} {:>6.1} {:>9} {:>9} {:>8} {:>6} {:>9} {:>10}  {}",
+            s.id,
+            s.state.as_str(),
+            s.fps,
+            s.frames_decoded,
+            s.frames_analysed,
+            s.frames_dropped,
+            s.reconnects,
+            s.last_frame_age_ms
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into()),
+            size,
+            s.problem.as_ref().map(|p| p.message.as_str()).unwrap_or("")
+        );
+    }
+    out
+}
+
+/// HH:MM:SS UTC.
+fn humantime(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!(
+        "{:02}:{:02}:{:02}Z",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
