@@ -20,7 +20,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use pantau_core::{CameraSettings, SourceSpec};
 
-use crate::clock::{RateGate, RtpPtsMap, SenderReport};
+use crate::clock::{CaptureTimeline, RateGate, RtpPtsMap, SenderReport};
 use crate::frame::{CaptureClock, Frame};
 use crate::queue::{Pushed, QueueSender};
 use crate::sources;
@@ -58,6 +58,7 @@ impl Shared {
 pub(crate) struct RtpClock {
     pub report: Option<SenderReport>,
     pub pts_map: RtpPtsMap,
+    pub timeline: CaptureTimeline,
 }
 
 /// A built (not yet started) pipeline.
@@ -259,36 +260,56 @@ fn install_appsink(
     );
 }
 
-/// The camera's capture time of a frame: RTCP sender report when one has been seen and the
-/// frame's RTP timestamp is known, otherwise the arrival time derived from the pipeline clock
-/// (the moment the source received it, not the moment analysis gets it).
+/// The capture time of a frame: the camera's clock (RTCP sender report) when known, otherwise
+/// the arrival time derived from the pipeline clock (the moment the source received it, not the
+/// moment analysis gets it).
 fn capture_time(
     rtp_clock: Option<&Arc<Mutex<RtpClock>>>,
     pts: Option<gst::ClockTime>,
     running: Option<gst::ClockTime>,
     pipeline: Option<&gst::Pipeline>,
 ) -> (SystemTime, CaptureClock) {
-    if let (Some(rtp_clock), Some(pts)) = (rtp_clock, pts) {
-        let clock = lock(rtp_clock);
-        if let (Some(report), Some(rtp)) = (clock.report, clock.pts_map.lookup(pts.nseconds())) {
-            return (report.wall_time(rtp), CaptureClock::RtcpSenderReport);
-        }
-    }
+    let arrival = arrival_time(running, pipeline);
+    let Some(rtp_clock) = rtp_clock else {
+        return (arrival, CaptureClock::Arrival);
+    };
+    let mut clock = lock(rtp_clock);
+    let camera = match (
+        clock.report,
+        pts.and_then(|p| clock.pts_map.lookup(p.nseconds())),
+    ) {
+        (Some(report), Some(rtp)) => Some(report.wall_time(rtp)),
+        _ => None,
+    };
+    let (t, on_camera) = clock.timeline.place(camera, arrival);
+    let kind = if on_camera {
+        CaptureClock::RtcpSenderReport
+    } else {
+        CaptureClock::Arrival
+    };
+    (t, kind)
+}
+
+fn arrival_time(running: Option<gst::ClockTime>, pipeline: Option<&gst::Pipeline>) -> SystemTime {
     let now = SystemTime::now();
-    if let (Some(running), Some(pipeline)) = (running, pipeline) {
-        if let (Some(clock), Some(base)) = (pipeline.clock(), pipeline.base_time()) {
-            let clock_now = clock.time();
-            let at = base + running;
-            if clock_now >= at {
-                let age = Duration::from_nanos((clock_now - at).nseconds());
-                // Ages beyond a minute mean a non-live source without sync; use now.
-                if age < Duration::from_secs(60) {
-                    return (now - age, CaptureClock::Arrival);
-                }
-            }
-        }
+    let (Some(running), Some(pipeline)) = (running, pipeline) else {
+        return now;
+    };
+    let (Some(clock), Some(base)) = (pipeline.clock(), pipeline.base_time()) else {
+        return now;
+    };
+    let at = base + running;
+    let clock_now = clock.time();
+    if clock_now < at {
+        return now;
     }
-    (now, CaptureClock::Arrival)
+    let age = Duration::from_nanos((clock_now - at).nseconds());
+    // Ages beyond a minute mean a non-live source decoded ahead of time; use now.
+    if age < Duration::from_secs(60) {
+        now - age
+    } else {
+        now
+    }
 }
 
 /// Locks a mutex whose data stays valid even if a holder panicked.

@@ -223,7 +223,15 @@ fn serve_thread(
                         }
                     });
                 }
-                Err(e) => tracing::error!(file = %file.display(), "cannot play: {e}"),
+                Err(e) => {
+                    tracing::error!(file = %file.display(), "cannot play: {e}");
+                    // Fail this client's request instead of leaving it waiting for data.
+                    gst::element_error!(
+                        appsrc,
+                        gst::ResourceError::Read,
+                        ["cannot play {}: {}", file.display(), e]
+                    );
+                }
             }
         });
         mounts.add_factory(&m.path, factory);
@@ -239,6 +247,10 @@ fn serve_thread(
             return;
         }
     };
+    // Each client in its own thread, so one slow or broken media cannot hold up the others.
+    if let Some(pool) = server.thread_pool() {
+        pool.set_max_threads(32);
+    }
     let port = u16::try_from(server.bound_port()).unwrap_or(options.port);
     let _ = ready.send(Ok(port));
     main_loop.run();
@@ -284,7 +296,8 @@ impl Player {
             let Some(pipeline) = pipeline_weak.upgrade() else {
                 return;
             };
-            let caps = pad.current_caps();
+            // parsebin may expose a pad before its caps event; ask for what it can produce.
+            let caps = pad.current_caps().or_else(|| Some(pad.query_caps(None)));
             let name = caps
                 .as_ref()
                 .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
@@ -302,6 +315,7 @@ impl Player {
                 }
                 return;
             }
+            tracing::debug!(caps = %name, "file video track");
             if let Err(e) = link_video(&pipeline, pad, &name, &sink_pad) {
                 tracing::error!("cannot prepare the stream: {e}");
             }
@@ -331,7 +345,15 @@ impl Player {
                     let Some(buffer) = sample.buffer() else {
                         return Ok(gst::FlowSuccess::Ok);
                     };
-                    let pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
+                    // Stream time to running time: encoders such as x264enc start their
+                    // timestamps far from zero.
+                    let raw_pts = buffer.pts().unwrap_or(gst::ClockTime::ZERO);
+                    let pts = sample
+                        .segment()
+                        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+                        .and_then(|s| s.to_running_time(raw_pts))
+                        .unwrap_or(raw_pts);
+                    let dts_behind = buffer.dts().map(|d| raw_pts.saturating_sub(d));
                     if last_pts.is_some_and(|l| pts + gst::ClockTime::from_mseconds(500) < l) {
                         // Looped: continue after the last frame.
                         offset = last_end;
@@ -349,7 +371,7 @@ impl Player {
                     {
                         let out = out.make_mut();
                         out.set_pts(base + offset + pts);
-                        out.set_dts(buffer.dts().map(|d| base + offset + d));
+                        out.set_dts(dts_behind.map(|b| (base + offset + pts).saturating_sub(b)));
                     }
                     last_end = last_end.max(offset + pts + duration);
                     match appsrc.push_buffer(out) {
@@ -369,6 +391,7 @@ impl Player {
         let bus = pipeline.bus().ok_or("pipeline has no bus")?;
         let pipeline_loop = pipeline.clone();
         let running_loop = running.clone();
+        let appsrc_loop = appsrc.downgrade();
         let thread = std::thread::Builder::new()
             .name("rtsp-player".into())
             .spawn(move || {
@@ -394,6 +417,9 @@ impl Player {
                         }
                         gst::MessageView::Error(e) => {
                             tracing::warn!(error = %e.error(), "player stopped");
+                            if let Some(appsrc) = appsrc_loop.upgrade() {
+                                let _ = appsrc.end_of_stream();
+                            }
                             break;
                         }
                         _ => {}
@@ -492,7 +518,8 @@ fn link_video(
         .ok_or("videoconvert has no sink")?;
     decode.connect_pad_added(move |_, p| {
         if !convert_sink.is_linked() {
-            let _ = p.link(&convert_sink);
+            let r = p.link(&convert_sink);
+            tracing::debug!(result = ?r, "decoded track linked");
         }
     });
     for e in [&enc, &raw, &convert, &decode] {

@@ -209,7 +209,12 @@ async fn drive(
         );
     };
     let mut messages = bus.stream();
-    if let Err(e) = p.pipeline.set_state(gst::State::Playing) {
+    // State changes may wait on the network (rtspsrc); keep them off the async workers.
+    let pipeline = p.pipeline.clone();
+    let started = tokio::task::spawn_blocking(move || pipeline.set_state(gst::State::Playing))
+        .await
+        .unwrap_or(Err(gst::StateChangeError));
+    if let Err(e) = started {
         // The bus usually says why; give it a moment.
         let reason = tokio::time::timeout(Duration::from_millis(200), async {
             while let Some(msg) = messages.next().await {
@@ -246,7 +251,11 @@ async fn drive(
                 match msg.view() {
                     gst::MessageView::Error(err) => {
                         debug!(error = %err.error(), debug = ?err.debug(), "pipeline error");
-                        return (RunEnd::Problem(classify(&err)), streaming);
+                        let mut problem = classify(&err);
+                        if let (Problem::Network(_), SourceSpec::Rtsp { url, .. }) = (&problem, &settings.source) {
+                            problem = diagnose(url).await.unwrap_or(problem);
+                        }
+                        return (RunEnd::Problem(problem), streaming);
                     }
                     gst::MessageView::Warning(w) => {
                         debug!(warning = %w.error(), "pipeline warning");
@@ -341,4 +350,26 @@ pub(crate) fn classify(err: &gst::message::Error) -> Problem {
         return Problem::Decode(message);
     }
     Problem::Network(message)
+}
+
+/// GStreamer reports most connection failures as "could not open resource"; a plain TCP
+/// connect tells the operator which one it is.
+async fn diagnose(url: &url::Url) -> Option<Problem> {
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url
+        .port()
+        .unwrap_or(if url.scheme() == "rtsps" { 322 } else { 554 });
+    let attempt = tokio::net::TcpStream::connect((host.as_str(), port));
+    match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+        Err(_) => Some(Problem::ConnectTimeout),
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Some(Problem::ConnectionRefused)
+        }
+        Ok(Err(e)) => Some(Problem::Network(format!("cannot reach {host}:{port}: {e}"))),
+    }
 }

@@ -93,11 +93,12 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         };
         view.run_until(stop).await;
         tracing::info!("shutting down");
+        let last = ingest.statuses();
         ingest.shutdown().await;
         for c in consumers {
             let _ = c.await;
         }
-        view.print_final();
+        view.print_final(&last);
         anyhow::Ok(())
     });
     if let Some(server) = server {

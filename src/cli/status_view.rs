@@ -87,9 +87,10 @@ impl StatusView {
         }
     }
 
-    pub fn print_final(&self) {
+    /// The last table, as it stood just before shutdown.
+    pub fn print_final(&self, last: &[CameraStatus]) {
         if self.table {
-            print!("{}", table(&self.ingest.statuses()));
+            print!("{}", table(last));
         }
     }
 }

@@ -61,10 +61,10 @@ pub(crate) fn decodebin(
         .map_err(|e| Problem::Pipeline(e.to_string()))?;
     let tail = tail.clone();
     decodebin.connect_pad_added(move |_, pad| {
-        let is_video = pad
-            .current_caps()
-            .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/x-raw")))
-            .unwrap_or(false);
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let is_video = caps
+            .structure(0)
+            .is_some_and(|s| s.name().starts_with("video/x-raw"));
         if is_video && !tail.is_linked() {
             if let Err(e) = pad.link(&tail) {
                 tracing::warn!(error = ?e, "cannot link decoded video");

@@ -1,0 +1,33 @@
+# The few commands people use. `make demo` and `make test` set everything up first.
+SHELL := /bin/bash
+export ORT_DYLIB_PATH ?= $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1.32.0
+NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo yes)
+
+.PHONY: setup demo test bench lint fmt
+
+setup:
+	@scripts/setup.sh
+
+## Serve the bundled clips as RTSP cameras and run pantau on them.
+demo: setup
+	cargo run --release --bin pantau -- demo
+
+## Every test: unit, property, end-to-end (real GStreamer, RTSP, broker, database).
+test: setup
+ifeq ($(NEXTEST),yes)
+	cargo nextest run --workspace --no-fail-fast
+else
+	cargo test --workspace --no-fail-fast
+endif
+	cargo test --workspace --doc
+
+## Benchmarks (figures in the README come from here).
+bench: setup
+	cargo bench --bench ingest
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all

@@ -1,0 +1,159 @@
+//! The `pantau` binary as a user runs it.
+
+use std::process::Command;
+
+fn pantau() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pantau"))
+}
+
+fn repo(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    for file in ["config/demo.toml", "config/example.toml"] {
+        let out = pantau()
+            .args(["check-config", &repo(file)])
+            .output()
+            .expect("runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(": OK."), "{stdout}");
+    }
+}
+
+#[test]
+fn check_config_lists_every_problem_and_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[ingest]\nanalysis_fps = 500\n\n[[cameras]]\nid = \"a\"\nurl = \"rtsp://admin:hunter2@10.0.0.1/x\"\n\n\
+         [[cameras]]\nid = \"a\"\nurl = \"rtps://10.0.0.2/x\"\n\n[[cameras]]\nid = \"c\"\nurl = \"file:///no/such.mp4\"\n",
+    )
+    .expect("write");
+    let out = pantau()
+        .args(["check-config", file.to_str().expect("utf-8 path")])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "4 problems in the configuration",
+        "ingest.analysis_fps: 500 fps is out of range",
+        "cameras[1].id: camera id \"a\" is used twice",
+        "cameras[1].url: scheme \"rtps\" is not rtsp, rtsps, file or test",
+        "cameras[2].url: cannot read /no/such.mp4",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    assert!(!stderr.contains("hunter2"), "password leaked:\n{stderr}");
+}
+
+#[test]
+fn check_config_summary_redacts_credentials() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("ok.toml");
+    std::fs::write(
+        &file,
+        "[[cameras]]\nid = \"gate\"\nurl = \"rtsp://admin:hunter2@10.0.0.1:554/live\"\n",
+    )
+    .expect("write");
+    let out = pantau()
+        .args(["check-config", file.to_str().expect("utf-8 path")])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("rtsp://admin:***@10.0.0.1:554/live"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2"));
+}
+
+#[test]
+fn unreadable_or_malformed_files_name_the_file() {
+    let out = pantau()
+        .args(["check-config", "/no/such/pantau.toml"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("cannot read config file /no/such/pantau.toml"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("typo.toml");
+    std::fs::write(
+        &file,
+        "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\nanalysis_fsp = 5\n",
+    )
+    .expect("write");
+    let out = pantau()
+        .args(["check-config", file.to_str().expect("utf-8 path")])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unknown field `analysis_fsp`"), "{stderr}");
+    assert!(stderr.contains("line 4"), "{stderr}");
+}
+
+/// `pantau demo` serves the bundled clips over RTSP and ingests them: every camera streams.
+#[test]
+fn demo_streams_every_bundled_clip() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("demo.toml");
+    let text = std::fs::read_to_string(repo("config/demo.toml"))
+        .expect("demo config")
+        .replace("127.0.0.1:8554", &format!("127.0.0.1:{port}"));
+    std::fs::write(&config, text).expect("write");
+    let out = pantau()
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "demo",
+            "--view",
+            "table",
+            "--duration-s",
+            "10",
+            "--rtsp-port",
+            &port.to_string(),
+        ])
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The final table (printed after shutdown): one row per camera, each streamed frames.
+    let last_header = stdout.rfind("camera ").expect("a status table");
+    let table: Vec<&str> = stdout[last_header..].lines().skip(1).collect();
+    for id in ["traffic", "campus", "stadtmitte"] {
+        let row = table
+            .iter()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("no row for {id} in:\n{stdout}"));
+        let decoded: u64 = row
+            .split_whitespace()
+            .nth(3)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("cannot read decoded frames in {row:?}"));
+        assert!(decoded > 20, "{id} decoded only {decoded} frames: {row}");
+    }
+}
