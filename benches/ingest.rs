@@ -1,1 +1,159 @@
+//! Ingest throughput per clip, next to bare GStreamer decoding of the same clip in the same run.
+//!
+//! For every clip: frames per second through pantau's ingest path (file source -> decode ->
+//! analysis-rate gate -> scale/convert to BGR -> appsink -> frame queue -> consumer), against
+//! (a) a bare decode (`decodebin ! fakesink`) and (b) decode plus the same scale/convert in a
+//! plain pipeline. Rounds are interleaved and the median kept, so the ratios are comparable
+//! even on a noisy machine.
+//!
+//! Run: `cargo bench --bench ingest` (or `make bench`).
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use pantau_core::Config;
+use pantau_ingest::{CameraState, Ingest};
+
+const ROUNDS: usize = 3;
+const ANALYSIS_WIDTH: u32 = 640;
+
+fn clips() -> Vec<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut clips: Vec<PathBuf> = ["traffic.mp4", "stadtmitte.mp4", "vtest.avi"]
+        .iter()
+        .map(|c| root.join("demo/videos").join(c))
+        .collect();
+    let shared = root.join("../shared/assets/video/rknn_cars_1280x720.mp4");
+    if shared.exists() {
+        clips.push(shared);
+    }
+    clips
+}
+
+/// Runs a gst-launch style pipeline to EOS; returns (frames, seconds).
+fn plain(description: &str) -> (u64, f64) {
+    let pipeline = gst::parse::launch(description)
+        .expect("valid pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+    let sink = pipeline.by_name("sink").expect("sink named 'sink'");
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    sink.static_pad("sink")
+        .expect("sink pad")
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            c.fetch_add(1, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    let start = Instant::now();
+    pipeline.set_state(gst::State::Playing).expect("plays");
+    let bus = pipeline.bus().expect("bus");
+    for msg in bus.iter_timed(gst::ClockTime::NONE) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{description}: {}", e.error()),
+            _ => {}
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    pipeline.set_state(gst::State::Null).expect("stops");
+    (count.load(Ordering::Relaxed), secs)
+}
+
+/// The ingest path, as fast as the file decodes, every frame to the consumer.
+fn ingest(rt: &tokio::runtime::Runtime, clip: &Path) -> (u64, f64) {
+    rt.block_on(async {
+        let text = format!(
+            "[[cameras]]\nid = \"bench\"\nurl = \"file://{}\"\nloop = false\nrealtime = false\n\
+             analysis_fps = 120\nanalysis_width = {ANALYSIS_WIDTH}\n",
+            clip.display()
+        );
+        let valid = Config::parse(&text)
+            .expect("parses")
+            .validate(Path::new("/"), &|_| None)
+            .expect("valid");
+        let ingest = Ingest::new().expect("gstreamer");
+        let start = Instant::now();
+        let mut rx = ingest.add(valid.cameras[0].clone()).expect("add");
+        let mut n = 0u64;
+        let mut checksum = 0u64;
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
+                Ok(Some(frame)) => {
+                    n += 1;
+                    // Touch the pixels like analysis would.
+                    checksum =
+                        checksum.wrapping_add(u64::from(frame.data()[frame.data().len() / 2]));
+                }
+                Ok(None) => break,
+                Err(_) if ingest.state("bench") == Some(CameraState::Finished) => break,
+                Err(_) => {}
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        std::hint::black_box(checksum);
+        ingest.shutdown().await;
+        (n, secs)
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter argument selects clips by name.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    gst::init().expect("gstreamer");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "ingest throughput, median of {ROUNDS} interleaved rounds; analysis frames {ANALYSIS_WIDTH} px wide BGR\n"
+    );
+    println!(
+        "{:<26} {:>7} {:>12} {:>14} {:>12} {:>10} {:>12}",
+        "clip", "frames", "decode fps", "dec+conv fps", "ingest fps", "ingest/dec", "ingest/d+c"
+    );
+    for clip in clips() {
+        let name = clip
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
+        }
+        let location = clip.display().to_string();
+        let bare =
+            format!("filesrc location=\"{location}\" ! decodebin ! fakesink name=sink sync=false");
+        let convert = format!(
+            "filesrc location=\"{location}\" ! decodebin ! videoconvertscale ! \
+             video/x-raw,format=BGR,width={ANALYSIS_WIDTH},pixel-aspect-ratio=1/1 ! fakesink name=sink sync=false"
+        );
+        let (mut d, mut c, mut i) = (Vec::new(), Vec::new(), Vec::new());
+        let mut frames = 0;
+        for _ in 0..ROUNDS {
+            let (n, s) = plain(&bare);
+            d.push(n as f64 / s);
+            frames = n;
+            let (n, s) = plain(&convert);
+            c.push(n as f64 / s);
+            let (n, s) = ingest(&rt, &clip);
+            assert_eq!(n, frames, "{name}: ingest delivered {n} of {frames} frames");
+            i.push(n as f64 / s);
+        }
+        let (d, c, i) = (median(d), median(c), median(i));
+        println!(
+            "{name:<26} {frames:>7} {d:>12.0} {c:>14.0} {i:>12.0} {:>10.2} {:>12.2}",
+            i / d,
+            i / c
+        );
+    }
+}

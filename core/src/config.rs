@@ -650,7 +650,7 @@ fn check_fps(issues: &mut ConfigIssues, path: &str, fps: f64) {
 }
 
 fn check_width(issues: &mut ConfigIssues, path: &str, width: u32) {
-    if !(64..=3840).contains(&width) || width % 2 != 0 {
+    if !(64..=3840).contains(&width) || !width.is_multiple_of(2) {
         issues.push(
             path,
             format!("{width} px is not usable: use an even width from 64 to 3840 pixels"),

@@ -124,10 +124,12 @@ fn install_gate(
     let max_width = settings.analysis_width;
     let filter = filter.clone();
     let gate = Mutex::new(RateGate::new(settings.analysis_fps));
+    let caps_now: Mutex<Option<gst::Caps>> = Mutex::new(None);
     let mask = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM;
-    pad.add_probe(mask, move |pad, info| match &info.data {
+    pad.add_probe(mask, move |_pad, info| match &info.data {
         Some(gst::PadProbeData::Event(ev)) => {
             if let gst::EventView::Caps(c) = ev.view() {
+                *lock(&caps_now) = Some(c.caps_owned());
                 if let Ok(vi) = gst_video::VideoInfo::from_caps(c.caps()) {
                     *lock(&shared.source_size) = Some((vi.width(), vi.height()));
                     filter.set_property("caps", analysis_caps(&vi, max_width));
@@ -137,7 +139,7 @@ fn install_gate(
         }
         Some(gst::PadProbeData::Buffer(buffer)) => {
             shared.counters.frame_decoded();
-            let caps = pad.current_caps();
+            let caps = lock(&caps_now).clone();
             *lock(&shared.latest) = Some(
                 gst::Sample::builder()
                     .buffer(buffer)

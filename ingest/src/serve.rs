@@ -403,17 +403,16 @@ impl Player {
                         continue;
                     };
                     match msg.view() {
-                        gst::MessageView::Eos(_) => {
+                        gst::MessageView::Eos(_)
                             if pipeline_loop
                                 .seek_simple(
                                     gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
                                     gst::ClockTime::ZERO,
                                 )
-                                .is_err()
-                            {
-                                tracing::warn!("cannot loop the file");
-                                break;
-                            }
+                                .is_err() =>
+                        {
+                            tracing::warn!("cannot loop the file");
+                            break;
                         }
                         gst::MessageView::Error(e) => {
                             tracing::warn!(error = %e.error(), "player stopped");

@@ -164,6 +164,8 @@ async fn run(camera: Arc<Camera>, cancel: CancellationToken) {
         match end {
             RunEnd::Cancelled => return,
             RunEnd::Finished => {
+                // The consumer gets what is queued, then the end of the stream.
+                camera.shared.frames.close();
                 camera.set_state(CameraState::Finished, None, None);
                 cancel.cancelled().await;
                 return;
@@ -219,7 +221,7 @@ async fn drive(
         let reason = tokio::time::timeout(Duration::from_millis(200), async {
             while let Some(msg) = messages.next().await {
                 if let gst::MessageView::Error(err) = msg.view() {
-                    return Some(classify(&err));
+                    return Some(classify(err));
                 }
             }
             None
@@ -251,7 +253,7 @@ async fn drive(
                 match msg.view() {
                     gst::MessageView::Error(err) => {
                         debug!(error = %err.error(), debug = ?err.debug(), "pipeline error");
-                        let mut problem = classify(&err);
+                        let mut problem = classify(err);
                         if let (Problem::Network(_), SourceSpec::Rtsp { url, .. }) = (&problem, &settings.source) {
                             problem = diagnose(url).await.unwrap_or(problem);
                         }
