@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use crate::analytics::{DetectorConfig, LineConfig, TrackerConfig, ZoneConfig};
 use crate::secret::Secret;
 
 /// The whole configuration file.
@@ -25,6 +26,12 @@ pub struct Config {
     /// Defaults for every camera's ingest; each camera may override some of them.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// The object detector shared by all cameras.
+    #[serde(default)]
+    pub detector: DetectorConfig,
+    /// Multi-object tracking.
+    #[serde(default)]
+    pub tracker: TrackerConfig,
     /// The cameras this node watches.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
@@ -219,6 +226,12 @@ pub struct CameraConfig {
     /// Overrides `ingest.stall_timeout_s`.
     #[serde(default)]
     pub stall_timeout_s: Option<f64>,
+    /// Counting lines.
+    #[serde(default)]
+    pub lines: Vec<LineConfig>,
+    /// Zones with occupancy and entries/exits.
+    #[serde(default)]
+    pub zones: Vec<ZoneConfig>,
 }
 
 fn default_true() -> bool {
@@ -380,6 +393,8 @@ pub struct CameraSettings {
     pub stall_timeout: Duration,
     pub connect_timeout: Duration,
     pub reconnect: ReconnectSettings,
+    pub lines: Vec<LineConfig>,
+    pub zones: Vec<ZoneConfig>,
 }
 
 /// One problem in a configuration: where, and what to do.
@@ -402,7 +417,7 @@ impl fmt::Display for ConfigIssue {
 pub struct ConfigIssues(pub Vec<ConfigIssue>);
 
 impl ConfigIssues {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigIssue {
             path: path.into(),
             message: message.into(),
@@ -505,6 +520,8 @@ impl Config {
         check_name(&mut issues, "node.name", &self.node.name);
         check_name(&mut issues, "node.site", &self.node.site);
         self.ingest.check(&mut issues);
+        self.detector.check(&mut issues);
+        self.tracker.check(&mut issues);
 
         let mut seen = HashSet::new();
         let mut cameras = Vec::with_capacity(self.cameras.len());
@@ -706,6 +723,7 @@ impl CameraConfig {
             10_000,
             " ms",
         );
+        crate::analytics::check_scene(issues, prefix, &self.lines, &self.zones);
         let source = self.resolve_source(prefix, base, env, issues);
         if issues.0.len() > before {
             return None;
@@ -721,6 +739,8 @@ impl CameraConfig {
             stall_timeout: Duration::from_secs_f64(stall.clamp(0.5, 600.0)),
             connect_timeout: Duration::from_secs_f64(defaults.connect_timeout_s.clamp(1.0, 600.0)),
             reconnect: defaults.reconnect_settings(),
+            lines: self.lines.clone(),
+            zones: self.zones.clone(),
         })
     }
 
@@ -1109,6 +1129,26 @@ mod tests {
             (
                 "[[cameras]]\nid = \"a\"\nurl = \"rtsp://h/x\"\nfps = 5\n",
                 "unknown field `fps`",
+            ),
+            (
+                "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\n[[cameras.lines]]\nname = \"stop-line\"\npoints = [[10, 10]]\n",
+                "cameras[0].lines[0].points: a line needs at least two points",
+            ),
+            (
+                "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\n[[cameras.zones]]\nname = \"box\"\npolygon = [[0, 0], [10, 0], [20, 0]]\n",
+                "cameras[0].zones[0].polygon: the corners enclose no area",
+            ),
+            (
+                "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\n[[cameras.lines]]\nname = \"x\"\npoints = [[0, 0], [5, 5]]\n[[cameras.zones]]\nname = \"x\"\npolygon = [[0, 0], [10, 0], [10, 10]]\n",
+                "cameras[0].zones[0].name: \"x\" is used twice on this camera",
+            ),
+            (
+                "[detector]\nmin_score = 0\n",
+                "detector.min_score: 0 is out of range: use a value from 0.01 to 1",
+            ),
+            (
+                "[tracker]\nlow_score = 0.7\nhigh_score = 0.5\n",
+                "tracker.low_score: 0.7 is above high_score 0.5",
             ),
             (
                 "[ingest]\nstall_timeout_s = \"5\"\n",

@@ -5,11 +5,13 @@
 //! and turned into resolved settings (`CameraSettings`) that the stages consume. Nothing starts
 //! on a config that has errors.
 
+pub mod analytics;
 pub mod config;
 pub mod secret;
 
 pub use config::{
     CameraConfig, CameraSettings, Config, ConfigError, ConfigIssue, ConfigIssues, Credentials,
-    ReconnectSettings, SourceSpec, TestPattern, Transport,
+    DetectorConfig, LineConfig, ReconnectSettings, SourceSpec, TestPattern, TrackerConfig,
+    Transport, ZoneConfig,
 };
 pub use secret::Secret;

@@ -1,0 +1,39 @@
+//! Object detection: a model manifest ([`model`]), letterbox preprocessing ([`preprocess`]),
+//! output decoding and NMS ([`decode`]), the ONNX Runtime session ([`onnx`]) and the service
+//! that shares one session fairly between cameras ([`service`]).
+
+pub mod decode;
+pub mod model;
+pub mod onnx;
+pub mod preprocess;
+pub mod service;
+
+use serde::Serialize;
+
+use crate::geometry::BBox;
+
+/// One detected object, in the pixel coordinates of the image given to the detector.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Detection {
+    pub bbox: BBox,
+    pub score: f32,
+    /// Class id (index into the model's labels).
+    pub class: u16,
+}
+
+/// A borrowed BGR image: `height` rows of `stride` bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageRef<'a> {
+    pub data: &'a [u8],
+    pub width: u32,
+    pub height: u32,
+    pub stride: usize,
+}
+
+/// Milliseconds spent in each step of one detection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct DetectTimings {
+    pub preprocess_ms: f64,
+    pub inference_ms: f64,
+    pub postprocess_ms: f64,
+}

@@ -1,0 +1,155 @@
+//! The model manifest: what an ONNX detector expects and produces, so another model of the
+//! same family runs without code changes.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::onnx::DetectError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    /// ONNX file, relative to the manifest.
+    pub file: PathBuf,
+    /// Expected sha256 of the file (hex), checked when present.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Class names, one per line, relative to the manifest.
+    pub labels: PathBuf,
+    pub input: InputSpec,
+    pub output: OutputSpec,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub pixel_order: PixelOrder,
+    #[serde(default = "one")]
+    pub scale: f32,
+    pub letterbox: LetterboxMode,
+    #[serde(default = "pad")]
+    pub pad_value: u8,
+}
+
+fn one() -> f32 {
+    1.0
+}
+fn pad() -> u8 {
+    114
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelOrder {
+    Bgr,
+    Rgb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LetterboxMode {
+    TopLeft,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub name: String,
+    pub decoding: Decoding,
+    pub strides: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decoding {
+    Yolox,
+}
+
+/// A manifest with its files resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub manifest: Manifest,
+    pub onnx_path: PathBuf,
+    pub labels: Vec<String>,
+}
+
+impl Model {
+    pub fn load(manifest_path: &Path) -> Result<Self, DetectError> {
+        let bad = |reason: String| DetectError::Manifest {
+            path: manifest_path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(manifest_path)
+            .map_err(|e| bad(format!("cannot read it: {e}; set detector.model to a manifest such as models/yolox_nano.toml")))?;
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| bad(e.message().to_string()))?;
+        let dir = manifest_path.parent().unwrap_or(Path::new("."));
+        let onnx_path = dir.join(&manifest.file);
+        let bytes = std::fs::read(&onnx_path).map_err(|e| DetectError::ModelFile {
+            path: onnx_path.clone(),
+            reason: format!("cannot read it: {e}"),
+        })?;
+        if let Some(expected) = &manifest.sha256 {
+            let got = Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>();
+            if !got.eq_ignore_ascii_case(expected) {
+                return Err(DetectError::ModelFile {
+                    path: onnx_path,
+                    reason: format!(
+                        "sha256 is {got}, the manifest expects {expected}; the file is damaged or not the model the manifest describes"
+                    ),
+                });
+            }
+        }
+        let labels_path = dir.join(&manifest.labels);
+        let labels: Vec<String> = std::fs::read_to_string(&labels_path)
+            .map_err(|e| bad(format!("cannot read labels {}: {e}", labels_path.display())))?
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        if labels.is_empty() {
+            return Err(bad(format!(
+                "labels file {} is empty",
+                labels_path.display()
+            )));
+        }
+        let i = &manifest.input;
+        if i.width == 0
+            || i.height == 0
+            || manifest
+                .output
+                .strides
+                .iter()
+                .any(|s| *s == 0 || i.width % s != 0 || i.height % s != 0)
+        {
+            return Err(bad(format!(
+                "input {}x{} must be positive and divisible by every stride {:?}",
+                i.width, i.height, manifest.output.strides
+            )));
+        }
+        Ok(Self {
+            manifest,
+            onnx_path,
+            labels,
+        })
+    }
+
+    /// Rows the output must have: one per grid cell.
+    pub fn anchors(&self) -> usize {
+        let i = &self.manifest.input;
+        self.manifest
+            .output
+            .strides
+            .iter()
+            .map(|s| ((i.width / s) * (i.height / s)) as usize)
+            .sum()
+    }
+}

@@ -1,0 +1,247 @@
+//! The detector: ONNX Runtime session (loaded dynamically), preprocessing and decoding, with
+//! the model's contract checked at load time.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::TensorRef;
+use pantau_core::DetectorConfig;
+
+use super::decode::{clip, decode_yolox, nms, yolox_grid};
+use super::model::Model;
+use super::preprocess::Letterbox;
+use super::{DetectTimings, Detection, ImageRef};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("model manifest {path}: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error("model file {path}: {reason}")]
+    ModelFile { path: PathBuf, reason: String },
+    #[error("ONNX Runtime library {path}: {reason}; run `make setup` or set detector.onnxruntime / ORT_DYLIB_PATH")]
+    Runtime { path: PathBuf, reason: String },
+    #[error("model {path} does not fit its manifest: {reason}")]
+    Contract { path: PathBuf, reason: String },
+    #[error("detector.classes: {0}")]
+    Classes(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("preprocessing failed: {0}")]
+    Preprocess(String),
+}
+
+/// The ONNX Runtime library to load: config, then `ORT_DYLIB_PATH`, then the set-up location.
+pub fn runtime_path(configured: Option<&Path>) -> PathBuf {
+    if let Some(p) = configured {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from(".deps/onnxruntime/libonnxruntime.so.1.32.0");
+    if local.exists() {
+        return local;
+    }
+    // A cargo build inside the repository: look up from the executable for `.deps/`.
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            exe.ancestors()
+                .map(|dir| dir.join(&local))
+                .find(|candidate| candidate.exists())
+        })
+        .unwrap_or(local)
+}
+
+static RUNTIME: OnceLock<Result<Environment, String>> = OnceLock::new();
+
+/// Loads ONNX Runtime once per process (ONNX Runtime allows one environment per process).
+fn runtime(path: &Path) -> Result<&'static Environment, DetectError> {
+    let result = RUNTIME.get_or_init(|| {
+        if !path.exists() {
+            return Err("file not found".to_string());
+        }
+        let builder = ort::init_from(path).map_err(|e| e.to_string())?;
+        builder
+            .with_name("pantau")
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    result.as_ref().map_err(|reason| DetectError::Runtime {
+        path: path.to_path_buf(),
+        reason: reason.clone(),
+    })
+}
+
+/// One loaded model with its buffers. Not shared between threads: see [`super::service`].
+#[derive(Debug)]
+pub struct Detector {
+    session: Session,
+    model: Model,
+    grid: Vec<(f32, f32, f32)>,
+    letterbox: Letterbox,
+    input: Vec<f32>,
+    /// Threshold per class id, `None` for classes not wanted.
+    thresholds: Vec<Option<f32>>,
+    nms_iou: f32,
+}
+
+impl Detector {
+    /// Loads the model named by `config.model` (relative paths start at `base`).
+    pub fn load(config: &DetectorConfig, base: &Path) -> Result<Self, DetectError> {
+        let manifest_path = if config.model.is_absolute() {
+            config.model.clone()
+        } else {
+            base.join(&config.model)
+        };
+        let model = Model::load(&manifest_path)?;
+        let thresholds = class_thresholds(config, &model.labels)?;
+        let env = runtime(&runtime_path(config.onnxruntime.as_deref()))?;
+        let contract = |reason: String| DetectError::Contract {
+            path: model.onnx_path.clone(),
+            reason,
+        };
+        let session = Session::builder(env)
+            .map_err(|e| contract(e.to_string()))?
+            .with_intra_threads(config.threads)
+            .map_err(|e| contract(e.to_string()))?
+            .commit_from_file(&model.onnx_path)
+            .map_err(|e| DetectError::ModelFile {
+                path: model.onnx_path.clone(),
+                reason: format!("ONNX Runtime cannot load it: {e}"),
+            })?;
+        let m = &model.manifest;
+        let want_in = [1, 3, i64::from(m.input.height), i64::from(m.input.width)];
+        let want_out = [1, model.anchors() as i64, 5 + model.labels.len() as i64];
+        check_outlet(session.inputs(), &m.input.name, &want_in, "input").map_err(contract)?;
+        check_outlet(session.outputs(), &m.output.name, &want_out, "output").map_err(contract)?;
+        let grid = yolox_grid(m.input.width, m.input.height, &m.output.strides);
+        let letterbox = Letterbox::new(m.input.width, m.input.height, m.input.pad_value)
+            .map_err(|e| DetectError::Preprocess(e.to_string()))?;
+        Ok(Self {
+            session,
+            grid,
+            letterbox,
+            input: Vec::new(),
+            thresholds,
+            nms_iou: config.nms_iou,
+            model,
+        })
+    }
+
+    pub fn labels(&self) -> &[String] {
+        &self.model.labels
+    }
+
+    pub fn model_name(&self) -> &str {
+        &self.model.manifest.name
+    }
+
+    /// Detects objects in a BGR image; boxes are in the image's pixels.
+    pub fn detect(
+        &mut self,
+        img: ImageRef<'_>,
+    ) -> Result<(Vec<Detection>, DetectTimings), DetectError> {
+        let m = &self.model.manifest;
+        let t0 = Instant::now();
+        let ratio = self
+            .letterbox
+            .run(img, m.input.pixel_order, m.input.scale, &mut self.input)
+            .map_err(|e| DetectError::Preprocess(e.to_string()))?;
+        let t1 = Instant::now();
+        let shape = [1usize, 3, m.input.height as usize, m.input.width as usize];
+        let tensor = TensorRef::from_array_view((shape, self.input.as_slice()))
+            .map_err(|e| DetectError::Inference(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![m.input.name.as_str() => tensor])
+            .map_err(|e| DetectError::Inference(e.to_string()))?;
+        let t2 = Instant::now();
+        let (_, raw) = outputs[m.output.name.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| DetectError::Inference(e.to_string()))?;
+        let thresholds = &self.thresholds;
+        let mut candidates = Vec::new();
+        decode_yolox(
+            raw,
+            &self.grid,
+            self.model.labels.len(),
+            ratio,
+            &|c| thresholds.get(c).copied().flatten(),
+            &mut candidates,
+        );
+        let mut dets = nms(candidates, self.nms_iou);
+        clip(&mut dets, img.width as f32, img.height as f32);
+        let t3 = Instant::now();
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
+        Ok((
+            dets,
+            DetectTimings {
+                preprocess_ms: ms(t0, t1),
+                inference_ms: ms(t1, t2),
+                postprocess_ms: ms(t2, t3),
+            },
+        ))
+    }
+}
+
+/// Per class id: the configured threshold for wanted classes, `None` for the rest.
+fn class_thresholds(
+    config: &DetectorConfig,
+    labels: &[String],
+) -> Result<Vec<Option<f32>>, DetectError> {
+    let unknown: Vec<&str> = config
+        .classes
+        .iter()
+        .chain(config.thresholds.keys())
+        .filter(|c| !labels.contains(c))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        let sample: Vec<&str> = labels.iter().take(8).map(String::as_str).collect();
+        return Err(DetectError::Classes(format!(
+            "{} not among the model's {} labels (e.g. {}, ...)",
+            unknown.join(", "),
+            labels.len(),
+            sample.join(", ")
+        )));
+    }
+    Ok(labels
+        .iter()
+        .map(|l| config.classes.contains(l).then(|| config.threshold(l)))
+        .collect())
+}
+
+fn check_outlet(
+    outlets: &[ort::value::Outlet],
+    name: &str,
+    want: &[i64],
+    what: &str,
+) -> Result<(), String> {
+    let names: Vec<&str> = outlets.iter().map(|o| o.name()).collect();
+    let Some(o) = outlets.iter().find(|o| o.name() == name) else {
+        return Err(format!(
+            "it has no {what} named \"{name}\" (it has {names:?}); expected {what} \"{name}\" of shape {want:?}"
+        ));
+    };
+    let shape: Vec<i64> = o
+        .dtype()
+        .tensor_shape()
+        .map(|s| s.to_vec())
+        .unwrap_or_default();
+    let fits = shape.len() == want.len()
+        && shape
+            .iter()
+            .zip(want)
+            .all(|(got, w)| *got == *w || *got < 0);
+    if fits {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} \"{name}\" has shape {shape:?}; expected {want:?}"
+        ))
+    }
+}

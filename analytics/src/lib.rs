@@ -1,0 +1,12 @@
+//! pantau analytics: frames in, tracked objects and scene facts out.
+//!
+//! ```text
+//!  Frame -> detect (letterbox, ONNX, decode, NMS) -> track (ByteTrack) -> rules (lines, zones)
+//! ```
+
+pub mod detect;
+pub mod geometry;
+pub mod track;
+
+pub use detect::{Detection, ImageRef};
+pub use geometry::{BBox, Point};

@@ -1,0 +1,326 @@
+//! Configuration of analysis: the detector, the tracker and each camera's scene (counting
+//! lines and zones). Validated with the rest of the file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigIssues;
+
+/// The object detector shared by all cameras.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    /// Model manifest (TOML) describing the ONNX file, its input, output and labels. Relative
+    /// paths start at the config file's folder. Default `models/yolox_nano.toml` beside the
+    /// working directory.
+    #[serde(default = "default_model")]
+    pub model: PathBuf,
+    /// ONNX Runtime shared library. Default: `$ORT_DYLIB_PATH`, else
+    /// `.deps/onnxruntime/libonnxruntime.so.1.32.0` (installed by `make setup`).
+    #[serde(default)]
+    pub onnxruntime: Option<PathBuf>,
+    /// Threads for one inference. Default 2. Range 1..=64.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Classes to keep, by label. Default: person, bicycle, car, motorcycle, bus, truck.
+    #[serde(default = "default_classes")]
+    pub classes: Vec<String>,
+    /// Minimum score for a detection to be reported. Default 0.35. Range 0.01..=1.
+    #[serde(default = "default_min_score")]
+    pub min_score: f32,
+    /// Per-class minimum scores overriding `min_score`, e.g. `{ truck = 0.5 }`.
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, f32>,
+    /// IoU above which overlapping boxes of one class are merged. Default 0.45. Range 0.05..=0.95.
+    #[serde(default = "default_nms_iou")]
+    pub nms_iou: f32,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            model: default_model(),
+            onnxruntime: None,
+            threads: default_threads(),
+            classes: default_classes(),
+            min_score: default_min_score(),
+            thresholds: BTreeMap::new(),
+            nms_iou: default_nms_iou(),
+        }
+    }
+}
+
+fn default_model() -> PathBuf {
+    PathBuf::from("models/yolox_nano.toml")
+}
+fn default_threads() -> usize {
+    2
+}
+fn default_classes() -> Vec<String> {
+    ["person", "bicycle", "car", "motorcycle", "bus", "truck"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_min_score() -> f32 {
+    0.35
+}
+fn default_nms_iou() -> f32 {
+    0.45
+}
+
+impl DetectorConfig {
+    /// The score a detection of `class` needs.
+    pub fn threshold(&self, class: &str) -> f32 {
+        self.thresholds
+            .get(class)
+            .copied()
+            .unwrap_or(self.min_score)
+    }
+
+    pub(crate) fn check(&self, issues: &mut ConfigIssues) {
+        if !(1..=64).contains(&self.threads) {
+            issues.push(
+                "detector.threads",
+                format!("{} is out of range: use 1 to 64 threads", self.threads),
+            );
+        }
+        check_unit(issues, "detector.min_score", self.min_score, 0.01, 1.0);
+        check_unit(issues, "detector.nms_iou", self.nms_iou, 0.05, 0.95);
+        for (class, score) in &self.thresholds {
+            check_unit(
+                issues,
+                &format!("detector.thresholds.{class}"),
+                *score,
+                0.01,
+                1.0,
+            );
+        }
+        if self.classes.is_empty() {
+            issues.push(
+                "detector.classes",
+                "list at least one class, e.g. [\"person\", \"car\"]",
+            );
+        }
+    }
+}
+
+fn check_unit(issues: &mut ConfigIssues, path: &str, v: f32, min: f32, max: f32) {
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    if !(min <= v && v <= max) {
+        issues.push(
+            path,
+            format!("{v} is out of range: use a value from {min} to {max}"),
+        );
+    }
+}
+
+/// Multi-object tracker thresholds (ByteTrack's defaults).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackerConfig {
+    /// Detections at or above this score are "high" and may start tracks. Default 0.5.
+    pub high_score: f32,
+    /// Detections below this score are ignored by the tracker. Default 0.1.
+    pub low_score: f32,
+    /// A new track needs a detection at least this confident. Default 0.6.
+    pub new_track_score: f32,
+    /// Minimum IoU to match a track to a high detection. Default 0.2.
+    pub match_iou: f32,
+    /// Minimum IoU to match a track to a low detection. Default 0.5.
+    pub low_match_iou: f32,
+    /// Minimum IoU to confirm a tentative track. Default 0.3.
+    pub tentative_match_iou: f32,
+    /// Analysed frames a lost track is kept for re-identification. Default 30.
+    pub lost_frames: u32,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            high_score: 0.5,
+            low_score: 0.1,
+            new_track_score: 0.6,
+            match_iou: 0.2,
+            low_match_iou: 0.5,
+            tentative_match_iou: 0.3,
+            lost_frames: 30,
+        }
+    }
+}
+
+impl TrackerConfig {
+    pub(crate) fn check(&self, issues: &mut ConfigIssues) {
+        for (name, v) in [
+            ("high_score", self.high_score),
+            ("low_score", self.low_score),
+            ("new_track_score", self.new_track_score),
+            ("match_iou", self.match_iou),
+            ("low_match_iou", self.low_match_iou),
+            ("tentative_match_iou", self.tentative_match_iou),
+        ] {
+            check_unit(issues, &format!("tracker.{name}"), v, 0.0, 1.0);
+        }
+        if self.low_score > self.high_score {
+            issues.push(
+                "tracker.low_score",
+                format!(
+                    "{} is above high_score {}; low_score must not exceed high_score",
+                    self.low_score, self.high_score
+                ),
+            );
+        }
+        if self.lost_frames > 10_000 {
+            issues.push("tracker.lost_frames", "use at most 10000 frames");
+        }
+    }
+}
+
+/// A counting line: two or more points (a polyline) in full-resolution pixels. For a line
+/// from A to B, `in` is a crossing from the left-hand side of A->B to its right-hand side as
+/// seen on the screen (x right, y down), `out` the reverse.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineConfig {
+    /// Unique per camera; used in topics and reports.
+    pub name: String,
+    /// `[[x, y], [x, y], ...]` in pixels of the full-resolution frame.
+    pub points: Vec<[f32; 2]>,
+    /// Optional names shown for the two directions, e.g. `{ in = "northbound", out = "southbound" }`.
+    #[serde(default)]
+    pub directions: Option<DirectionNames>,
+    /// Dead band in pixels either side of the line; an object must leave it on the other side
+    /// to count, so boxes jittering on the line count once. Default 6.
+    #[serde(default = "default_hysteresis")]
+    pub hysteresis_px: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectionNames {
+    #[serde(rename = "in")]
+    pub in_name: String,
+    #[serde(rename = "out")]
+    pub out_name: String,
+}
+
+fn default_hysteresis() -> f32 {
+    6.0
+}
+
+/// A zone: a polygon in full-resolution pixels, with occupancy and entries/exits.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub name: String,
+    /// Three or more `[x, y]` corners.
+    pub polygon: Vec<[f32; 2]>,
+    /// Dead band in pixels at the edge, as for lines. Default 4.
+    #[serde(default = "default_zone_hysteresis")]
+    pub hysteresis_px: f32,
+}
+
+fn default_zone_hysteresis() -> f32 {
+    4.0
+}
+
+/// Checks one camera's lines and zones.
+pub(crate) fn check_scene(
+    issues: &mut ConfigIssues,
+    prefix: &str,
+    lines: &[LineConfig],
+    zones: &[ZoneConfig],
+) {
+    let mut names = std::collections::HashSet::new();
+    for (i, line) in lines.iter().enumerate() {
+        let p = format!("{prefix}.lines[{i}]");
+        check_rule_name(issues, &format!("{p}.name"), &line.name, &mut names);
+        if line.points.len() < 2 {
+            issues.push(
+                format!("{p}.points"),
+                "a line needs at least two points, e.g. [[100, 400], [900, 420]]",
+            );
+        }
+        for (k, w) in line.points.windows(2).enumerate() {
+            if w[0] == w[1] {
+                issues.push(
+                    format!("{p}.points[{}]", k + 1),
+                    "repeats the previous point; a line segment needs two different points",
+                );
+            }
+        }
+        check_points(issues, &format!("{p}.points"), &line.points);
+        if !(0.0..=200.0).contains(&line.hysteresis_px) {
+            issues.push(format!("{p}.hysteresis_px"), "use 0 to 200 pixels");
+        }
+    }
+    for (i, zone) in zones.iter().enumerate() {
+        let p = format!("{prefix}.zones[{i}]");
+        check_rule_name(issues, &format!("{p}.name"), &zone.name, &mut names);
+        if zone.polygon.len() < 3 {
+            issues.push(
+                format!("{p}.polygon"),
+                "a zone needs at least three corners, e.g. [[0, 0], [100, 0], [100, 100]]",
+            );
+        } else if polygon_area(&zone.polygon).abs() < 1.0 {
+            issues.push(
+                format!("{p}.polygon"),
+                "the corners enclose no area; check their order",
+            );
+        }
+        check_points(issues, &format!("{p}.polygon"), &zone.polygon);
+        if !(0.0..=200.0).contains(&zone.hysteresis_px) {
+            issues.push(format!("{p}.hysteresis_px"), "use 0 to 200 pixels");
+        }
+    }
+}
+
+fn check_rule_name(
+    issues: &mut ConfigIssues,
+    path: &str,
+    name: &str,
+    seen: &mut std::collections::HashSet<String>,
+) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        issues.push(
+            path,
+            format!(
+                "\"{name}\" is not a valid name: use 1 to 64 lowercase letters, digits, '-' or '_'"
+            ),
+        );
+    }
+    if !seen.insert(name.to_string()) {
+        issues.push(
+            path,
+            format!("\"{name}\" is used twice on this camera; lines and zones need distinct names"),
+        );
+    }
+}
+
+fn check_points(issues: &mut ConfigIssues, path: &str, points: &[[f32; 2]]) {
+    for (k, [x, y]) in points.iter().enumerate() {
+        if !(0.0..=16384.0).contains(x) || !(0.0..=16384.0).contains(y) {
+            issues.push(
+                format!("{path}[{k}]"),
+                format!("[{x}, {y}] is off the frame: coordinates are pixels from 0 to 16384"),
+            );
+        }
+    }
+}
+
+fn polygon_area(points: &[[f32; 2]]) -> f32 {
+    let n = points.len();
+    (0..n)
+        .map(|i| {
+            let (a, b) = (points[i], points[(i + 1) % n]);
+            a[0] * b[1] - b[0] * a[1]
+        })
+        .sum::<f32>()
+        / 2.0
+}
