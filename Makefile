@@ -19,7 +19,6 @@ ifeq ($(NEXTEST),yes)
 else
 	cargo test --workspace --no-fail-fast
 endif
-	cargo test --workspace --doc
 
 ## Benchmarks (figures in the README come from here).
 bench: setup

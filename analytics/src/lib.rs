@@ -10,3 +10,5 @@ pub mod track;
 
 pub use detect::{Detection, ImageRef};
 pub use geometry::{BBox, Point};
+pub mod rules;
+pub mod scene;

@@ -1,0 +1,264 @@
+//! Line counting with hysteresis.
+//!
+//! For a line from A to B, `in` is a crossing from the left-hand side of A->B to its right-hand
+//! side as seen on the screen (x right, y down), `out` the reverse. An object is counted once
+//! per direction: its side only changes once it is more than `hysteresis_px` past the line, so
+//! a box jittering on the line cannot count twice, and an object that walks around the end of
+//! the line is not counted.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use pantau_core::LineConfig;
+use serde::Serialize;
+
+use crate::geometry::{projection, segment_distance, signed_distance, Point};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
+/// A counted crossing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Crossing {
+    pub line: String,
+    pub track_id: u64,
+    pub class: u16,
+    pub direction: Direction,
+    /// Where the anchor was when the crossing was confirmed.
+    pub at: Point,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Left,
+    Right,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Where {
+    Side(Side),
+    Band,
+    Beyond,
+}
+
+#[derive(Debug)]
+pub struct LineCounter {
+    pub config: LineConfig,
+    points: Vec<Point>,
+    /// Last committed side per track.
+    sides: HashMap<u64, Side>,
+    counted: HashSet<(u64, Direction)>,
+    /// direction -> class -> count
+    counts: BTreeMap<Direction, BTreeMap<u16, u64>>,
+}
+
+impl LineCounter {
+    pub fn new(config: LineConfig) -> Self {
+        let points = config
+            .points
+            .iter()
+            .map(|[x, y]| Point::new(*x, *y))
+            .collect();
+        Self {
+            config,
+            points,
+            sides: HashMap::new(),
+            counted: HashSet::new(),
+            counts: BTreeMap::new(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn points(&self) -> &[Point] {
+        &self.points
+    }
+
+    /// Where `p` is: clearly on a side, in the dead band, or beyond the line's ends.
+    fn locate(&self, p: Point) -> Where {
+        let h = self.config.hysteresis_px;
+        let Some((a, b)) =
+            self.points.windows(2).map(|w| (w[0], w[1])).min_by(|x, y| {
+                segment_distance(x.0, x.1, p).total_cmp(&segment_distance(y.0, y.1, p))
+            })
+        else {
+            return Where::Band;
+        };
+        let len = ((b.x - a.x).powi(2) + (b.y - a.y).powi(2)).sqrt().max(1e-3);
+        let t = projection(a, b, p);
+        let slack = h / len;
+        let first = self.points.first().copied() == Some(a);
+        let last = self.points.last().copied() == Some(b);
+        // Beyond the line's ends, there is no side (walking around does not count).
+        if (first && t < -slack) || (last && t > 1.0 + slack) {
+            return Where::Beyond;
+        }
+        let d = signed_distance(a, b, p);
+        if d > h {
+            Where::Side(Side::Right)
+        } else if d < -h {
+            Where::Side(Side::Left)
+        } else {
+            Where::Band
+        }
+    }
+
+    /// Observes a track's anchor; returns a crossing the first time it is confirmed per
+    /// direction.
+    pub fn observe(&mut self, track_id: u64, class: u16, anchor: Point) -> Option<Crossing> {
+        let now = match self.locate(anchor) {
+            Where::Side(side) => side,
+            Where::Band => return None,
+            // Going around the end: what side it was on no longer matters.
+            Where::Beyond => {
+                self.sides.remove(&track_id);
+                return None;
+            }
+        };
+        let before = self.sides.insert(track_id, now);
+        let direction = match (before?, now) {
+            (Side::Left, Side::Right) => Direction::In,
+            (Side::Right, Side::Left) => Direction::Out,
+            _ => return None,
+        };
+        if !self.counted.insert((track_id, direction)) {
+            return None;
+        }
+        *self
+            .counts
+            .entry(direction)
+            .or_default()
+            .entry(class)
+            .or_insert(0) += 1;
+        Some(Crossing {
+            line: self.config.name.clone(),
+            track_id,
+            class,
+            direction,
+            at: anchor,
+        })
+    }
+
+    /// Forgets tracks that no longer exist.
+    pub fn retain(&mut self, live: &HashSet<u64>) {
+        self.sides.retain(|id, _| live.contains(id));
+        self.counted.retain(|(id, _)| live.contains(id));
+    }
+
+    /// Totals: direction -> class id -> crossings.
+    pub fn counts(&self) -> &BTreeMap<Direction, BTreeMap<u16, u64>> {
+        &self.counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn horizontal() -> LineCounter {
+        // From (100, 300) to (500, 300): pointing right, so "in" is downwards on screen.
+        LineCounter::new(LineConfig {
+            name: "stop".into(),
+            points: vec![[100.0, 300.0], [500.0, 300.0]],
+            directions: None,
+            hysteresis_px: 6.0,
+        })
+    }
+
+    #[test]
+    fn downward_crossing_of_a_rightward_line_is_in() {
+        let mut l = horizontal();
+        let mut got = Vec::new();
+        for y in (250..350).step_by(10) {
+            got.extend(l.observe(1, 2, Point::new(300.0, y as f32)));
+        }
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].direction, Direction::In);
+        for y in (250..350).rev().step_by(10) {
+            got.extend(l.observe(2, 0, Point::new(300.0, y as f32)));
+        }
+        assert_eq!(got[1].direction, Direction::Out);
+        assert_eq!(l.counts()[&Direction::In][&2], 1);
+        assert_eq!(l.counts()[&Direction::Out][&0], 1);
+    }
+
+    #[test]
+    fn jitter_on_the_line_counts_once() {
+        let mut l = horizontal();
+        let mut n = 0;
+        let ys = [
+            280.0, 297.0, 303.0, 299.0, 304.0, 310.0, 302.0, 307.0, 296.0, 312.0, 330.0,
+        ];
+        for y in ys {
+            n += l.observe(7, 2, Point::new(300.0, y)).into_iter().count();
+        }
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn going_around_the_end_does_not_count() {
+        let mut l = horizontal();
+        let path = [
+            (300.0, 250.0),
+            (450.0, 250.0),
+            (600.0, 250.0),
+            (600.0, 350.0),
+            (450.0, 350.0),
+        ];
+        let n: usize = path
+            .iter()
+            .map(|(x, y)| l.observe(3, 0, Point::new(*x, *y)).into_iter().count())
+            .sum();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn polyline_counts_on_each_segment() {
+        let mut l = LineCounter::new(LineConfig {
+            name: "bend".into(),
+            points: vec![[0.0, 100.0], [200.0, 100.0], [300.0, 200.0]],
+            directions: None,
+            hysteresis_px: 4.0,
+        });
+        // Crossing the second (diagonal) segment from its left to its right.
+        let a = l.observe(1, 2, Point::new(270.0, 140.0));
+        let b = l.observe(1, 2, Point::new(230.0, 180.0));
+        assert!(a.is_none());
+        assert_eq!(b.map(|c| c.direction), Some(Direction::In));
+    }
+
+    proptest! {
+        /// However a track wanders, it is counted at most once per direction, and the in/out
+        /// counts alternate with its net side changes.
+        #[test]
+        fn at_most_once_per_direction(ys in proptest::collection::vec(200f32..400.0, 1..80)) {
+            let mut l = horizontal();
+            let mut ins = 0;
+            let mut outs = 0;
+            for y in ys {
+                if let Some(c) = l.observe(1, 0, Point::new(300.0, y)) {
+                    match c.direction {
+                        Direction::In => ins += 1,
+                        Direction::Out => outs += 1,
+                    }
+                }
+            }
+            prop_assert!(ins <= 1 && outs <= 1);
+        }
+    }
+}
