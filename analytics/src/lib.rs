@@ -5,7 +5,9 @@
 //! ```
 
 pub mod detect;
+pub mod draw;
 pub mod geometry;
+pub mod mot;
 pub mod track;
 
 pub use detect::{Detection, ImageRef};

@@ -225,6 +225,14 @@ fn default_zone_hysteresis() -> f32 {
     4.0
 }
 
+/// Checks lines and zones given outside a config file (e.g. on the command line); returns
+/// every problem, with paths under `prefix`.
+pub fn validate_scene(prefix: &str, lines: &[LineConfig], zones: &[ZoneConfig]) -> ConfigIssues {
+    let mut issues = ConfigIssues::default();
+    check_scene(&mut issues, prefix, lines, zones);
+    issues
+}
+
 /// Checks one camera's lines and zones.
 pub(crate) fn check_scene(
     issues: &mut ConfigIssues,

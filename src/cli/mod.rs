@@ -1,6 +1,9 @@
 //! Command-line front end. Each subcommand lives in its own module.
 
+mod annotate;
 mod check_config;
+mod mot_eval;
+mod replay;
 mod run;
 mod serve_rtsp;
 mod status_view;
@@ -57,12 +60,18 @@ enum Command {
     },
     /// Serve video files as looping live RTSP H.264 streams (transcoding what is not H.264).
     ServeRtsp(serve_rtsp::Args),
+    /// Run the analytics of a live camera on a video file: counts, tracks, annotated video.
+    Replay(replay::Args),
+    /// Score a MOTChallenge track file against ground truth (MOTA, IDF1, ID switches).
+    MotEval(mot_eval::Args),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::CheckConfig { file } => Ok(check_config::run(&file)),
         Command::ServeRtsp(args) => serve_rtsp::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::MotEval(args) => mot_eval::run(args),
         Command::Run {
             config,
             view,

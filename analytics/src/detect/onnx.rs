@@ -56,6 +56,22 @@ pub fn runtime_path(configured: Option<&Path>) -> PathBuf {
         .unwrap_or(local)
 }
 
+/// A relative model path starts at `base` (the config file's folder); when nothing is there,
+/// the folders above the executable are tried, so a repository build finds `models/`.
+pub fn model_path(model: &Path, base: &Path) -> PathBuf {
+    if model.is_absolute() {
+        return model.to_path_buf();
+    }
+    let direct = base.join(model);
+    if direct.exists() {
+        return direct;
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().map(|d| d.join(model)).find(|p| p.exists()))
+        .unwrap_or(direct)
+}
+
 static RUNTIME: OnceLock<Result<Environment, String>> = OnceLock::new();
 
 /// Loads ONNX Runtime once per process (ONNX Runtime allows one environment per process).
@@ -92,11 +108,7 @@ pub struct Detector {
 impl Detector {
     /// Loads the model named by `config.model` (relative paths start at `base`).
     pub fn load(config: &DetectorConfig, base: &Path) -> Result<Self, DetectError> {
-        let manifest_path = if config.model.is_absolute() {
-            config.model.clone()
-        } else {
-            base.join(&config.model)
-        };
+        let manifest_path = model_path(&config.model, base);
         let model = Model::load(&manifest_path)?;
         let thresholds = class_thresholds(config, &model.labels)?;
         let env = runtime(&runtime_path(config.onnxruntime.as_deref()))?;

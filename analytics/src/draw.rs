@@ -1,0 +1,192 @@
+//! Drawing what analysis saw onto a BGR frame (OpenCV): boxes with ids and classes, trails,
+//! counting lines with their direction, zones and live counts. Used for annotated replays and
+//! snapshots.
+
+use std::collections::{HashMap, VecDeque};
+
+use opencv::core::{Mat, Point as CvPoint, Rect, Scalar, Vector};
+use opencv::imgproc;
+
+use crate::geometry::Point;
+use crate::rules::Direction;
+use crate::scene::{Scene, SceneUpdate};
+
+fn color(id: u64) -> Scalar {
+    // Distinct, bright colours per id.
+    let palette = [
+        (255.0, 99.0, 71.0),
+        (60.0, 179.0, 113.0),
+        (30.0, 144.0, 255.0),
+        (238.0, 130.0, 238.0),
+        (255.0, 215.0, 0.0),
+        (0.0, 206.0, 209.0),
+        (255.0, 140.0, 0.0),
+        (154.0, 205.0, 50.0),
+    ];
+    let (r, g, b) = palette[(id as usize) % palette.len()];
+    Scalar::new(b, g, r, 0.0)
+}
+
+fn pt(p: Point, s: f32) -> CvPoint {
+    CvPoint::new((p.x * s).round() as i32, (p.y * s).round() as i32)
+}
+
+/// Keeps recent anchor points per track for trails.
+#[derive(Debug, Default)]
+pub struct Trails {
+    points: HashMap<u64, VecDeque<Point>>,
+}
+
+impl Trails {
+    pub fn push(&mut self, update: &SceneUpdate) {
+        let live: std::collections::HashSet<u64> = update.tracks.iter().map(|t| t.id).collect();
+        self.points.retain(|id, _| live.contains(id));
+        for t in update.tracks.iter().filter(|t| t.matched) {
+            let trail = self.points.entry(t.id).or_default();
+            if trail.len() == 30 {
+                trail.pop_front();
+            }
+            trail.push_back(t.bbox.bottom_center());
+        }
+    }
+}
+
+/// Draws onto `img`, whose size is the full-resolution size times `scale`.
+pub fn draw(
+    img: &mut Mat,
+    scale: f32,
+    scene: &Scene,
+    update: &SceneUpdate,
+    trails: &Trails,
+    labels: &[String],
+) -> opencv::Result<()> {
+    for zone in &scene.zones {
+        let pts: Vector<CvPoint> = zone.polygon().iter().map(|p| pt(*p, scale)).collect();
+        let polys: Vector<Vector<CvPoint>> = std::iter::once(pts).collect();
+        imgproc::polylines(
+            img,
+            &polys,
+            true,
+            Scalar::new(0.0, 200.0, 255.0, 0.0),
+            2,
+            imgproc::LINE_AA,
+            0,
+        )?;
+        let occ: u64 = zone.occupancy().values().sum();
+        if let Some(p) = zone.polygon().first() {
+            label(
+                img,
+                &format!("{}: {occ}", zone.config.name),
+                pt(*p, scale),
+                Scalar::new(0.0, 200.0, 255.0, 0.0),
+            )?;
+        }
+    }
+    for line in &scene.lines {
+        let pts: Vec<CvPoint> = line.points().iter().map(|p| pt(*p, scale)).collect();
+        for w in pts.windows(2) {
+            imgproc::line(
+                img,
+                w[0],
+                w[1],
+                Scalar::new(0.0, 0.0, 255.0, 0.0),
+                2,
+                imgproc::LINE_AA,
+                0,
+            )?;
+        }
+        // Arrow from the first segment's middle towards its right-hand side: the "in" direction.
+        if let [a, b, ..] = line.points() {
+            let (mx, my) = ((a.x + b.x) / 2.0, (a.y + b.y) / 2.0);
+            let (dx, dy) = (b.x - a.x, b.y - a.y);
+            let len = (dx * dx + dy * dy).sqrt().max(1.0);
+            let tip = Point::new(mx - dy / len * 25.0, my + dx / len * 25.0);
+            imgproc::arrowed_line(
+                img,
+                pt(Point::new(mx, my), scale),
+                pt(tip, scale),
+                Scalar::new(0.0, 0.0, 255.0, 0.0),
+                2,
+                imgproc::LINE_AA,
+                0,
+                0.3,
+            )?;
+        }
+        let counts = line.counts();
+        let total = |d: Direction| counts.get(&d).map(|m| m.values().sum::<u64>()).unwrap_or(0);
+        if let Some(a) = pts.first() {
+            label(
+                img,
+                &format!(
+                    "{}  in {}  out {}",
+                    line.name(),
+                    total(Direction::In),
+                    total(Direction::Out)
+                ),
+                CvPoint::new(a.x, (a.y - 8).max(14)),
+                Scalar::new(0.0, 0.0, 255.0, 0.0),
+            )?;
+        }
+    }
+    for (id, trail) in &trails.points {
+        let pts: Vec<CvPoint> = trail.iter().map(|p| pt(*p, scale)).collect();
+        for w in pts.windows(2) {
+            imgproc::line(img, w[0], w[1], color(*id), 2, imgproc::LINE_AA, 0)?;
+        }
+    }
+    for t in &update.tracks {
+        let b = t.bbox.scaled(scale, scale);
+        let rect = Rect::new(
+            b.x1 as i32,
+            b.y1 as i32,
+            b.width().max(1.0) as i32,
+            b.height().max(1.0) as i32,
+        );
+        let c = if t.matched {
+            color(t.id)
+        } else {
+            Scalar::new(128.0, 128.0, 128.0, 0.0)
+        };
+        imgproc::rectangle(img, rect, c, 2, imgproc::LINE_AA, 0)?;
+        let name = labels
+            .get(t.class as usize)
+            .map(String::as_str)
+            .unwrap_or("?");
+        label(
+            img,
+            &format!("#{} {name}", t.id),
+            CvPoint::new(rect.x, (rect.y - 4).max(12)),
+            c,
+        )?;
+    }
+    Ok(())
+}
+
+fn label(img: &mut Mat, text: &str, at: CvPoint, bg: Scalar) -> opencv::Result<()> {
+    let mut baseline = 0;
+    let size = imgproc::get_text_size(text, imgproc::FONT_HERSHEY_SIMPLEX, 0.45, 1, &mut baseline)?;
+    imgproc::rectangle(
+        img,
+        Rect::new(
+            at.x,
+            at.y - size.height - 3,
+            size.width + 4,
+            size.height + 6,
+        ),
+        bg,
+        imgproc::FILLED,
+        imgproc::LINE_8,
+        0,
+    )?;
+    imgproc::put_text(
+        img,
+        text,
+        CvPoint::new(at.x + 2, at.y),
+        imgproc::FONT_HERSHEY_SIMPLEX,
+        0.45,
+        Scalar::new(255.0, 255.0, 255.0, 0.0),
+        1,
+        imgproc::LINE_AA,
+        false,
+    )
+}
