@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use pantau_analytics::camera::{analyse, Analysed};
 use pantau_analytics::detect::onnx::Detector;
 use pantau_analytics::detect::service::InferenceService;
 use pantau_analytics::rules::Direction;
 use pantau_analytics::scene::Scene;
-use pantau_analytics::{BBox, Detection};
 use pantau_core::config::ValidConfig;
 use pantau_core::{
     CameraSettings, Config, DetectorConfig, LineConfig, ReconnectSettings, SourceSpec, ZoneConfig,
@@ -183,8 +183,8 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
             lines: lines.clone(),
             zones: zones.clone(),
         };
-        let mut frames_rx = ingest.add(settings)?;
-        let mut scene = Scene::new(&lines, &zones, &tracker);
+        let frames_rx = ingest.add(settings)?;
+        let scene = Scene::new(&lines, &zones, &tracker);
         let mut tracks_out = match &args.tracks_out {
             Some(p) => Some(std::io::BufWriter::new(
                 std::fs::File::create(p)
@@ -202,65 +202,50 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         let mut max_id = 0u64;
         let start = Instant::now();
         let mut last_progress = Instant::now();
-        loop {
-            let waited = Instant::now();
-            let Some(frame) = frames_rx.recv().await else {
-                break;
-            };
-            stages.decode += ms(waited);
-            let seq = frame.seq;
-            let sx = frame.source_width as f32 / frame.width.max(1) as f32;
-            let sy = frame.source_height as f32 / frame.height.max(1) as f32;
-            let detected = service.detect(frame).await?;
-            stages.preprocess += detected.timings.preprocess_ms;
-            stages.inference += detected.timings.inference_ms;
-            stages.postprocess += detected.timings.postprocess_ms;
-            let dets: Vec<Detection> = detected
-                .detections
-                .iter()
-                .map(|d| Detection {
-                    bbox: BBox::new(
-                        d.bbox.x1 * sx,
-                        d.bbox.y1 * sy,
-                        d.bbox.x2 * sx,
-                        d.bbox.y2 * sy,
-                    ),
-                    ..d.clone()
-                })
-                .collect();
-            let update = scene.update(&dets);
-            stages.tracking += update.tracking_ms;
-            stages.rules += update.rules_ms;
-            if let Some(out) = tracks_out.as_mut() {
-                for t in update.tracks.iter().filter(|t| t.matched) {
-                    let b = t.bbox;
-                    writeln!(
-                        out,
-                        "{},{},{:.2},{:.2},{:.2},{:.2},{:.3},-1,-1,-1",
-                        seq + 1,
-                        t.id,
-                        b.x1,
-                        b.y1,
-                        b.width(),
-                        b.height(),
-                        t.score
-                    )?;
+        let scene = analyse(
+            frames_rx,
+            service,
+            scene,
+            |a: Analysed<'_>| -> anyhow::Result<()> {
+                stages.decode += a.decode_wait_ms;
+                stages.preprocess += a.timings.preprocess_ms;
+                stages.inference += a.timings.inference_ms;
+                stages.postprocess += a.timings.postprocess_ms;
+                stages.tracking += a.update.tracking_ms;
+                stages.rules += a.update.rules_ms;
+                if let Some(out) = tracks_out.as_mut() {
+                    for t in a.update.tracks.iter().filter(|t| t.matched) {
+                        let b = t.bbox;
+                        writeln!(
+                            out,
+                            "{},{},{:.2},{:.2},{:.2},{:.2},{:.3},-1,-1,-1",
+                            a.frame.seq + 1,
+                            t.id,
+                            b.x1,
+                            b.y1,
+                            b.width(),
+                            b.height(),
+                            t.score
+                        )?;
+                    }
                 }
-            }
-            max_id = update.tracks.iter().map(|t| t.id).fold(max_id, u64::max);
-            if let Some(a) = annotator.as_mut() {
-                a.push(&detected.frame, &scene, &update)?;
-            }
-            frames += 1;
-            if progress && last_progress.elapsed() > Duration::from_millis(250) {
-                last_progress = Instant::now();
-                eprint!(
-                    "\r{frames} frames, {:.1} fps, {} tracks  ",
-                    frames as f64 / start.elapsed().as_secs_f64(),
-                    max_id
-                );
-            }
-        }
+                max_id = a.update.tracks.iter().map(|t| t.id).fold(max_id, u64::max);
+                if let Some(ann) = annotator.as_mut() {
+                    ann.push(a.frame, a.scene, a.update)?;
+                }
+                frames += 1;
+                if progress && last_progress.elapsed() > Duration::from_millis(250) {
+                    last_progress = Instant::now();
+                    eprint!(
+                        "\r{frames} frames, {:.1} fps, {} tracks  ",
+                        frames as f64 / start.elapsed().as_secs_f64(),
+                        max_id
+                    );
+                }
+                Ok(())
+            },
+        )
+        .await?;
         let seconds = start.elapsed().as_secs_f64();
         if progress {
             eprintln!();
@@ -328,10 +313,6 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         print_summary(&report);
     }
     Ok(std::process::ExitCode::SUCCESS)
-}
-
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1000.0
 }
 
 fn scene_from_config(

@@ -1,7 +1,7 @@
 //! `pantau run` and `pantau demo`: sources -> (analysis) -> status.
 //!
-//! Today every camera's frames are taken by a consumer that stands where detection, tracking
-//! and rules will be; the status view shows what ingest does.
+//! Every camera: ingest -> shared detector -> tracker -> lines and zones. Crossings and zone
+//! changes are logged; the status view shows ingest state and live counts.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -14,7 +14,13 @@ use pantau_core::{Config, ConfigError};
 use pantau_ingest::serve::{Mount, RtspServer, ServeOptions};
 use pantau_ingest::Ingest;
 
-use super::status_view::StatusView;
+use super::status_view::{CameraFacts, Facts, StatusView};
+use pantau_analytics::camera::{analyse, Analysed};
+use pantau_analytics::detect::onnx::{DetectError, Detector};
+use pantau_analytics::detect::service::InferenceService;
+use pantau_analytics::rules::Direction;
+use pantau_analytics::scene::Scene;
+use pantau_ingest::FrameReceiver;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum View {
@@ -61,28 +67,43 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let base = opts
+        .config
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
     let result = rt.block_on(async move {
+        let detector_config = valid.config.detector.clone();
+        let detector =
+            tokio::task::spawn_blocking(move || Detector::load(&detector_config, &base)).await??;
+        tracing::info!(model = detector.model_name(), "detector loaded");
+        let labels = Arc::new(detector.labels().to_vec());
+        let (service, _guard) = InferenceService::start(detector);
         let ingest = Arc::new(Ingest::new()?);
         for problem in pantau_ingest::check_elements() {
             tracing::warn!("{problem}");
         }
-        let mut consumers = Vec::new();
+        let facts: Facts = Arc::default();
+        let mut analysers = Vec::new();
         for camera in valid.cameras.iter().filter(|c| c.enabled) {
-            let mut frames = ingest.add(camera.clone())?;
-            // Stand-in for analysis (detection, tracking, rules): takes every frame handed over.
-            consumers.push(tokio::spawn(async move {
-                while let Some(frame) = frames.recv().await {
-                    drop(frame);
-                }
-            }));
+            let frames = ingest.add(camera.clone())?;
+            let scene = Scene::new(&camera.lines, &camera.zones, &valid.config.tracker);
+            analysers.push(tokio::spawn(analyse_camera(
+                camera.id.clone(),
+                frames,
+                service.clone(),
+                scene,
+                facts.clone(),
+                labels.clone(),
+            )));
         }
         tracing::info!(
             node = %valid.config.node.name,
             site = %valid.config.node.site,
-            cameras = consumers.len(),
+            cameras = analysers.len(),
             "pantau running"
         );
-        let mut view = StatusView::new(ingest.clone(), table);
+        let mut view = StatusView::new(ingest.clone(), facts.clone(), table);
         let stop = async {
             match opts.duration_s {
                 Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
@@ -95,8 +116,8 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down");
         let last = ingest.statuses();
         ingest.shutdown().await;
-        for c in consumers {
-            let _ = c.await;
+        for a in analysers {
+            let _ = a.await;
         }
         view.print_final(&last);
         anyhow::Ok(())
@@ -131,4 +152,47 @@ fn serve_folder(folder: &std::path::Path, port: u16) -> anyhow::Result<RtspServe
         tracing::info!(url = %server.url(&m.path), file = %m.file.display(), "serving clip as a camera");
     }
     Ok(server)
+}
+
+/// One camera's analysis; ends when the camera is removed.
+async fn analyse_camera(
+    id: String,
+    frames: FrameReceiver,
+    service: InferenceService,
+    scene: Scene,
+    facts: Facts,
+    labels: Arc<Vec<String>>,
+) {
+    let name = |c: u16| {
+        labels
+            .get(c as usize)
+            .cloned()
+            .unwrap_or_else(|| c.to_string())
+    };
+    let result = analyse(frames, service, scene, |a: Analysed<'_>| -> Result<(), DetectError> {
+        for c in &a.update.crossings {
+            tracing::info!(camera = %id, line = %c.line, direction = c.direction.as_str(), class = %name(c.class), track = c.track_id, "line crossing");
+        }
+        for z in &a.update.zone_events {
+            tracing::info!(camera = %id, zone = %z.zone, kind = ?z.kind, class = %name(z.class), track = z.track_id, "zone");
+        }
+        let mut all = facts.lock().unwrap_or_else(|p| p.into_inner());
+        let f = all.entry(id.clone()).or_insert_with(CameraFacts::default);
+        f.objects = a.update.tracks.iter().filter(|t| t.matched).count();
+        f.inference_ms = a.timings.inference_ms;
+        f.lines = a
+            .scene
+            .lines
+            .iter()
+            .map(|l| {
+                let total = |d| l.counts().get(&d).map(|m| m.values().sum()).unwrap_or(0);
+                (l.name().to_string(), (total(Direction::In), total(Direction::Out)))
+            })
+            .collect();
+        Ok(())
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::error!(camera = %id, "analysis stopped: {e}");
+    }
 }

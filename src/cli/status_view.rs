@@ -9,16 +9,30 @@ use std::time::{Duration, SystemTime};
 use pantau_ingest::{CameraStatus, Ingest, StatusChange};
 use tokio::sync::broadcast::error::RecvError;
 
+/// What analysis knows per camera, for the status view.
+#[derive(Debug, Default, Clone)]
+pub struct CameraFacts {
+    /// Objects tracked in the newest analysed frame.
+    pub objects: usize,
+    /// Line name -> (in, out) totals.
+    pub lines: Vec<(String, (u64, u64))>,
+    pub inference_ms: f64,
+}
+
+pub type Facts = Arc<std::sync::Mutex<std::collections::BTreeMap<String, CameraFacts>>>;
+
 pub struct StatusView {
     ingest: Arc<Ingest>,
+    facts: Facts,
     table: bool,
     recent: VecDeque<StatusChange>,
 }
 
 impl StatusView {
-    pub fn new(ingest: Arc<Ingest>, table: bool) -> Self {
+    pub fn new(ingest: Arc<Ingest>, facts: Facts, table: bool) -> Self {
         Self {
             ingest,
+            facts,
             table,
             recent: VecDeque::new(),
         }
@@ -57,6 +71,7 @@ impl StatusView {
         if self.table {
             let mut out = String::from("\x1b[H\x1b[2J");
             out.push_str(&table(&statuses));
+            out.push_str(&self.counts());
             out.push_str("\nrecent changes:\n");
             for c in &self.recent {
                 let at = humantime(c.at);
@@ -90,8 +105,33 @@ impl StatusView {
     /// The last table, as it stood just before shutdown.
     pub fn print_final(&self, last: &[CameraStatus]) {
         if self.table {
-            print!("{}", table(last));
+            print!("{}{}", table(last), self.counts());
+        } else {
+            for line in self.counts().lines().skip(1) {
+                tracing::info!("{}", line.trim());
+            }
         }
+    }
+
+    /// Live counts per camera and line.
+    fn counts(&self) -> String {
+        let facts = self.facts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut out = String::from("\nanalysis:\n");
+        for (id, f) in facts {
+            let lines: Vec<String> = f
+                .lines
+                .iter()
+                .map(|(name, (i, o))| format!("{name} in {i} out {o}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {id:<16} {:>3} objects  {:>5.1} ms inference  {}",
+                f.objects,
+                f.inference_ms,
+                lines.join(", ")
+            );
+        }
+        out
     }
 }
 
