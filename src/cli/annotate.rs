@@ -20,15 +20,17 @@ pub struct Annotator {
     trails: Trails,
     labels: Vec<String>,
     path: std::path::PathBuf,
+    /// Previous frame's position and spacing, to give each buffer a duration (the MP4 muxer
+    /// needs one for the last frame).
+    last_pts: Option<u64>,
+    interval_ns: u64,
 }
 
 impl Annotator {
     pub fn new(path: &Path, labels: Vec<String>) -> anyhow::Result<Self> {
-        let description = format!(
-            "appsrc name=src format=time ! videoconvert ! video/x-raw,format=I420 ! \
-             x264enc speed-preset=veryfast key-int-max=60 ! h264parse ! mp4mux ! filesink name=out"
-        );
-        let pipeline = gst::parse::launch(&description)?
+        let description = "appsrc name=src format=time ! videoconvert ! video/x-raw,format=I420 ! \
+             x264enc speed-preset=veryfast key-int-max=60 ! h264parse ! mp4mux ! filesink name=out";
+        let pipeline = gst::parse::launch(description)?
             .downcast::<gst::Pipeline>()
             .map_err(|_| anyhow!("not a pipeline"))?;
         let out = pipeline.by_name("out").context("filesink")?;
@@ -46,6 +48,8 @@ impl Annotator {
             trails: Trails::default(),
             labels,
             path: path.to_path_buf(),
+            last_pts: None,
+            interval_ns: 40_000_000,
         })
     }
 
@@ -92,10 +96,13 @@ impl Annotator {
         }
         let mut buffer = gst::Buffer::from_mut_slice(out);
         if let Some(pts) = frame.pts_ns {
-            buffer
-                .get_mut()
-                .context("new buffer is writable")?
-                .set_pts(gst::ClockTime::from_nseconds(pts));
+            if let Some(last) = self.last_pts.filter(|l| pts > *l) {
+                self.interval_ns = pts - last;
+            }
+            self.last_pts = Some(pts);
+            let b = buffer.get_mut().context("new buffer is writable")?;
+            b.set_pts(gst::ClockTime::from_nseconds(pts));
+            b.set_duration(gst::ClockTime::from_nseconds(self.interval_ns));
         }
         self.src
             .push_buffer(buffer)

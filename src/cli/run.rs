@@ -14,7 +14,7 @@ use pantau_core::{Config, ConfigError};
 use pantau_ingest::serve::{Mount, RtspServer, ServeOptions};
 use pantau_ingest::Ingest;
 
-use super::status_view::{CameraFacts, Facts, StatusView};
+use super::status_view::{Facts, StatusView};
 use pantau_analytics::camera::{analyse, Analysed};
 use pantau_analytics::detect::onnx::{DetectError, Detector};
 use pantau_analytics::detect::service::InferenceService;
@@ -177,7 +177,7 @@ async fn analyse_camera(
             tracing::info!(camera = %id, zone = %z.zone, kind = ?z.kind, class = %name(z.class), track = z.track_id, "zone");
         }
         let mut all = facts.lock().unwrap_or_else(|p| p.into_inner());
-        let f = all.entry(id.clone()).or_insert_with(CameraFacts::default);
+        let f = all.entry(id.clone()).or_default();
         f.objects = a.update.tracks.iter().filter(|t| t.matched).count();
         f.inference_ms = a.timings.inference_ms;
         f.lines = a

@@ -128,7 +128,7 @@ impl Model {
                 .output
                 .strides
                 .iter()
-                .any(|s| *s == 0 || i.width % s != 0 || i.height % s != 0)
+                .any(|s| *s == 0 || !i.width.is_multiple_of(*s) || !i.height.is_multiple_of(*s))
         {
             return Err(bad(format!(
                 "input {}x{} must be positive and divisible by every stride {:?}",

@@ -96,7 +96,7 @@ impl InferenceService {
             // A full queue means the worker is far behind: wait off the async threads.
             Err(mpsc::TrySendError::Full(job)) => {
                 let jobs = self.jobs.clone();
-                tokio::task::spawn_blocking(move || jobs.send(job))
+                tokio::task::spawn_blocking(move || jobs.send(job).map_err(|_| ()))
                     .await
                     .map_err(|e| DetectError::Inference(e.to_string()))?
                     .map_err(|_| stopped())?;

@@ -1,5 +1,8 @@
 //! Minimum-cost assignment (Hungarian algorithm with potentials), O(n^2 m).
 
+// Matrix code reads best with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
 /// Assigns rows to columns minimising the total cost; pairs with cost above `max_cost` are
 /// left unassigned. Returns `(row, col)` pairs. `cost[r][c]`, all rows the same length.
 pub fn assign(cost: &[Vec<f32>], max_cost: f32) -> Vec<(usize, usize)> {

@@ -1,6 +1,9 @@
 //! Constant-velocity Kalman filter on (centre x, centre y, aspect ratio, height), as in SORT
 //! and ByteTrack. Time steps are frames of analysis.
 
+// Matrix code reads best with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
 use crate::geometry::BBox;
 
 type V8 = [f64; 8];
