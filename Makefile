@@ -23,6 +23,7 @@ endif
 ## Benchmarks (figures in the README come from here).
 bench: setup
 	cargo bench --bench ingest
+	cargo bench --bench replay
 
 lint:
 	cargo fmt --all -- --check

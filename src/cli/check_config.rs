@@ -17,15 +17,30 @@ pub fn run(file: &Path) -> ExitCode {
                 valid.cameras.len(),
                 if valid.cameras.len() == 1 { "" } else { "s" }
             );
+            let base = file.parent().unwrap_or(Path::new("."));
+            match pantau_analytics::detect::onnx::check(&c.detector, base) {
+                Ok(model) => println!(
+                    "  detector: {} ({} labels), classes {}",
+                    model.manifest.name,
+                    model.labels.len(),
+                    c.detector.classes.join(", ")
+                ),
+                Err(e) => {
+                    eprintln!("{}: detector: {e}", file.display());
+                    return ExitCode::FAILURE;
+                }
+            }
             for cam in &valid.cameras {
                 println!(
-                    "  {:<20} {:<6} {}{} (analysis {} fps at {} px wide)",
+                    "  {:<20} {:<6} {}{} (analysis {} fps at {} px wide; {} lines, {} zones)",
                     cam.id,
                     cam.source.kind(),
                     cam.source.redacted(),
                     if cam.enabled { "" } else { " [disabled]" },
                     cam.analysis_fps,
-                    cam.analysis_width
+                    cam.analysis_width,
+                    cam.lines.len(),
+                    cam.zones.len()
                 );
             }
             ExitCode::SUCCESS

@@ -200,6 +200,14 @@ impl Detector {
     }
 }
 
+/// Checks the model manifest, its files and the configured classes without starting ONNX
+/// Runtime (for `pantau check-config`).
+pub fn check(config: &DetectorConfig, base: &Path) -> Result<Model, DetectError> {
+    let model = Model::load(&model_path(&config.model, base))?;
+    class_thresholds(config, &model.labels)?;
+    Ok(model)
+}
+
 /// Per class id: the configured threshold for wanted classes, `None` for the rest.
 fn class_thresholds(
     config: &DetectorConfig,

@@ -1,0 +1,201 @@
+//! Replay throughput per clip next to its lower bound, measured in the same run.
+//!
+//! Bound: one frame's bare decode (decode + scale/convert to the analysis size in a plain
+//! GStreamer pipeline) plus one bare inference (the detector on one frame of the clip,
+//! letterbox to NMS), done back to back: `1 / (t_decode + t_inference)` frames per second.
+//! Replay runs the full path (`pantau replay`: ingest, shared inference service, tracker,
+//! rules) and may beat the bound, because decoding overlaps inference on another core.
+//!
+//! Run: `cargo bench --bench replay` (or `make bench`). ORT_DYLIB_PATH is set by the Makefile.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use pantau_analytics::camera::{analyse, Analysed};
+use pantau_analytics::detect::onnx::{DetectError, Detector};
+use pantau_analytics::detect::service::InferenceService;
+use pantau_analytics::detect::{DetectTimings, ImageRef};
+use pantau_analytics::scene::Scene;
+use pantau_core::{Config, DetectorConfig, LineConfig, TrackerConfig};
+use pantau_ingest::Ingest;
+
+const WIDTH: u32 = 640;
+const INFER_RUNS: usize = 40;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn clips() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = ["traffic.mp4", "stadtmitte.mp4", "vtest.avi"]
+        .iter()
+        .map(|c| root().join("demo/videos").join(c))
+        .collect();
+    let shared = root().join("../shared/assets/video/rknn_cars_1280x720.mp4");
+    if shared.exists() {
+        v.push(shared);
+    }
+    v
+}
+
+fn settings(clip: &Path) -> pantau_core::CameraSettings {
+    let text = format!(
+        "[[cameras]]\nid = \"bench\"\nurl = \"file://{}\"\nloop = false\nrealtime = false\n\
+         analysis_fps = 120\nanalysis_width = {WIDTH}\n",
+        clip.display()
+    );
+    Config::parse(&text)
+        .expect("parses")
+        .validate(Path::new("/"), &|_| None)
+        .expect("valid")
+        .cameras
+        .remove(0)
+}
+
+/// Seconds per frame to decode and convert to the analysis size.
+fn bare_decode(clip: &Path) -> f64 {
+    let description = format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvertscale ! \
+         video/x-raw,format=BGR,width={WIDTH},pixel-aspect-ratio=1/1 ! fakesink name=sink sync=false",
+        clip.display()
+    );
+    let pipeline = gst::parse::launch(&description)
+        .expect("pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+    let n = Arc::new(AtomicU64::new(0));
+    let c = n.clone();
+    pipeline
+        .by_name("sink")
+        .and_then(|s| s.static_pad("sink"))
+        .expect("sink pad")
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            c.fetch_add(1, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    let start = Instant::now();
+    pipeline.set_state(gst::State::Playing).expect("plays");
+    for msg in pipeline
+        .bus()
+        .expect("bus")
+        .iter_timed(gst::ClockTime::NONE)
+    {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            _ => {}
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    pipeline.set_state(gst::State::Null).expect("stops");
+    secs / n.load(Ordering::Relaxed).max(1) as f64
+}
+
+/// Seconds per inference on the clip's first analysis frame, and the step breakdown.
+fn bare_inference(
+    rt: &tokio::runtime::Runtime,
+    detector: &mut Detector,
+    clip: &Path,
+) -> (f64, DetectTimings) {
+    let (data, w, h, stride) = rt.block_on(async {
+        let ingest = Ingest::new().expect("gstreamer");
+        let mut rx = ingest.add(settings(clip)).expect("add");
+        let f = rx.recv().await.expect("a frame");
+        let out = (f.data().to_vec(), f.width, f.height, f.stride);
+        drop(f);
+        drop(rx);
+        ingest.shutdown().await;
+        out
+    });
+    let img = ImageRef {
+        data: &data,
+        width: w,
+        height: h,
+        stride,
+    };
+    detector.detect(img).expect("warm-up");
+    let mut sum = DetectTimings::default();
+    let start = Instant::now();
+    for _ in 0..INFER_RUNS {
+        let (_, t) = detector.detect(img).expect("detects");
+        sum.preprocess_ms += t.preprocess_ms / INFER_RUNS as f64;
+        sum.inference_ms += t.inference_ms / INFER_RUNS as f64;
+        sum.postprocess_ms += t.postprocess_ms / INFER_RUNS as f64;
+    }
+    (start.elapsed().as_secs_f64() / INFER_RUNS as f64, sum)
+}
+
+/// Frames per second of the full replay path.
+fn replay(rt: &tokio::runtime::Runtime, clip: &Path, detector: Detector) -> (u64, f64) {
+    rt.block_on(async {
+        let (service, _guard) = InferenceService::start(detector);
+        let ingest = Ingest::new().expect("gstreamer");
+        let line = LineConfig {
+            name: "mid".into(),
+            points: vec![[320.0, 0.0], [320.0, 2000.0]],
+            directions: None,
+            hysteresis_px: 6.0,
+        };
+        let scene = Scene::new(&[line], &[], &TrackerConfig::default());
+        let start = Instant::now();
+        let frames = ingest.add(settings(clip)).expect("add");
+        let mut n = 0u64;
+        analyse(frames, service, scene, |_: Analysed<'_>| {
+            n += 1;
+            Ok::<(), DetectError>(())
+        })
+        .await
+        .expect("replays");
+        let secs = start.elapsed().as_secs_f64();
+        ingest.shutdown().await;
+        (n, secs)
+    })
+}
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    gst::init().expect("gstreamer");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let config = DetectorConfig::default();
+    let load = || Detector::load(&config, &root()).expect("model loads (run `make setup`)");
+    let mut detector = load();
+    println!(
+        "replay vs lower bound (bare decode + bare inference per frame), {WIDTH} px analysis, {} inference threads\n",
+        config.threads
+    );
+    println!(
+        "{:<24} {:>6} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7}   per-frame ms: pre / infer / post",
+        "clip", "frames", "dec ms", "inf ms", "bound fps", "replay fps", "replay s", "ratio"
+    );
+    for clip in clips() {
+        let name = clip
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
+        }
+        let decode = bare_decode(&clip);
+        let (infer, steps) = bare_inference(&rt, &mut detector, &clip);
+        let bound = 1.0 / (decode + infer);
+        let (frames, secs) = replay(&rt, &clip, load());
+        let fps = frames as f64 / secs;
+        println!(
+            "{name:<24} {frames:>6} {:>9.2} {:>9.2} {bound:>9.1} {fps:>10.1} {secs:>10.2} {:>7.2}   {:.2} / {:.2} / {:.2}",
+            decode * 1000.0,
+            infer * 1000.0,
+            fps / bound,
+            steps.preprocess_ms,
+            steps.inference_ms,
+            steps.postprocess_ms
+        );
+    }
+}
