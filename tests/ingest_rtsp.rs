@@ -461,3 +461,91 @@ async fn a_replayed_file_delivers_every_frame_then_finishes() {
     assert_eq!(status.frames_dropped, 0);
     ingest.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_gets_the_newest_frames_and_drops_are_counted() {
+    let srv = server(0, &[&traffic_clip()], None);
+    let ingest = Ingest::new().expect("gstreamer");
+    let mut rx = ingest
+        .add(camera("slow", &srv.url("/traffic"), "analysis_fps = 25.0"))
+        .expect("add");
+    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a frame")
+        .expect("open");
+    let mut last_seq = first.seq;
+    drop(first);
+    // Analysis that takes 700 ms a frame, far slower than the 24 fps stream.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let f = rx.recv().await.expect("frame");
+        let age = SystemTime::now()
+            .duration_since(f.capture_time)
+            .unwrap_or_default();
+        assert!(
+            f.seq > last_seq + 5,
+            "skipped ahead to a new frame: {} after {last_seq}",
+            f.seq
+        );
+        assert!(
+            age < Duration::from_millis(900),
+            "frame is {age:?} old: latency built up"
+        );
+        last_seq = f.seq;
+    }
+    let status = ingest.status("slow").expect("status");
+    assert!(
+        status.frames_dropped > 30,
+        "drops counted: {}",
+        status.frames_dropped
+    );
+    assert_eq!(
+        status.frames_queued,
+        status.frames_analysed + status.frames_dropped + rx.len() as u64,
+        "every queued frame is analysed, dropped or waiting"
+    );
+    ingest.shutdown().await;
+}
+
+/// H.265 decodes like H.264: a clip encoded here with x265 is ingested frame by frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_files_are_decoded() {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    gst::init().expect("gstreamer");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clip = dir.path().join("hevc.mp4");
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=50 pattern=ball ! video/x-raw,width=320,height=240,framerate=25/1 ! \
+         x265enc speed-preset=ultrafast ! h265parse ! mp4mux ! filesink location=\"{}\"",
+        clip.display()
+    ))
+    .expect("encoder pipeline");
+    pipeline.set_state(gst::State::Playing).expect("encode");
+    let bus = pipeline.bus().expect("bus");
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(30)) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("cannot encode H.265: {}", e.error()),
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).expect("stop");
+
+    let ingest = Ingest::new().expect("gstreamer");
+    let url = format!("file://{}", clip.display());
+    let mut rx = ingest
+        .add(camera(
+            "hevc",
+            &url,
+            "loop = false\nrealtime = false\nanalysis_fps = 120",
+        ))
+        .expect("add");
+    let mut n = 0;
+    while let Ok(Some(f)) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
+        assert_eq!((f.width, f.height), (320, 240));
+        n += 1;
+    }
+    assert_eq!(n, 50);
+    ingest.shutdown().await;
+}
