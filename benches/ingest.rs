@@ -8,77 +8,25 @@
 //!
 //! Run: `cargo bench --bench ingest` (or `make bench`).
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
-use gstreamer::prelude::*;
-use pantau_core::Config;
 use pantau_ingest::{CameraState, Ingest};
 
 const ROUNDS: usize = 3;
 const ANALYSIS_WIDTH: u32 = 640;
 
-fn clips() -> Vec<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut clips: Vec<PathBuf> = ["traffic.mp4", "stadtmitte.mp4", "vtest.avi"]
-        .iter()
-        .map(|c| root.join("demo/videos").join(c))
-        .collect();
-    let shared = root.join("../shared/assets/video/rknn_cars_1280x720.mp4");
-    if shared.exists() {
-        clips.push(shared);
-    }
-    clips
-}
-
-/// Runs a gst-launch style pipeline to EOS; returns (frames, seconds).
-fn plain(description: &str) -> (u64, f64) {
-    let pipeline = gst::parse::launch(description)
-        .expect("valid pipeline")
-        .downcast::<gst::Pipeline>()
-        .expect("a pipeline");
-    let sink = pipeline.by_name("sink").expect("sink named 'sink'");
-    let count = Arc::new(AtomicU64::new(0));
-    let c = count.clone();
-    sink.static_pad("sink")
-        .expect("sink pad")
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            c.fetch_add(1, Ordering::Relaxed);
-            gst::PadProbeReturn::Ok
-        });
-    let start = Instant::now();
-    pipeline.set_state(gst::State::Playing).expect("plays");
-    let bus = pipeline.bus().expect("bus");
-    for msg in bus.iter_timed(gst::ClockTime::NONE) {
-        match msg.view() {
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => panic!("{description}: {}", e.error()),
-            _ => {}
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    pipeline.set_state(gst::State::Null).expect("stops");
-    (count.load(Ordering::Relaxed), secs)
-}
-
 /// The ingest path, as fast as the file decodes, every frame to the consumer.
 fn ingest(rt: &tokio::runtime::Runtime, clip: &Path) -> (u64, f64) {
     rt.block_on(async {
-        let text = format!(
-            "[[cameras]]\nid = \"bench\"\nurl = \"file://{}\"\nloop = false\nrealtime = false\n\
-             analysis_fps = 120\nanalysis_width = {ANALYSIS_WIDTH}\n",
-            clip.display()
-        );
-        let valid = Config::parse(&text)
-            .expect("parses")
-            .validate(Path::new("/"), &|_| None)
-            .expect("valid");
         let ingest = Ingest::new().expect("gstreamer");
         let start = Instant::now();
-        let mut rx = ingest.add(valid.cameras[0].clone()).expect("add");
+        let mut rx = ingest
+            .add(common::file_camera(clip, ANALYSIS_WIDTH))
+            .expect("add");
         let mut n = 0u64;
         let mut checksum = 0u64;
         loop {
@@ -122,7 +70,7 @@ fn main() {
         "{:<26} {:>7} {:>12} {:>14} {:>12} {:>10} {:>12}",
         "clip", "frames", "decode fps", "dec+conv fps", "ingest fps", "ingest/dec", "ingest/d+c"
     );
-    for clip in clips() {
+    for clip in common::clips() {
         let name = clip
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
@@ -140,10 +88,10 @@ fn main() {
         let (mut d, mut c, mut i) = (Vec::new(), Vec::new(), Vec::new());
         let mut frames = 0;
         for _ in 0..ROUNDS {
-            let (n, s) = plain(&bare);
+            let (n, s) = common::count_to_eos(&bare);
             d.push(n as f64 / s);
             frames = n;
-            let (n, s) = plain(&convert);
+            let (n, s) = common::count_to_eos(&convert);
             c.push(n as f64 / s);
             let (n, s) = ingest(&rt, &clip);
             assert_eq!(n, frames, "{name}: ingest delivered {n} of {frames} frames");

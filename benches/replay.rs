@@ -8,91 +8,31 @@
 //!
 //! Run: `cargo bench --bench replay` (or `make bench`). ORT_DYLIB_PATH is set by the Makefile.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+mod common;
+
+use std::path::Path;
 use std::time::Instant;
 
 use gstreamer as gst;
-use gstreamer::prelude::*;
 use pantau_analytics::camera::{analyse, Analysed};
 use pantau_analytics::detect::onnx::{DetectError, Detector};
 use pantau_analytics::detect::service::InferenceService;
 use pantau_analytics::detect::{DetectTimings, ImageRef};
 use pantau_analytics::scene::Scene;
-use pantau_core::{Config, DetectorConfig, LineConfig, TrackerConfig};
+use pantau_core::{DetectorConfig, LineConfig, TrackerConfig};
 use pantau_ingest::Ingest;
 
 const WIDTH: u32 = 640;
 const INFER_RUNS: usize = 40;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn clips() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = ["traffic.mp4", "stadtmitte.mp4", "vtest.avi"]
-        .iter()
-        .map(|c| root().join("demo/videos").join(c))
-        .collect();
-    let shared = root().join("../shared/assets/video/rknn_cars_1280x720.mp4");
-    if shared.exists() {
-        v.push(shared);
-    }
-    v
-}
-
-fn settings(clip: &Path) -> pantau_core::CameraSettings {
-    let text = format!(
-        "[[cameras]]\nid = \"bench\"\nurl = \"file://{}\"\nloop = false\nrealtime = false\n\
-         analysis_fps = 120\nanalysis_width = {WIDTH}\n",
-        clip.display()
-    );
-    Config::parse(&text)
-        .expect("parses")
-        .validate(Path::new("/"), &|_| None)
-        .expect("valid")
-        .cameras
-        .remove(0)
-}
-
 /// Seconds per frame to decode and convert to the analysis size.
 fn bare_decode(clip: &Path) -> f64 {
-    let description = format!(
+    let (frames, secs) = common::count_to_eos(&format!(
         "filesrc location=\"{}\" ! decodebin ! videoconvertscale ! \
          video/x-raw,format=BGR,width={WIDTH},pixel-aspect-ratio=1/1 ! fakesink name=sink sync=false",
         clip.display()
-    );
-    let pipeline = gst::parse::launch(&description)
-        .expect("pipeline")
-        .downcast::<gst::Pipeline>()
-        .expect("a pipeline");
-    let n = Arc::new(AtomicU64::new(0));
-    let c = n.clone();
-    pipeline
-        .by_name("sink")
-        .and_then(|s| s.static_pad("sink"))
-        .expect("sink pad")
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            c.fetch_add(1, Ordering::Relaxed);
-            gst::PadProbeReturn::Ok
-        });
-    let start = Instant::now();
-    pipeline.set_state(gst::State::Playing).expect("plays");
-    for msg in pipeline
-        .bus()
-        .expect("bus")
-        .iter_timed(gst::ClockTime::NONE)
-    {
-        match msg.view() {
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => panic!("{}", e.error()),
-            _ => {}
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    pipeline.set_state(gst::State::Null).expect("stops");
-    secs / n.load(Ordering::Relaxed).max(1) as f64
+    ));
+    secs / frames.max(1) as f64
 }
 
 /// Seconds per inference on the clip's first analysis frame, and the step breakdown.
@@ -103,7 +43,7 @@ fn bare_inference(
 ) -> (f64, DetectTimings) {
     let (data, w, h, stride) = rt.block_on(async {
         let ingest = Ingest::new().expect("gstreamer");
-        let mut rx = ingest.add(settings(clip)).expect("add");
+        let mut rx = ingest.add(common::file_camera(clip, WIDTH)).expect("add");
         let f = rx.recv().await.expect("a frame");
         let out = (f.data().to_vec(), f.width, f.height, f.stride);
         drop(f);
@@ -142,7 +82,7 @@ fn replay(rt: &tokio::runtime::Runtime, clip: &Path, detector: Detector) -> (u64
         };
         let scene = Scene::new(&[line], &[], &TrackerConfig::default());
         let start = Instant::now();
-        let frames = ingest.add(settings(clip)).expect("add");
+        let frames = ingest.add(common::file_camera(clip, WIDTH)).expect("add");
         let mut n = 0u64;
         analyse(frames, service, scene, |_: Analysed<'_>| {
             n += 1;
@@ -165,7 +105,7 @@ fn main() {
         .build()
         .expect("runtime");
     let config = DetectorConfig::default();
-    let load = || Detector::load(&config, &root()).expect("model loads (run `make setup`)");
+    let load = || Detector::load(&config, &common::root()).expect("model loads (run `make setup`)");
     let mut detector = load();
     println!(
         "replay vs lower bound (bare decode + bare inference per frame), {WIDTH} px analysis, {} inference threads\n",
@@ -175,7 +115,7 @@ fn main() {
         "{:<24} {:>6} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7}   per-frame ms: pre / infer / post",
         "clip", "frames", "dec ms", "inf ms", "bound fps", "replay fps", "replay s", "ratio"
     );
-    for clip in clips() {
+    for clip in common::clips() {
         let name = clip
             .file_name()
             .map(|n| n.to_string_lossy().to_string())

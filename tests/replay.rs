@@ -1,6 +1,9 @@
 //! `pantau replay` and `pantau mot-eval` end to end: real decoding, the real model, the
 //! tracker and the rules, as a user runs them.
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -92,41 +95,11 @@ fn traffic_is_counted_in_both_directions_and_written_out() {
 }
 
 fn decoded_frames(path: &std::path::Path) -> u64 {
-    use gstreamer as gst;
-    use gstreamer::prelude::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-    gst::init().expect("gstreamer");
-    let pipeline = gst::parse::launch(&format!(
+    common::count_to_eos(&format!(
         "filesrc location=\"{}\" ! decodebin ! fakesink name=sink sync=false",
         path.display()
     ))
-    .expect("pipeline")
-    .downcast::<gst::Pipeline>()
-    .expect("a pipeline");
-    let n = Arc::new(AtomicU64::new(0));
-    let counter = n.clone();
-    pipeline
-        .by_name("sink")
-        .and_then(|s| s.static_pad("sink"))
-        .expect("sink pad")
-        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            counter.fetch_add(1, Ordering::Relaxed);
-            gst::PadProbeReturn::Ok
-        });
-    pipeline.set_state(gst::State::Playing).expect("plays");
-    let bus = pipeline.bus().expect("bus");
-    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
-        match msg.view() {
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => {
-                panic!("{} does not decode: {}", path.display(), e.error())
-            }
-            _ => {}
-        }
-    }
-    pipeline.set_state(gst::State::Null).expect("stops");
-    n.load(Ordering::Relaxed)
+    .0
 }
 
 /// Tracking quality on the MOT ground truth stays where it was measured (README): a

@@ -1,0 +1,77 @@
+//! Helpers shared by the benchmarks and the end-to-end tests (included with `#[path]`).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use pantau_core::{CameraSettings, Config};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The bundled clips, plus the unbundled 720p one from ../shared/assets when present.
+pub fn clips() -> Vec<PathBuf> {
+    let mut clips: Vec<PathBuf> = ["traffic.mp4", "stadtmitte.mp4", "vtest.avi"]
+        .iter()
+        .map(|c| root().join("demo/videos").join(c))
+        .collect();
+    let shared = root().join("../shared/assets/video/rknn_cars_1280x720.mp4");
+    if shared.exists() {
+        clips.push(shared);
+    }
+    clips
+}
+
+/// A file camera decoded as fast as possible, every frame handed over at `width` pixels.
+pub fn file_camera(clip: &Path, width: u32) -> CameraSettings {
+    let text = format!(
+        "[[cameras]]\nid = \"bench\"\nurl = \"file://{}\"\nloop = false\nrealtime = false\n\
+         analysis_fps = 120\nanalysis_width = {width}\n",
+        clip.display()
+    );
+    Config::parse(&text)
+        .expect("parses")
+        .validate(Path::new("/"), &|_| None)
+        .expect("valid")
+        .cameras
+        .remove(0)
+}
+
+/// Runs a gst-launch style pipeline whose sink is named `sink` until EOS; returns the buffers
+/// that reached the sink and the seconds it took.
+pub fn count_to_eos(description: &str) -> (u64, f64) {
+    gst::init().expect("gstreamer");
+    let pipeline = gst::parse::launch(description)
+        .expect("valid pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+    let count = Arc::new(AtomicU64::new(0));
+    let c = count.clone();
+    pipeline
+        .by_name("sink")
+        .and_then(|s| s.static_pad("sink"))
+        .expect("a sink named 'sink'")
+        .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            c.fetch_add(1, Ordering::Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    let start = Instant::now();
+    pipeline.set_state(gst::State::Playing).expect("plays");
+    let bus = pipeline.bus().expect("bus");
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(120)) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{description}: {}", e.error()),
+            _ => {}
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    pipeline.set_state(gst::State::Null).expect("stops");
+    (count.load(Ordering::Relaxed), secs)
+}
