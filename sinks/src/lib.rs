@@ -3,4 +3,5 @@
 //! sink (MQTT, the store) reads and acknowledges at its own pace, so a broker or database
 //! outage loses nothing.
 
+pub mod mqtt;
 pub mod outbox;

@@ -1,0 +1,289 @@
+//! The MQTT sink against the real Mosquitto on 127.0.0.1:1883, through a TCP proxy the test
+//! cuts to simulate a broker outage.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pantau_sinks::mqtt::{record, run, MqttSettings};
+use pantau_sinks::outbox::{FullPolicy, Outbox};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const BROKER: &str = "127.0.0.1:1883";
+
+/// A TCP proxy to the broker that can be cut (listener and live connections closed) and
+/// restored on the same port.
+struct Proxy {
+    addr: SocketAddr,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let p = Self {
+            addr,
+            tasks: Arc::default(),
+        };
+        p.serve(listener);
+        p
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let tasks = self.tasks.clone();
+        let acceptor = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut upstream) = TcpStream::connect(BROKER).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+                tasks.lock().expect("lock").push(conn);
+            }
+        });
+        self.tasks.lock().expect("lock").push(acceptor);
+    }
+
+    fn cut(&self) {
+        for t in self.tasks.lock().expect("lock").drain(..) {
+            t.abort();
+        }
+    }
+
+    async fn restore(&self) {
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .expect("rebind the same port");
+        self.serve(listener);
+    }
+}
+
+/// Subscribes to `prefix/#` and collects (topic, payload) in arrival order.
+async fn subscriber(prefix: &str) -> (Arc<Mutex<Vec<(String, String)>>>, JoinHandle<()>) {
+    let mut opts = MqttOptions::new(format!("sub-{prefix}"), "127.0.0.1", 1883);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = AsyncClient::new(opts, 100);
+    client
+        .subscribe(format!("{prefix}/#"), QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let got: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let sink = got.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let mut ready = Some(ready_tx);
+    let task = tokio::spawn(async move {
+        let _client = client;
+        while let Ok(ev) = events.poll().await {
+            match ev {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => sink.lock().expect("lock").push((
+                    p.topic.clone(),
+                    String::from_utf8_lossy(&p.payload).into_owned(),
+                )),
+                _ => {}
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(5), ready_rx)
+        .await
+        .expect("subscribed in time")
+        .expect("subscribed");
+    (got, task)
+}
+
+fn settings(port: u16, prefix: &str) -> MqttSettings {
+    MqttSettings {
+        host: "127.0.0.1".into(),
+        port,
+        client_id: format!("pub-{prefix}"),
+        credentials: None,
+        availability_topic: format!("{prefix}/node/available"),
+        keep_alive: Duration::from_secs(5),
+        batch: 64,
+    }
+}
+
+fn unique(name: &str) -> String {
+    format!(
+        "pantau-test-{name}-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    )
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+async fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn events_only(got: &[(String, String)]) -> Vec<(String, String)> {
+    got.iter()
+        .filter(|(t, _)| !t.ends_with("/available"))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_arrives_in_order_and_the_outbox_drains() {
+    let prefix = unique("order");
+    let (got, _sub) = subscriber(&prefix).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = Arc::new(
+        Outbox::open(
+            &dir.path().join("o.redb"),
+            &["mqtt"],
+            1 << 26,
+            FullPolicy::DropOldest,
+        )
+        .expect("outbox"),
+    );
+    let stop = CancellationToken::new();
+    let publisher = tokio::spawn(run(
+        outbox.clone(),
+        "mqtt".into(),
+        settings(1883, &prefix),
+        stop.clone(),
+    ));
+    let records: Vec<_> = (0..300)
+        .map(|i| {
+            record(
+                &format!("{prefix}/cam-{}/events/line", i % 3),
+                false,
+                format!("{i}").into_bytes(),
+            )
+        })
+        .collect();
+    for chunk in records.chunks(50) {
+        outbox.append(chunk).expect("append");
+    }
+    wait_until("300 messages", 20, || {
+        events_only(&got.lock().expect("lock")).len() >= 300
+    })
+    .await;
+    wait_until("outbox drained", 10, || outbox.depth("mqtt") == 0).await;
+    let msgs = events_only(&got.lock().expect("lock"));
+    let numbers: Vec<u64> = msgs
+        .iter()
+        .map(|(_, p)| p.parse().expect("number"))
+        .collect();
+    assert_eq!(
+        numbers,
+        (0..300).collect::<Vec<_>>(),
+        "in order, exactly once"
+    );
+    let availability: Vec<String> = got
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(t, _)| t.ends_with("/available"))
+        .map(|(_, p)| p.clone())
+        .collect();
+    assert_eq!(availability.first().map(String::as_str), Some("online"));
+    stop.cancel();
+    publisher.await.expect("publisher ends");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_loses_nothing() {
+    let prefix = unique("outage");
+    let (got, _sub) = subscriber(&prefix).await;
+    let proxy = Proxy::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = Arc::new(
+        Outbox::open(
+            &dir.path().join("o.redb"),
+            &["mqtt"],
+            1 << 26,
+            FullPolicy::DropOldest,
+        )
+        .expect("outbox"),
+    );
+    let stop = CancellationToken::new();
+    let publisher = tokio::spawn(run(
+        outbox.clone(),
+        "mqtt".into(),
+        settings(proxy.addr.port(), &prefix),
+        stop.clone(),
+    ));
+    // Events flow while the connection is cut for 5 s and restored.
+    let total = 600u64;
+    let producer = {
+        let outbox = outbox.clone();
+        let prefix = prefix.clone();
+        tokio::spawn(async move {
+            for i in 0..total {
+                let r = record(
+                    &format!("{prefix}/cam-{}/events/line", i % 3),
+                    false,
+                    format!("{i}").into_bytes(),
+                );
+                outbox.append(&[r]).expect("append");
+                tokio::time::sleep(Duration::from_millis(12)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.cut();
+    let during_cut = outbox.depth("mqtt");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        outbox.depth("mqtt") > during_cut,
+        "events queue up while the broker is away"
+    );
+    proxy.restore().await;
+    producer.await.expect("producer");
+    wait_until("all messages after the outage", 30, || {
+        let msgs = events_only(&got.lock().expect("lock"));
+        let distinct: std::collections::HashSet<&str> =
+            msgs.iter().map(|(_, p)| p.as_str()).collect();
+        distinct.len() as u64 >= total
+    })
+    .await;
+    wait_until("outbox drained", 10, || outbox.depth("mqtt") == 0).await;
+    // Every event at least once; per camera, first arrivals in order.
+    let msgs = events_only(&got.lock().expect("lock"));
+    let mut first_seen: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for (topic, p) in &msgs {
+        let n: u64 = p.parse().expect("number");
+        if seen.insert(n) {
+            first_seen.entry(topic.clone()).or_default().push(n);
+        }
+    }
+    assert_eq!(seen.len() as u64, total);
+    for (topic, ns) in first_seen {
+        assert!(
+            ns.windows(2).all(|w| w[0] < w[1]),
+            "{topic} out of order: {ns:?}"
+        );
+    }
+    eprintln!(
+        "{} messages for {total} events ({} redelivered)",
+        msgs.len(),
+        msgs.len() as u64 - total
+    );
+    stop.cancel();
+    publisher.await.expect("publisher ends");
+}
