@@ -153,9 +153,10 @@ async fn connection(
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 if skip_publishes > 0 {
                     skip_publishes -= 1;
-                } else if !sent.contains_key(&pkid) {
+                } else if let std::collections::hash_map::Entry::Vacant(slot) = sent.entry(pkid) {
+                    // A retransmission keeps its pkid; a new pkid is the next message sent.
                     if let Some(seq) = unsent.pop_front() {
-                        sent.insert(pkid, seq);
+                        slot.insert(seq);
                     }
                 }
             }
