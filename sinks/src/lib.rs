@@ -5,3 +5,4 @@
 
 pub mod mqtt;
 pub mod outbox;
+pub mod store;

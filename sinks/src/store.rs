@@ -1,0 +1,424 @@
+//! The time-series store in PostgreSQL, with TimescaleDB when the extension is available.
+//!
+//! Tables (in their own schema, `pantau` by default): `events`, `counts` (per line, class,
+//! direction and period), `camera_status` (history) and `track_summaries`. Every row carries its
+//! event id in the primary key, so writing the same batch twice (a replay after a crash) adds
+//! nothing.
+//!
+//! On plain PostgreSQL the tables are range-partitioned by time (one partition a month,
+//! created ahead by pantau) and pantau keeps the 5 min / 1 h / 1 day rollups of `counts` itself,
+//! in the same transaction as the rows. With TimescaleDB the same tables become hypertables and
+//! the rollups continuous aggregates, with compression and retention policies. [`Store::history`]
+//! answers the same query on both.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pantau_events::{CountAggregate, Event};
+use tokio_postgres::{Client, NoTls};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(String),
+    #[error("schema name \"{0}\" is not valid: use lowercase letters, digits and '_'")]
+    Schema(String),
+    #[error("history bucket \"{0}\" is not one of 5m, 15m, 1h, 1d")]
+    Bucket(String),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        // The driver's Display hides the server's message; include it.
+        let detail = e
+            .as_db_error()
+            .map(|d| format!("{}: {}", d.code().code(), d.message()))
+            .unwrap_or_else(|| e.to_string());
+        StoreError::Db(detail)
+    }
+}
+
+/// Which engine features are in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// Plain PostgreSQL: native partitions, rollups kept by pantau.
+    Postgres,
+    /// TimescaleDB: hypertables, continuous aggregates, compression, retention.
+    Timescale,
+}
+
+/// History granularity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    M5,
+    M15,
+    H1,
+    D1,
+}
+
+impl Bucket {
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "5m" => Ok(Bucket::M5),
+            "15m" => Ok(Bucket::M15),
+            "1h" => Ok(Bucket::H1),
+            "1d" => Ok(Bucket::D1),
+            other => Err(StoreError::Bucket(other.to_string())),
+        }
+    }
+
+    pub fn seconds(self) -> i64 {
+        match self {
+            Bucket::M5 => 300,
+            Bucket::M15 => 900,
+            Bucket::H1 => 3600,
+            Bucket::D1 => 86_400,
+        }
+    }
+
+    /// The rollup it is computed from.
+    fn source(self) -> &'static str {
+        match self {
+            Bucket::M5 | Bucket::M15 => "counts_5m",
+            Bucket::H1 => "counts_1h",
+            Bucket::D1 => "counts_1d",
+        }
+    }
+}
+
+/// One history row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct HistoryRow {
+    #[serde(with = "pantau_events::time")]
+    pub bucket_start: SystemTime,
+    pub camera: String,
+    pub line: String,
+    pub class: String,
+    pub direction: String,
+    pub count: i64,
+}
+
+/// What a history query asks for.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub from: SystemTime,
+    pub to: SystemTime,
+    pub bucket: Bucket,
+    pub camera: Option<String>,
+    pub line: Option<String>,
+    pub class: Option<String>,
+    pub direction: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    client: Client,
+    schema: String,
+    flavour: Flavour,
+}
+
+const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "initial tables", include_str!("store/0001_init.sql"))];
+
+impl Store {
+    /// Connects, applies pending migrations and sets up partitions or hypertables.
+    pub async fn connect(url: &str, schema: &str) -> Result<Self, StoreError> {
+        if schema.is_empty()
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(StoreError::Schema(schema.to_string()));
+        }
+        let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("database connection ended: {e}");
+            }
+        });
+        let timescale = client
+            .query_opt(
+                "select 1 from pg_available_extensions where name = 'timescaledb'",
+                &[],
+            )
+            .await?
+            .is_some();
+        let flavour = if timescale {
+            client
+                .batch_execute("create extension if not exists timescaledb")
+                .await?;
+            Flavour::Timescale
+        } else {
+            Flavour::Postgres
+        };
+        let store = Self {
+            client,
+            schema: schema.to_string(),
+            flavour,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let s = &self.schema;
+        self.client
+            .batch_execute(&format!(
+                "create schema if not exists {s};
+                 create table if not exists {s}.migrations (
+                   version int primary key, name text not null,
+                   applied_at timestamptz not null default now())"
+            ))
+            .await?;
+        // One pantau node migrates at a time.
+        self.client
+            .execute("select pg_advisory_lock(hashtext($1))", &[&s])
+            .await?;
+        let result = self.apply_migrations().await;
+        self.client
+            .execute("select pg_advisory_unlock(hashtext($1))", &[&s])
+            .await?;
+        result
+    }
+
+    async fn apply_migrations(&self) -> Result<(), StoreError> {
+        let s = &self.schema;
+        let applied: BTreeSet<i32> = self
+            .client
+            .query(&format!("select version from {s}.migrations"), &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for (version, name, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            let partitioning = match self.flavour {
+                Flavour::Postgres => "partition by range (at)",
+                Flavour::Timescale => "",
+            };
+            let sql = sql
+                .replace("{schema}", s)
+                .replace("{partition}", partitioning);
+            let mut script = format!("begin;\n{sql}\n");
+            if self.flavour == Flavour::Timescale && *version == 1 {
+                script.push_str(&timescale_setup(s));
+            }
+            script.push_str(&format!(
+                "insert into {s}.migrations (version, name) values ({version}, '{name}');\ncommit;"
+            ));
+            if let Err(e) = self.client.batch_execute(&script).await {
+                let _ = self.client.batch_execute("rollback").await;
+                return Err(e.into());
+            }
+            tracing::info!(version, name, "database migration applied");
+        }
+        if self.flavour == Flavour::Postgres {
+            let now = SystemTime::now();
+            self.ensure_partitions(
+                now - Duration::from_secs(86_400 * 31),
+                now + Duration::from_secs(86_400 * 62),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Monthly partitions covering [from, to] for the partitioned tables.
+    async fn ensure_partitions(&self, from: SystemTime, to: SystemTime) -> Result<(), StoreError> {
+        let s = &self.schema;
+        let mut month = month_start(from);
+        let end = month_start(to);
+        let mut sql = String::new();
+        while month <= end {
+            let next = next_month(month);
+            let (y, m) = month;
+            let (ny, nm) = next;
+            for table in ["events", "counts", "camera_status", "track_summaries"] {
+                sql.push_str(&format!(
+                    "create table if not exists {s}.{table}_{y:04}{m:02} partition of {s}.{table} \
+                     for values from ('{y:04}-{m:02}-01') to ('{ny:04}-{nm:02}-01');\n"
+                ));
+            }
+            month = next;
+        }
+        self.client.batch_execute(&sql).await?;
+        Ok(())
+    }
+
+    /// Writes events and count aggregates in one transaction; rows already stored (same id)
+    /// are skipped.
+    pub async fn write(
+        &mut self,
+        events: &[Event],
+        counts: &[CountAggregate],
+    ) -> Result<(), StoreError> {
+        if self.flavour == Flavour::Postgres {
+            let times = events
+                .iter()
+                .map(|e| e.captured_at)
+                .chain(counts.iter().map(|c| c.period_start));
+            if let (Some(lo), Some(hi)) = (times.clone().min(), times.max()) {
+                self.ensure_partitions(lo, hi).await?;
+            }
+        }
+        let s = self.schema.clone();
+        let tx = self.client.transaction().await?;
+        if !events.is_empty() {
+            let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+            let at: Vec<SystemTime> = events.iter().map(|e| e.captured_at).collect();
+            let camera: Vec<&str> = events.iter().map(|e| e.camera.as_str()).collect();
+            let site: Vec<&str> = events.iter().map(|e| e.site.as_str()).collect();
+            let rule: Vec<&str> = events.iter().map(|e| e.rule.as_str()).collect();
+            let kind: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+            let class: Vec<Option<&str>> = events
+                .iter()
+                .map(|e| e.object.as_ref().map(|o| o.class.as_str()))
+                .collect();
+            let payload: Vec<serde_json::Value> = events
+                .iter()
+                .map(|e| serde_json::to_value(e).unwrap_or_default())
+                .collect();
+            tx.execute(
+                &format!(
+                    "insert into {s}.events (id, at, camera, site, rule, kind, class, payload)
+                     select * from unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[],
+                                          $5::text[], $6::text[], $7::text[], $8::jsonb[])
+                     on conflict do nothing"
+                ),
+                &[&ids, &at, &camera, &site, &rule, &kind, &class, &payload],
+            )
+            .await?;
+        }
+        if !counts.is_empty() {
+            let mut id = Vec::new();
+            let mut at = Vec::new();
+            let mut camera = Vec::new();
+            let mut line = Vec::new();
+            let mut class = Vec::new();
+            let mut direction = Vec::new();
+            let mut period = Vec::new();
+            let mut n = Vec::new();
+            for c in counts {
+                for (dir, classes) in &c.counts {
+                    for (cls, count) in classes {
+                        id.push(c.id.to_string());
+                        at.push(c.period_start);
+                        camera.push(c.camera.as_str());
+                        line.push(c.line.as_str());
+                        class.push(cls.as_str());
+                        direction.push(dir.as_str());
+                        period.push(c.period_s as i32);
+                        n.push(*count as i64);
+                    }
+                }
+            }
+            // Only rows that are new feed the rollups, so a replayed batch adds nothing.
+            // (With TimescaleDB the rollups are plain tables too until continuous aggregates
+            // replace them.)
+            let rollup = format!(
+                    ", r5 as (insert into {s}.counts_5m as t select to_timestamp(floor(extract(epoch from at) / 300) * 300), camera, line, class, direction, sum(n) from new group by 1, 2, 3, 4, 5
+                        on conflict (bucket, camera, line, class, direction) do update set n = t.n + excluded.n returning 1)
+                     , r1h as (insert into {s}.counts_1h as t select date_trunc('hour', at), camera, line, class, direction, sum(n) from new group by 1, 2, 3, 4, 5
+                        on conflict (bucket, camera, line, class, direction) do update set n = t.n + excluded.n returning 1)
+                     , r1d as (insert into {s}.counts_1d as t select date_trunc('day', at at time zone 'UTC') at time zone 'UTC', camera, line, class, direction, sum(n) from new group by 1, 2, 3, 4, 5
+                        on conflict (bucket, camera, line, class, direction) do update set n = t.n + excluded.n returning 1)"
+            );
+            tx.execute(
+                &format!(
+                    "with new as (
+                       insert into {s}.counts (id, at, camera, line, class, direction, period_s, n)
+                       select * from unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[],
+                                            $5::text[], $6::text[], $7::int[], $8::bigint[])
+                       on conflict do nothing
+                       returning at, camera, line, class, direction, n)
+                     {rollup}
+                     select 1"
+                ),
+                &[&id, &at, &camera, &line, &class, &direction, &period, &n],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Counts per bucket, camera, line, class and direction over [from, to).
+    pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<HistoryRow>, StoreError> {
+        let s = &self.schema;
+        let source = q.bucket.source();
+        let width = q.bucket.seconds() as f64;
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "select to_timestamp(floor(extract(epoch from bucket) / $3::float8) * $3::float8) as b,
+                            camera, line, class, direction, sum(n)::bigint
+                     from {s}.{source}
+                     where bucket >= $1 and bucket < $2
+                       and ($4::text is null or camera = $4) and ($5::text is null or line = $5)
+                       and ($6::text is null or class = $6) and ($7::text is null or direction = $7)
+                     group by 1, 2, 3, 4, 5
+                     order by 1, 2, 3, 4, 5"
+                ),
+                &[&q.from, &q.to, &width, &q.camera, &q.line, &q.class, &q.direction],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| HistoryRow {
+                bucket_start: r.get(0),
+                camera: r.get(1),
+                line: r.get(2),
+                class: r.get(3),
+                direction: r.get(4),
+                count: r.get(5),
+            })
+            .collect())
+    }
+
+    /// Number of stored events (for tests and metrics).
+    pub async fn event_count(&self) -> Result<i64, StoreError> {
+        let s = &self.schema;
+        Ok(self
+            .client
+            .query_one(&format!("select count(*) from {s}.events"), &[])
+            .await?
+            .get(0))
+    }
+}
+
+/// Hypertables, continuous aggregates, compression and retention (TimescaleDB only).
+fn timescale_setup(s: &str) -> String {
+    let mut sql = String::new();
+    for table in ["events", "counts", "camera_status", "track_summaries"] {
+        sql.push_str(&format!(
+            "select create_hypertable('{s}.{table}', 'at', chunk_time_interval => interval '1 day', if_not_exists => true);\n"
+        ));
+    }
+    sql
+}
+
+fn month_start(t: SystemTime) -> (i64, u32) {
+    let days = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64 / 86_400)
+        .unwrap_or(0);
+    let text = pantau_events::time::format(UNIX_EPOCH + Duration::from_secs(days as u64 * 86_400));
+    let y = text[0..4].parse().unwrap_or(1970);
+    let m = text[5..7].parse().unwrap_or(1);
+    (y, m)
+}
+
+fn next_month((y, m): (i64, u32)) -> (i64, u32) {
+    if m == 12 {
+        (y + 1, 1)
+    } else {
+        (y, m + 1)
+    }
+}

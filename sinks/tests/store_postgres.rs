@@ -1,0 +1,155 @@
+//! The store against the real PostgreSQL on 127.0.0.1:5432 (plain PostgreSQL path).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pantau_events::{
+    CountAggregate, Event, EventKind, IdGenerator, Lifecycle, ObjectRef, Severity, SCHEMA_VERSION,
+};
+use pantau_sinks::store::{Bucket, Flavour, HistoryQuery, Store};
+
+const URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+
+fn schema(name: &str) -> String {
+    format!("pantau_test_{name}_{}", std::process::id())
+}
+
+async fn drop_schema(schema: &str) {
+    let (client, conn) = tokio_postgres::connect(URL, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("drop schema if exists {schema} cascade"))
+        .await
+        .expect("drop");
+}
+
+fn at(min: u64) -> SystemTime {
+    // 2026-11-24T08:00:00Z plus minutes.
+    UNIX_EPOCH + Duration::from_secs(1_795_507_200 + min * 60)
+}
+
+fn crossing(ids: &IdGenerator, minute: u64, class: &str) -> Event {
+    Event {
+        id: ids.at(at(minute)),
+        schema: SCHEMA_VERSION,
+        site: "lubuklinggau".into(),
+        camera: "simpang-lima".into(),
+        rule: "stop-line".into(),
+        kind: EventKind::LineCrossing,
+        lifecycle: Lifecycle::Single,
+        incident: None,
+        captured_at: at(minute),
+        severity: Severity::Info,
+        object: Some(ObjectRef {
+            class: class.into(),
+            track_id: minute,
+            bbox: [0.0, 0.0, 10.0, 10.0],
+            confidence: 0.9,
+        }),
+        direction: Some("in".into()),
+        snapshot: None,
+        details: BTreeMap::new(),
+    }
+}
+
+fn minute_counts(ids: &IdGenerator, minute: u64, cars_in: u64, cars_out: u64) -> CountAggregate {
+    let mut counts = BTreeMap::new();
+    counts.insert(
+        "in".to_string(),
+        BTreeMap::from([("car".to_string(), cars_in)]),
+    );
+    counts.insert(
+        "out".to_string(),
+        BTreeMap::from([("car".to_string(), cars_out)]),
+    );
+    CountAggregate {
+        id: ids.at(at(minute)),
+        schema: SCHEMA_VERSION,
+        site: "lubuklinggau".into(),
+        camera: "simpang-lima".into(),
+        line: "stop-line".into(),
+        period_start: at(minute),
+        period_s: 60,
+        counts,
+    }
+}
+
+#[tokio::test]
+async fn writes_are_idempotent_and_history_rolls_up() {
+    let schema = schema("history");
+    drop_schema(&schema).await;
+    let mut store = Store::connect(URL, &schema)
+        .await
+        .expect("connect and migrate");
+    assert_eq!(store.flavour(), Flavour::Postgres);
+    let ids = IdGenerator::new();
+    let events: Vec<Event> = (0..50).map(|m| crossing(&ids, m, "car")).collect();
+    // Two hours of minute counts: 3 in and 1 out every minute.
+    let counts: Vec<CountAggregate> = (0..120).map(|m| minute_counts(&ids, m, 3, 1)).collect();
+    store.write(&events, &counts).await.expect("write");
+    // A replay of the same batch (after a crash) changes nothing.
+    store.write(&events, &counts).await.expect("rewrite");
+    assert_eq!(store.event_count().await.expect("count"), 50);
+
+    let query = |bucket| HistoryQuery {
+        from: at(0),
+        to: at(120),
+        bucket,
+        camera: Some("simpang-lima".into()),
+        line: None,
+        class: None,
+        direction: Some("in".into()),
+    };
+    let five = store.history(&query(Bucket::M5)).await.expect("5m");
+    assert_eq!(five.len(), 24);
+    assert!(five.iter().all(|r| r.count == 15), "{five:?}");
+    let fifteen = store.history(&query(Bucket::M15)).await.expect("15m");
+    assert_eq!(fifteen.len(), 8);
+    assert!(fifteen.iter().all(|r| r.count == 45));
+    let hour = store.history(&query(Bucket::H1)).await.expect("1h");
+    assert_eq!(
+        hour.iter().map(|r| r.count).collect::<Vec<_>>(),
+        vec![180, 180]
+    );
+    let day = store
+        .history(&HistoryQuery {
+            from: at(0) - Duration::from_secs(8 * 3600),
+            to: at(120),
+            ..query(Bucket::D1)
+        })
+        .await
+        .expect("1d");
+    assert_eq!(day.len(), 1);
+    assert_eq!(day[0].count, 360);
+    assert_eq!(
+        day[0].bucket_start,
+        at(0) - Duration::from_secs(8 * 3600),
+        "UTC day"
+    );
+
+    // Reconnecting does not re-run migrations.
+    drop(store);
+    let store = Store::connect(URL, &schema).await.expect("reconnect");
+    assert_eq!(store.event_count().await.expect("count"), 50);
+    drop_schema(&schema).await;
+}
+
+#[tokio::test]
+async fn bad_schema_names_and_unreachable_databases_are_explained() {
+    let err = Store::connect(URL, "Robert'); drop table")
+        .await
+        .expect_err("bad schema");
+    assert!(err.to_string().contains("is not valid"), "{err}");
+    let err = Store::connect("host=127.0.0.1 port=1 user=postgres dbname=test", "pantau")
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(
+        err.to_string()
+            .to_lowercase()
+            .contains("connection refused")
+            || err.to_string().contains("error connecting"),
+        "{err}"
+    );
+}
