@@ -422,3 +422,79 @@ fn next_month((y, m): (i64, u32)) -> (i64, u32) {
         (y, m + 1)
     }
 }
+
+/// A message in the outbox as the store reads it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum Message {
+    Counts(CountAggregate),
+    Event(Box<Event>),
+}
+
+/// Writes what the outbox holds into the store (as sink `sink`) until `shutdown`; reconnects
+/// with back-off while the database is away, and acknowledges only committed batches.
+pub async fn run_sink(
+    outbox: std::sync::Arc<crate::outbox::Outbox>,
+    sink: String,
+    url: String,
+    schema: String,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut failures = 0u32;
+    'connect: while !shutdown.is_cancelled() {
+        let mut store = match Store::connect(&url, &schema).await {
+            Ok(s) => {
+                if failures > 0 {
+                    tracing::info!(depth = outbox.depth(&sink), "database reachable again");
+                }
+                s
+            }
+            Err(e) => {
+                if failures == 0 {
+                    tracing::warn!(depth = outbox.depth(&sink), "database unreachable, rows wait in the outbox: {e}");
+                }
+                failures = failures.saturating_add(1);
+                let delay = Duration::from_millis((250u64 << failures.min(5)).min(5_000));
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => continue 'connect,
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = outbox.wait(&sink) => {}
+            }
+            let batch = match outbox.read(&sink, 2000) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!("outbox: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let Some((last, _)) = batch.last() else { continue };
+            let last = *last;
+            let mut events = Vec::new();
+            let mut counts = Vec::new();
+            for (seq, record) in &batch {
+                match serde_json::from_slice::<Message>(&record.payload) {
+                    Ok(Message::Event(e)) => events.push(*e),
+                    Ok(Message::Counts(c)) => counts.push(c),
+                    // Not for the store (e.g. availability); skip, never block the queue.
+                    Err(e) => tracing::debug!(seq, "outbox record is not an event: {e}"),
+                }
+            }
+            if let Err(e) = store.write(&events, &counts).await {
+                tracing::warn!(depth = outbox.depth(&sink), "database write failed, will retry: {e}");
+                failures = 1;
+                continue 'connect;
+            }
+            failures = 0;
+            if let Err(e) = outbox.ack(&sink, last) {
+                tracing::error!("outbox: {e}");
+            }
+        }
+    }
+}

@@ -2,66 +2,17 @@
 //! cuts to simulate a broker outage.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pantau_sinks::mqtt::{record, run, MqttSettings};
 use pantau_sinks::outbox::{FullPolicy, Outbox};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-const BROKER: &str = "127.0.0.1:1883";
-
-/// A TCP proxy to the broker that can be cut (listener and live connections closed) and
-/// restored on the same port.
-struct Proxy {
-    addr: SocketAddr,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let p = Self {
-            addr,
-            tasks: Arc::default(),
-        };
-        p.serve(listener);
-        p
-    }
-
-    fn serve(&self, listener: TcpListener) {
-        let tasks = self.tasks.clone();
-        let acceptor = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let conn = tokio::spawn(async move {
-                    if let Ok(mut upstream) = TcpStream::connect(BROKER).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    }
-                });
-                tasks.lock().expect("lock").push(conn);
-            }
-        });
-        self.tasks.lock().expect("lock").push(acceptor);
-    }
-
-    fn cut(&self) {
-        for t in self.tasks.lock().expect("lock").drain(..) {
-            t.abort();
-        }
-    }
-
-    async fn restore(&self) {
-        let listener = TcpListener::bind(self.addr)
-            .await
-            .expect("rebind the same port");
-        self.serve(listener);
-    }
-}
+mod common;
+use common::Proxy;
 
 /// Subscribes to `prefix/#` and collects (topic, payload) in arrival order.
 async fn subscriber(prefix: &str) -> (Arc<Mutex<Vec<(String, String)>>>, JoinHandle<()>) {
@@ -209,7 +160,7 @@ async fn every_record_arrives_in_order_and_the_outbox_drains() {
 async fn a_broker_outage_loses_nothing() {
     let prefix = unique("outage");
     let (got, _sub) = subscriber(&prefix).await;
-    let proxy = Proxy::start().await;
+    let proxy = Proxy::start("127.0.0.1:1883").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let outbox = Arc::new(
         Outbox::open(

@@ -153,3 +153,63 @@ async fn bad_schema_names_and_unreachable_databases_are_explained() {
         "{err}"
     );
 }
+
+mod common;
+
+/// Rows keep flowing into the outbox while the database connection is cut for 5 s; once it is
+/// back every event is stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_loses_and_duplicates_nothing() {
+    use pantau_sinks::mqtt::record;
+    use pantau_sinks::outbox::{FullPolicy, Outbox};
+    use std::sync::Arc;
+
+    let schema = schema("outage");
+    drop_schema(&schema).await;
+    let proxy = common::Proxy::start("127.0.0.1:5432").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = Arc::new(
+        Outbox::open(&dir.path().join("o.redb"), &["store"], 1 << 26, FullPolicy::DropOldest)
+            .expect("outbox"),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let url = format!("host=127.0.0.1 port={} user=postgres dbname=test connect_timeout=2", proxy.addr.port());
+    let sink = tokio::spawn(pantau_sinks::store::run_sink(
+        outbox.clone(),
+        "store".into(),
+        url,
+        schema.clone(),
+        stop.clone(),
+    ));
+    let ids = IdGenerator::new();
+    let total = 500u64;
+    let producer = {
+        let outbox = outbox.clone();
+        tokio::spawn(async move {
+            for i in 0..total {
+                let e = crossing(&ids, i % 240, "car");
+                let payload = serde_json::to_vec(&e).expect("json");
+                outbox
+                    .append(&[record("p/site/simpang-lima/events/stop-line", false, payload)])
+                    .expect("append");
+                tokio::time::sleep(Duration::from_millis(15)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(outbox.depth("store") > 50, "rows wait while the database is away");
+    proxy.restore().await;
+    producer.await.expect("producer");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while outbox.depth("store") > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "outbox did not drain");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    sink.await.expect("sink ends");
+    let store = Store::connect(URL, &schema).await.expect("connect");
+    assert_eq!(store.event_count().await.expect("count"), total as i64, "exactly once");
+    drop_schema(&schema).await;
+}
