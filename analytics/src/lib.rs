@@ -7,6 +7,7 @@
 pub mod camera;
 pub mod detect;
 pub mod draw;
+pub mod facts;
 pub mod geometry;
 pub mod mot;
 pub mod track;

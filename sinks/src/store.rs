@@ -451,7 +451,10 @@ pub async fn run_sink(
             }
             Err(e) => {
                 if failures == 0 {
-                    tracing::warn!(depth = outbox.depth(&sink), "database unreachable, rows wait in the outbox: {e}");
+                    tracing::warn!(
+                        depth = outbox.depth(&sink),
+                        "database unreachable, rows wait in the outbox: {e}"
+                    );
                 }
                 failures = failures.saturating_add(1);
                 let delay = Duration::from_millis((250u64 << failures.min(5)).min(5_000));
@@ -474,7 +477,9 @@ pub async fn run_sink(
                     continue;
                 }
             };
-            let Some((last, _)) = batch.last() else { continue };
+            let Some((last, _)) = batch.last() else {
+                continue;
+            };
             let last = *last;
             let mut events = Vec::new();
             let mut counts = Vec::new();
@@ -487,7 +492,10 @@ pub async fn run_sink(
                 }
             }
             if let Err(e) = store.write(&events, &counts).await {
-                tracing::warn!(depth = outbox.depth(&sink), "database write failed, will retry: {e}");
+                tracing::warn!(
+                    depth = outbox.depth(&sink),
+                    "database write failed, will retry: {e}"
+                );
                 failures = 1;
                 continue 'connect;
             }

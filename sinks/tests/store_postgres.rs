@@ -169,11 +169,19 @@ async fn a_database_outage_loses_and_duplicates_nothing() {
     let proxy = common::Proxy::start("127.0.0.1:5432").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let outbox = Arc::new(
-        Outbox::open(&dir.path().join("o.redb"), &["store"], 1 << 26, FullPolicy::DropOldest)
-            .expect("outbox"),
+        Outbox::open(
+            &dir.path().join("o.redb"),
+            &["store"],
+            1 << 26,
+            FullPolicy::DropOldest,
+        )
+        .expect("outbox"),
     );
     let stop = tokio_util::sync::CancellationToken::new();
-    let url = format!("host=127.0.0.1 port={} user=postgres dbname=test connect_timeout=2", proxy.addr.port());
+    let url = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=test connect_timeout=2",
+        proxy.addr.port()
+    );
     let sink = tokio::spawn(pantau_sinks::store::run_sink(
         outbox.clone(),
         "store".into(),
@@ -190,7 +198,11 @@ async fn a_database_outage_loses_and_duplicates_nothing() {
                 let e = crossing(&ids, i % 240, "car");
                 let payload = serde_json::to_vec(&e).expect("json");
                 outbox
-                    .append(&[record("p/site/simpang-lima/events/stop-line", false, payload)])
+                    .append(&[record(
+                        "p/site/simpang-lima/events/stop-line",
+                        false,
+                        payload,
+                    )])
                     .expect("append");
                 tokio::time::sleep(Duration::from_millis(15)).await;
             }
@@ -199,17 +211,27 @@ async fn a_database_outage_loses_and_duplicates_nothing() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(outbox.depth("store") > 50, "rows wait while the database is away");
+    assert!(
+        outbox.depth("store") > 50,
+        "rows wait while the database is away"
+    );
     proxy.restore().await;
     producer.await.expect("producer");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while outbox.depth("store") > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "outbox did not drain");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox did not drain"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.cancel();
     sink.await.expect("sink ends");
     let store = Store::connect(URL, &schema).await.expect("connect");
-    assert_eq!(store.event_count().await.expect("count"), total as i64, "exactly once");
+    assert_eq!(
+        store.event_count().await.expect("count"),
+        total as i64,
+        "exactly once"
+    );
     drop_schema(&schema).await;
 }

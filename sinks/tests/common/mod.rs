@@ -58,4 +58,3 @@ impl Proxy {
         self.serve(listener);
     }
 }
-

@@ -1,0 +1,241 @@
+//! Turns what a camera's scene produced into events (schema v1) and per-minute count
+//! aggregates. Times are the frame's capture time, never the processing time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pantau_events::{
+    CountAggregate, Event, EventKind, IdGenerator, Lifecycle, ObjectRef, Severity, SCHEMA_VERSION,
+};
+
+use crate::rules::{Crossing, ZoneEvent, ZoneEventKind};
+use crate::track::TrackedObject;
+
+/// Builds one camera's events.
+#[derive(Debug)]
+pub struct Facts {
+    site: String,
+    camera: String,
+    labels: Arc<Vec<String>>,
+    ids: Arc<IdGenerator>,
+    period: Duration,
+    /// Line -> direction -> class -> count, for the open period.
+    window: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
+    window_start: Option<SystemTime>,
+    lines: Vec<String>,
+}
+
+impl Facts {
+    pub fn new(
+        site: &str,
+        camera: &str,
+        lines: Vec<String>,
+        labels: Arc<Vec<String>>,
+        ids: Arc<IdGenerator>,
+        period: Duration,
+    ) -> Self {
+        Self {
+            site: site.to_string(),
+            camera: camera.to_string(),
+            labels,
+            ids,
+            period,
+            window: BTreeMap::new(),
+            window_start: None,
+            lines,
+        }
+    }
+
+    fn label(&self, class: u16) -> String {
+        self.labels
+            .get(class as usize)
+            .cloned()
+            .unwrap_or_else(|| class.to_string())
+    }
+
+    fn event(&self, rule: &str, kind: EventKind, lifecycle: Lifecycle, at: SystemTime) -> Event {
+        Event {
+            id: self.ids.at(at),
+            schema: SCHEMA_VERSION,
+            site: self.site.clone(),
+            camera: self.camera.clone(),
+            rule: rule.to_string(),
+            kind,
+            lifecycle,
+            incident: None,
+            captured_at: at,
+            severity: Severity::Info,
+            object: None,
+            direction: None,
+            snapshot: None,
+            details: BTreeMap::new(),
+        }
+    }
+
+    fn object(&self, track: Option<&TrackedObject>, track_id: u64, class: u16) -> ObjectRef {
+        let (bbox, confidence) = track
+            .map(|t| ([t.bbox.x1, t.bbox.y1, t.bbox.x2, t.bbox.y2], t.score))
+            .unwrap_or(([0.0; 4], 0.0));
+        ObjectRef {
+            class: self.label(class),
+            track_id,
+            bbox,
+            confidence,
+        }
+    }
+
+    /// Events for one analysed frame captured at `at`, plus the count aggregates of any period
+    /// that ended before it.
+    pub fn frame(
+        &mut self,
+        at: SystemTime,
+        tracks: &[TrackedObject],
+        crossings: &[Crossing],
+        zone_events: &[ZoneEvent],
+    ) -> (Vec<Event>, Vec<CountAggregate>) {
+        let aggregates = self.roll(at);
+        let find = |id: u64| tracks.iter().find(|t| t.id == id);
+        let mut events = Vec::new();
+        for c in crossings {
+            let mut e = self.event(&c.line, EventKind::LineCrossing, Lifecycle::Single, at);
+            e.object = Some(self.object(find(c.track_id), c.track_id, c.class));
+            e.direction = Some(c.direction.as_str().to_string());
+            events.push(e);
+            let class = self.label(c.class);
+            *self
+                .window
+                .entry(c.line.clone())
+                .or_default()
+                .entry(c.direction.as_str().to_string())
+                .or_default()
+                .entry(class)
+                .or_insert(0) += 1;
+        }
+        for z in zone_events {
+            let lifecycle = match z.kind {
+                ZoneEventKind::Enter => Lifecycle::New,
+                ZoneEventKind::Exit => Lifecycle::End,
+            };
+            let mut e = self.event(&z.zone, EventKind::ZonePresence, lifecycle, at);
+            e.incident = Some(format!("{}/{}/{}", self.camera, z.zone, z.track_id));
+            e.object = Some(self.object(find(z.track_id), z.track_id, z.class));
+            e.details
+                .insert("crossed_edge".into(), z.crossed_edge.into());
+            events.push(e);
+        }
+        (events, aggregates)
+    }
+
+    /// Closes the open period when `at` is past it; one aggregate per line (zero counts
+    /// included, so a quiet minute is a 0 and not a gap).
+    fn roll(&mut self, at: SystemTime) -> Vec<CountAggregate> {
+        let start = period_start(at, self.period);
+        let Some(open) = self.window_start else {
+            self.window_start = Some(start);
+            return Vec::new();
+        };
+        if start <= open {
+            return Vec::new();
+        }
+        self.window_start = Some(start);
+        let window = std::mem::take(&mut self.window);
+        self.lines
+            .iter()
+            .map(|line| {
+                let mut counts = window.get(line).cloned().unwrap_or_default();
+                for dir in ["in", "out"] {
+                    counts.entry(dir.to_string()).or_default();
+                }
+                CountAggregate {
+                    id: self.ids.at(open),
+                    schema: SCHEMA_VERSION,
+                    site: self.site.clone(),
+                    camera: self.camera.clone(),
+                    line: line.clone(),
+                    period_start: open,
+                    period_s: self.period.as_secs() as u32,
+                    counts,
+                }
+            })
+            .collect()
+    }
+}
+
+fn period_start(at: SystemTime, period: Duration) -> SystemTime {
+    let p = period.as_millis().max(1);
+    let ms = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    UNIX_EPOCH + Duration::from_millis((ms - ms % p) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{BBox, Point};
+    use crate::rules::Direction;
+
+    #[test]
+    fn crossings_become_events_and_minute_counts() {
+        let labels = Arc::new(vec!["person".to_string(), "bicycle".into(), "car".into()]);
+        let mut f = Facts::new(
+            "kota",
+            "cam",
+            vec!["gate".into()],
+            labels,
+            Arc::default(),
+            Duration::from_secs(60),
+        );
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_795_507_200);
+        let track = TrackedObject {
+            id: 7,
+            class: 2,
+            bbox: BBox::new(1.0, 2.0, 3.0, 4.0),
+            score: 0.8,
+            matched: true,
+            velocity: (0.0, 0.0),
+            hits: 5,
+        };
+        let crossing = Crossing {
+            line: "gate".into(),
+            track_id: 7,
+            class: 2,
+            direction: Direction::In,
+            at: Point::new(2.0, 4.0),
+        };
+        let (events, aggs) = f.frame(
+            t0 + Duration::from_secs(5),
+            &[track.clone()],
+            &[crossing.clone()],
+            &[],
+        );
+        assert!(aggs.is_empty());
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.captured_at, t0 + Duration::from_secs(5));
+        assert_eq!(e.direction.as_deref(), Some("in"));
+        let obj = e.object.as_ref().expect("object");
+        assert_eq!(
+            (obj.class.as_str(), obj.track_id, obj.bbox),
+            ("car", 7, [1.0, 2.0, 3.0, 4.0])
+        );
+        f.frame(
+            t0 + Duration::from_secs(30),
+            &[track.clone()],
+            &[crossing],
+            &[],
+        );
+        // The next minute closes the first one.
+        let (_, aggs) = f.frame(t0 + Duration::from_secs(61), &[], &[], &[]);
+        assert_eq!(aggs.len(), 1);
+        assert_eq!(aggs[0].period_start, t0);
+        assert_eq!(aggs[0].counts["in"]["car"], 2);
+        assert!(aggs[0].counts["out"].is_empty());
+        // A quiet minute is reported as zero.
+        let (_, aggs) = f.frame(t0 + Duration::from_secs(125), &[], &[], &[]);
+        assert_eq!(aggs.len(), 1);
+        assert!(aggs[0].counts["in"].is_empty());
+    }
+}
