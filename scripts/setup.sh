@@ -68,6 +68,21 @@ if ! port_open 5432; then
   for _ in $(seq 1 30); do port_open 5432 && break; sleep 0.5; done
 fi
 port_open 5432 || { echo "setup: PostgreSQL does not listen on 127.0.0.1:5432" >&2; exit 1; }
+# pantau and its tests connect as postgres over 127.0.0.1 without a password. A fresh Debian
+# cluster asks for one there: allow local trust (this machine only) and reload.
+if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc "select 1" >/dev/null 2>&1; then
+  say "allowing local connections to PostgreSQL for pantau (127.0.0.1 trust)"
+  hba=$(runuser -u postgres -- psql -Atc "show hba_file")
+  $SUDO sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+  runuser -u postgres -- psql -qc "select pg_reload_conf()" >/dev/null
+  sleep 0.5
+fi
+for db in test pantau; do
+  if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc "select 1 from pg_database where datname = '$db'" | grep -q 1; then
+    say "creating database $db"
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "create database $db"
+  fi
+done
 if ! port_open 1883; then
   say "starting Mosquitto"
   $SUDO mosquitto -d -c /etc/mosquitto/mosquitto.conf || true

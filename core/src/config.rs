@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use crate::analytics::{DetectorConfig, LineConfig, TrackerConfig, ZoneConfig};
+pub use crate::outputs::{EmbeddedConfig, MqttConfig, OutboxConfig, StoreConfig, WhenFull};
 use crate::secret::Secret;
 
 /// The whole configuration file.
@@ -35,6 +36,18 @@ pub struct Config {
     /// The cameras this node watches.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+    /// MQTT broker; without it an embedded broker is started.
+    #[serde(default)]
+    pub mqtt: Option<MqttConfig>,
+    /// PostgreSQL / TimescaleDB store; without it events are published but not stored.
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
+    /// The durable outbox between analytics and the sinks.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    /// Embedded services started when none is configured.
+    #[serde(default)]
+    pub embedded: EmbeddedConfig,
 }
 
 /// Identity of this node, used in logs and (later) MQTT topics.
@@ -522,6 +535,14 @@ impl Config {
         self.ingest.check(&mut issues);
         self.detector.check(&mut issues);
         self.tracker.check(&mut issues);
+        crate::outputs::check(
+            &mut issues,
+            self.mqtt.as_ref(),
+            self.store.as_ref(),
+            &self.outbox,
+            &self.embedded,
+            env,
+        );
 
         let mut seen = HashSet::new();
         let mut cameras = Vec::with_capacity(self.cameras.len());

@@ -7,6 +7,7 @@
 
 pub mod analytics;
 pub mod config;
+pub mod outputs;
 pub mod secret;
 
 pub use config::{

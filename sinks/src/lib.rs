@@ -3,6 +3,7 @@
 //! sink (MQTT, the store) reads and acknowledges at its own pace, so a broker or database
 //! outage loses nothing.
 
+pub mod broker;
 pub mod mqtt;
 pub mod outbox;
 pub mod store;

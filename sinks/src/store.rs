@@ -447,6 +447,7 @@ pub async fn run_sink(
                 if failures > 0 {
                     tracing::info!(depth = outbox.depth(&sink), "database reachable again");
                 }
+                failures = 0;
                 s
             }
             Err(e) => {
@@ -496,10 +497,8 @@ pub async fn run_sink(
                     depth = outbox.depth(&sink),
                     "database write failed, will retry: {e}"
                 );
-                failures = 1;
                 continue 'connect;
             }
-            failures = 0;
             if let Err(e) = outbox.ack(&sink, last) {
                 tracing::error!("outbox: {e}");
             }

@@ -3,6 +3,7 @@
 mod annotate;
 mod check_config;
 mod mot_eval;
+mod outputs;
 mod replay;
 mod run;
 mod serve_rtsp;
@@ -99,8 +100,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Logs to stderr; `RUST_LOG` overrides `default`.
 pub(crate) fn init_logging(default: &str) {
+    // The embedded broker logs every connection at info; keep its warnings.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{default},rumqttd=warn")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

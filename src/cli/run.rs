@@ -14,10 +14,12 @@ use pantau_core::{Config, ConfigError};
 use pantau_ingest::serve::{Mount, RtspServer, ServeOptions};
 use pantau_ingest::Ingest;
 
+use super::outputs::Outputs;
 use super::status_view::{Facts, StatusView};
 use pantau_analytics::camera::{analyse, Analysed};
 use pantau_analytics::detect::onnx::{DetectError, Detector};
 use pantau_analytics::detect::service::InferenceService;
+use pantau_analytics::facts::Facts as EventFacts;
 use pantau_analytics::rules::Direction;
 use pantau_analytics::scene::Scene;
 use pantau_ingest::FrameReceiver;
@@ -74,12 +76,32 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         .to_path_buf();
     let result = rt.block_on(async move {
         let detector_config = valid.config.detector.clone();
-        let detector =
-            tokio::task::spawn_blocking(move || Detector::load(&detector_config, &base)).await??;
+        let detector = {
+            let base = base.clone();
+            tokio::task::spawn_blocking(move || Detector::load(&detector_config, &base))
+        }
+        .await??;
         tracing::info!(model = detector.model_name(), "detector loaded");
         let labels = Arc::new(detector.labels().to_vec());
         let (service, _guard) = InferenceService::start(detector);
+        let outputs = Arc::new(Outputs::start(&valid, &base).await?);
         let ingest = Arc::new(Ingest::new()?);
+        let status_task = {
+            let mut changes = ingest.subscribe();
+            let outputs = outputs.clone();
+            let site = valid.config.node.site.clone();
+            tokio::spawn(async move {
+                loop {
+                    match changes.recv().await {
+                        Ok(change) => outputs.append(&[outputs.status_record(&site, &change)]),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(missed = n, "camera status changes were published late")
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            })
+        };
         for problem in pantau_ingest::check_elements() {
             tracing::warn!("{problem}");
         }
@@ -88,6 +110,14 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         for camera in valid.cameras.iter().filter(|c| c.enabled) {
             let frames = ingest.add(camera.clone())?;
             let scene = Scene::new(&camera.lines, &camera.zones, &valid.config.tracker);
+            let events = EventFacts::new(
+                &valid.config.node.site,
+                &camera.id,
+                camera.lines.iter().map(|l| l.name.clone()).collect(),
+                labels.clone(),
+                outputs.ids.clone(),
+                Duration::from_secs(u64::from(valid.config.outbox.count_period_s)),
+            );
             analysers.push(tokio::spawn(analyse_camera(
                 camera.id.clone(),
                 frames,
@@ -95,6 +125,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
                 scene,
                 facts.clone(),
                 labels.clone(),
+                (events, outputs.clone()),
             )));
         }
         tracing::info!(
@@ -119,7 +150,15 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         for a in analysers {
             let _ = a.await;
         }
+        status_task.abort();
+        let _ = status_task.await;
         view.print_final(&last);
+        match Arc::try_unwrap(outputs) {
+            Ok(outputs) => outputs.stop(Duration::from_secs(5)).await,
+            Err(_) => tracing::warn!(
+                "outputs still in use at shutdown; undelivered records stay in the outbox"
+            ),
+        }
         anyhow::Ok(())
     });
     if let Some(server) = server {
@@ -162,6 +201,7 @@ async fn analyse_camera(
     scene: Scene,
     facts: Facts,
     labels: Arc<Vec<String>>,
+    (mut events, outputs): (EventFacts, Arc<Outputs>),
 ) {
     let name = |c: u16| {
         labels
@@ -170,6 +210,18 @@ async fn analyse_camera(
             .unwrap_or_else(|| c.to_string())
     };
     let result = analyse(frames, service, scene, |a: Analysed<'_>| -> Result<(), DetectError> {
+        let (new_events, aggregates) = events.frame(
+            a.frame.capture_time,
+            &a.update.tracks,
+            &a.update.crossings,
+            &a.update.zone_events,
+        );
+        let mut records: Vec<_> = new_events.iter().map(|e| outputs.event_record(e)).collect();
+        for agg in &aggregates {
+            let topic = outputs.topics.counts(&agg.camera);
+            records.push(pantau_sinks::mqtt::record(&topic, false, serde_json::to_vec(agg).unwrap_or_default()));
+        }
+        outputs.append(&records);
         for c in &a.update.crossings {
             tracing::info!(camera = %id, line = %c.line, direction = c.direction.as_str(), class = %name(c.class), track = c.track_id, "line crossing");
         }

@@ -1,0 +1,218 @@
+//! Configuration of where facts go: the durable outbox, MQTT and the time-series store.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigIssues;
+
+/// The MQTT broker to publish to. Leave the section out and `pantau run` starts an embedded
+/// broker instead (see `[embedded]`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker host name or address.
+    pub host: String,
+    /// Default 1883.
+    #[serde(default = "default_mqtt_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Environment variable holding the broker password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Topic prefix. Default `pantau`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// Client id. Default `pantau-<node name>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Keep-alive in seconds. Default 15. Range 5..=600.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u64,
+}
+
+fn default_mqtt_port() -> u16 {
+    1883
+}
+fn default_prefix() -> String {
+    "pantau".into()
+}
+fn default_keep_alive() -> u64 {
+    15
+}
+
+/// The PostgreSQL / TimescaleDB store.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Connection string (`host=... user=... dbname=...` or `postgresql://...`). Prefer
+    /// `url_env` when it holds a password.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Environment variable holding the connection string.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// Schema for pantau's tables. Default `pantau`.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+}
+
+fn default_schema() -> String {
+    "pantau".into()
+}
+
+/// What happens when the outbox is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Delete the oldest undelivered records (counted and logged): operators keep getting
+    /// fresh events.
+    #[default]
+    DropOldest,
+    /// Refuse new records (counted and logged): history keeps what happened first.
+    RejectNew,
+}
+
+/// The durable outbox between analytics and the sinks.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// File of the outbox. Relative paths start at the config file's folder. Default
+    /// `var/outbox.redb`.
+    #[serde(default = "default_outbox_path")]
+    pub path: PathBuf,
+    /// Size cap in MiB. Default 512. Range 1..=1048576.
+    #[serde(default = "default_max_mb")]
+    pub max_mb: u64,
+    /// `drop_oldest` (default) or `reject_new`.
+    #[serde(default)]
+    pub when_full: WhenFull,
+    /// Period of the count aggregates in seconds. Default 60. Range 10..=3600.
+    #[serde(default = "default_count_period")]
+    pub count_period_s: u32,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            path: default_outbox_path(),
+            max_mb: default_max_mb(),
+            when_full: WhenFull::default(),
+            count_period_s: default_count_period(),
+        }
+    }
+}
+
+fn default_outbox_path() -> PathBuf {
+    PathBuf::from("var/outbox.redb")
+}
+fn default_max_mb() -> u64 {
+    512
+}
+fn default_count_period() -> u32 {
+    60
+}
+
+/// The embedded broker `pantau run` starts when there is no `[mqtt]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedConfig {
+    /// Address of the embedded MQTT broker. Default `127.0.0.1:1884` (1883 is usually taken
+    /// by a system broker).
+    #[serde(default = "default_embedded_mqtt")]
+    pub mqtt_listen: String,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        Self {
+            mqtt_listen: default_embedded_mqtt(),
+        }
+    }
+}
+
+fn default_embedded_mqtt() -> String {
+    "127.0.0.1:1884".into()
+}
+
+pub(crate) fn check(
+    issues: &mut ConfigIssues,
+    mqtt: Option<&MqttConfig>,
+    store: Option<&StoreConfig>,
+    outbox: &OutboxConfig,
+    embedded: &EmbeddedConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) {
+    if let Some(m) = mqtt {
+        if m.host.trim().is_empty() {
+            issues.push("mqtt.host", "give the broker's host name or address");
+        }
+        if !(5..=600).contains(&m.keep_alive_s) {
+            issues.push("mqtt.keep_alive_s", "use 5 to 600 seconds");
+        }
+        if m.prefix.is_empty() || m.prefix.contains(['#', '+']) || m.prefix.ends_with('/') {
+            issues.push(
+                "mqtt.prefix",
+                format!(
+                    "\"{}\" cannot start topics: no '#', '+' or trailing '/'",
+                    m.prefix
+                ),
+            );
+        }
+        if let Some(var) = &m.password_env {
+            if env(var).is_none() {
+                issues.push(
+                    "mqtt.password_env",
+                    format!(
+                        "environment variable {var} is not set; export it before starting pantau"
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(s) = store {
+        match (&s.url, &s.url_env) {
+            (None, None) => issues.push(
+                "store",
+                "give url or url_env (a PostgreSQL connection string)",
+            ),
+            (Some(_), Some(_)) => issues.push("store.url_env", "give url or url_env, not both"),
+            (None, Some(var)) if env(var).is_none() => issues.push(
+                "store.url_env",
+                format!("environment variable {var} is not set; export it before starting pantau"),
+            ),
+            _ => {}
+        }
+        if s.schema.is_empty()
+            || !s
+                .schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            issues.push("store.schema", "use lowercase letters, digits and '_'");
+        }
+    }
+    if !(1..=1_048_576).contains(&outbox.max_mb) {
+        issues.push(
+            "outbox.max_mb",
+            format!("{} is out of range: use 1 to 1048576 MiB", outbox.max_mb),
+        );
+    }
+    if !(10..=3600).contains(&outbox.count_period_s) {
+        issues.push("outbox.count_period_s", "use 10 to 3600 seconds");
+    }
+    if embedded
+        .mqtt_listen
+        .parse::<std::net::SocketAddr>()
+        .is_err()
+    {
+        issues.push(
+            "embedded.mqtt_listen",
+            format!(
+                "\"{}\" is not an address:port such as 127.0.0.1:1884",
+                embedded.mqtt_listen
+            ),
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! `pantau run` end to end: a camera's line crossings reach the real Mosquitto and the real
+//! PostgreSQL, each event exactly once in the store and with the same id on MQTT.
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+fn repo(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crossings_are_published_and_stored_once() {
+    let tag = format!("e2e{}", std::process::id());
+    let prefix = format!("pantau-test-{tag}");
+    let schema = format!("pantau_test_{tag}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("pantau.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[node]
+name = "e2e"
+site = "kota"
+
+[mqtt]
+host = "127.0.0.1"
+port = 1883
+prefix = "{prefix}"
+
+[store]
+url = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+schema = "{schema}"
+
+[outbox]
+path = "var/outbox.redb"
+
+[[cameras]]
+id = "traffic"
+url = "file://{clip}"
+loop = false
+realtime = false
+analysis_fps = 30
+
+[[cameras.lines]]
+name = "mid"
+points = [[320, 0], [320, 360]]
+"#,
+            clip = repo("demo/videos/traffic.mp4")
+        ),
+    )
+    .expect("config");
+
+    // Subscribe before pantau starts.
+    let got: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
+    let mut opts = MqttOptions::new(format!("sub-{tag}"), "127.0.0.1", 1883);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut events) = AsyncClient::new(opts, 100);
+    client
+        .subscribe(format!("{prefix}/#"), QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let sink = got.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let mut ready = Some(ready_tx);
+    let subscriber = tokio::spawn(async move {
+        let _client = client;
+        while let Ok(ev) = events.poll().await {
+            match ev {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    if let Ok(v) = serde_json::from_slice(&p.payload) {
+                        sink.lock().expect("lock").push((p.topic.clone(), v));
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    ready_rx.await.expect("subscribed");
+
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_pantau"))
+            .args(["run", "--view", "log", "--duration-s", "15", "--config"])
+            .arg(&config)
+            .output()
+            .expect("pantau runs")
+    })
+    .await
+    .expect("join");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pantau failed:\n{log}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    subscriber.abort();
+
+    let msgs = got.lock().expect("lock").clone();
+    let crossings: Vec<&serde_json::Value> = msgs
+        .iter()
+        .filter(|(t, _)| t == &format!("{prefix}/kota/traffic/events/mid"))
+        .map(|(_, v)| v)
+        .collect();
+    assert!(
+        crossings.len() >= 10,
+        "crossings on MQTT: {}\n{log}",
+        crossings.len()
+    );
+    for c in &crossings {
+        assert_eq!(c["schema"], 1);
+        assert_eq!(c["kind"], "line_crossing");
+        assert!(c["direction"] == "in" || c["direction"] == "out");
+        assert!(c["object"]["track_id"].is_u64());
+    }
+    let mqtt_ids: HashSet<String> = crossings
+        .iter()
+        .filter_map(|c| c["id"].as_str().map(String::from))
+        .collect();
+    let statuses: Vec<&str> = msgs
+        .iter()
+        .filter(|(t, _)| t.ends_with("/traffic/status"))
+        .filter_map(|(_, v)| v["details"]["state"].as_str())
+        .collect();
+    assert!(
+        statuses.contains(&"streaming"),
+        "status messages: {statuses:?}"
+    );
+
+    let (db, conn) = tokio_postgres::connect(
+        "host=127.0.0.1 user=postgres dbname=test",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("database");
+    tokio::spawn(conn);
+    let rows = db
+        .query(
+            &format!(
+                "select id, count(*) from {schema}.events where kind = 'line_crossing' group by id"
+            ),
+            &[],
+        )
+        .await
+        .expect("query");
+    let stored: BTreeMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(stored.values().all(|n| *n == 1), "stored once each");
+    let stored_ids: HashSet<String> = stored.keys().cloned().collect();
+    assert_eq!(
+        stored_ids, mqtt_ids,
+        "the same events on MQTT and in the store"
+    );
+    db.batch_execute(&format!("drop schema {schema} cascade"))
+        .await
+        .expect("clean up");
+}
