@@ -207,8 +207,8 @@ mod tests {
         };
         let (events, aggs) = f.frame(
             t0 + Duration::from_secs(5),
-            &[track.clone()],
-            &[crossing.clone()],
+            std::slice::from_ref(&track),
+            std::slice::from_ref(&crossing),
             &[],
         );
         assert!(aggs.is_empty());
@@ -223,7 +223,7 @@ mod tests {
         );
         f.frame(
             t0 + Duration::from_secs(30),
-            &[track.clone()],
+            std::slice::from_ref(&track),
             &[crossing],
             &[],
         );
