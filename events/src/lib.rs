@@ -158,3 +158,97 @@ mod tests {
         assert_eq!(back, crossing());
     }
 }
+
+#[cfg(test)]
+mod schema_files {
+    //! The JSON Schema files in `events/schema/` describe what the types serialise to.
+
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn schema(name: &str) -> serde_json::Value {
+        let path = format!("{}/schema/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema file")).expect("JSON")
+    }
+
+    /// Required keys present, no key outside `properties`, enum values allowed.
+    fn conforms(value: &serde_json::Value, schema: &serde_json::Value) {
+        let obj = value.as_object().expect("object");
+        let props = schema["properties"].as_object().expect("properties");
+        for req in schema["required"].as_array().expect("required") {
+            assert!(
+                obj.contains_key(req.as_str().expect("name")),
+                "missing {req} in {value}"
+            );
+        }
+        for (k, v) in obj {
+            let p = props
+                .get(k)
+                .unwrap_or_else(|| panic!("{k} not in the schema"));
+            if let Some(allowed) = p.get("enum").and_then(|e| e.as_array()) {
+                assert!(allowed.contains(v), "{k} = {v} not in {allowed:?}");
+            }
+            if let Some(c) = p.get("const") {
+                assert_eq!(c, v);
+            }
+            if let Some(pattern) = p.get("pattern") {
+                assert_eq!(pattern, "^[0-7][0-9A-HJKMNP-TV-Z]{25}$");
+                let s = v.as_str().expect("string");
+                assert!(s.len() == 26 && s.parse::<EventId>().is_ok(), "{k} = {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn events_and_counts_match_their_schema() {
+        let ids = IdGenerator::new();
+        let at = UNIX_EPOCH + Duration::from_secs(1_795_507_200);
+        let mut status = Event {
+            id: ids.at(at),
+            schema: SCHEMA_VERSION,
+            site: "kota".into(),
+            camera: "cam".into(),
+            rule: "camera".into(),
+            kind: EventKind::CameraStatus,
+            lifecycle: Lifecycle::Single,
+            incident: None,
+            captured_at: at,
+            severity: Severity::Warning,
+            object: None,
+            direction: None,
+            snapshot: None,
+            details: BTreeMap::new(),
+        };
+        status.details.insert("state".into(), "stalled".into());
+        let zone = Event {
+            kind: EventKind::ZonePresence,
+            lifecycle: Lifecycle::End,
+            incident: Some("cam/box/3".into()),
+            object: Some(ObjectRef {
+                class: "car".into(),
+                track_id: 3,
+                bbox: [1.0, 2.0, 3.0, 4.0],
+                confidence: 0.5,
+            }),
+            ..status.clone()
+        };
+        let event_schema = schema("event-v1.json");
+        for e in [&status, &zone] {
+            conforms(&serde_json::to_value(e).expect("json"), &event_schema);
+        }
+        let counts = CountAggregate {
+            id: ids.at(at),
+            schema: SCHEMA_VERSION,
+            site: "kota".into(),
+            camera: "cam".into(),
+            line: "gate".into(),
+            period_start: at,
+            period_s: 60,
+            counts: BTreeMap::from([("in".to_string(), BTreeMap::from([("car".to_string(), 3)]))]),
+        };
+        conforms(
+            &serde_json::to_value(&counts).expect("json"),
+            &schema("counts-v1.json"),
+        );
+    }
+}
