@@ -24,6 +24,8 @@ endif
 bench: setup
 	cargo bench --bench ingest
 	cargo bench --bench replay
+	cargo build --release --bin pantau
+	cargo bench --bench events
 
 lint:
 	cargo fmt --all -- --check
