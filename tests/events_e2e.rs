@@ -112,7 +112,20 @@ points = [[320, 0], [320, 360]]
         "crossings on MQTT: {}\n{log}",
         crossings.len()
     );
+    // Each crossing points at a JPEG of the full-resolution frame with the boxes drawn.
+    let snapshot = crossings[0]["snapshot"]
+        .as_str()
+        .expect("snapshot reference");
+    let file = dir.path().join("var/snapshots").join(snapshot);
+    let img = opencv::imgcodecs::imread(
+        file.to_str().expect("utf-8"),
+        opencv::imgcodecs::IMREAD_COLOR,
+    )
+    .expect("imread");
+    use opencv::prelude::MatTraitConst;
+    assert_eq!((img.cols(), img.rows()), (640, 360), "{}", file.display());
     for c in &crossings {
+        assert!(c["snapshot"].is_string(), "{c}");
         assert_eq!(c["schema"], 1);
         assert_eq!(c["kind"], "line_crossing");
         assert!(c["direction"] == "in" || c["direction"] == "out");
@@ -187,7 +200,10 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
     std::fs::write(&idle, &common).expect("config");
 
     let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (client, mut events) = AsyncClient::new(MqttOptions::new(format!("sub-{tag}"), "127.0.0.1", 1883), 100);
+    let (client, mut events) = AsyncClient::new(
+        MqttOptions::new(format!("sub-{tag}"), "127.0.0.1", 1883),
+        100,
+    );
     client
         .subscribe(format!("{prefix}/kota/traffic/events/#"), QoS::AtLeastOnce)
         .await
@@ -229,15 +245,22 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
     })
     .await
     .expect("join");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     subscriber.abort();
 
     let mqtt_ids: HashSet<String> = got.lock().expect("lock").iter().cloned().collect();
     assert!(before >= 5, "events flowed before the kill: {before}");
-    let (db, conn) = tokio_postgres::connect("host=127.0.0.1 user=postgres dbname=test", tokio_postgres::NoTls)
-        .await
-        .expect("database");
+    let (db, conn) = tokio_postgres::connect(
+        "host=127.0.0.1 user=postgres dbname=test",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("database");
     tokio::spawn(conn);
     let rows = db
         .query(
@@ -247,10 +270,14 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
         .await
         .expect("query");
     let stored: BTreeMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert!(stored.values().all(|n| *n == 1), "no duplicates in the store");
+    assert!(
+        stored.values().all(|n| *n == 1),
+        "no duplicates in the store"
+    );
     let stored_ids: HashSet<String> = stored.keys().cloned().collect();
     assert_eq!(
-        stored_ids, mqtt_ids,
+        stored_ids,
+        mqtt_ids,
         "store and MQTT hold the same accepted events ({} stored, {} on MQTT, {} before the kill)",
         stored_ids.len(),
         mqtt_ids.len(),

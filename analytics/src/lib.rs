@@ -16,3 +16,4 @@ pub use detect::{Detection, ImageRef};
 pub use geometry::{BBox, Point};
 pub mod rules;
 pub mod scene;
+pub mod snapshot;

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use crate::analytics::{DetectorConfig, LineConfig, TrackerConfig, ZoneConfig};
-pub use crate::outputs::{EmbeddedConfig, MqttConfig, OutboxConfig, StoreConfig, WhenFull};
+pub use crate::outputs::{
+    EmbeddedConfig, MqttConfig, OutboxConfig, SnapshotConfig, StoreConfig, WhenFull,
+};
 use crate::secret::Secret;
 
 /// The whole configuration file.
@@ -48,6 +50,9 @@ pub struct Config {
     /// Embedded services started when none is configured.
     #[serde(default)]
     pub embedded: EmbeddedConfig,
+    /// Event snapshots.
+    #[serde(default)]
+    pub snapshots: SnapshotConfig,
 }
 
 /// Identity of this node, used in logs and (later) MQTT topics.
@@ -541,6 +546,7 @@ impl Config {
             self.store.as_ref(),
             &self.outbox,
             &self.embedded,
+            &self.snapshots,
             env,
         );
 

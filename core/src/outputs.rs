@@ -114,6 +114,48 @@ fn default_count_period() -> u32 {
     60
 }
 
+/// Event snapshots: the full-resolution frame with boxes and rule geometry, as JPEG.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Take snapshots. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Folder, relative to the config file. Default `var/snapshots`.
+    #[serde(default = "default_snapshot_dir")]
+    pub dir: PathBuf,
+    /// Days to keep snapshots. Default 7. Range 1..=3650.
+    #[serde(default = "default_retention")]
+    pub retention_days: u32,
+    /// JPEG quality. Default 80. Range 10..=100.
+    #[serde(default = "default_quality")]
+    pub quality: u8,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: default_snapshot_dir(),
+            retention_days: default_retention(),
+            quality: default_quality(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_snapshot_dir() -> PathBuf {
+    PathBuf::from("var/snapshots")
+}
+fn default_retention() -> u32 {
+    7
+}
+fn default_quality() -> u8 {
+    80
+}
+
 /// The embedded broker `pantau run` starts when there is no `[mqtt]` section.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -142,6 +184,7 @@ pub(crate) fn check(
     store: Option<&StoreConfig>,
     outbox: &OutboxConfig,
     embedded: &EmbeddedConfig,
+    snapshots: &SnapshotConfig,
     env: &dyn Fn(&str) -> Option<String>,
 ) {
     if let Some(m) = mqtt {
@@ -201,6 +244,12 @@ pub(crate) fn check(
     }
     if !(10..=3600).contains(&outbox.count_period_s) {
         issues.push("outbox.count_period_s", "use 10 to 3600 seconds");
+    }
+    if !(1..=3650).contains(&snapshots.retention_days) {
+        issues.push("snapshots.retention_days", "use 1 to 3650 days");
+    }
+    if !(10..=100).contains(&snapshots.quality) {
+        issues.push("snapshots.quality", "use a JPEG quality from 10 to 100");
     }
     if embedded
         .mqtt_listen

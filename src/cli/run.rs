@@ -22,6 +22,7 @@ use pantau_analytics::detect::service::InferenceService;
 use pantau_analytics::facts::Facts as EventFacts;
 use pantau_analytics::rules::Direction;
 use pantau_analytics::scene::Scene;
+use pantau_analytics::snapshot::render;
 use pantau_ingest::FrameReceiver;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,6 +107,32 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             tracing::warn!("{problem}");
         }
         let facts: Facts = Arc::default();
+        let snapshots = valid.config.snapshots.enabled.then(|| {
+            let dir = if valid.config.snapshots.dir.is_absolute() {
+                valid.config.snapshots.dir.clone()
+            } else {
+                base.join(&valid.config.snapshots.dir)
+            };
+            (dir, valid.config.snapshots.quality)
+        });
+        let retention = snapshots.as_ref().map(|(dir, _)| {
+            let dir = dir.clone();
+            let keep =
+                Duration::from_secs(86_400 * u64::from(valid.config.snapshots.retention_days));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tick.tick().await;
+                    let dir = dir.clone();
+                    let removed = tokio::task::spawn_blocking(move || prune(&dir, keep))
+                        .await
+                        .unwrap_or(0);
+                    if removed > 0 {
+                        tracing::info!(removed, "old snapshots deleted");
+                    }
+                }
+            })
+        });
         let mut analysers = Vec::new();
         for camera in valid.cameras.iter().filter(|c| c.enabled) {
             let frames = ingest.add(camera.clone())?;
@@ -125,7 +152,12 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
                 scene,
                 facts.clone(),
                 labels.clone(),
-                (events, outputs.clone()),
+                CameraOutputs {
+                    events,
+                    outputs: outputs.clone(),
+                    ingest: ingest.clone(),
+                    snapshots: snapshots.clone(),
+                },
             )));
         }
         tracing::info!(
@@ -151,6 +183,9 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             let _ = a.await;
         }
         status_task.abort();
+        if let Some(r) = retention {
+            r.abort();
+        }
         let _ = status_task.await;
         view.print_final(&last);
         match Arc::try_unwrap(outputs) {
@@ -201,7 +236,7 @@ async fn analyse_camera(
     scene: Scene,
     facts: Facts,
     labels: Arc<Vec<String>>,
-    (mut events, outputs): (EventFacts, Arc<Outputs>),
+    mut out: CameraOutputs,
 ) {
     let name = |c: u16| {
         labels
@@ -210,12 +245,40 @@ async fn analyse_camera(
             .unwrap_or_else(|| c.to_string())
     };
     let result = analyse(frames, service, scene, |a: Analysed<'_>| -> Result<(), DetectError> {
-        let (new_events, aggregates) = events.frame(
+        let (mut new_events, aggregates) = out.events.frame(
             a.frame.capture_time,
             &a.update.tracks,
             &a.update.crossings,
             &a.update.zone_events,
         );
+        if let (Some((dir, quality)), Some(first)) = (&out.snapshots, new_events.first()) {
+            let name = format!(
+                "{id}/{}/{}.jpg",
+                &pantau_events::time::format(first.captured_at)[..10],
+                first.id
+            );
+            // A snapshot is a few tens of ms of conversion and encoding: keep it off the
+            // other cameras' async workers.
+            let taken = tokio::task::block_in_place(|| -> Result<(), String> {
+                let (bgr, w, h) = out.ingest.latest_bgr(&id).map_err(|e| e.to_string())?;
+                let jpeg = render(&bgr, w, h, a.scene, a.update, &labels, *quality)
+                    .map_err(|e| e.to_string())?;
+                let path = dir.join(&name);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                }
+                std::fs::write(&path, jpeg).map_err(|e| format!("{}: {e}", path.display()))
+            });
+            match taken {
+                Ok(()) => {
+                    for e in &mut new_events {
+                        e.snapshot = Some(name.clone());
+                    }
+                }
+                Err(e) => tracing::warn!(camera = %id, "no snapshot for this event: {e}"),
+            }
+        }
+        let outputs = &out.outputs;
         let mut records: Vec<_> = new_events.iter().map(|e| outputs.event_record(e)).collect();
         for agg in &aggregates {
             let topic = outputs.topics.counts(&agg.camera);
@@ -247,4 +310,38 @@ async fn analyse_camera(
     if let Err(e) = result {
         tracing::error!(camera = %id, "analysis stopped: {e}");
     }
+}
+
+/// Where one camera's facts go.
+struct CameraOutputs {
+    events: EventFacts,
+    outputs: Arc<Outputs>,
+    ingest: Arc<Ingest>,
+    /// Snapshot folder and JPEG quality, when snapshots are on.
+    snapshots: Option<(std::path::PathBuf, u8)>,
+}
+
+/// Deletes snapshots older than `keep` (and folders left empty); returns how many.
+fn prune(dir: &std::path::Path, keep: Duration) -> usize {
+    let mut removed = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            removed += prune(&path, keep);
+            let _ = std::fs::remove_dir(&path); // only succeeds when empty
+        } else if entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > keep)
+            && std::fs::remove_file(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }
