@@ -284,6 +284,35 @@ impl Store {
                 .iter()
                 .map(|e| serde_json::to_value(e).unwrap_or_default())
                 .collect();
+            let status: Vec<&Event> = events
+                .iter()
+                .filter(|e| e.kind == pantau_events::EventKind::CameraStatus)
+                .collect();
+            if !status.is_empty() {
+                let detail = |e: &Event, k: &str| {
+                    e.details.get(k).and_then(|v| v.as_str()).map(String::from)
+                };
+                let sid: Vec<String> = status.iter().map(|e| e.id.to_string()).collect();
+                let sat: Vec<SystemTime> = status.iter().map(|e| e.captured_at).collect();
+                let scam: Vec<&str> = status.iter().map(|e| e.camera.as_str()).collect();
+                let state: Vec<String> = status
+                    .iter()
+                    .map(|e| detail(e, "state").unwrap_or_default())
+                    .collect();
+                let problem: Vec<Option<String>> =
+                    status.iter().map(|e| detail(e, "problem")).collect();
+                let message: Vec<Option<String>> =
+                    status.iter().map(|e| detail(e, "message")).collect();
+                tx.execute(
+                    &format!(
+                        "insert into {s}.camera_status (id, at, camera, state, problem, message)
+                         select * from unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[])
+                         on conflict do nothing"
+                    ),
+                    &[&sid, &sat, &scam, &state, &problem, &message],
+                )
+                .await?;
+            }
             tx.execute(
                 &format!(
                     "insert into {s}.events (id, at, camera, site, rule, kind, class, payload)

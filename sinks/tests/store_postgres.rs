@@ -235,3 +235,56 @@ async fn a_database_outage_loses_and_duplicates_nothing() {
     );
     drop_schema(&schema).await;
 }
+
+#[tokio::test]
+async fn camera_status_changes_are_kept_as_history() {
+    let schema = schema("status");
+    drop_schema(&schema).await;
+    let mut store = Store::connect(URL, &schema).await.expect("connect");
+    let ids = IdGenerator::new();
+    let mut events = Vec::new();
+    for (minute, state, problem) in [
+        (0, "streaming", None),
+        (5, "backing_off", Some("connection_refused")),
+        (6, "streaming", None),
+    ] {
+        let mut e = crossing(&ids, minute, "car");
+        e.kind = EventKind::CameraStatus;
+        e.rule = "camera".into();
+        e.object = None;
+        e.direction = None;
+        e.details.insert("state".into(), state.into());
+        if let Some(p) = problem {
+            e.details.insert("problem".into(), p.into());
+            e.details
+                .insert("message".into(), "connection refused".into());
+        }
+        events.push(e);
+    }
+    store.write(&events, &[]).await.expect("write");
+    store.write(&events, &[]).await.expect("rewrite");
+    let (client, conn) = tokio_postgres::connect(URL, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let rows = client
+        .query(
+            &format!("select state, problem from {schema}.camera_status order by at"),
+            &[],
+        )
+        .await
+        .expect("query");
+    let got: Vec<(String, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("streaming".to_string(), None),
+            (
+                "backing_off".to_string(),
+                Some("connection_refused".to_string())
+            ),
+            ("streaming".to_string(), None)
+        ]
+    );
+    drop_schema(&schema).await;
+}
