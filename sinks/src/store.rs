@@ -76,12 +76,16 @@ impl Bucket {
         }
     }
 
-    /// The rollup it is computed from.
-    fn source(self) -> &'static str {
-        match self {
-            Bucket::M5 | Bucket::M15 => "counts_5m",
-            Bucket::H1 => "counts_1h",
-            Bucket::D1 => "counts_1d",
+    /// The rollup it is computed from: pantau's own tables, or TimescaleDB's continuous
+    /// aggregates.
+    fn source(self, flavour: Flavour) -> &'static str {
+        match (self, flavour) {
+            (Bucket::M5 | Bucket::M15, Flavour::Postgres) => "counts_5m",
+            (Bucket::H1, Flavour::Postgres) => "counts_1h",
+            (Bucket::D1, Flavour::Postgres) => "counts_1d",
+            (Bucket::M5 | Bucket::M15, Flavour::Timescale) => "counts_5m_agg",
+            (Bucket::H1, Flavour::Timescale) => "counts_1h_agg",
+            (Bucket::D1, Flavour::Timescale) => "counts_1d_agg",
         }
     }
 }
@@ -116,6 +120,9 @@ pub struct Store {
     schema: String,
     flavour: Flavour,
 }
+
+/// Migration number recorded once the TimescaleDB features are set up.
+const TIMESCALE_FEATURES: i32 = 1000;
 
 const MIGRATIONS: &[(i32, &str, &str)] =
     &[(1, "initial tables", include_str!("store/0001_init.sql"))];
@@ -207,7 +214,7 @@ impl Store {
                 .replace("{partition}", partitioning);
             let mut script = format!("begin;\n{sql}\n");
             if self.flavour == Flavour::Timescale && *version == 1 {
-                script.push_str(&timescale_setup(s));
+                script.push_str(&hypertables(s));
             }
             script.push_str(&format!(
                 "insert into {s}.migrations (version, name) values ({version}, '{name}');\ncommit;"
@@ -217,6 +224,18 @@ impl Store {
                 return Err(e.into());
             }
             tracing::info!(version, name, "database migration applied");
+        }
+        if self.flavour == Flavour::Timescale && !applied.contains(&TIMESCALE_FEATURES) {
+            for statement in timescale_setup(s) {
+                self.client.batch_execute(&statement).await?;
+            }
+            self.client
+                .execute(
+                    &format!("insert into {s}.migrations (version, name) values ($1, 'timescaledb aggregates and policies')"),
+                    &[&TIMESCALE_FEATURES],
+                )
+                .await?;
+            tracing::info!("TimescaleDB continuous aggregates, compression and retention set up");
         }
         if self.flavour == Flavour::Postgres {
             let now = SystemTime::now();
@@ -348,16 +367,19 @@ impl Store {
                 }
             }
             // Only rows that are new feed the rollups, so a replayed batch adds nothing.
-            // (With TimescaleDB the rollups are plain tables too until continuous aggregates
-            // replace them.)
-            let rollup = format!(
+            // TimescaleDB keeps its continuous aggregates itself.
+            let rollup = if self.flavour == Flavour::Timescale {
+                String::new()
+            } else {
+                format!(
                     ", r5 as (insert into {s}.counts_5m as t select to_timestamp(floor(extract(epoch from at) / 300) * 300), camera, line, class, direction, sum(n) from new group by 1, 2, 3, 4, 5
                         on conflict (bucket, camera, line, class, direction) do update set n = t.n + excluded.n returning 1)
                      , r1h as (insert into {s}.counts_1h as t select date_trunc('hour', at), camera, line, class, direction, sum(n) from new group by 1, 2, 3, 4, 5
                         on conflict (bucket, camera, line, class, direction) do update set n = t.n + excluded.n returning 1)
                      , r1d as (insert into {s}.counts_1d as t select date_trunc('day', at at time zone 'UTC') at time zone 'UTC', camera, line, class, direction, sum(n) from new group by 1, 2, 3, 4, 5
                         on conflict (bucket, camera, line, class, direction) do update set n = t.n + excluded.n returning 1)"
-            );
+            )
+            };
             tx.execute(
                 &format!(
                     "with new as (
@@ -380,7 +402,7 @@ impl Store {
     /// Counts per bucket, camera, line, class and direction over [from, to).
     pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<HistoryRow>, StoreError> {
         let s = &self.schema;
-        let source = q.bucket.source();
+        let source = q.bucket.source(self.flavour);
         let width = q.bucket.seconds() as f64;
         let rows = self
             .client
@@ -422,12 +444,53 @@ impl Store {
     }
 }
 
-/// Hypertables, continuous aggregates, compression and retention (TimescaleDB only).
-fn timescale_setup(s: &str) -> String {
+/// Hypertables, continuous aggregates of counts (real-time, so the newest minutes are
+/// included), compression of older chunks and retention (TimescaleDB only).
+fn hypertables(s: &str) -> String {
     let mut sql = String::new();
     for table in ["events", "counts", "camera_status", "track_summaries"] {
         sql.push_str(&format!(
             "select create_hypertable('{s}.{table}', 'at', chunk_time_interval => interval '1 day', if_not_exists => true);\n"
+        ));
+    }
+    sql
+}
+
+/// Continuous aggregates and policies: one statement each, outside any transaction (TimescaleDB
+/// does not create continuous aggregates inside one).
+fn timescale_setup(s: &str) -> Vec<String> {
+    let mut sql = Vec::new();
+    for (name, width, start) in [
+        ("5m", "5 minutes", "1 day"),
+        ("1h", "1 hour", "7 days"),
+        ("1d", "1 day", "60 days"),
+    ] {
+        sql.push(format!(
+            "create materialized view if not exists {s}.counts_{name}_agg
+               with (timescaledb.continuous, timescaledb.materialized_only = false) as
+               select time_bucket(interval '{width}', at) as bucket, camera, line, class, direction, sum(n)::bigint as n
+               from {s}.counts group by 1, 2, 3, 4, 5 with no data"
+        ));
+        sql.push(format!(
+            "select add_continuous_aggregate_policy('{s}.counts_{name}_agg',
+               start_offset => interval '{start}', end_offset => interval '{width}',
+               schedule_interval => interval '{width}', if_not_exists => true)"
+        ));
+    }
+    for (table, segment, compress_after, keep) in [
+        ("events", "camera", "7 days", "400 days"),
+        ("camera_status", "camera", "7 days", "400 days"),
+        ("track_summaries", "camera", "7 days", "90 days"),
+        ("counts", "camera, line", "30 days", "1825 days"),
+    ] {
+        sql.push(format!(
+            "alter table {s}.{table} set (timescaledb.compress, timescaledb.compress_segmentby = '{segment}')"
+        ));
+        sql.push(format!(
+            "select add_compression_policy('{s}.{table}', interval '{compress_after}', if_not_exists => true)"
+        ));
+        sql.push(format!(
+            "select add_retention_policy('{s}.{table}', interval '{keep}', if_not_exists => true)"
         ));
     }
     sql
