@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pantau_events::{
-    CountAggregate, Event, EventKind, IdGenerator, Lifecycle, ObjectRef, Severity, SCHEMA_VERSION,
+    CountAggregate, Event, EventKind, IdGenerator, Lifecycle, ObjectRef, Severity, TrackSummary,
+    SCHEMA_VERSION,
 };
 
 use crate::rules::{Crossing, ZoneEvent, ZoneEventKind};
@@ -24,6 +25,8 @@ pub struct Facts {
     window: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
     window_start: Option<SystemTime>,
     lines: Vec<String>,
+    /// Live tracks: id -> (class, first seen, last seen, frames matched).
+    tracks: BTreeMap<u64, (u16, SystemTime, SystemTime, u32)>,
 }
 
 impl Facts {
@@ -44,6 +47,7 @@ impl Facts {
             window: BTreeMap::new(),
             window_start: None,
             lines,
+            tracks: BTreeMap::new(),
         }
     }
 
@@ -127,6 +131,50 @@ impl Facts {
         (events, aggregates)
     }
 
+    /// Follows tracks; returns a summary for each track that ended (no longer reported by the
+    /// tracker).
+    pub fn track_summaries(
+        &mut self,
+        at: SystemTime,
+        tracks: &[TrackedObject],
+    ) -> Vec<TrackSummary> {
+        for t in tracks {
+            let entry = self.tracks.entry(t.id).or_insert((t.class, at, at, 0));
+            entry.0 = t.class;
+            if t.matched {
+                entry.2 = at;
+                entry.3 += 1;
+            }
+        }
+        let alive: std::collections::HashSet<u64> = tracks.iter().map(|t| t.id).collect();
+        let ended: Vec<u64> = self
+            .tracks
+            .keys()
+            .filter(|id| !alive.contains(id))
+            .copied()
+            .collect();
+        let finished: Vec<(u64, (u16, SystemTime, SystemTime, u32))> = ended
+            .into_iter()
+            .filter_map(|id| self.tracks.remove(&id).map(|v| (id, v)))
+            .collect();
+        finished
+            .into_iter()
+            .map(
+                |(track_id, (class, first_seen, last_seen, frames))| TrackSummary {
+                    id: self.ids.at(first_seen),
+                    schema: SCHEMA_VERSION,
+                    site: self.site.clone(),
+                    camera: self.camera.clone(),
+                    track_id,
+                    class: self.label(class),
+                    first_seen,
+                    last_seen,
+                    frames,
+                },
+            )
+            .collect()
+    }
+
     /// Closes the open period when `at` is past it; one aggregate per line (zero counts
     /// included, so a quiet minute is a 0 and not a gap).
     fn roll(&mut self, at: SystemTime) -> Vec<CountAggregate> {
@@ -176,6 +224,42 @@ mod tests {
     use super::*;
     use crate::geometry::{BBox, Point};
     use crate::rules::Direction;
+
+    #[test]
+    fn ended_tracks_are_summarised_once() {
+        let labels = Arc::new(vec!["person".to_string()]);
+        let mut f = Facts::new(
+            "kota",
+            "cam",
+            vec![],
+            labels,
+            Arc::default(),
+            Duration::from_secs(60),
+        );
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_795_507_200);
+        let obj = |matched| TrackedObject {
+            id: 4,
+            class: 0,
+            bbox: BBox::new(0.0, 0.0, 1.0, 1.0),
+            score: 0.9,
+            matched,
+            velocity: (0.0, 0.0),
+            hits: 1,
+        };
+        for s in 0..5 {
+            assert!(f
+                .track_summaries(t0 + Duration::from_secs(s), &[obj(s != 3)])
+                .is_empty());
+        }
+        let ended = f.track_summaries(t0 + Duration::from_secs(9), &[]);
+        assert_eq!(ended.len(), 1);
+        assert_eq!((ended[0].track_id, ended[0].frames), (4, 4));
+        assert_eq!(ended[0].first_seen, t0);
+        assert_eq!(ended[0].last_seen, t0 + Duration::from_secs(4));
+        assert!(f
+            .track_summaries(t0 + Duration::from_secs(10), &[])
+            .is_empty());
+    }
 
     #[test]
     fn crossings_become_events_and_minute_counts() {

@@ -118,6 +118,24 @@ pub struct CountAggregate {
     pub counts: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
+/// One object's track after it ended: how long it was seen and as what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackSummary {
+    pub id: EventId,
+    pub schema: u32,
+    pub site: String,
+    pub camera: String,
+    pub track_id: u64,
+    /// The class most votes went to.
+    pub class: String,
+    #[serde(with = "time")]
+    pub first_seen: SystemTime,
+    #[serde(with = "time")]
+    pub last_seen: SystemTime,
+    /// Analysed frames in which the object was detected.
+    pub frames: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pantau_events::{CountAggregate, Event};
+use pantau_events::{CountAggregate, Event, TrackSummary};
 use tokio_postgres::{Client, NoTls};
 
 #[derive(Debug, thiserror::Error)]
@@ -399,6 +399,38 @@ impl Store {
         Ok(())
     }
 
+    /// Writes ended tracks; a track already stored (same id) is skipped.
+    pub async fn write_tracks(&mut self, tracks: &[TrackSummary]) -> Result<(), StoreError> {
+        if tracks.is_empty() {
+            return Ok(());
+        }
+        if self.flavour == Flavour::Postgres {
+            let times = tracks.iter().map(|t| t.first_seen);
+            if let (Some(lo), Some(hi)) = (times.clone().min(), times.max()) {
+                self.ensure_partitions(lo, hi).await?;
+            }
+        }
+        let s = &self.schema;
+        let id: Vec<String> = tracks.iter().map(|t| t.id.to_string()).collect();
+        let at: Vec<SystemTime> = tracks.iter().map(|t| t.first_seen).collect();
+        let camera: Vec<&str> = tracks.iter().map(|t| t.camera.as_str()).collect();
+        let track: Vec<i64> = tracks.iter().map(|t| t.track_id as i64).collect();
+        let class: Vec<&str> = tracks.iter().map(|t| t.class.as_str()).collect();
+        let last: Vec<SystemTime> = tracks.iter().map(|t| t.last_seen).collect();
+        let frames: Vec<i32> = tracks.iter().map(|t| t.frames as i32).collect();
+        self.client
+            .execute(
+                &format!(
+                    "insert into {s}.track_summaries (id, at, camera, track_id, class, last_seen, frames)
+                     select * from unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[], $7::int[])
+                     on conflict do nothing"
+                ),
+                &[&id, &at, &camera, &track, &class, &last, &frames],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Counts per bucket, camera, line, class and direction over [from, to).
     pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<HistoryRow>, StoreError> {
         let s = &self.schema;
@@ -520,6 +552,7 @@ fn next_month((y, m): (i64, u32)) -> (i64, u32) {
 #[serde(untagged)]
 enum Message {
     Counts(CountAggregate),
+    Track(TrackSummary),
     Event(Box<Event>),
 }
 
@@ -576,15 +609,21 @@ pub async fn run_sink(
             let last = *last;
             let mut events = Vec::new();
             let mut counts = Vec::new();
+            let mut tracks = Vec::new();
             for (seq, record) in &batch {
                 match serde_json::from_slice::<Message>(&record.payload) {
                     Ok(Message::Event(e)) => events.push(*e),
                     Ok(Message::Counts(c)) => counts.push(c),
+                    Ok(Message::Track(t)) => tracks.push(t),
                     // Not for the store (e.g. availability); skip, never block the queue.
                     Err(e) => tracing::debug!(seq, "outbox record is not an event: {e}"),
                 }
             }
-            if let Err(e) = store.write(&events, &counts).await {
+            let written = match store.write(&events, &counts).await {
+                Ok(()) => store.write_tracks(&tracks).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
                 tracing::warn!(
                     depth = outbox.depth(&sink),
                     "database write failed, will retry: {e}"

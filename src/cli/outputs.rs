@@ -31,6 +31,9 @@ impl Topics {
     pub fn counts(&self, camera: &str) -> String {
         format!("{}/{}/{camera}/counts", self.prefix, self.site)
     }
+    pub fn tracks(&self, camera: &str) -> String {
+        format!("{}/{}/{camera}/tracks", self.prefix, self.site)
+    }
     pub fn status(&self, camera: &str) -> String {
         format!("{}/{}/{camera}/status", self.prefix, self.site)
     }

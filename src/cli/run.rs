@@ -280,6 +280,10 @@ async fn analyse_camera(
         }
         let outputs = &out.outputs;
         let mut records: Vec<_> = new_events.iter().map(|e| outputs.event_record(e)).collect();
+        for t in out.events.track_summaries(a.frame.capture_time, &a.update.tracks) {
+            let topic = outputs.topics.tracks(&t.camera);
+            records.push(pantau_sinks::mqtt::record(&topic, false, serde_json::to_vec(&t).unwrap_or_default()));
+        }
         for agg in &aggregates {
             let topic = outputs.topics.counts(&agg.camera);
             records.push(pantau_sinks::mqtt::record(&topic, false, serde_json::to_vec(agg).unwrap_or_default()));
