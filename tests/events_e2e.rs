@@ -168,6 +168,21 @@ points = [[320, 0], [320, 360]]
         stored_ids, mqtt_ids,
         "the same events on MQTT and in the store"
     );
+    // Tracks that ended were summarised, on MQTT and in the store.
+    let summaries: i64 = db
+        .query_one(
+            &format!("select count(*) from {schema}.track_summaries where frames > 0"),
+            &[],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    let mqtt_tracks = msgs
+        .iter()
+        .filter(|(t, _)| t.ends_with("/traffic/tracks"))
+        .count() as i64;
+    assert!(summaries >= 10, "track summaries stored: {summaries}");
+    assert_eq!(summaries, mqtt_tracks);
     db.batch_execute(&format!("drop schema {schema} cascade"))
         .await
         .expect("clean up");
