@@ -111,6 +111,7 @@ async fn mqtt_events_per_second() -> f64 {
         availability_topic: format!("{prefix}/bench/available"),
         keep_alive: Duration::from_secs(15),
         batch: 256,
+        tls: None,
     };
     let start = Instant::now();
     let task = tokio::spawn(run(outbox.clone(), "mqtt".into(), settings, stop.clone()));

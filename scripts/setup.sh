@@ -19,7 +19,7 @@ PACKAGES=(
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
   libopencv-dev
   postgresql postgresql-contrib mosquitto mosquitto-clients
-  python3-pip unzip
+  python3-pip unzip openssl
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -547,6 +547,7 @@ impl Config {
             &self.outbox,
             &self.embedded,
             &self.snapshots,
+            base,
             env,
         );
 

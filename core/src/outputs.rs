@@ -30,6 +30,17 @@ pub struct MqttConfig {
     /// Keep-alive in seconds. Default 15. Range 5..=600.
     #[serde(default = "default_keep_alive")]
     pub keep_alive_s: u64,
+    /// Connect with TLS (usually port 8883). Needs `ca_file`.
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CA that signed the broker's certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for brokers that require client certificates.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
 }
 
 fn default_mqtt_port() -> u16 {
@@ -185,6 +196,7 @@ pub(crate) fn check(
     outbox: &OutboxConfig,
     embedded: &EmbeddedConfig,
     snapshots: &SnapshotConfig,
+    base: &std::path::Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) {
     if let Some(m) = mqtt {
@@ -202,6 +214,32 @@ pub(crate) fn check(
                     m.prefix
                 ),
             );
+        }
+        if m.tls && m.ca_file.is_none() {
+            issues.push(
+                "mqtt.ca_file",
+                "tls = true needs ca_file: the PEM file of the CA that signed the broker's certificate",
+            );
+        }
+        if m.client_cert.is_some() != m.client_key.is_some() {
+            issues.push(
+                "mqtt.client_key",
+                "give client_cert and client_key together",
+            );
+        }
+        for (field, path) in [
+            ("ca_file", &m.ca_file),
+            ("client_cert", &m.client_cert),
+            ("client_key", &m.client_key),
+        ] {
+            if let Some(p) = path {
+                if std::fs::metadata(base.join(p)).is_err() {
+                    issues.push(
+                        format!("mqtt.{field}"),
+                        format!("cannot read {}; check the path", p.display()),
+                    );
+                }
+            }
         }
         if let Some(var) = &m.password_env {
             if env(var).is_none() {

@@ -31,6 +31,24 @@ pub struct MqttSettings {
     pub keep_alive: Duration,
     /// Messages per batch (and the most in flight).
     pub batch: usize,
+    /// TLS: the broker's CA (PEM) and optionally a client certificate and key (PEM).
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM contents for a TLS connection to the broker.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub ca: Vec<u8>,
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("TlsFiles")
+            .field("client_auth", &self.client.is_some())
+            .finish()
+    }
 }
 
 /// A message as stored in the outbox: topic, retain flag and payload.
@@ -101,6 +119,17 @@ async fn connection(
     ));
     if let Some((u, p)) = &s.credentials {
         opts.set_credentials(u, p);
+    }
+    if let Some(tls) = &s.tls {
+        // rustls needs a process-wide crypto provider; ring, installed once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        opts.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Simple {
+                ca: tls.ca.clone(),
+                alpn: None,
+                client_auth: tls.client.clone(),
+            },
+        ));
     }
     let (client, mut events) = AsyncClient::new(opts, s.batch * 2 + 16);
     // Wait for the broker to accept the connection.

@@ -60,6 +60,7 @@ fn settings(port: u16, prefix: &str) -> MqttSettings {
         availability_topic: format!("{prefix}/node/available"),
         keep_alive: Duration::from_secs(5),
         batch: 64,
+        tls: None,
     }
 }
 
@@ -237,4 +238,167 @@ async fn a_broker_outage_loses_nothing() {
     );
     stop.cancel();
     publisher.await.expect("publisher ends");
+}
+
+/// A TLS connection to the broker: a Mosquitto started here with a certificate from a CA made
+/// here; pantau trusts that CA. A subscriber on a plain listener of the same broker checks
+/// delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_over_tls() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs")
+            .success();
+        assert!(ok, "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pantau-test-ca",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    // Mosquitto started as root drops to its own user, which must be able to read these.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let port = |_: ()| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port")
+    };
+    let (tls_port, plain_port) = (port(()), port(()));
+    std::fs::write(
+        d.join("mosquitto.conf"),
+        format!(
+            "per_listener_settings false\nallow_anonymous true\n\
+             listener {tls_port} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n\
+             listener {plain_port} 127.0.0.1\n",
+            d.display()
+        ),
+    )
+    .expect("conf");
+    let mut broker = Command::new("mosquitto")
+        .arg("-c")
+        .arg(d.join("mosquitto.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto starts");
+    wait_until("the TLS broker", 10, || {
+        std::net::TcpStream::connect(("127.0.0.1", plain_port)).is_ok()
+    })
+    .await;
+
+    let prefix = unique("tls");
+    let mut opts = MqttOptions::new(format!("sub-{prefix}"), "127.0.0.1", plain_port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = AsyncClient::new(opts, 100);
+    client
+        .subscribe(format!("{prefix}/#"), QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = got.clone();
+    let sub = tokio::spawn(async move {
+        let _client = client;
+        while let Ok(ev) = events.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                sink.lock()
+                    .expect("lock")
+                    .push(String::from_utf8_lossy(&p.payload).into_owned());
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let outbox = Arc::new(
+        Outbox::open(
+            &d.join("o.redb"),
+            &["mqtt"],
+            1 << 20,
+            FullPolicy::DropOldest,
+        )
+        .expect("outbox"),
+    );
+    let stop = CancellationToken::new();
+    let mut s = settings(tls_port, &prefix);
+    s.tls = Some(pantau_sinks::mqtt::TlsFiles {
+        ca: std::fs::read(d.join("ca.pem")).expect("ca"),
+        client: None,
+    });
+    let publisher = tokio::spawn(run(outbox.clone(), "mqtt".into(), s, stop.clone()));
+    let records: Vec<_> = (0..20)
+        .map(|i| {
+            record(
+                &format!("{prefix}/cam/events/line"),
+                false,
+                format!("{i}").into_bytes(),
+            )
+        })
+        .collect();
+    outbox.append(&records).expect("append");
+    wait_until("delivery over TLS", 15, || outbox.depth("mqtt") == 0).await;
+    wait_until("20 messages", 5, || {
+        got.lock()
+            .expect("lock")
+            .iter()
+            .filter(|p| p.parse::<u32>().is_ok())
+            .count()
+            >= 20
+    })
+    .await;
+    stop.cancel();
+    publisher.await.expect("publisher");
+    sub.abort();
+    let _ = broker.kill();
+    let _ = broker.wait();
 }

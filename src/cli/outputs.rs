@@ -111,6 +111,21 @@ impl Outputs {
                 )
             }
         };
+        let tls = match &c.mqtt {
+            Some(m) if m.tls => {
+                let read = |p: &std::path::PathBuf| {
+                    std::fs::read(base.join(p))
+                        .with_context(|| format!("cannot read {}", p.display()))
+                };
+                let ca = read(m.ca_file.as_ref().context("mqtt.ca_file")?)?;
+                let client = match (&m.client_cert, &m.client_key) {
+                    (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                    _ => None,
+                };
+                Some(mqtt::TlsFiles { ca, client })
+            }
+            _ => None,
+        };
         let topics = Topics {
             prefix,
             site: c.node.site.clone(),
@@ -124,6 +139,7 @@ impl Outputs {
             availability_topic: topics.available(),
             keep_alive,
             batch: 256,
+            tls,
         };
         let mut sinks = vec![(
             "mqtt",
