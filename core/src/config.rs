@@ -540,16 +540,7 @@ impl Config {
         self.ingest.check(&mut issues);
         self.detector.check(&mut issues);
         self.tracker.check(&mut issues);
-        crate::outputs::check(
-            &mut issues,
-            self.mqtt.as_ref(),
-            self.store.as_ref(),
-            &self.outbox,
-            &self.embedded,
-            &self.snapshots,
-            base,
-            env,
-        );
+        crate::outputs::check(&mut issues, &self, base, env);
 
         let mut seen = HashSet::new();
         let mut cameras = Vec::with_capacity(self.cameras.len());

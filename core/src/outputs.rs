@@ -191,14 +191,17 @@ fn default_embedded_mqtt() -> String {
 
 pub(crate) fn check(
     issues: &mut ConfigIssues,
-    mqtt: Option<&MqttConfig>,
-    store: Option<&StoreConfig>,
-    outbox: &OutboxConfig,
-    embedded: &EmbeddedConfig,
-    snapshots: &SnapshotConfig,
+    config: &crate::config::Config,
     base: &std::path::Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) {
+    let (mqtt, store, outbox, embedded, snapshots) = (
+        config.mqtt.as_ref(),
+        config.store.as_ref(),
+        &config.outbox,
+        &config.embedded,
+        &config.snapshots,
+    );
     if let Some(m) = mqtt {
         if m.host.trim().is_empty() {
             issues.push("mqtt.host", "give the broker's host name or address");

@@ -1,5 +1,6 @@
 //! `pantau check-config FILE`.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -8,8 +9,11 @@ use pantau_core::{Config, ConfigError};
 pub fn run(file: &Path) -> ExitCode {
     match Config::load(file) {
         Ok(valid) => {
+            // Writes ignore a closed pipe (`pantau check-config x | head`).
+            let mut out = std::io::stdout().lock();
             let c = &valid.config;
-            println!(
+            let _ = writeln!(
+                out,
                 "{}: OK. node \"{}\" at site \"{}\", {} camera{}:",
                 file.display(),
                 c.node.name,
@@ -19,19 +23,21 @@ pub fn run(file: &Path) -> ExitCode {
             );
             let base = file.parent().unwrap_or(Path::new("."));
             match pantau_analytics::detect::onnx::check(&c.detector, base) {
-                Ok(model) => println!(
+                Ok(model) => drop(writeln!(
+                    out,
                     "  detector: {} ({} labels), classes {}",
                     model.manifest.name,
                     model.labels.len(),
                     c.detector.classes.join(", ")
-                ),
+                )),
                 Err(e) => {
                     eprintln!("{}: detector: {e}", file.display());
                     return ExitCode::FAILURE;
                 }
             }
             for cam in &valid.cameras {
-                println!(
+                let _ = writeln!(
+                    out,
                     "  {:<20} {:<6} {}{} (analysis {} fps at {} px wide; {} lines, {} zones)",
                     cam.id,
                     cam.source.kind(),
