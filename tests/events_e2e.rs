@@ -12,6 +12,44 @@ fn repo(path: &str) -> String {
     format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
+type Received = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// Subscribes to `filter` on the local Mosquitto and collects (topic, JSON payload); returns
+/// once the broker has confirmed the subscription.
+async fn subscribe(client_id: &str, filter: &str) -> (Received, tokio::task::JoinHandle<()>) {
+    let got: Received = Arc::default();
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", 1883);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut events) = AsyncClient::new(opts, 100);
+    client
+        .subscribe(filter, QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let sink = got.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let mut ready = Some(ready_tx);
+    let task = tokio::spawn(async move {
+        let _client = client;
+        while let Ok(ev) = events.poll().await {
+            match ev {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    if let Some(r) = ready.take() {
+                        let _ = r.send(());
+                    }
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    if let Ok(v) = serde_json::from_slice(&p.payload) {
+                        sink.lock().expect("lock").push((p.topic.clone(), v));
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    ready_rx.await.expect("subscribed");
+    (got, task)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crossings_are_published_and_stored_once() {
     let tag = format!("e2e{}", std::process::id());
@@ -56,36 +94,7 @@ points = [[320, 0], [320, 360]]
     .expect("config");
 
     // Subscribe before pantau starts.
-    let got: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
-    let mut opts = MqttOptions::new(format!("sub-{tag}"), "127.0.0.1", 1883);
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut events) = AsyncClient::new(opts, 100);
-    client
-        .subscribe(format!("{prefix}/#"), QoS::AtLeastOnce)
-        .await
-        .expect("subscribe");
-    let sink = got.clone();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let mut ready = Some(ready_tx);
-    let subscriber = tokio::spawn(async move {
-        let _client = client;
-        while let Ok(ev) = events.poll().await {
-            match ev {
-                Event::Incoming(Packet::SubAck(_)) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                Event::Incoming(Packet::Publish(p)) => {
-                    if let Ok(v) = serde_json::from_slice(&p.payload) {
-                        sink.lock().expect("lock").push((p.topic.clone(), v));
-                    }
-                }
-                _ => {}
-            }
-        }
-    });
-    ready_rx.await.expect("subscribed");
+    let (got, subscriber) = subscribe(&format!("sub-{tag}"), &format!("{prefix}/#")).await;
 
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_pantau"))
@@ -214,29 +223,11 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
     let idle = dir.path().join("idle.toml");
     std::fs::write(&idle, &common).expect("config");
 
-    let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let (client, mut events) = AsyncClient::new(
-        MqttOptions::new(format!("sub-{tag}"), "127.0.0.1", 1883),
-        100,
-    );
-    client
-        .subscribe(format!("{prefix}/kota/traffic/events/#"), QoS::AtLeastOnce)
-        .await
-        .expect("subscribe");
-    let sink = got.clone();
-    let subscriber = tokio::spawn(async move {
-        let _client = client;
-        while let Ok(ev) = events.poll().await {
-            if let Event::Incoming(Packet::Publish(p)) = ev {
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload) {
-                    if let Some(id) = v["id"].as_str() {
-                        sink.lock().expect("lock").push(id.to_string());
-                    }
-                }
-            }
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (got, subscriber) = subscribe(
+        &format!("sub-{tag}"),
+        &format!("{prefix}/kota/traffic/events/#"),
+    )
+    .await;
 
     // Run busy, then SIGKILL mid-stream.
     let mut child = Command::new(env!("CARGO_BIN_EXE_pantau"))
@@ -268,7 +259,12 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     subscriber.abort();
 
-    let mqtt_ids: HashSet<String> = got.lock().expect("lock").iter().cloned().collect();
+    let mqtt_ids: HashSet<String> = got
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|(_, v)| v["id"].as_str().map(String::from))
+        .collect();
     assert!(before >= 5, "events flowed before the kill: {before}");
     let (db, conn) = tokio_postgres::connect(
         "host=127.0.0.1 user=postgres dbname=test",

@@ -51,6 +51,25 @@ async fn subscriber(prefix: &str) -> (Arc<Mutex<Vec<(String, String)>>>, JoinHan
     (got, task)
 }
 
+/// An outbox in `dir` and the MQTT sink publishing from it.
+fn publish(
+    dir: &std::path::Path,
+    settings: MqttSettings,
+) -> (Arc<Outbox>, CancellationToken, JoinHandle<()>) {
+    let outbox = Arc::new(
+        Outbox::open(
+            &dir.join("o.redb"),
+            &["mqtt"],
+            1 << 26,
+            FullPolicy::DropOldest,
+        )
+        .expect("outbox"),
+    );
+    let stop = CancellationToken::new();
+    let publisher = tokio::spawn(run(outbox.clone(), "mqtt".into(), settings, stop.clone()));
+    (outbox, stop, publisher)
+}
+
 fn settings(port: u16, prefix: &str) -> MqttSettings {
     MqttSettings {
         host: "127.0.0.1".into(),
@@ -102,22 +121,7 @@ async fn every_record_arrives_in_order_and_the_outbox_drains() {
     let prefix = unique("order");
     let (got, _sub) = subscriber(&prefix).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let outbox = Arc::new(
-        Outbox::open(
-            &dir.path().join("o.redb"),
-            &["mqtt"],
-            1 << 26,
-            FullPolicy::DropOldest,
-        )
-        .expect("outbox"),
-    );
-    let stop = CancellationToken::new();
-    let publisher = tokio::spawn(run(
-        outbox.clone(),
-        "mqtt".into(),
-        settings(1883, &prefix),
-        stop.clone(),
-    ));
+    let (outbox, stop, publisher) = publish(dir.path(), settings(1883, &prefix));
     let records: Vec<_> = (0..300)
         .map(|i| {
             record(
@@ -163,22 +167,7 @@ async fn a_broker_outage_loses_nothing() {
     let (got, _sub) = subscriber(&prefix).await;
     let proxy = Proxy::start("127.0.0.1:1883").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let outbox = Arc::new(
-        Outbox::open(
-            &dir.path().join("o.redb"),
-            &["mqtt"],
-            1 << 26,
-            FullPolicy::DropOldest,
-        )
-        .expect("outbox"),
-    );
-    let stop = CancellationToken::new();
-    let publisher = tokio::spawn(run(
-        outbox.clone(),
-        "mqtt".into(),
-        settings(proxy.addr.port(), &prefix),
-        stop.clone(),
-    ));
+    let (outbox, stop, publisher) = publish(dir.path(), settings(proxy.addr.port(), &prefix));
     // Events flow while the connection is cut for 30 s and restored.
     let total = 3000u64;
     let producer = {
@@ -360,22 +349,12 @@ async fn publishes_over_tls() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let outbox = Arc::new(
-        Outbox::open(
-            &d.join("o.redb"),
-            &["mqtt"],
-            1 << 20,
-            FullPolicy::DropOldest,
-        )
-        .expect("outbox"),
-    );
-    let stop = CancellationToken::new();
     let mut s = settings(tls_port, &prefix);
     s.tls = Some(pantau_sinks::mqtt::TlsFiles {
         ca: std::fs::read(d.join("ca.pem")).expect("ca"),
         client: None,
     });
-    let publisher = tokio::spawn(run(outbox.clone(), "mqtt".into(), s, stop.clone()));
+    let (outbox, stop, publisher) = publish(d, s);
     let records: Vec<_> = (0..20)
         .map(|i| {
             record(
