@@ -138,7 +138,7 @@ async fn capture_to_mqtt_latency() -> (usize, f64, f64) {
     let config = dir.path().join("bench.toml");
     let mut text = format!(
         "[node]\nname = \"bench\"\nsite = \"kota\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = 1883\nprefix = \"{prefix}\"\n\
-         [ingest]\nanalysis_fps = 5.0\n"
+         [ingest]\nanalysis_fps = 5.0\n[api]\nlisten = \"127.0.0.1:0\"\n"
     );
     for cam in ["a", "b"] {
         text.push_str(&format!(

@@ -118,7 +118,8 @@ fn demo_streams_every_bundled_clip() {
     let config = dir.path().join("demo.toml");
     let text = std::fs::read_to_string(repo("config/demo.toml"))
         .expect("demo config")
-        .replace("127.0.0.1:8554", &format!("127.0.0.1:{port}"));
+        .replace("127.0.0.1:8554", &format!("127.0.0.1:{port}"))
+        + "\n[api]\nlisten = \"127.0.0.1:0\"\n";
     std::fs::write(&config, text).expect("write");
     let out = pantau()
         .current_dir(env!("CARGO_MANIFEST_DIR"))

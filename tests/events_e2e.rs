@@ -77,6 +77,9 @@ schema = "{schema}"
 [outbox]
 path = "var/outbox.redb"
 
+[api]
+listen = "127.0.0.1:0"
+
 [[cameras]]
 id = "traffic"
 url = "file://{clip}"
@@ -208,7 +211,7 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
     let common = format!(
         "[node]\nname = \"kill\"\nsite = \"kota\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = 1883\nprefix = \"{prefix}\"\n\
          [store]\nurl = \"host=127.0.0.1 port=5432 user=postgres dbname=test\"\nschema = \"{schema}\"\n\
-         [outbox]\npath = \"var/outbox.redb\"\n"
+         [outbox]\npath = \"var/outbox.redb\"\n[api]\nlisten = \"127.0.0.1:0\"\n"
     );
     let busy = dir.path().join("busy.toml");
     std::fs::write(

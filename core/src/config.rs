@@ -15,7 +15,7 @@ use url::Url;
 
 pub use crate::analytics::{DetectorConfig, LineConfig, TrackerConfig, ZoneConfig};
 pub use crate::outputs::{
-    EmbeddedConfig, MqttConfig, OutboxConfig, SnapshotConfig, StoreConfig, WhenFull,
+    ApiConfig, EmbeddedConfig, MqttConfig, OutboxConfig, SnapshotConfig, StoreConfig, WhenFull,
 };
 use crate::secret::Secret;
 
@@ -53,6 +53,9 @@ pub struct Config {
     /// Event snapshots.
     #[serde(default)]
     pub snapshots: SnapshotConfig,
+    /// The HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
 }
 
 /// Identity of this node, used in logs and (later) MQTT topics.

@@ -167,6 +167,31 @@ fn default_quality() -> u8 {
     80
 }
 
+/// The HTTP API.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Serve the API. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    #[serde(default = "default_api_listen")]
+    pub listen: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: default_api_listen(),
+        }
+    }
+}
+
+fn default_api_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
 /// The embedded broker `pantau run` starts when there is no `[mqtt]` section.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -285,6 +310,15 @@ pub(crate) fn check(
     }
     if !(10..=3600).contains(&outbox.count_period_s) {
         issues.push("outbox.count_period_s", "use 10 to 3600 seconds");
+    }
+    if config.api.listen.parse::<std::net::SocketAddr>().is_err() {
+        issues.push(
+            "api.listen",
+            format!(
+                "\"{}\" is not an address:port such as 127.0.0.1:8080",
+                config.api.listen
+            ),
+        );
     }
     if !(1..=3650).contains(&snapshots.retention_days) {
         issues.push("snapshots.retention_days", "use 1 to 3650 days");

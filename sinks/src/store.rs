@@ -465,6 +465,12 @@ impl Store {
             .collect())
     }
 
+    /// Checks the connection.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client.simple_query("select 1").await?;
+        Ok(())
+    }
+
     /// Number of stored events (for tests and metrics).
     pub async fn event_count(&self) -> Result<i64, StoreError> {
         let s = &self.schema;

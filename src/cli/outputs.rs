@@ -45,6 +45,8 @@ impl Topics {
 /// The running outputs.
 pub struct Outputs {
     pub outbox: Arc<Outbox>,
+    /// The broker the MQTT sink talks to (configured or embedded).
+    pub broker: Option<std::net::SocketAddr>,
     pub topics: Topics,
     pub ids: Arc<IdGenerator>,
     sinks: Vec<(&'static str, JoinHandle<()>)>,
@@ -126,6 +128,9 @@ impl Outputs {
             }
             _ => None,
         };
+        let broker = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+            .ok()
+            .and_then(|mut a| a.next());
         let topics = Topics {
             prefix,
             site: c.node.site.clone(),
@@ -150,19 +155,14 @@ impl Outputs {
                 stop.clone(),
             )),
         )];
-        if let Some(s) = &c.store {
-            let url = match (&s.url, &s.url_env) {
-                (Some(u), _) => u.clone(),
-                (None, Some(var)) => std::env::var(var).unwrap_or_default(),
-                (None, None) => String::new(),
-            };
+        if let Some((url, schema)) = store_target(valid) {
             sinks.push((
                 "store",
                 tokio::spawn(store::run_sink(
                     outbox.clone(),
                     "store".into(),
                     url,
-                    s.schema.clone(),
+                    schema,
                     stop.clone(),
                 )),
             ));
@@ -171,6 +171,7 @@ impl Outputs {
         }
         Ok(Self {
             outbox,
+            broker,
             topics,
             ids: Arc::new(IdGenerator::new()),
             sinks,
@@ -253,4 +254,16 @@ impl Outputs {
             let _ = task.await;
         }
     }
+}
+
+/// The store's connection string and schema, when a store is configured.
+pub fn store_target(valid: &ValidConfig) -> Option<(String, String)> {
+    valid.config.store.as_ref().map(|s| {
+        let url = match (&s.url, &s.url_env) {
+            (Some(u), _) => u.clone(),
+            (None, Some(var)) => std::env::var(var).unwrap_or_default(),
+            (None, None) => String::new(),
+        };
+        (url, s.schema.clone())
+    })
 }

@@ -23,7 +23,9 @@ use pantau_analytics::facts::Facts as EventFacts;
 use pantau_analytics::rules::Direction;
 use pantau_analytics::scene::Scene;
 use pantau_analytics::snapshot::render;
+use pantau_dashboard_api::ApiState;
 use pantau_ingest::FrameReceiver;
+use pantau_sinks::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum View {
@@ -166,6 +168,37 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             cameras = analysers.len(),
             "pantau running"
         );
+        let api_stop = tokio_util::sync::CancellationToken::new();
+        let api_task = if valid.config.api.enabled {
+            let addr: std::net::SocketAddr = valid.config.api.listen.parse()?;
+            let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen on {addr} for the HTTP API; set api.listen to a free address")
+            })?;
+            let store = match super::outputs::store_target(&valid) {
+                Some((url, schema)) => match Store::connect(&url, &schema).await {
+                    Ok(s) => Some(Arc::new(s)),
+                    Err(e) => {
+                        tracing::warn!("the API serves no history until the store is reachable at start-up: {e}");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let state = ApiState {
+                ingest: ingest.clone(),
+                store,
+                outbox: Some(outputs.outbox.clone()),
+                broker: outputs.broker,
+            };
+            let local = listener.local_addr()?;
+            tracing::info!(url = %format!("http://{local}"), "HTTP API listening (/api/v1/cameras, /api/v1/history, /metrics, /readyz)");
+            let stop = api_stop.clone();
+            Some(tokio::spawn(pantau_dashboard_api::serve(listener, state, async move {
+                stop.cancelled().await
+            })))
+        } else {
+            None
+        };
         let mut view = StatusView::new(ingest.clone(), facts.clone(), table);
         let stop = async {
             match opts.duration_s {
@@ -183,6 +216,10 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             let _ = a.await;
         }
         status_task.abort();
+        api_stop.cancel();
+        if let Some(api) = api_task {
+            let _ = api.await;
+        }
         if let Some(r) = retention {
             r.abort();
         }
