@@ -151,11 +151,14 @@ async fn readyz(State(s): State<ApiState>) -> Response {
         .into_response()
 }
 
+/// A per-camera metric: name, type, help, value.
+type Family = (&'static str, &'static str, &'static str, fn(&CameraStatus) -> f64);
+
 /// Prometheus text format.
 async fn metrics(State(s): State<ApiState>) -> Response {
     let mut out = String::new();
     let statuses = s.ingest.statuses();
-    let families: [(&str, &str, &str, fn(&CameraStatus) -> f64); 6] = [
+    let families: [Family; 6] = [
         (
             "pantau_camera_fps",
             "gauge",
