@@ -439,7 +439,7 @@ async fn a_replayed_file_delivers_every_frame_then_finishes() {
         last_seq = Some(f.seq);
         n += 1;
         // A slow consumer must not lose frames of a replay.
-        if n % 100 == 0 {
+        if n.is_multiple_of(100) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if n == 795 {

@@ -152,7 +152,12 @@ async fn readyz(State(s): State<ApiState>) -> Response {
 }
 
 /// A per-camera metric: name, type, help, value.
-type Family = (&'static str, &'static str, &'static str, fn(&CameraStatus) -> f64);
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CameraStatus) -> f64,
+);
 
 /// Prometheus text format.
 async fn metrics(State(s): State<ApiState>) -> Response {

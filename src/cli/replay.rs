@@ -94,7 +94,7 @@ fn parse_points(text: &str, what: &str) -> anyhow::Result<(String, Vec<[f32; 2]>
         .map(|n| n.trim().parse::<f32>())
         .collect::<Result<_, _>>()
         .with_context(|| format!("--{what} {text}: coordinates must be numbers"))?;
-    if nums.len() % 2 != 0 {
+    if !nums.len().is_multiple_of(2) {
         bail!("--{what} {text}: coordinates come in x,y pairs");
     }
     Ok((
