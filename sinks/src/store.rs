@@ -119,6 +119,8 @@ pub struct Store {
     client: Client,
     schema: String,
     flavour: Flavour,
+    /// Months whose partitions exist (plain PostgreSQL), so writes do not repeat the DDL.
+    partitioned: std::sync::Mutex<BTreeSet<(i64, u32)>>,
 }
 
 /// Migration number recorded once the TimescaleDB features are set up.
@@ -158,10 +160,15 @@ impl Store {
         } else {
             Flavour::Postgres
         };
+        // "already exists, skipping" notices are expected; keep the log for warnings.
+        client
+            .batch_execute("set client_min_messages = warning")
+            .await?;
         let store = Self {
             client,
             schema: schema.to_string(),
             flavour,
+            partitioned: std::sync::Mutex::new(BTreeSet::new()),
         };
         store.migrate().await?;
         Ok(store)
@@ -254,8 +261,19 @@ impl Store {
         let mut month = month_start(from);
         let end = month_start(to);
         let mut sql = String::new();
+        let mut months = Vec::new();
+        let known = self
+            .partitioned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         while month <= end {
             let next = next_month(month);
+            if known.contains(&month) {
+                month = next;
+                continue;
+            }
+            months.push(month);
             let (y, m) = month;
             let (ny, nm) = next;
             for table in ["events", "counts", "camera_status", "track_summaries"] {
@@ -266,7 +284,14 @@ impl Store {
             }
             month = next;
         }
+        if sql.is_empty() {
+            return Ok(());
+        }
         self.client.batch_execute(&sql).await?;
+        self.partitioned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(months);
         Ok(())
     }
 
