@@ -196,11 +196,7 @@ async fn capture_to_mqtt_latency() -> (usize, f64, f64) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     rt.block_on(async {
         let rows = rows_per_second().await;
         println!("PostgreSQL: {rows:.0} event rows/s (100000 rows, batches of 2000, idempotent insert)  goal >= 50000");

@@ -55,14 +55,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; a filter argument selects clips by name.
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     gst::init().expect("gstreamer");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     println!(
         "ingest throughput, median of {ROUNDS} interleaved rounds; analysis frames {ANALYSIS_WIDTH} px wide BGR\n"
     );
@@ -70,14 +64,7 @@ fn main() {
         "{:<26} {:>7} {:>12} {:>14} {:>12} {:>10} {:>12}",
         "clip", "frames", "decode fps", "dec+conv fps", "ingest fps", "ingest/dec", "ingest/d+c"
     );
-    for clip in common::clips() {
-        let name = clip
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
-            continue;
-        }
+    for (name, clip) in common::selected_clips() {
         let location = clip.display().to_string();
         let bare =
             format!("filesrc location=\"{location}\" ! decodebin ! fakesink name=sink sync=false");

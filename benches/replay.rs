@@ -97,13 +97,8 @@ fn replay(rt: &tokio::runtime::Runtime, clip: &Path, detector: Detector) -> (u64
 }
 
 fn main() {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     gst::init().expect("gstreamer");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime();
     let config = DetectorConfig::default();
     let load = || Detector::load(&config, &common::root()).expect("model loads (run `make setup`)");
     let mut detector = load();
@@ -115,14 +110,7 @@ fn main() {
         "{:<24} {:>6} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7}   per-frame ms: pre / infer / post",
         "clip", "frames", "dec ms", "inf ms", "bound fps", "replay fps", "replay s", "ratio"
     );
-    for clip in common::clips() {
-        let name = clip
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
-            continue;
-        }
+    for (name, clip) in common::selected_clips() {
         let decode = bare_decode(&clip);
         let (infer, steps) = bare_inference(&rt, &mut detector, &clip);
         let bound = 1.0 / (decode + infer);

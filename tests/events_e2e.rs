@@ -12,6 +12,29 @@ fn repo(path: &str) -> String {
     format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Runs `pantau run --config CONFIG --duration-s SECS` to the end; panics with its log if it fails.
+async fn run_pantau(config: std::path::PathBuf, secs: u64) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_pantau"))
+            .args([
+                "run",
+                "--view",
+                "log",
+                "--duration-s",
+                &secs.to_string(),
+                "--config",
+            ])
+            .arg(&config)
+            .output()
+            .expect("pantau runs")
+    })
+    .await
+    .expect("join");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "pantau failed:\n{log}");
+    log
+}
+
 type Received = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
 
 /// Subscribes to `filter` on the local Mosquitto and collects (topic, JSON payload); returns
@@ -99,17 +122,7 @@ points = [[320, 0], [320, 360]]
     // Subscribe before pantau starts.
     let (got, subscriber) = subscribe(&format!("sub-{tag}"), &format!("{prefix}/#")).await;
 
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_pantau"))
-            .args(["run", "--view", "log", "--duration-s", "15", "--config"])
-            .arg(&config)
-            .output()
-            .expect("pantau runs")
-    })
-    .await
-    .expect("join");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "pantau failed:\n{log}");
+    let log = run_pantau(config, 15).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     subscriber.abort();
 
@@ -245,20 +258,7 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
     let before = got.lock().expect("lock").len();
 
     // Start again without cameras: what was accepted but not delivered drains.
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_pantau"))
-            .args(["run", "--view", "log", "--duration-s", "6", "--config"])
-            .arg(&idle)
-            .output()
-            .expect("pantau restarts")
-    })
-    .await
-    .expect("join");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_pantau(idle, 6).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     subscriber.abort();
 

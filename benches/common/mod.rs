@@ -28,6 +28,32 @@ pub fn clips() -> Vec<PathBuf> {
     clips
 }
 
+/// The clips a benchmark runs: all of them, or those whose name contains the first non-flag
+/// argument (`cargo bench --bench ingest -- traffic`).
+pub fn selected_clips() -> Vec<(String, PathBuf)> {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    clips()
+        .into_iter()
+        .map(|c| {
+            let name = c
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            (name, c)
+        })
+        .filter(|(name, _)| filter.as_ref().is_none_or(|f| name.contains(f.as_str())))
+        .collect()
+}
+
+/// The runtime benchmarks use: two workers, like the machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// A file camera decoded as fast as possible, every frame handed over at `width` pixels.
 pub fn file_camera(clip: &Path, width: u32) -> CameraSettings {
     let text = format!(

@@ -202,16 +202,41 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         ),
     ];
     for (name, kind, help, value) in families {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        header_lines(&mut out, name, kind, help);
         for c in &statuses {
             let _ = writeln!(out, "{name}{{camera=\"{}\"}} {}", escape(&c.id), value(c));
         }
     }
     if let Some(outbox) = &s.outbox {
-        let _ = writeln!(out, "# HELP pantau_outbox_bytes Bytes of undelivered records\n# TYPE pantau_outbox_bytes gauge\npantau_outbox_bytes {}", outbox.bytes());
-        let _ = writeln!(out, "# HELP pantau_outbox_dropped_total Records dropped because the outbox was full\n# TYPE pantau_outbox_dropped_total counter\npantau_outbox_dropped_total {}", outbox.dropped());
-        let _ = writeln!(out, "# HELP pantau_outbox_refused_total Records refused because the outbox was full\n# TYPE pantau_outbox_refused_total counter\npantau_outbox_refused_total {}", outbox.refused());
-        let _ = writeln!(out, "# HELP pantau_outbox_depth Records a sink has not delivered yet\n# TYPE pantau_outbox_depth gauge");
+        for (name, kind, help, value) in [
+            (
+                "pantau_outbox_bytes",
+                "gauge",
+                "Bytes of undelivered records",
+                outbox.bytes(),
+            ),
+            (
+                "pantau_outbox_dropped_total",
+                "counter",
+                "Records dropped because the outbox was full",
+                outbox.dropped(),
+            ),
+            (
+                "pantau_outbox_refused_total",
+                "counter",
+                "Records refused because the outbox was full",
+                outbox.refused(),
+            ),
+        ] {
+            header_lines(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        header_lines(
+            &mut out,
+            "pantau_outbox_depth",
+            "gauge",
+            "Records a sink has not delivered yet",
+        );
         for sink in ["mqtt", "store"] {
             let _ = writeln!(
                 out,
@@ -221,6 +246,11 @@ async fn metrics(State(s): State<ApiState>) -> Response {
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The `# HELP` and `# TYPE` lines of one metric family.
+fn header_lines(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 fn escape(v: &str) -> String {
