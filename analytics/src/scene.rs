@@ -89,6 +89,7 @@ mod tests {
             name: "plaza".into(),
             polygon: vec![[0.0, 320.0], [640.0, 320.0], [640.0, 480.0], [0.0, 480.0]],
             hysteresis_px: 4.0,
+            severity: Default::default(),
         };
         let mut scene = Scene::new(&[line], &[zone], &TrackerConfig::default());
         let mut crossings = Vec::new();

@@ -219,6 +219,21 @@ pub struct ZoneConfig {
     /// Dead band in pixels at the edge, as for lines. Default 4.
     #[serde(default = "default_zone_hysteresis")]
     pub hysteresis_px: f32,
+    /// Severity of an object entering the zone: `info` (default), `warning` or `critical`.
+    /// Warning and critical entries are alerts: they ring on the operators' wall and can be
+    /// dispatched.
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+/// How urgent an event is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Info,
+    Warning,
+    Critical,
 }
 
 fn default_zone_hysteresis() -> f32 {

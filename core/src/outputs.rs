@@ -167,16 +167,39 @@ fn default_quality() -> u8 {
     80
 }
 
-/// The HTTP API.
+/// The HTTP API and web console.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Serve the API. Default true.
+    /// Serve the API and console. Default true.
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Address to listen on. Default `127.0.0.1:8080`.
     #[serde(default = "default_api_listen")]
     pub listen: String,
+    /// The first administrator's user name. Default `admin`.
+    #[serde(default = "default_admin_user")]
+    pub admin_user: String,
+    /// Environment variable holding the first administrator's password. When it is set at
+    /// start, `admin_user` is created with role admin, or given this password if it exists.
+    /// Default `PANTAU_ADMIN_PASSWORD`. `pantau user add` creates users too.
+    #[serde(default = "default_admin_password_env")]
+    pub admin_password_env: String,
+    /// How long a login lasts, in hours. Default 12. Range 1..=720.
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u32,
+    /// Failed logins allowed per user name and per client address within 5 minutes; more are
+    /// refused until the window passes. Default 5. Range 1..=100.
+    #[serde(default = "default_login_attempts")]
+    pub login_attempts: u32,
+    /// Origins (e.g. `https://wall.example.org`) whose pages may call the API from a browser
+    /// (CORS). Default none: only the console served by pantau itself.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+    /// Where cameras added, changed or removed from the console or API are kept (TOML, read
+    /// at start, overriding config cameras with the same id). Default `var/cameras.toml`.
+    #[serde(default = "default_cameras_file")]
+    pub cameras_file: PathBuf,
 }
 
 impl Default for ApiConfig {
@@ -184,12 +207,33 @@ impl Default for ApiConfig {
         Self {
             enabled: true,
             listen: default_api_listen(),
+            admin_user: default_admin_user(),
+            admin_password_env: default_admin_password_env(),
+            session_hours: default_session_hours(),
+            login_attempts: default_login_attempts(),
+            cors_origins: Vec::new(),
+            cameras_file: default_cameras_file(),
         }
     }
 }
 
 fn default_api_listen() -> String {
     "127.0.0.1:8080".into()
+}
+fn default_admin_user() -> String {
+    "admin".into()
+}
+fn default_admin_password_env() -> String {
+    "PANTAU_ADMIN_PASSWORD".into()
+}
+fn default_session_hours() -> u32 {
+    12
+}
+fn default_login_attempts() -> u32 {
+    5
+}
+fn default_cameras_file() -> PathBuf {
+    PathBuf::from("var/cameras.toml")
 }
 
 /// The embedded broker `pantau run` starts when there is no `[mqtt]` section.
@@ -320,6 +364,33 @@ pub(crate) fn check(
             ),
         );
     }
+    let api = &config.api;
+    if !valid_user_name(&api.admin_user) {
+        issues.push(
+            "api.admin_user",
+            "use 1 to 64 letters, digits, '.', '-' or '_'",
+        );
+    }
+    if !(1..=720).contains(&api.session_hours) {
+        issues.push("api.session_hours", "use 1 to 720 hours");
+    }
+    if !(1..=100).contains(&api.login_attempts) {
+        issues.push("api.login_attempts", "use 1 to 100 attempts");
+    }
+    for (i, origin) in api.cors_origins.iter().enumerate() {
+        let ok = url::Url::parse(origin).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host().is_some()
+                && u.path() == "/"
+                && !origin.ends_with('/')
+        });
+        if !ok {
+            issues.push(
+                format!("api.cors_origins[{i}]"),
+                format!("\"{origin}\" is not an origin; write scheme://host[:port] with no path, e.g. https://wall.example.org"),
+            );
+        }
+    }
     if !(1..=3650).contains(&snapshots.retention_days) {
         issues.push("snapshots.retention_days", "use 1 to 3650 days");
     }
@@ -339,4 +410,13 @@ pub(crate) fn check(
             ),
         );
     }
+}
+
+/// User names for the console: 1 to 64 ASCII letters, digits, '.', '-' or '_'.
+pub fn valid_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }

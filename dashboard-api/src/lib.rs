@@ -1,377 +1,203 @@
-//! pantau's HTTP API (first part): camera status, traffic history for planners (JSON and CSV),
-//! health, readiness and Prometheus metrics.
+//! pantau's HTTP API and web console.
 //!
 //! [`app`] builds the router from an [`ApiState`], so tests drive it with
 //! `tower::ServiceExt::oneshot` without a socket; [`serve`] runs it on a listener until a
-//! shutdown future completes. Every error is one JSON shape, [`ApiError`].
+//! shutdown future completes. Every error is one JSON shape, [`ApiError`]; every route under
+//! `/api/v1` except login checks the caller's role ([`auth`]). The OpenAPI document is generated
+//! from the handlers ([`openapi`]) and browsable at `/api/docs`.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`auth`] | users, roles, sessions, login rate limit, audit helper |
+//! | [`cameras`] | camera list/status and add/change/remove while running |
+//! | [`incidents`] | events search and the dispatch workflow |
+//! | [`live`] | SSE stream, latest annotated frame, snapshots, analysis metrics |
+//! | [`history`] | planners' counts (JSON, CSV) |
+//! | [`health`] | `/healthz`, `/readyz`, `/metrics` |
+//! | [`console`] | the embedded web console |
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use pantau_ingest::{CameraStatus, Ingest};
+use axum::http::{header, HeaderValue, Method};
+use axum::routing::{get, post};
+use axum::Router;
+use pantau_ingest::Ingest;
 use pantau_sinks::outbox::Outbox;
-use pantau_sinks::store::{Bucket, HistoryQuery, HistoryRow, Store};
-use serde::{Deserialize, Serialize};
+use pantau_sinks::store::Store;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub mod auth;
+pub mod cameras;
+pub mod console;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod history;
+pub mod incidents;
+pub mod live;
+pub mod openapi;
+
+pub use cameras::{CameraControl, CameraRegistry};
+pub use db::Db;
+pub use error::ApiError;
+pub use live::{Live, LiveMessage};
+
+/// Settings of the API taken from the config.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub session_hours: u32,
+    pub login_attempts: u32,
+    pub cors_origins: Vec<String>,
+    /// MQTT topic prefix for incident changes.
+    pub mqtt_prefix: String,
+    /// Where event snapshots are, when snapshots are on.
+    pub snapshots_dir: Option<PathBuf>,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            session_hours: 12,
+            login_attempts: 5,
+            cors_origins: Vec::new(),
+            mqtt_prefix: "pantau".into(),
+            snapshots_dir: None,
+        }
+    }
+}
 
 /// What the handlers need.
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub ingest: Arc<Ingest>,
-    /// The store, for history; `None` when pantau runs without one.
-    pub store: Option<Arc<Store>>,
+    /// Users, sessions, events, dispatch and history; `None` when pantau runs without a store.
+    pub db: Option<Arc<Db>>,
     pub outbox: Option<Arc<Outbox>>,
     /// The MQTT broker address, checked by `/readyz`.
     pub broker: Option<SocketAddr>,
+    /// Cameras managed from the API; `None` makes them read-only.
+    pub cameras: Option<Arc<CameraRegistry>>,
+    pub live: Arc<Live>,
+    pub settings: Arc<ApiSettings>,
+    pub limiter: Arc<auth::LoginLimiter>,
 }
 
-/// The one error shape: a stable `code` for programs and a `message` for people.
-#[derive(Debug, Serialize)]
-pub struct ApiError {
-    #[serde(skip)]
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+impl ApiState {
+    pub fn new(ingest: Arc<Ingest>, settings: ApiSettings) -> Self {
         Self {
-            status,
-            code,
-            message: message.into(),
+            ingest,
+            db: None,
+            outbox: None,
+            broker: None,
+            cameras: None,
+            live: Arc::default(),
+            limiter: Arc::new(auth::LoginLimiter::new(
+                settings.login_attempts,
+                Duration::from_secs(300),
+            )),
+            settings: Arc::new(settings),
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    /// The store, or why there is none.
+    pub async fn store(&self) -> Result<Arc<Store>, ApiError> {
+        self.db.as_ref().ok_or_else(ApiError::no_store)?.store().await
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(&self)).into_response()
-    }
-}
-
-/// The router.
+/// The router: API, console and documentation.
 pub fn app(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/cameras", get(cameras))
-        .route("/api/v1/cameras/{id}", get(camera))
-        .route("/api/v1/history", get(history_json))
-        .route("/api/v1/history.csv", get(history_csv))
+    let api = Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/me", get(auth::me))
+        .route("/users", get(auth::list_users).post(auth::create_user))
+        .route(
+            "/users/{name}",
+            axum::routing::patch(auth::change_user).delete(auth::delete_user),
+        )
+        .route("/cameras", get(cameras::list).post(cameras::create))
+        .route(
+            "/cameras/{id}",
+            get(cameras::one)
+                .put(cameras::update)
+                .delete(cameras::remove),
+        )
+        .route("/cameras/{id}/frame.jpg", get(live::frame))
+        .route("/live", get(live::stream))
+        .route("/snapshots/{*path}", get(live::snapshot))
+        .route("/events", get(incidents::search))
+        .route("/events/{id}", get(incidents::detail))
+        .route("/events/{id}/actions", post(incidents::act))
+        .route("/history", get(history::history_json))
+        .route("/history.csv", get(history::history_csv))
+        .route("/openapi.json", get(openapi::json));
+    let mut router = Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .merge(console::routes())
         .fallback(|| async {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
+            ApiError::not_found(
                 "not_found",
-                "no such endpoint; see /api/v1",
+                "no such endpoint; see /api/docs for the API",
             )
         })
-        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(1 << 20))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ));
+    let origins: Vec<HeaderValue> = state
+        .settings
+        .cors_origins
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    if !origins.is_empty() {
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([
+                    Method::GET,
+                    Method::POST,
+                    Method::PUT,
+                    Method::PATCH,
+                    Method::DELETE,
+                ])
+                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+                .allow_credentials(true)
+                .max_age(Duration::from_secs(3600)),
+        );
+    }
+    router.with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes.
+/// Serves `app` on `listener` until `shutdown` completes. Client addresses are passed to the
+/// handlers (login rate limit per address).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-async fn cameras(State(s): State<ApiState>) -> Json<Vec<CameraStatus>> {
-    Json(s.ingest.statuses())
-}
-
-async fn camera(
-    State(s): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<Json<CameraStatus>, ApiError> {
-    s.ingest.status(&id).map(Json).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "camera_not_found",
-            format!("no camera \"{id}\"; GET /api/v1/cameras lists them"),
-        )
-    })
-}
-
-#[derive(Debug, Serialize)]
-struct Readiness {
-    ready: bool,
-    store: &'static str,
-    broker: &'static str,
-}
-
-async fn readyz(State(s): State<ApiState>) -> Response {
-    let store = match &s.store {
-        None => "not_configured",
-        Some(store) => match tokio::time::timeout(Duration::from_secs(2), store.ping()).await {
-            Ok(Ok(())) => "ok",
-            _ => "unreachable",
-        },
-    };
-    let broker = match s.broker {
-        None => "not_configured",
-        Some(addr) => {
-            match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
-                .await
-            {
-                Ok(Ok(_)) => "ok",
-                _ => "unreachable",
-            }
-        }
-    };
-    let ready = store != "unreachable" && broker != "unreachable";
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(Readiness {
-            ready,
-            store,
-            broker,
-        }),
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-        .into_response()
-}
-
-/// A per-camera metric: name, type, help, value.
-type Family = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&CameraStatus) -> f64,
-);
-
-/// Prometheus text format.
-async fn metrics(State(s): State<ApiState>) -> Response {
-    let mut out = String::new();
-    let statuses = s.ingest.statuses();
-    let families: [Family; 6] = [
-        (
-            "pantau_camera_fps",
-            "gauge",
-            "Decoded frames per second",
-            |c| c.fps,
-        ),
-        (
-            "pantau_camera_frames_decoded_total",
-            "counter",
-            "Frames decoded",
-            |c| c.frames_decoded as f64,
-        ),
-        (
-            "pantau_camera_frames_analysed_total",
-            "counter",
-            "Frames taken by analysis",
-            |c| c.frames_analysed as f64,
-        ),
-        (
-            "pantau_camera_frames_dropped_total",
-            "counter",
-            "Frames dropped because analysis fell behind",
-            |c| c.frames_dropped as f64,
-        ),
-        (
-            "pantau_camera_reconnects_total",
-            "counter",
-            "Reconnects after the first connection",
-            |c| c.reconnects as f64,
-        ),
-        (
-            "pantau_camera_streaming",
-            "gauge",
-            "1 while the camera streams",
-            |c| f64::from(u8::from(c.state == pantau_ingest::CameraState::Streaming)),
-        ),
-    ];
-    for (name, kind, help, value) in families {
-        header_lines(&mut out, name, kind, help);
-        for c in &statuses {
-            let _ = writeln!(out, "{name}{{camera=\"{}\"}} {}", escape(&c.id), value(c));
-        }
-    }
-    if let Some(outbox) = &s.outbox {
-        for (name, kind, help, value) in [
-            (
-                "pantau_outbox_bytes",
-                "gauge",
-                "Bytes of undelivered records",
-                outbox.bytes(),
-            ),
-            (
-                "pantau_outbox_dropped_total",
-                "counter",
-                "Records dropped because the outbox was full",
-                outbox.dropped(),
-            ),
-            (
-                "pantau_outbox_refused_total",
-                "counter",
-                "Records refused because the outbox was full",
-                outbox.refused(),
-            ),
-        ] {
-            header_lines(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {value}");
-        }
-        header_lines(
-            &mut out,
-            "pantau_outbox_depth",
-            "gauge",
-            "Records a sink has not delivered yet",
-        );
-        for sink in ["mqtt", "store"] {
-            let _ = writeln!(
-                out,
-                "pantau_outbox_depth{{sink=\"{sink}\"}} {}",
-                outbox.depth(sink)
-            );
-        }
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
-}
-
-/// The `# HELP` and `# TYPE` lines of one metric family.
-fn header_lines(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
-/// History query parameters: `from` and `to` RFC 3339, `bucket` 5m|15m|1h|1d, filters optional.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HistoryParams {
-    from: String,
-    to: String,
-    #[serde(default = "default_bucket")]
-    bucket: String,
-    camera: Option<String>,
-    line: Option<String>,
-    class: Option<String>,
-    direction: Option<String>,
-}
-
-fn default_bucket() -> String {
-    "1h".into()
-}
-
-async fn history(s: &ApiState, p: HistoryParams) -> Result<Vec<HistoryRow>, ApiError> {
-    let store = s.store.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_store",
-            "history needs a store: configure [store] in pantau's config",
-        )
-    })?;
-    let time = |name: &str, v: &str| -> Result<SystemTime, ApiError> {
-        pantau_events::time::parse(v).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "{name} \"{v}\" is not a UTC time; write e.g. 2026-11-24T08:00:00Z"
-            ))
-        })
-    };
-    let (from, to) = (time("from", &p.from)?, time("to", &p.to)?);
-    if to <= from {
-        return Err(ApiError::bad_request("to must be after from"));
-    }
-    let bucket = Bucket::parse(&p.bucket).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let buckets = to.duration_since(from).unwrap_or_default().as_secs() / bucket.seconds() as u64;
-    if buckets > 100_000 {
-        return Err(ApiError::bad_request(format!(
-            "{buckets} buckets of {} is too many; pick a larger bucket or a shorter range",
-            p.bucket
-        )));
-    }
-    if let Some(d) = &p.direction {
-        if d != "in" && d != "out" {
-            return Err(ApiError::bad_request("direction is in or out"));
-        }
-    }
-    store
-        .history(&HistoryQuery {
-            from,
-            to,
-            bucket,
-            camera: p.camera,
-            line: p.line,
-            class: p.class,
-            direction: p.direction,
-        })
-        .await
-        .map_err(|e| {
-            tracing::warn!("history query failed: {e}");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "the store did not answer; try again",
-            )
-        })
-}
-
-async fn history_json(
-    State(s): State<ApiState>,
-    q: Result<Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<HistoryRow>>, ApiError> {
-    let Query(p) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    Ok(Json(history(&s, p).await?))
-}
-
-async fn history_csv(
-    State(s): State<ApiState>,
-    q: Result<Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(p) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let rows = history(&s, p).await?;
-    let mut csv = String::from("bucket_start,camera,line,class,direction,count\n");
-    for r in rows {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{}",
-            pantau_events::time::format(r.bucket_start),
-            csv_field(&r.camera),
-            csv_field(&r.line),
-            csv_field(&r.class),
-            r.direction,
-            r.count
-        );
-    }
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"pantau-history.csv\"",
-            ),
-        ],
-        csv,
-    )
-        .into_response())
-}
-
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v.to_string()
-    }
+    .with_graceful_shutdown(shutdown)
+    .await
 }

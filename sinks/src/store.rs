@@ -126,8 +126,14 @@ pub struct Store {
 /// Migration number recorded once the TimescaleDB features are set up.
 const TIMESCALE_FEATURES: i32 = 1000;
 
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "initial tables", include_str!("store/0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "initial tables", include_str!("store/0001_init.sql")),
+    (
+        2,
+        "users, sessions, incidents and audit",
+        include_str!("store/0002_console.sql"),
+    ),
+];
 
 impl Store {
     /// Connects, applies pending migrations and sets up partitions or hypertables.
@@ -176,6 +182,21 @@ impl Store {
 
     pub fn flavour(&self) -> Flavour {
         self.flavour
+    }
+
+    /// The connection, for the dashboard API's own queries on the tables of migration 2.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The schema the tables live in (validated: lowercase letters, digits and '_').
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// True once the connection has ended (the caller should connect again).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

@@ -8,6 +8,7 @@ mod replay;
 mod run;
 mod serve_rtsp;
 mod status_view;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +66,9 @@ enum Command {
     Replay(replay::Args),
     /// Score a MOTChallenge track file against ground truth (MOTA, IDF1, ID switches).
     MotEval(mot_eval::Args),
+    /// Manage console users (stored in the configured database).
+    #[command(subcommand)]
+    User(user::Command),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -73,6 +77,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ServeRtsp(args) => serve_rtsp::run(args),
         Command::Replay(args) => replay::run(args),
         Command::MotEval(args) => mot_eval::run(args),
+        Command::User(cmd) => user::run(cmd),
         Command::Run {
             config,
             view,
@@ -82,6 +87,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             view,
             duration_s,
             serve: None,
+            announce_login: None,
         }),
         Command::Demo {
             config,
@@ -94,6 +100,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             view,
             duration_s,
             serve: Some((videos, rtsp_port)),
+            announce_login: Some(String::new()),
         }),
     }
 }

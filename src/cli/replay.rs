@@ -133,6 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
             name,
             polygon,
             hysteresis_px: 4.0,
+            severity: Default::default(),
         });
     }
     let issues = pantau_core::analytics::validate_scene("replay", &lines, &zones);

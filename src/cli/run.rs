@@ -23,9 +23,11 @@ use pantau_analytics::facts::Facts as EventFacts;
 use pantau_analytics::rules::Direction;
 use pantau_analytics::scene::Scene;
 use pantau_analytics::snapshot::render;
-use pantau_dashboard_api::ApiState;
+use pantau_core::config::CameraSettings;
+use pantau_core::TrackerConfig;
+use pantau_dashboard_api::cameras::BoxFuture;
+use pantau_dashboard_api::{ApiSettings, ApiState, CameraControl, CameraRegistry, Db, Live, LiveMessage};
 use pantau_ingest::FrameReceiver;
-use pantau_sinks::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum View {
@@ -44,6 +46,8 @@ pub struct Options {
     pub duration_s: Option<u64>,
     /// Serve every clip in this folder over RTSP on this port first (the demo).
     pub serve: Option<(PathBuf, u16)>,
+    /// Print the console URL with this login hint once the API listens (the demo).
+    pub announce_login: Option<String>,
 }
 
 pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
@@ -62,6 +66,23 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+
+    // The demo logs in as the first admin: with no password given in the environment, it
+    // makes a fresh random one for this run and prints it with the console's address.
+    let mut opts = opts;
+    if opts.announce_login.is_some() {
+        let api = &valid.config.api;
+        let password = match std::env::var(&api.admin_password_env) {
+            Ok(p) => p,
+            Err(_) => {
+                let p = random_password();
+                // Before any thread starts (the RTSP server and runtime come next).
+                std::env::set_var(&api.admin_password_env, &p);
+                p
+            }
+        };
+        opts.announce_login = Some(format!("{} / {password}", api.admin_user));
+    }
 
     let server = match &opts.serve {
         Some((folder, port)) => Some(serve_folder(folder, *port)?),
@@ -135,37 +156,53 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
                 }
             })
         });
-        let mut analysers = Vec::new();
-        for camera in valid.cameras.iter().filter(|c| c.enabled) {
-            let frames = ingest.add(camera.clone())?;
-            let scene = Scene::new(&camera.lines, &camera.zones, &valid.config.tracker);
-            let events = EventFacts::new(
-                &valid.config.node.site,
-                &camera.id,
-                camera.lines.iter().map(|l| l.name.clone()).collect(),
-                labels.clone(),
-                outputs.ids.clone(),
-                Duration::from_secs(u64::from(valid.config.outbox.count_period_s)),
+        let live = Arc::new(Live::default());
+        let node = Node {
+            ingest: ingest.clone(),
+            service: service.clone(),
+            labels: labels.clone(),
+            outputs: outputs.clone(),
+            facts: facts.clone(),
+            snapshots: snapshots.clone(),
+            live: live.clone(),
+            site: valid.config.node.site.clone(),
+            tracker: valid.config.tracker.clone(),
+            count_period: Duration::from_secs(u64::from(valid.config.outbox.count_period_s)),
+            analysers: Arc::default(),
+        };
+        let cameras_file = resolve(&base, &valid.config.api.cameras_file);
+        let loaded = CameraRegistry::load(
+            &cameras_file,
+            &valid.config.cameras,
+            valid.config.ingest.clone(),
+            &base,
+            Arc::new(node.clone()),
+        )
+        .map_err(anyhow::Error::msg)?;
+        if !loaded.overridden.is_empty() {
+            tracing::info!(
+                file = %cameras_file.display(),
+                cameras = %loaded.overridden.join(", "),
+                "cameras changed from the console override the config file"
             );
-            analysers.push(tokio::spawn(analyse_camera(
-                camera.id.clone(),
-                frames,
-                service.clone(),
-                scene,
-                facts.clone(),
-                labels.clone(),
-                CameraOutputs {
-                    events,
-                    outputs: outputs.clone(),
-                    ingest: ingest.clone(),
-                    snapshots: snapshots.clone(),
+        }
+        let registry = Arc::new(loaded.registry);
+        let mut started = 0;
+        for camera in &loaded.cameras {
+            // One bad camera (e.g. a password variable missing now) never stops the others.
+            match registry.validate(camera) {
+                Ok(settings) if settings.enabled => match node.start(settings).await {
+                    Ok(()) => started += 1,
+                    Err(e) => tracing::error!(camera = %camera.id, "camera not started: {e}"),
                 },
-            )));
+                Ok(_) => {}
+                Err(e) => tracing::error!(camera = %camera.id, "camera not started: {}", e.message),
+            }
         }
         tracing::info!(
             node = %valid.config.node.name,
             site = %valid.config.node.site,
-            cameras = analysers.len(),
+            cameras = started,
             "pantau running"
         );
         let api_stop = tokio_util::sync::CancellationToken::new();
@@ -174,24 +211,36 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
                 format!("cannot listen on {addr} for the HTTP API; set api.listen to a free address")
             })?;
-            let store = match super::outputs::store_target(&valid) {
-                Some((url, schema)) => match Store::connect(&url, &schema).await {
-                    Ok(s) => Some(Arc::new(s)),
-                    Err(e) => {
-                        tracing::warn!("the API serves no history until the store is reachable at start-up: {e}");
-                        None
-                    }
+            let api = &valid.config.api;
+            let db = super::outputs::store_target(&valid)
+                .map(|(url, schema)| Arc::new(Db::new(url, schema)));
+            let mut state = ApiState::new(
+                ingest.clone(),
+                ApiSettings {
+                    session_hours: api.session_hours,
+                    login_attempts: api.login_attempts,
+                    cors_origins: api.cors_origins.clone(),
+                    mqtt_prefix: outputs.topics.prefix.clone(),
+                    snapshots_dir: snapshots.as_ref().map(|(d, _)| d.clone()),
                 },
-                None => None,
-            };
-            let state = ApiState {
-                ingest: ingest.clone(),
-                store,
-                outbox: Some(outputs.outbox.clone()),
-                broker: outputs.broker,
-            };
+            );
+            state.db = db.clone();
+            state.outbox = Some(outputs.outbox.clone());
+            state.broker = outputs.broker;
+            state.cameras = Some(registry.clone());
+            state.live = live.clone();
+            match (&db, std::env::var(&api.admin_password_env)) {
+                (Some(db), Ok(password)) => {
+                    tokio::spawn(first_admin(db.clone(), api.admin_user.clone(), password));
+                }
+                (None, _) => tracing::warn!("no [store]: the console cannot log anyone in (users live in the database)"),
+                (Some(_), Err(_)) => {}
+            }
             let local = listener.local_addr()?;
-            tracing::info!(url = %format!("http://{local}"), "HTTP API listening (/api/v1/cameras, /api/v1/history, /metrics, /readyz)");
+            tracing::info!(url = %format!("http://{local}/"), docs = %format!("http://{local}/api/docs"), "web console and HTTP API listening");
+            if let Some(login) = &opts.announce_login {
+                println!("\n  Console: http://{local}/   log in as {login}\n");
+            }
             let stop = api_stop.clone();
             Some(tokio::spawn(pantau_dashboard_api::serve(listener, state, async move {
                 stop.cancelled().await
@@ -212,9 +261,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down");
         let last = ingest.statuses();
         ingest.shutdown().await;
-        for a in analysers {
-            let _ = a.await;
-        }
+        node.join().await;
         status_task.abort();
         api_stop.cancel();
         if let Some(api) = api_task {
@@ -316,6 +363,25 @@ async fn analyse_camera(
             }
         }
         let outputs = &out.outputs;
+        out.live.record_inference(&id, a.timings.inference_ms);
+        let now = std::time::SystemTime::now();
+        for e in &new_events {
+            out.live.record_event(&id, now.duration_since(e.captured_at).unwrap_or_default());
+            out.live.publish(LiveMessage::new("event", &id, Some(&e.rule), serde_json::to_string(e).unwrap_or_default()));
+        }
+        // The wall's annotated frame, a few times a second while someone watches.
+        if out.live.frame_wanted(&id)
+            && out.live.frame_age(&id).is_none_or(|age| age > Duration::from_millis(300))
+        {
+            let drawn = tokio::task::block_in_place(|| -> Result<Vec<u8>, String> {
+                let (bgr, w, h) = out.ingest.latest_bgr(&id).map_err(|e| e.to_string())?;
+                render(&bgr, w, h, a.scene, a.update, &labels, 70).map_err(|e| e.to_string())
+            });
+            match drawn {
+                Ok(jpeg) => out.live.put_frame(&id, jpeg),
+                Err(e) => tracing::debug!(camera = %id, "no annotated frame: {e}"),
+            }
+        }
         let mut records: Vec<_> = new_events.iter().map(|e| outputs.event_record(e)).collect();
         for t in out.events.track_summaries(a.frame.capture_time, &a.update.tracks) {
             let topic = outputs.topics.tracks(&t.camera);
@@ -358,8 +424,166 @@ struct CameraOutputs {
     events: EventFacts,
     outputs: Arc<Outputs>,
     ingest: Arc<Ingest>,
+    live: Arc<Live>,
     /// Snapshot folder and JPEG quality, when snapshots are on.
     snapshots: Option<(std::path::PathBuf, u8)>,
+}
+
+/// What every camera's analysis shares; starts, restarts and stops cameras (also for the API).
+#[derive(Clone)]
+struct Node {
+    ingest: Arc<Ingest>,
+    service: InferenceService,
+    labels: Arc<Vec<String>>,
+    outputs: Arc<Outputs>,
+    facts: Facts,
+    snapshots: Option<(PathBuf, u8)>,
+    live: Arc<Live>,
+    site: String,
+    tracker: TrackerConfig,
+    count_period: Duration,
+    analysers: Arc<tokio::sync::Mutex<std::collections::HashMap<String, tokio::task::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("site", &self.site).finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts `camera` (ingest and analysis), replacing it when it runs; a disabled camera is
+    /// stopped.
+    async fn start(&self, camera: CameraSettings) -> Result<(), String> {
+        let mut analysers = self.analysers.lock().await;
+        let running = self.ingest.status(&camera.id).is_some();
+        if !camera.enabled {
+            if running {
+                self.ingest.remove(&camera.id).await.map_err(|e| e.to_string())?;
+            }
+            if let Some(task) = analysers.remove(&camera.id) {
+                let _ = task.await;
+            }
+            return Ok(());
+        }
+        let frames = if running {
+            self.ingest.replace(camera.clone()).await
+        } else {
+            self.ingest.add(camera.clone())
+        }
+        .map_err(|e| e.to_string())?;
+        // The old analysis ends with its frame queue.
+        if let Some(task) = analysers.remove(&camera.id) {
+            let _ = task.await;
+        }
+        let scene = Scene::new(&camera.lines, &camera.zones, &self.tracker);
+        let events = EventFacts::new(
+            &self.site,
+            &camera.id,
+            camera.lines.iter().map(|l| l.name.clone()).collect(),
+            self.labels.clone(),
+            self.outputs.ids.clone(),
+            self.count_period,
+        )
+        .with_zones(&camera.zones);
+        let task = tokio::spawn(analyse_camera(
+            camera.id.clone(),
+            frames,
+            self.service.clone(),
+            scene,
+            self.facts.clone(),
+            self.labels.clone(),
+            CameraOutputs {
+                events,
+                outputs: self.outputs.clone(),
+                ingest: self.ingest.clone(),
+                live: self.live.clone(),
+                snapshots: self.snapshots.clone(),
+            },
+        ));
+        analysers.insert(camera.id, task);
+        Ok(())
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), String> {
+        let mut analysers = self.analysers.lock().await;
+        if self.ingest.status(id).is_some() {
+            self.ingest.remove(id).await.map_err(|e| e.to_string())?;
+        }
+        if let Some(task) = analysers.remove(id) {
+            let _ = task.await;
+        }
+        self.live.forget(id);
+        self.facts.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        Ok(())
+    }
+
+    /// Waits for every analysis to end (after ingest shut down).
+    async fn join(&self) {
+        let tasks: Vec<_> = self.analysers.lock().await.drain().map(|(_, t)| t).collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl CameraControl for Node {
+    fn apply(&self, settings: CameraSettings) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.start(settings))
+    }
+
+    fn remove(&self, id: String) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.stop(&id).await })
+    }
+}
+
+/// Creates the first admin (or sets its password) once the database answers.
+async fn first_admin(db: Arc<Db>, user: String, password: String) {
+    let mut warned = false;
+    loop {
+        match db.store().await {
+            Ok(store) => {
+                match pantau_dashboard_api::auth::upsert_user(
+                    &store,
+                    &user,
+                    pantau_dashboard_api::auth::Role::Admin,
+                    &password,
+                )
+                .await
+                {
+                    Ok(true) => tracing::info!(user = %user, "admin user created"),
+                    Ok(false) => tracing::info!(user = %user, "admin user's password set from the environment"),
+                    Err(e) => tracing::error!(user = %user, "admin user not set up: {}", e.message),
+                }
+                return;
+            }
+            Err(e) => {
+                if !warned {
+                    tracing::warn!("admin user waits for the database: {}", e.message);
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// 16 characters from an alphabet without look-alikes.
+fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzACDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn resolve(base: &std::path::Path, p: &std::path::Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }
 
 /// Deletes snapshots older than `keep` (and folders left empty); returns how many.

@@ -142,6 +142,7 @@ mod tests {
                 [100.0, 300.0],
             ],
             hysteresis_px: 4.0,
+            severity: Default::default(),
         })
     }
 

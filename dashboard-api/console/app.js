@@ -1,0 +1,613 @@
+// pantau web console: login, operator wall, incidents and dispatch, planner history, admin.
+// Plain JavaScript served by pantau itself; talks only to /api/v1 of the same origin.
+"use strict";
+
+// ---- Labels (Bahasa Indonesia, English) -------------------------------------------------------
+const LABELS = {
+  en: {
+    login: "Log in", logout: "Log out", user: "User name", password: "Password",
+    wall: "Wall", incidents: "Incidents", planner: "Planner", admin: "Admin", api: "API",
+    alerts: "Live alerts", no_alerts: "No alerts yet", acknowledge: "Acknowledge", open: "Open",
+    assign: "Assign", unit: "Unit (e.g. Patrol 7)", note: "Note", add_note: "Add note",
+    escalate: "Escalate", close: "Close", state: "State", camera: "Camera", rule: "Rule",
+    class: "Class", direction: "Direction", time: "Time", severity: "Severity",
+    timeline: "Timeline", audit: "Audit trail", snapshot: "Snapshot", no_snapshot: "No snapshot",
+    assignee: "Assigned to", more: "Load more", all: "All", from: "From", to: "To",
+    bucket: "Interval", show: "Show", download_csv: "Download CSV", volumes: "Traffic volumes",
+    total: "Total", no_data: "No counts in this range", cameras: "Cameras", users: "Users",
+    add_camera: "Add camera", save: "Save", remove: "Remove", name: "Name", url: "Stream URL",
+    analysis_fps: "Analysed frames per second", lines: "Counting lines", zones: "Zones",
+    new_line: "Draw line", new_zone: "Draw zone", finish: "Finish", cancel: "Cancel",
+    draw_hint: "Click on the frame to place points, then Finish.", role: "Role",
+    add_user: "Add user", disabled: "Disabled", saved: "Saved", streaming: "streaming",
+    wrong_login: "Wrong user name or password", session_over: "Your session ended; log in again",
+    new: "new", acknowledged: "acknowledged", assigned: "assigned", escalated: "escalated", closed: "closed",
+    connecting: "connecting", backoff: "reconnecting", stalled: "stalled", failed: "failed", stopped: "stopped",
+    live_lost: "Live connection lost; reconnecting…", id: "Id", enable: "Enable", disable: "Disable",
+  },
+  id: {
+    login: "Masuk", logout: "Keluar", user: "Nama pengguna", password: "Kata sandi",
+    wall: "Layar", incidents: "Insiden", planner: "Perencana", admin: "Admin", api: "API",
+    alerts: "Peringatan langsung", no_alerts: "Belum ada peringatan", acknowledge: "Terima", open: "Buka",
+    assign: "Tugaskan", unit: "Unit (mis. Patroli 7)", note: "Catatan", add_note: "Tambah catatan",
+    escalate: "Eskalasi", close: "Tutup", state: "Status", camera: "Kamera", rule: "Aturan",
+    class: "Kelas", direction: "Arah", time: "Waktu", severity: "Tingkat",
+    timeline: "Kronologi", audit: "Jejak audit", snapshot: "Cuplikan", no_snapshot: "Tidak ada cuplikan",
+    assignee: "Ditugaskan ke", more: "Muat lagi", all: "Semua", from: "Dari", to: "Sampai",
+    bucket: "Interval", show: "Tampilkan", download_csv: "Unduh CSV", volumes: "Volume lalu lintas",
+    total: "Jumlah", no_data: "Tidak ada hitungan pada rentang ini", cameras: "Kamera", users: "Pengguna",
+    add_camera: "Tambah kamera", save: "Simpan", remove: "Hapus", name: "Nama", url: "URL aliran",
+    analysis_fps: "Bingkai dianalisis per detik", lines: "Garis hitung", zones: "Zona",
+    new_line: "Gambar garis", new_zone: "Gambar zona", finish: "Selesai", cancel: "Batal",
+    draw_hint: "Klik pada gambar untuk menaruh titik, lalu Selesai.", role: "Peran",
+    add_user: "Tambah pengguna", disabled: "Nonaktif", saved: "Tersimpan", streaming: "mengalir",
+    wrong_login: "Nama pengguna atau kata sandi salah", session_over: "Sesi berakhir; silakan masuk lagi",
+    new: "baru", acknowledged: "diterima", assigned: "ditugaskan", escalated: "dieskalasi", closed: "ditutup",
+    connecting: "menyambung", backoff: "menyambung ulang", stalled: "macet", failed: "gagal", stopped: "berhenti",
+    live_lost: "Koneksi langsung terputus; menyambung ulang…", id: "Id", enable: "Aktifkan", disable: "Nonaktifkan",
+  },
+};
+let lang = localStorage.getItem("pantau.lang") || ((navigator.language || "").startsWith("id") ? "id" : "en");
+const t = (k) => LABELS[lang][k] ?? LABELS.en[k] ?? k;
+
+// ---- Small helpers -----------------------------------------------------------------------------
+const $ = (sel, root = document) => root.querySelector(sel);
+function el(tag, attrs = {}, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "text") e.textContent = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const k of kids.flat()) if (k !== null && k !== undefined && k !== false) e.append(k);
+  return e;
+}
+function toast(msg, bad = false) {
+  const box = $("#toast");
+  box.textContent = msg;
+  box.className = bad ? "show bad" : "show";
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => (box.className = ""), 4000);
+}
+const fmtTime = (s) => (s ? new Date(s).toLocaleString(lang === "id" ? "id-ID" : "en-GB") : "");
+class ApiFailure extends Error {
+  constructor(status, body) { super(body?.message || `HTTP ${status}`); this.status = status; this.body = body; }
+}
+async function api(path, opts = {}) {
+  const res = await fetch(`/api/v1${path}`, {
+    method: opts.method || "GET",
+    headers: opts.body ? { "content-type": "application/json" } : {},
+    body: opts.body ? JSON.stringify(opts.body) : undefined,
+    credentials: "same-origin",
+  });
+  if (res.status === 401 && path !== "/auth/login" && me) {
+    me = null;
+    toast(t("session_over"), true);
+    location.hash = "#/login";
+    throw new ApiFailure(401, await res.json().catch(() => null));
+  }
+  if (!res.ok) {
+    const body = await res.json().catch(() => null);
+    throw new ApiFailure(res.status, body);
+  }
+  if (res.status === 204) return null;
+  return res.json();
+}
+function explain(e) {
+  const issues = e.body?.issues?.map((i) => `${i.path}: ${i.message}`).join("\n");
+  toast(issues ? `${e.message}\n${issues}` : e.message, true);
+}
+const can = {
+  view: () => ["operator", "dispatcher", "admin"].includes(me?.role),
+  dispatch: () => ["dispatcher", "admin"].includes(me?.role),
+  history: () => ["planner", "admin"].includes(me?.role),
+  admin: () => me?.role === "admin",
+};
+
+// ---- Live stream, shared by pages ---------------------------------------------------------------
+let me = null;
+let live = null;
+const liveHandlers = new Set();
+function startLive() {
+  if (live || !can.view()) return;
+  live = new EventSource("/api/v1/live");
+  for (const kind of ["event", "status", "incident"]) {
+    live.addEventListener(kind, (m) => {
+      const data = JSON.parse(m.data);
+      for (const h of liveHandlers) h(kind, data);
+    });
+  }
+  live.onerror = () => { if (me) toast(t("live_lost"), true); };
+}
+function stopLive() { live?.close(); live = null; }
+
+function beep() {
+  try {
+    const ctx = (beep.ctx ||= new AudioContext());
+    const o = ctx.createOscillator();
+    const g = ctx.createGain();
+    o.frequency.value = 880;
+    g.gain.setValueAtTime(0.15, ctx.currentTime);
+    g.gain.exponentialRampToValueAtTime(0.001, ctx.currentTime + 0.4);
+    o.connect(g).connect(ctx.destination);
+    o.start();
+    o.stop(ctx.currentTime + 0.4);
+  } catch { /* no audio device: the visual cue remains */ }
+}
+
+// ---- Layout ---------------------------------------------------------------------------------------
+function renderNav() {
+  const nav = $("#nav");
+  nav.textContent = "";
+  const items = [
+    ["wall", can.view()], ["incidents", can.view()], ["planner", can.history()], ["admin", can.admin()],
+  ];
+  for (const [page, ok] of items) {
+    if (ok) nav.append(el("a", { href: `#/${page}`, "data-page": page, text: t(page) }));
+  }
+  nav.append(el("a", { href: "/api/docs", text: t("api") }));
+  const current = location.hash.split("/")[1];
+  for (const a of nav.querySelectorAll("a")) a.classList.toggle("active", a.dataset.page === current);
+  $("#who").textContent = me ? `${me.user} · ${me.role}` : "";
+  $("#top").hidden = !me;
+  $("#logout").textContent = t("logout");
+}
+let cleanup = [];
+function page(...kids) {
+  for (const c of cleanup) c();
+  cleanup = [];
+  const main = $("#main");
+  main.textContent = "";
+  main.append(...kids);
+  renderNav();
+}
+const stateBadge = (s) => el("span", { class: `badge st-${s}`, "data-state": s, text: t(s) });
+
+// ---- Login -----------------------------------------------------------------------------------------
+function loginPage() {
+  stopLive();
+  const err = el("p", { class: "error", id: "login-error" });
+  const form = el("form", { class: "card login", id: "login-form" },
+    el("h1", { text: "pantau" }),
+    el("label", { text: t("user") }, el("input", { name: "user", autocomplete: "username", required: true })),
+    el("label", { text: t("password") }, el("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
+    err,
+    el("button", { type: "submit", text: t("login") }));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = new FormData(form);
+    try {
+      const r = await api("/auth/login", { method: "POST", body: { user: f.get("user"), password: f.get("password") } });
+      me = { user: r.user, role: r.role };
+      beep.ctx ||= (window.AudioContext ? new AudioContext() : undefined); // unlock audio on this click
+      location.hash = can.view() ? "#/wall" : "#/planner";
+    } catch (e) {
+      err.textContent = e.status === 401 ? t("wrong_login") : e.message;
+    }
+  });
+  page(form);
+}
+
+// ---- Wall --------------------------------------------------------------------------------------------
+function alertItem(ev, dispatch) {
+  const o = ev.object;
+  const li = el("li", { class: `alert sev-${ev.severity}`, "data-event": ev.id },
+    el("div", { class: "row" },
+      el("strong", { text: `${ev.camera} · ${ev.rule}` }),
+      stateBadge(dispatch?.state || "new")),
+    el("div", { class: "meta", text: `${fmtTime(ev.captured_at)} · ${o ? o.class + " #" + o.track_id : ev.kind}` }),
+    el("div", { class: "row" },
+      can.view() && ["new", "escalated"].includes(dispatch?.state || "new")
+        ? el("button", { class: "ack", text: t("acknowledge"), onclick: (e) => act(ev.id, { action: "acknowledge" }, e.target) })
+        : null,
+      el("a", { class: "button ghost", href: `#/incident/${ev.id}`, text: t("open") })));
+  return li;
+}
+async function act(id, body, button) {
+  if (button) button.disabled = true;
+  try {
+    await api(`/events/${id}/actions`, { method: "POST", body });
+    toast(`${t(body.action)} ✓`);
+    return true;
+  } catch (e) {
+    explain(e);
+    if (button) button.disabled = false;
+    return false;
+  }
+}
+async function wallPage() {
+  const grid = el("div", { class: "tiles", id: "tiles" });
+  const feed = el("ul", { class: "feed", id: "alert-feed" }, el("li", { class: "empty", text: t("no_alerts") }));
+  page(el("div", { class: "wall" }, grid, el("aside", { class: "card" }, el("h2", { text: t("alerts") }), feed)));
+  startLive();
+  const cams = await api("/cameras");
+  const tiles = {};
+  for (const c of cams) {
+    const id = c.status?.id || c.config?.id;
+    const img = el("img", { alt: id, "data-camera": id });
+    const badge = el("span", { class: `badge cam-${c.status?.state || "stopped"}`, text: t(c.status?.state || "stopped") });
+    tiles[id] = { img, badge };
+    grid.append(el("figure", { class: "tile" }, img,
+      el("figcaption", {}, el("span", { text: c.config?.name || c.status?.name || id }), badge)));
+  }
+  const refresh = () => {
+    for (const [id, tile] of Object.entries(tiles)) {
+      const next = new Image();
+      next.onload = () => (tile.img.src = next.src);
+      next.src = `/api/v1/cameras/${encodeURIComponent(id)}/frame.jpg?t=${Date.now()}`;
+    }
+  };
+  refresh();
+  const timer = setInterval(refresh, 1000);
+  cleanup.push(() => clearInterval(timer));
+  const items = {};
+  const show = (ev, dispatch, fresh) => {
+    $(".empty", feed)?.remove();
+    const li = alertItem(ev, dispatch);
+    items[ev.id]?.remove();
+    items[ev.id] = li;
+    feed.prepend(li);
+    if (fresh) {
+      li.classList.add("flash");
+      beep();
+    }
+    while (feed.children.length > 50) feed.lastChild.remove();
+  };
+  try {
+    const recent = await api("/events?severity=warning,critical&limit=20");
+    for (const it of recent.items.reverse()) show(it.event, it.dispatch, false);
+  } catch (e) { explain(e); }
+  const onLive = (kind, data) => {
+    if (kind === "event" && data.severity !== "info" && data.lifecycle !== "end") show(data, null, true);
+    if (kind === "incident" && items[data.event_id]) {
+      const old = items[data.event_id];
+      const ev = JSON.parse(old.dataset.ev || "null");
+      old.querySelector(".badge").replaceWith(stateBadge(data.state));
+      if (!["new", "escalated"].includes(data.state)) old.querySelector("button.ack")?.remove();
+      void ev;
+    }
+    if (kind === "status" && tiles[data.camera_id]) {
+      const b = tiles[data.camera_id].badge;
+      b.className = `badge cam-${data.state}`;
+      b.textContent = t(data.state);
+    }
+  };
+  liveHandlers.add(onLive);
+  cleanup.push(() => liveHandlers.delete(onLive));
+}
+
+// ---- Incidents list and incident view -----------------------------------------------------------------
+async function incidentsPage() {
+  const stateSel = el("select", { id: "state-filter" },
+    el("option", { value: "", text: t("all") }),
+    ...["new", "acknowledged", "assigned", "escalated", "closed"].map((s) => el("option", { value: s, text: t(s) })));
+  const body = el("tbody");
+  const more = el("button", { class: "ghost", text: t("more"), hidden: true });
+  let cursor = null;
+  const load = async (reset) => {
+    if (reset) { body.textContent = ""; cursor = null; }
+    const q = new URLSearchParams({ severity: "warning,critical", limit: "25" });
+    if (stateSel.value) q.set("state", stateSel.value);
+    if (cursor) q.set("cursor", cursor);
+    try {
+      const r = await api(`/events?${q}`);
+      for (const it of r.items) {
+        const ev = it.event;
+        body.append(el("tr", {},
+          el("td", { text: fmtTime(ev.captured_at) }), el("td", { text: ev.camera }), el("td", { text: ev.rule }),
+          el("td", { text: ev.object?.class || "" }), el("td", {}, stateBadge(it.dispatch?.state || "new")),
+          el("td", { text: it.dispatch?.assignee || "" }),
+          el("td", {}, el("a", { href: `#/incident/${ev.id}`, text: t("open") }))));
+      }
+      cursor = r.next_cursor;
+      more.hidden = !cursor;
+    } catch (e) { explain(e); }
+  };
+  stateSel.addEventListener("change", () => load(true));
+  more.addEventListener("click", () => load(false));
+  page(el("section", { class: "card" },
+    el("div", { class: "row" }, el("h2", { text: t("incidents") }), el("label", { class: "inline", text: t("state") }, stateSel)),
+    el("table", { class: "list" },
+      el("thead", {}, el("tr", {}, ...["time", "camera", "rule", "class", "state", "assignee", ""].map((k) => el("th", { text: k ? t(k) : "" })))),
+      body),
+    more));
+  await load(true);
+}
+
+async function incidentPage(id) {
+  let d;
+  try { d = await api(`/events/${encodeURIComponent(id)}`); } catch (e) { explain(e); return; }
+  const ev = d.event;
+  const state = d.dispatch?.state;
+  const unit = el("input", { id: "unit", placeholder: t("unit") });
+  const note = el("textarea", { id: "note", rows: 3, placeholder: t("note") });
+  const run = async (body, btn) => { if (await act(id, body, btn)) incidentPage(id); };
+  const actions = el("div", { class: "actions" });
+  if (d.dispatch) {
+    if (["new", "escalated"].includes(state)) {
+      actions.append(el("button", { id: "do-ack", text: t("acknowledge"), onclick: (e) => run({ action: "acknowledge" }, e.target) }));
+    }
+    if (can.dispatch() && state !== "closed") {
+      actions.append(
+        el("div", { class: "row" }, unit, el("button", { id: "do-assign", text: t("assign"), onclick: (e) => unit.value.trim() ? run({ action: "assign", unit: unit.value.trim() }, e.target) : unit.focus() })),
+        el("div", { class: "row" },
+          el("button", { id: "do-escalate", class: "warn", text: t("escalate"), onclick: (e) => run({ action: "escalate", note: note.value.trim() || undefined }, e.target) }),
+          el("button", { id: "do-close", class: "ghost", text: t("close"), onclick: (e) => run({ action: "close", note: note.value.trim() || undefined }, e.target) })));
+    }
+    if (can.dispatch()) {
+      actions.append(note, el("button", { id: "do-note", class: "ghost", text: t("add_note"), onclick: (e) => note.value.trim() && run({ action: "note", note: note.value.trim() }, e.target) }));
+    }
+  }
+  const timeline = el("ol", { class: "timeline", id: "timeline" },
+    el("li", {}, el("time", { text: fmtTime(ev.captured_at) }), ` ${ev.kind} ${ev.lifecycle} · ${ev.object?.class || ""}`),
+    ...d.related.map((r) => el("li", {}, el("time", { text: fmtTime(r.captured_at) }), ` ${r.kind} ${r.lifecycle}`)));
+  const audit = el("ol", { class: "timeline", id: "audit" },
+    ...d.audit.map((a) => el("li", {}, el("time", { text: fmtTime(a.at) }), ` ${a.actor}: ${a.action}`,
+      a.detail?.assignee ? ` → ${a.detail.assignee}` : "", a.detail?.note ? ` — “${a.detail.note}”` : "")));
+  page(el("div", { class: "incident" },
+    el("section", { class: "card" },
+      el("h2", {}, `${ev.camera} · ${ev.rule} `, d.dispatch ? stateBadge(state) : null),
+      ev.snapshot ? el("img", { class: "snapshot", id: "snapshot", src: `/api/v1/snapshots/${ev.snapshot}`, alt: t("snapshot") }) : el("p", { text: t("no_snapshot") }),
+      el("dl", {},
+        el("dt", { text: t("time") }), el("dd", { text: fmtTime(ev.captured_at) }),
+        el("dt", { text: t("severity") }), el("dd", { text: ev.severity }),
+        el("dt", { text: t("class") }), el("dd", { text: ev.object ? `${ev.object.class} #${ev.object.track_id}` : "" }),
+        el("dt", { text: t("assignee") }), el("dd", { id: "assignee", text: d.dispatch?.assignee || "—" }),
+        el("dt", { text: t("id") }), el("dd", {}, el("code", { text: ev.id })))),
+    el("section", { class: "card" }, actions, el("h3", { text: t("timeline") }), timeline, el("h3", { text: t("audit") }), audit)));
+  const onLive = (kind, data) => { if (kind === "incident" && data.event_id === id) incidentPage(id); };
+  liveHandlers.add(onLive);
+  cleanup.push(() => liveHandlers.delete(onLive));
+}
+
+// ---- Planner -----------------------------------------------------------------------------------------
+const COLORS = ["#2f80ed", "#eb5757", "#27ae60", "#f2994a", "#9b51e0", "#56ccf2", "#bb6bd9", "#219653", "#f2c94c", "#828282"];
+function localInput(d) {
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+function drawChart(canvas, rows, bucket) {
+  const ctx = canvas.getContext("2d");
+  const W = (canvas.width = canvas.clientWidth * devicePixelRatio);
+  const H = (canvas.height = canvas.clientHeight * devicePixelRatio);
+  ctx.scale(devicePixelRatio, devicePixelRatio);
+  const w = W / devicePixelRatio, h = H / devicePixelRatio;
+  ctx.clearRect(0, 0, w, h);
+  const buckets = [...new Set(rows.map((r) => r.bucket_start))].sort();
+  const series = [...new Set(rows.map((r) => `${r.class} ${r.direction}`))].sort();
+  const value = {};
+  for (const r of rows) {
+    const k = `${r.bucket_start}|${r.class} ${r.direction}`;
+    value[k] = (value[k] || 0) + r.count;
+  }
+  const totals = buckets.map((b) => series.reduce((s, x) => s + (value[`${b}|${x}`] || 0), 0));
+  const max = Math.max(1, ...totals);
+  const left = 48, bottom = 28, top = 10, right = 10;
+  const plotW = w - left - right, plotH = h - top - bottom;
+  ctx.font = "12px system-ui, sans-serif";
+  ctx.fillStyle = "#9aa4b2";
+  ctx.strokeStyle = "#2a3340";
+  for (let i = 0; i <= 4; i++) {
+    const y = top + plotH - (plotH * i) / 4;
+    ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(w - right, y); ctx.stroke();
+    ctx.fillText(String(Math.round((max * i) / 4)), 4, y + 4);
+  }
+  const bw = plotW / Math.max(1, buckets.length);
+  buckets.forEach((b, i) => {
+    let y = top + plotH;
+    series.forEach((s, j) => {
+      const v = value[`${b}|${s}`] || 0;
+      const bh = (plotH * v) / max;
+      ctx.fillStyle = COLORS[j % COLORS.length];
+      ctx.fillRect(left + i * bw + 1, y - bh, Math.max(1, bw - 2), bh);
+      y -= bh;
+    });
+  });
+  ctx.fillStyle = "#9aa4b2";
+  const step = Math.ceil(buckets.length / 8) || 1;
+  buckets.forEach((b, i) => {
+    if (i % step) return;
+    const d = new Date(b);
+    const label = bucket === "1d" ? d.toLocaleDateString() : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    ctx.fillText(label, left + i * bw, h - 8);
+  });
+  return series.map((s, j) => [s, COLORS[j % COLORS.length], buckets.reduce((n, b) => n + (value[`${b}|${s}`] || 0), 0)]);
+}
+async function plannerPage() {
+  const now = new Date();
+  const from = el("input", { type: "datetime-local", id: "from", value: localInput(new Date(now - 6 * 3600e3)) });
+  const to = el("input", { type: "datetime-local", id: "to", value: localInput(new Date(+now + 3600e3)) });
+  const bucket = el("select", { id: "bucket" }, ...["5m", "15m", "1h", "1d"].map((b) => el("option", { value: b, text: b, selected: b === "5m" })));
+  const camera = el("select", { id: "camera" }, el("option", { value: "", text: t("all") }));
+  const canvas = el("canvas", { id: "chart", class: "chart" });
+  const legend = el("ul", { class: "legend", id: "legend" });
+  const csv = el("a", { class: "button", id: "csv", text: t("download_csv"), download: "pantau-history.csv" });
+  const query = () => {
+    const q = new URLSearchParams({ from: new Date(from.value).toISOString(), to: new Date(to.value).toISOString(), bucket: bucket.value });
+    if (camera.value) q.set("camera", camera.value);
+    return q;
+  };
+  const show = async () => {
+    const q = query();
+    csv.href = `/api/v1/history.csv?${q}`;
+    try {
+      const rows = await api(`/history?${q}`);
+      legend.textContent = "";
+      if (!rows.length) legend.append(el("li", { text: t("no_data") }));
+      const totals = drawChart(canvas, rows, bucket.value);
+      for (const [name, color, n] of totals) legend.append(el("li", {}, el("i", { style: `background:${color}` }), `${name}: ${n}`));
+      for (const c of new Set(rows.map((r) => r.camera))) {
+        if (![...camera.options].some((o) => o.value === c)) camera.append(el("option", { value: c, text: c }));
+      }
+    } catch (e) { explain(e); }
+  };
+  page(el("section", { class: "card planner" },
+    el("h2", { text: t("volumes") }),
+    el("form", { class: "row", id: "range", onsubmit: (e) => { e.preventDefault(); show(); } },
+      el("label", { class: "inline", text: t("from") }, from), el("label", { class: "inline", text: t("to") }, to),
+      el("label", { class: "inline", text: t("bucket") }, bucket), el("label", { class: "inline", text: t("camera") }, camera),
+      el("button", { type: "submit", id: "show", text: t("show") }), csv),
+    canvas, legend));
+  if (can.view()) {
+    try { for (const c of await api("/cameras")) { const id = c.config?.id || c.status?.id; camera.append(el("option", { value: id, text: id })); } } catch { /* planners do not see cameras */ }
+  }
+  await show();
+}
+
+// ---- Admin: cameras (lines and zones drawn on the frame) and users ---------------------------------
+async function adminPage(selected) {
+  const cams = await api("/cameras");
+  const list = el("ul", { class: "camlist" });
+  for (const c of cams) {
+    const id = c.config?.id || c.status?.id;
+    list.append(el("li", {}, el("a", { href: `#/admin/${id}`, class: id === selected ? "active" : "", text: `${id} (${t(c.status?.state || "stopped")})` })));
+  }
+  const addForm = el("form", { class: "stack", id: "add-camera" },
+    el("h3", { text: t("add_camera") }),
+    el("input", { name: "id", placeholder: t("id"), required: true }),
+    el("input", { name: "name", placeholder: t("name") }),
+    el("input", { name: "url", placeholder: "rtsp://host/path", required: true }),
+    el("button", { type: "submit", text: t("add_camera") }));
+  addForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(addForm);
+    const body = { id: f.get("id"), url: f.get("url") };
+    if (f.get("name")) body.name = f.get("name");
+    try { await api("/cameras", { method: "POST", body }); toast(t("saved")); location.hash = `#/admin/${body.id}`; } catch (err) { explain(err); }
+  });
+  const editor = el("div", { id: "editor" });
+  page(el("div", { class: "admin" },
+    el("aside", { class: "card" }, el("h2", { text: t("cameras") }), list, addForm),
+    el("section", { class: "card" }, editor),
+    el("section", { class: "card", id: "users" })));
+  const cam = cams.find((c) => (c.config?.id || c.status?.id) === selected) || cams[0];
+  if (cam?.config) cameraEditor(editor, cam.config);
+  usersPanel($("#users"));
+}
+function cameraEditor(root, config) {
+  const cfg = structuredClone(config);
+  cfg.lines ||= [];
+  cfg.zones ||= [];
+  const img = el("img", { id: "admin-frame", alt: cfg.id, src: `/api/v1/cameras/${cfg.id}/frame.jpg?t=${Date.now()}` });
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.id = "overlay";
+  const stage = el("div", { class: "stage" }, img, svg);
+  let drawing = null; // { kind: "line"|"zone", points: [] }
+  const items = el("ul", { class: "shapes", id: "shapes" });
+  const fps = el("input", { type: "number", id: "analysis-fps", min: "0.1", max: "120", step: "0.1", value: cfg.analysis_fps ?? "" , placeholder: "default"});
+  const hint = el("p", { class: "hint", id: "draw-hint" });
+  const shapeName = el("input", { id: "shape-name", placeholder: t("name") });
+  const svgEl = (tag, attrs) => { const e = document.createElementNS("http://www.w3.org/2000/svg", tag); for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); return e; };
+  const redraw = () => {
+    const w = img.naturalWidth || 640, h = img.naturalHeight || 360;
+    svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+    svg.textContent = "";
+    const pts = (p) => p.map(([x, y]) => `${x},${y}`).join(" ");
+    for (const z of cfg.zones) svg.append(svgEl("polygon", { points: pts(z.polygon), class: "zone" }));
+    for (const l of cfg.lines) svg.append(svgEl("polyline", { points: pts(l.points), class: "line" }));
+    if (drawing) {
+      svg.append(svgEl(drawing.kind === "zone" ? "polygon" : "polyline", { points: pts(drawing.points), class: "drawing" }));
+      for (const [x, y] of drawing.points) svg.append(svgEl("circle", { cx: x, cy: y, r: Math.max(3, w / 160), class: "drawing" }));
+    }
+    items.textContent = "";
+    for (const [kind, arr] of [["lines", cfg.lines], ["zones", cfg.zones]]) {
+      arr.forEach((s, i) => items.append(el("li", {}, `${t(kind)}: ${s.name} `,
+        el("button", { class: "ghost small", text: t("remove"), onclick: () => { arr.splice(i, 1); redraw(); } }))));
+    }
+  };
+  img.addEventListener("load", redraw);
+  svg.addEventListener("click", (e) => {
+    if (!drawing) return;
+    const r = svg.getBoundingClientRect();
+    const x = Math.round(((e.clientX - r.left) / r.width) * (img.naturalWidth || 640));
+    const y = Math.round(((e.clientY - r.top) / r.height) * (img.naturalHeight || 360));
+    drawing.points.push([x, y]);
+    redraw();
+  });
+  const start = (kind) => { drawing = { kind, points: [] }; hint.textContent = t("draw_hint"); shapeName.value = ""; redraw(); };
+  const finish = () => {
+    if (!drawing) return;
+    const name = shapeName.value.trim() || `${drawing.kind}${(drawing.kind === "line" ? cfg.lines : cfg.zones).length + 1}`;
+    if (drawing.kind === "line") cfg.lines.push({ name, points: drawing.points });
+    else cfg.zones.push({ name, polygon: drawing.points });
+    drawing = null; hint.textContent = ""; redraw();
+  };
+  const save = async () => {
+    const v = parseFloat(fps.value);
+    if (Number.isFinite(v)) cfg.analysis_fps = v; else delete cfg.analysis_fps;
+    try { await api(`/cameras/${cfg.id}`, { method: "PUT", body: cfg }); toast(t("saved")); } catch (e) { explain(e); }
+  };
+  const remove = async () => {
+    if (!confirm(`${t("remove")} ${cfg.id}?`)) return;
+    try { await api(`/cameras/${cfg.id}`, { method: "DELETE" }); location.hash = "#/admin"; } catch (e) { explain(e); }
+  };
+  root.append(el("h2", { text: cfg.name || cfg.id }), el("p", {}, el("code", { text: cfg.url })), stage, hint,
+    el("div", { class: "row" }, shapeName,
+      el("button", { id: "draw-line", class: "ghost", text: t("new_line"), onclick: () => start("line") }),
+      el("button", { id: "draw-zone", class: "ghost", text: t("new_zone"), onclick: () => start("zone") }),
+      el("button", { id: "finish", class: "ghost", text: t("finish"), onclick: finish }),
+      el("button", { class: "ghost", text: t("cancel"), onclick: () => { drawing = null; hint.textContent = ""; redraw(); } })),
+    items,
+    el("label", { class: "inline", text: t("analysis_fps") }, fps),
+    el("div", { class: "row" }, el("button", { id: "save-camera", text: t("save"), onclick: save }),
+      el("button", { class: "warn", text: t("remove"), onclick: remove })));
+}
+async function usersPanel(root) {
+  root.textContent = "";
+  root.append(el("h2", { text: t("users") }));
+  try {
+    const users = await api("/users");
+    root.append(el("table", { class: "list" }, el("tr", {}, el("th", { text: t("name") }), el("th", { text: t("role") }), el("th", {})),
+      ...users.map((u) => el("tr", {}, el("td", { text: u.name + (u.disabled ? ` (${t("disabled")})` : "") }), el("td", { text: u.role }),
+        el("td", {}, el("button", { class: "ghost small", text: u.disabled ? t("enable") : t("disable"),
+          onclick: async () => { try { await api(`/users/${u.name}`, { method: "PATCH", body: { disabled: !u.disabled } }); usersPanel(root); } catch (e) { explain(e); } } }))))));
+  } catch (e) { explain(e); }
+  const form = el("form", { class: "stack" }, el("h3", { text: t("add_user") }),
+    el("input", { name: "name", placeholder: t("name"), required: true }),
+    el("select", { name: "role" }, ...["operator", "dispatcher", "planner", "admin"].map((r) => el("option", { value: r, text: r }))),
+    el("input", { name: "password", type: "password", placeholder: t("password"), minlength: 10, required: true }),
+    el("button", { type: "submit", text: t("add_user") }));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(form);
+    try { await api("/users", { method: "POST", body: { name: f.get("name"), role: f.get("role"), password: f.get("password") } }); toast(t("saved")); usersPanel(root); } catch (err) { explain(err); }
+  });
+  root.append(form);
+}
+
+// ---- Router -------------------------------------------------------------------------------------------
+async function route() {
+  const [, name, arg] = location.hash.split("/");
+  if (!me && name !== "login") {
+    try { me = await api("/auth/me"); } catch { me = null; }
+    if (!me) { location.hash = "#/login"; return; }
+  }
+  try {
+    switch (name) {
+      case "login": return loginPage();
+      case "wall": return await wallPage();
+      case "incidents": return await incidentsPage();
+      case "incident": return await incidentPage(decodeURIComponent(arg || ""));
+      case "planner": return await plannerPage();
+      case "admin": return await adminPage(arg && decodeURIComponent(arg));
+      default: location.hash = can.view() ? "#/wall" : "#/planner";
+    }
+  } catch (e) { if (e.status !== 401) explain(e); }
+}
+$("#lang").value = lang;
+$("#lang").addEventListener("change", (e) => {
+  lang = e.target.value;
+  localStorage.setItem("pantau.lang", lang);
+  document.documentElement.lang = lang;
+  route();
+});
+document.documentElement.lang = lang;
+$("#logout").addEventListener("click", async () => {
+  try { await api("/auth/logout", { method: "POST" }); } catch { /* already gone */ }
+  me = null;
+  stopLive();
+  location.hash = "#/login";
+});
+window.addEventListener("hashchange", route);
+route();

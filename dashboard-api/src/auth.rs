@@ -1,0 +1,713 @@
+//! Users, roles, sessions and login.
+//!
+//! Passwords are stored as argon2id hashes; a login creates a random session token whose
+//! SHA-256 is stored with an expiry. Browsers get it as an `HttpOnly`, `SameSite=Strict`
+//! cookie; programs send `Authorization: Bearer <token>`. Every route names the permission it
+//! needs ([`Permission`]) and [`Session::allow`] checks it. Failed logins are counted per user
+//! name and per client address ([`LoginLimiter`]). Passwords and tokens are never logged.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{json_body, ApiError};
+use crate::ApiState;
+
+/// The cookie that carries a browser's session token.
+pub const COOKIE: &str = "pantau_session";
+
+/// What a user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Watches the wall and acknowledges alerts.
+    Operator,
+    /// An operator who also assigns, escalates and closes incidents.
+    Dispatcher,
+    /// Traffic history and export only.
+    Planner,
+    /// Everything, including cameras and users.
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "operator" => Some(Role::Operator),
+            "dispatcher" => Some(Role::Dispatcher),
+            "planner" => Some(Role::Planner),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Dispatcher => "dispatcher",
+            Role::Planner => "planner",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn can(self, p: Permission) -> bool {
+        use Permission::*;
+        match self {
+            Role::Admin => true,
+            Role::Operator => matches!(p, View | Acknowledge),
+            Role::Dispatcher => matches!(p, View | Acknowledge | Dispatch),
+            Role::Planner => matches!(p, History),
+        }
+    }
+}
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Cameras, live stream, frames, events and snapshots.
+    View,
+    /// Acknowledge an alert.
+    Acknowledge,
+    /// Assign, note, escalate and close incidents.
+    Dispatch,
+    /// Traffic history and CSV export.
+    History,
+    /// Cameras and users.
+    Admin,
+}
+
+impl Permission {
+    fn roles(self) -> &'static str {
+        match self {
+            Permission::View => "operator, dispatcher or admin",
+            Permission::Acknowledge => "operator, dispatcher or admin",
+            Permission::Dispatch => "dispatcher or admin",
+            Permission::History => "planner or admin",
+            Permission::Admin => "admin",
+        }
+    }
+}
+
+/// The logged-in user of a request.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Session {
+    pub user: String,
+    pub role: Role,
+}
+
+impl Session {
+    /// `Ok` when the role may do `p`; a 403 that names the roles that may otherwise.
+    pub fn allow(&self, p: Permission) -> Result<(), ApiError> {
+        if self.role.can(p) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "user \"{}\" has role {}; this needs {}",
+                    self.user,
+                    self.role.as_str(),
+                    p.roles()
+                ),
+            ))
+        }
+    }
+}
+
+fn token_from(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(t) = v.strip_prefix("Bearer ") {
+            return Some(t.trim().to_string());
+        }
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == COOKIE).then(|| v.to_string())
+        })
+}
+
+fn sha256_hex(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl FromRequestParts<ApiState> for Session {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
+        let token = token_from(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
+        let db = s.db.as_ref().ok_or_else(ApiError::no_store)?;
+        let store = db.store().await?;
+        let sc = store.schema();
+        let row = store
+            .client()
+            .query_opt(
+                &format!(
+                    "select u.name, u.role from {sc}.sessions s join {sc}.users u on u.name = s.user_name
+                     where s.token_sha256 = $1 and s.expires_at > now() and not u.disabled"
+                ),
+                &[&sha256_hex(&token)],
+            )
+            .await?;
+        let row = row.ok_or_else(|| {
+            let mut e = ApiError::unauthenticated();
+            e.message = "the session has expired or was ended; log in again".into();
+            e
+        })?;
+        let role: String = row.get(1);
+        Ok(Session {
+            user: row.get(0),
+            role: Role::parse(&role).ok_or_else(|| ApiError::store("unknown role in users"))?,
+        })
+    }
+}
+
+/// Counts failed logins per key (user name, client address) in a sliding window.
+#[derive(Debug)]
+pub struct LoginLimiter {
+    window: Duration,
+    limit: usize,
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl LoginLimiter {
+    pub fn new(limit: u32, window: Duration) -> Self {
+        Self {
+            window,
+            limit: limit.max(1) as usize,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Seconds until `keys` may try again, if any of them is over the limit.
+    fn blocked(&self, keys: &[String]) -> Option<u64> {
+        let now = Instant::now();
+        let mut all = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wait = None;
+        for k in keys {
+            if let Some(q) = all.get_mut(k) {
+                while q.front().is_some_and(|t| now.duration_since(*t) > self.window) {
+                    q.pop_front();
+                }
+                if q.len() >= self.limit {
+                    let oldest = q.front().copied().unwrap_or(now);
+                    let left = self.window.saturating_sub(now.duration_since(oldest));
+                    wait = Some(left.as_secs().max(1));
+                }
+            }
+        }
+        wait
+    }
+
+    fn fail(&self, keys: &[String]) {
+        let mut all = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|_, q| q.back().is_some_and(|t| t.elapsed() <= self.window));
+        for k in keys {
+            all.entry(k.clone()).or_default().push_back(Instant::now());
+        }
+    }
+
+    fn succeed(&self, user_key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user_key);
+    }
+}
+
+/// Hashes a password with argon2id (a random salt each time).
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("password hashing failed: {e}"),
+            )
+        })
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// Passwords: at least 10 characters, at most 200.
+pub fn check_password(password: &str) -> Result<(), ApiError> {
+    let n = password.chars().count();
+    if !(10..=200).contains(&n) {
+        return Err(ApiError::bad_request(
+            "password: use 10 to 200 characters (a passphrase of a few words is good)",
+        ));
+    }
+    Ok(())
+}
+
+fn check_user_name(name: &str) -> Result<(), ApiError> {
+    if pantau_core::outputs::valid_user_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "name: use 1 to 64 letters, digits, '.', '-' or '_'",
+        ))
+    }
+}
+
+/// Creates `name` with `role` and `password`, or updates role and password when it exists.
+/// Used at start for the first admin and by `pantau user add`.
+pub async fn upsert_user(
+    store: &pantau_sinks::store::Store,
+    name: &str,
+    role: Role,
+    password: &str,
+) -> Result<bool, ApiError> {
+    check_user_name(name)?;
+    check_password(password)?;
+    let hash = {
+        let p = password.to_string();
+        tokio::task::spawn_blocking(move || hash_password(&p))
+            .await
+            .map_err(|e| ApiError::store(e.to_string()))??
+    };
+    let sc = store.schema();
+    let created = store
+        .client()
+        .query_one(
+            &format!(
+                "insert into {sc}.users (name, role, password_hash) values ($1, $2, $3)
+                 on conflict (name) do update set role = excluded.role,
+                   password_hash = excluded.password_hash, disabled = false
+                 returning (xmax = 0)"
+            ),
+            &[&name, &role.as_str(), &hash],
+        )
+        .await?
+        .get::<_, bool>(0);
+    audit(
+        store,
+        "pantau",
+        if created {
+            "user.create"
+        } else {
+            "user.update"
+        },
+        &format!("user:{name}"),
+        serde_json::json!({ "role": role.as_str() }),
+    )
+    .await?;
+    Ok(created)
+}
+
+/// Appends to the audit trail.
+pub async fn audit(
+    store: &pantau_sinks::store::Store,
+    actor: &str,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    let sc = store.schema();
+    store
+        .client()
+        .execute(
+            &format!("insert into {sc}.audit (actor, action, target, detail) values ($1, $2, $3, $4)"),
+            &[&actor, &action, &target, &detail],
+        )
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Display for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "login of {}", self.user) // never the password
+    }
+}
+
+/// A new session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LoginResponse {
+    pub user: String,
+    pub role: Role,
+    /// Send as `Authorization: Bearer <token>` (browsers also get it as a cookie).
+    pub token: String,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+fn client_addr(parts: &axum::http::Extensions) -> Option<String> {
+    parts
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+}
+
+/// Log in with user name and password.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in; also sets the session cookie", body = LoginResponse),
+        (status = 401, description = "Wrong user name or password", body = ApiError),
+        (status = 429, description = "Too many failed attempts; see Retry-After", body = ApiError)))]
+pub async fn login(
+    State(s): State<ApiState>,
+    extensions: axum::http::Extensions,
+    body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = json_body(body)?;
+    let user_key = format!("user:{}", req.user.to_lowercase());
+    let mut keys = vec![user_key.clone()];
+    if let Some(addr) = client_addr(&extensions) {
+        keys.push(format!("addr:{addr}"));
+    }
+    if let Some(wait) = s.limiter.blocked(&keys) {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many failed logins; try again in {wait} s"),
+        );
+        e.retry_after = Some(wait);
+        return Err(e);
+    }
+    let db = s.db.as_ref().ok_or_else(ApiError::no_store)?;
+    let store = db.store().await?;
+    let sc = store.schema();
+    let row = store
+        .client()
+        .query_opt(
+            &format!("select role, password_hash from {sc}.users where name = $1 and not disabled"),
+            &[&req.user],
+        )
+        .await?;
+    let role = row.as_ref().map(|r| r.get::<_, String>(0)).unwrap_or_default();
+    let hash: Option<String> = row.as_ref().map(|r| r.get(1));
+    let password = req.password.clone();
+    // Without such a user, still spend the time of a verification.
+    let ok = tokio::task::spawn_blocking(move || {
+        let known = hash.is_some();
+        verify_password(&password, &hash.unwrap_or_else(dummy_hash)) && known
+    })
+    .await
+    .unwrap_or(false);
+    let Some(role) = ok.then(|| Role::parse(&role)).flatten() else {
+        s.limiter.fail(&keys);
+        tracing::info!(user = %req.user, "failed login");
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong user name or password",
+        ));
+    };
+    s.limiter.succeed(&user_key);
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    let token = hex(&raw);
+    let hours = s.settings.session_hours;
+    let expires = SystemTime::now() + Duration::from_secs(3600 * u64::from(hours));
+    store
+        .client()
+        .batch_execute(&format!("delete from {sc}.sessions where expires_at < now()"))
+        .await?;
+    store
+        .client()
+        .execute(
+            &format!("insert into {sc}.sessions (token_sha256, user_name, expires_at) values ($1, $2, $3)"),
+            &[&sha256_hex(&token), &req.user, &expires],
+        )
+        .await?;
+    audit(&store, &req.user, "login", &format!("user:{}", req.user), serde_json::json!({})).await?;
+    tracing::info!(user = %req.user, role = role.as_str(), "login");
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        3600 * hours
+    );
+    let body = LoginResponse {
+        user: req.user,
+        role,
+        token,
+        expires_at: pantau_events::time::format(expires),
+    };
+    Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
+}
+
+/// A hash of a random string, verified against when the user does not exist so that an
+/// unknown name takes as long as a wrong password.
+fn dummy_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let mut raw = [0u8; 16];
+        rand::rng().fill_bytes(&mut raw);
+        hash_password(&hex(&raw)).unwrap_or_default()
+    })
+    .clone()
+}
+
+/// End this session.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 204, description = "Logged out; the cookie is cleared")))]
+pub async fn logout(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let (Some(token), Some(db)) = (token_from(&headers), s.db.as_ref()) {
+        let store = db.store().await?;
+        let sc = store.schema();
+        store
+            .client()
+            .execute(
+                &format!("delete from {sc}.sessions where token_sha256 = $1"),
+                &[&sha256_hex(&token)],
+            )
+            .await?;
+    }
+    let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
+}
+
+/// Who is logged in.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
+    responses((status = 200, body = Session), (status = 401, body = ApiError)))]
+pub async fn me(session: Session) -> Json<Session> {
+    Json(session)
+}
+
+/// A user as the API shows it (never the hash).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UserView {
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+/// A new user.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+    pub role: Role,
+    /// 10 to 200 characters.
+    pub password: String,
+}
+
+/// Changes to a user; fields left out stay.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    pub password: Option<String>,
+    pub disabled: Option<bool>,
+}
+
+/// List users (admin).
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, body = [UserView]), (status = 403, body = ApiError)))]
+pub async fn list_users(
+    State(s): State<ApiState>,
+    session: Session,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    session.allow(Permission::Admin)?;
+    let store = s.store().await?;
+    let sc = store.schema();
+    let rows = store
+        .client()
+        .query(
+            &format!("select name, role, disabled, created_at from {sc}.users order by name"),
+            &[],
+        )
+        .await?;
+    Ok(Json(
+        rows.iter()
+            .map(|r| UserView {
+                name: r.get(0),
+                role: Role::parse(r.get(1)).unwrap_or(Role::Operator),
+                disabled: r.get(2),
+                created_at: pantau_events::time::format(r.get(3)),
+            })
+            .collect(),
+    ))
+}
+
+/// Create a user (admin).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = UserView), (status = 400, body = ApiError),
+              (status = 403, body = ApiError), (status = 409, body = ApiError)))]
+pub async fn create_user(
+    State(s): State<ApiState>,
+    session: Session,
+    body: Result<Json<NewUser>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    session.allow(Permission::Admin)?;
+    let u = json_body(body)?;
+    check_user_name(&u.name)?;
+    check_password(&u.password)?;
+    let store = s.store().await?;
+    let sc = store.schema();
+    let p = u.password.clone();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&p))
+        .await
+        .map_err(|e| ApiError::store(e.to_string()))??;
+    let n = store
+        .client()
+        .execute(
+            &format!("insert into {sc}.users (name, role, password_hash) values ($1, $2, $3) on conflict do nothing"),
+            &[&u.name, &u.role.as_str(), &hash],
+        )
+        .await?;
+    if n == 0 {
+        return Err(ApiError::conflict(format!(
+            "user \"{}\" exists; PATCH /api/v1/users/{} changes it",
+            u.name, u.name
+        )));
+    }
+    audit(&store, &session.user, "user.create", &format!("user:{}", u.name),
+        serde_json::json!({ "role": u.role.as_str() })).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UserView {
+            name: u.name,
+            role: u.role,
+            disabled: false,
+            created_at: pantau_events::time::format(SystemTime::now()),
+        }),
+    )
+        .into_response())
+}
+
+/// Change a user's role, password or disabled flag (admin).
+#[utoipa::path(patch, path = "/api/v1/users/{name}", tag = "users", request_body = UserChange,
+    params(("name" = String, Path, description = "User name")),
+    responses((status = 204), (status = 400, body = ApiError), (status = 403, body = ApiError),
+              (status = 404, body = ApiError), (status = 409, body = ApiError)))]
+pub async fn change_user(
+    State(s): State<ApiState>,
+    session: Session,
+    Path(name): Path<String>,
+    body: Result<Json<UserChange>, axum::extract::rejection::JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    session.allow(Permission::Admin)?;
+    let c = json_body(body)?;
+    if let Some(p) = &c.password {
+        check_password(p)?;
+    }
+    let store = s.store().await?;
+    let sc = store.schema();
+    let demotes = c.role.is_some_and(|r| r != Role::Admin) || c.disabled == Some(true);
+    if demotes {
+        last_admin_guard(&store, &name).await?;
+    }
+    let hash = match c.password.clone() {
+        Some(p) => Some(
+            tokio::task::spawn_blocking(move || hash_password(&p))
+                .await
+                .map_err(|e| ApiError::store(e.to_string()))??,
+        ),
+        None => None,
+    };
+    let n = store
+        .client()
+        .execute(
+            &format!(
+                "update {sc}.users set role = coalesce($2, role), password_hash = coalesce($3, password_hash),
+                   disabled = coalesce($4, disabled) where name = $1"
+            ),
+            &[&name, &c.role.map(Role::as_str), &hash, &c.disabled],
+        )
+        .await?;
+    if n == 0 {
+        return Err(ApiError::not_found("user_not_found", format!("no user \"{name}\"")));
+    }
+    if c.password.is_some() || c.disabled == Some(true) {
+        // A new password or a disabled account ends its sessions.
+        store
+            .client()
+            .execute(&format!("delete from {sc}.sessions where user_name = $1"), &[&name])
+            .await?;
+    }
+    audit(&store, &session.user, "user.update", &format!("user:{name}"), serde_json::json!({
+        "role": c.role.map(Role::as_str), "password_changed": c.password.is_some(), "disabled": c.disabled,
+    })).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delete a user (admin).
+#[utoipa::path(delete, path = "/api/v1/users/{name}", tag = "users",
+    params(("name" = String, Path, description = "User name")),
+    responses((status = 204), (status = 403, body = ApiError), (status = 404, body = ApiError),
+              (status = 409, body = ApiError)))]
+pub async fn delete_user(
+    State(s): State<ApiState>,
+    session: Session,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    session.allow(Permission::Admin)?;
+    let store = s.store().await?;
+    last_admin_guard(&store, &name).await?;
+    let sc = store.schema();
+    let n = store
+        .client()
+        .execute(&format!("delete from {sc}.users where name = $1"), &[&name])
+        .await?;
+    if n == 0 {
+        return Err(ApiError::not_found("user_not_found", format!("no user \"{name}\"")));
+    }
+    audit(&store, &session.user, "user.delete", &format!("user:{name}"), serde_json::json!({})).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Refuses to remove or demote the last enabled admin.
+async fn last_admin_guard(store: &pantau_sinks::store::Store, name: &str) -> Result<(), ApiError> {
+    let sc = store.schema();
+    let others: i64 = store
+        .client()
+        .query_one(
+            &format!("select count(*) from {sc}.users where role = 'admin' and not disabled and name <> $1"),
+            &[&name],
+        )
+        .await?
+        .get(0);
+    let is_admin = store
+        .client()
+        .query_opt(
+            &format!("select 1 from {sc}.users where name = $1 and role = 'admin' and not disabled"),
+            &[&name],
+        )
+        .await?
+        .is_some();
+    if is_admin && others == 0 {
+        return Err(ApiError::conflict(format!(
+            "\"{name}\" is the last admin; make another user admin first"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,445 @@
+//! Cameras: live status, and add / change / remove while running.
+//!
+//! A change is validated exactly like a `[[cameras]]` entry of the config file, handed to the
+//! running node through [`CameraControl`] (which restarts ingest and analysis for that camera
+//! only) and then written to the cameras file (`api.cameras_file`), which pantau reads at start
+//! on top of the config file. So a restart keeps what operators changed, and the config file is
+//! never rewritten.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::{Path as FsPath, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pantau_core::config::{CameraConfig, CameraSettings, ConfigIssues, IngestConfig};
+use pantau_ingest::CameraStatus;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{audit, Permission, Session};
+use crate::error::{json_body, ApiError, Issue};
+use crate::ApiState;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How the API starts, restarts and stops a camera in the running node.
+pub trait CameraControl: Send + Sync + std::fmt::Debug {
+    /// Starts `settings`, replacing the camera with the same id if it runs.
+    fn apply(&self, settings: CameraSettings) -> BoxFuture<'_, Result<(), String>>;
+    /// Stops and forgets camera `id`.
+    fn remove(&self, id: String) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// What the cameras file holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CamerasFile {
+    /// Config-file cameras removed from the console.
+    #[serde(default)]
+    removed: BTreeSet<String>,
+    /// Cameras added or changed from the console (they replace config cameras with the same id).
+    #[serde(default)]
+    cameras: Vec<CameraConfig>,
+}
+
+#[derive(Debug)]
+struct Cameras {
+    /// Every camera as it runs now, by id.
+    current: BTreeMap<String, CameraConfig>,
+    file: CamerasFile,
+}
+
+/// The cameras of this node as the API manages them.
+#[derive(Debug)]
+pub struct CameraRegistry {
+    defaults: IngestConfig,
+    base: PathBuf,
+    path: PathBuf,
+    control: Arc<dyn CameraControl>,
+    state: tokio::sync::Mutex<Cameras>,
+}
+
+/// The result of reading the cameras file at start.
+#[derive(Debug)]
+pub struct Loaded {
+    pub registry: CameraRegistry,
+    /// What should run: the config file's cameras with the file's changes applied.
+    pub cameras: Vec<CameraConfig>,
+    /// Cameras the file added, changed or removed (for the log).
+    pub overridden: Vec<String>,
+}
+
+impl CameraRegistry {
+    /// Reads `path` (absent is fine) and merges it over `from_config`.
+    pub fn load(
+        path: &FsPath,
+        from_config: &[CameraConfig],
+        defaults: IngestConfig,
+        base: &FsPath,
+        control: Arc<dyn CameraControl>,
+    ) -> Result<Loaded, String> {
+        let file: CamerasFile = match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| {
+                format!(
+                    "{}: {} (fix or delete the file; it holds cameras changed from the console)",
+                    path.display(),
+                    e.message()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => CamerasFile::default(),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let mut current: BTreeMap<String, CameraConfig> = from_config
+            .iter()
+            .map(|c| (c.id.clone(), c.clone()))
+            .collect();
+        let mut overridden = Vec::new();
+        for id in &file.removed {
+            if current.remove(id).is_some() {
+                overridden.push(format!("{id} (removed)"));
+            }
+        }
+        for c in &file.cameras {
+            overridden.push(c.id.clone());
+            current.insert(c.id.clone(), c.clone());
+        }
+        let cameras = current.values().cloned().collect();
+        Ok(Loaded {
+            registry: CameraRegistry {
+                defaults,
+                base: base.to_path_buf(),
+                path: path.to_path_buf(),
+                control,
+                state: tokio::sync::Mutex::new(Cameras { current, file }),
+            },
+            cameras,
+            overridden,
+        })
+    }
+
+    /// Validates like the config file; problems are listed under `camera.`.
+    pub fn validate(&self, c: &CameraConfig) -> Result<CameraSettings, ApiError> {
+        let mut issues = ConfigIssues::default();
+        let env = |name: &str| std::env::var(name).ok();
+        let settings = c.resolve(&self.defaults, "camera", &self.base, &env, &mut issues);
+        match settings {
+            Some(s) if issues.is_empty() => Ok(s),
+            _ => {
+                let mut e = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_camera",
+                    format!("camera \"{}\" is not valid: {issues}", c.id),
+                );
+                e.issues = issues
+                    .iter()
+                    .map(|i| Issue {
+                        path: i.path.clone(),
+                        message: i.message.clone(),
+                    })
+                    .collect();
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> Option<CameraConfig> {
+        self.state.lock().await.current.get(id).cloned()
+    }
+
+    pub async fn all(&self) -> Vec<CameraConfig> {
+        self.state.lock().await.current.values().cloned().collect()
+    }
+
+    /// Adds (`create`) or replaces a camera: validate, start, persist.
+    async fn put(&self, mut c: CameraConfig, create: bool) -> Result<(), ApiError> {
+        let mut st = self.state.lock().await;
+        let existing = st.current.get(&c.id).cloned();
+        match (&existing, create) {
+            (Some(_), true) => {
+                return Err(ApiError::conflict(format!(
+                    "camera \"{}\" exists; PUT /api/v1/cameras/{} changes it",
+                    c.id, c.id
+                )))
+            }
+            (None, false) => {
+                return Err(ApiError::not_found(
+                    "camera_not_found",
+                    format!("no camera \"{}\"; POST /api/v1/cameras adds one", c.id),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(old) = &existing {
+            keep_secrets(&mut c, old);
+        }
+        let settings = self.validate(&c)?;
+        self.control.apply(settings).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "camera_start_failed",
+                format!("camera \"{}\" could not start: {e}", c.id),
+            )
+        })?;
+        st.current.insert(c.id.clone(), c.clone());
+        st.file.removed.remove(&c.id);
+        st.file.cameras.retain(|x| x.id != c.id);
+        st.file.cameras.push(c);
+        self.save(&st.file)
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), ApiError> {
+        let mut st = self.state.lock().await;
+        if !st.current.contains_key(id) {
+            return Err(ApiError::not_found(
+                "camera_not_found",
+                format!("no camera \"{id}\""),
+            ));
+        }
+        self.control.remove(id.to_string()).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "camera_stop_failed",
+                format!("camera \"{id}\" could not be stopped: {e}"),
+            )
+        })?;
+        st.current.remove(id);
+        st.file.cameras.retain(|x| x.id != id);
+        st.file.removed.insert(id.to_string());
+        self.save(&st.file)
+    }
+
+    /// Writes the file atomically (temporary file, then rename).
+    fn save(&self, file: &CamerasFile) -> Result<(), ApiError> {
+        let fail = |e: String| {
+            tracing::error!("{e}");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cameras_file",
+                format!("the change runs but was not saved: {e}; fix the file's folder permissions"),
+            )
+        };
+        let text = toml::to_string_pretty(file).map_err(|e| fail(e.to_string()))?;
+        let text = format!(
+            "# Written by pantau: cameras added, changed (`cameras`) or removed (`removed`) from the\n\
+             # console or API. Read at start on top of the config file. Edit with care.\n\n{text}"
+        );
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let tmp = self.path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).map_err(|e| fail(format!("cannot write {}: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, &self.path)
+            .map_err(|e| fail(format!("cannot replace {}: {e}", self.path.display())))
+    }
+}
+
+/// A PUT without a password keeps the stored one; a URL whose password was shown redacted
+/// keeps the stored URL.
+fn keep_secrets(c: &mut CameraConfig, old: &CameraConfig) {
+    if c.password.is_none() && c.password_env.is_none() {
+        c.password = old.password.clone();
+        c.password_env = old.password_env.clone();
+    }
+    if c.url.contains(":***@") && redact_url(&old.url) == c.url {
+        c.url = old.url.clone();
+    }
+}
+
+/// `rtsp://user:secret@host/` -> `rtsp://user:***@host/`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.split_once('@') {
+        Some(x) if !x.0.contains('/') => x,
+        _ => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+/// A camera's definition as the API shows it: secrets redacted.
+fn shown(mut c: CameraConfig) -> CameraConfig {
+    c.url = redact_url(&c.url);
+    c.password = None;
+    c
+}
+
+/// A camera in the list: its live status and its definition.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CameraView {
+    /// Live ingest status and counters (state, fps, frames decoded/analysed/dropped,
+    /// reconnects, problem); absent while the camera is disabled.
+    #[schema(value_type = Object)]
+    pub status: Option<CameraStatus>,
+    /// The definition, as in a `[[cameras]]` entry (passwords left out).
+    #[schema(value_type = Object)]
+    pub config: Option<CameraConfig>,
+}
+
+/// List cameras with live status and counters.
+#[utoipa::path(get, path = "/api/v1/cameras", tag = "cameras",
+    responses((status = 200, body = [CameraView]), (status = 401, body = ApiError)))]
+pub async fn list(
+    State(s): State<ApiState>,
+    session: Session,
+) -> Result<Json<Vec<CameraView>>, ApiError> {
+    session.allow(Permission::View)?;
+    let mut configs: BTreeMap<String, CameraConfig> = match &s.cameras {
+        Some(r) => r.all().await.into_iter().map(|c| (c.id.clone(), c)).collect(),
+        None => BTreeMap::new(),
+    };
+    let mut out: Vec<CameraView> = s
+        .ingest
+        .statuses()
+        .into_iter()
+        .map(|st| CameraView {
+            config: configs.remove(&st.id).map(shown),
+            status: Some(st),
+        })
+        .collect();
+    out.extend(configs.into_values().map(|c| CameraView {
+        status: None,
+        config: Some(shown(c)),
+    }));
+    Ok(Json(out))
+}
+
+/// One camera.
+#[utoipa::path(get, path = "/api/v1/cameras/{id}", tag = "cameras",
+    params(("id" = String, Path, description = "Camera id")),
+    responses((status = 200, body = CameraView), (status = 404, body = ApiError)))]
+pub async fn one(
+    State(s): State<ApiState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Json<CameraView>, ApiError> {
+    session.allow(Permission::View)?;
+    let config = match &s.cameras {
+        Some(r) => r.get(&id).await,
+        None => None,
+    };
+    let status = s.ingest.status(&id);
+    if status.is_none() && config.is_none() {
+        return Err(ApiError::not_found(
+            "camera_not_found",
+            format!("no camera \"{id}\"; GET /api/v1/cameras lists them"),
+        ));
+    }
+    Ok(Json(CameraView {
+        status,
+        config: config.map(shown),
+    }))
+}
+
+fn registry(s: &ApiState) -> Result<&CameraRegistry, ApiError> {
+    s.cameras.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cameras_read_only",
+            "this pantau does not manage cameras from the API",
+        )
+    })
+}
+
+/// Add a camera; it starts at once and is kept across restarts.
+#[utoipa::path(post, path = "/api/v1/cameras", tag = "cameras",
+    request_body(content = Object, description = "A camera as in a `[[cameras]]` entry of the config file (id, url, lines, zones, analysis_fps, ...)"),
+    responses((status = 201, body = CameraView), (status = 400, body = ApiError),
+              (status = 403, body = ApiError), (status = 409, body = ApiError),
+              (status = 422, description = "Not valid; `issues` lists every problem", body = ApiError)))]
+pub async fn create(
+    State(s): State<ApiState>,
+    session: Session,
+    body: Result<Json<CameraConfig>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    session.allow(Permission::Admin)?;
+    let c = json_body(body)?;
+    let id = c.id.clone();
+    registry(&s)?.put(c.clone(), true).await?;
+    changed(&s, &session, "camera.create", &id).await;
+    Ok((
+        StatusCode::CREATED,
+        Json(CameraView {
+            status: s.ingest.status(&id),
+            config: Some(shown(c)),
+        }),
+    )
+        .into_response())
+}
+
+/// Change a camera (lines, zones, analysis rate, source, ...); it restarts with the change.
+#[utoipa::path(put, path = "/api/v1/cameras/{id}", tag = "cameras",
+    params(("id" = String, Path, description = "Camera id")),
+    request_body(content = Object, description = "The whole camera as in a `[[cameras]]` entry; `id` must match the path. A missing password keeps the stored one."),
+    responses((status = 200, body = CameraView), (status = 400, body = ApiError),
+              (status = 403, body = ApiError), (status = 404, body = ApiError),
+              (status = 422, body = ApiError)))]
+pub async fn update(
+    State(s): State<ApiState>,
+    session: Session,
+    Path(id): Path<String>,
+    body: Result<Json<CameraConfig>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<CameraView>, ApiError> {
+    session.allow(Permission::Admin)?;
+    let c = json_body(body)?;
+    if c.id != id {
+        return Err(ApiError::bad_request(format!(
+            "id \"{}\" in the body differs from \"{id}\" in the path; cameras cannot be renamed, \
+             add a new one and remove this one instead",
+            c.id
+        )));
+    }
+    let r = registry(&s)?;
+    r.put(c, false).await?;
+    changed(&s, &session, "camera.update", &id).await;
+    Ok(Json(CameraView {
+        status: s.ingest.status(&id),
+        config: r.get(&id).await.map(shown),
+    }))
+}
+
+/// Remove a camera; it stops at once and stays removed across restarts.
+#[utoipa::path(delete, path = "/api/v1/cameras/{id}", tag = "cameras",
+    params(("id" = String, Path, description = "Camera id")),
+    responses((status = 204), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+pub async fn remove(
+    State(s): State<ApiState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    session.allow(Permission::Admin)?;
+    registry(&s)?.delete(&id).await?;
+    changed(&s, &session, "camera.delete", &id).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Audit and log a camera change (the change itself already happened).
+async fn changed(s: &ApiState, session: &Session, action: &str, id: &str) {
+    tracing::info!(user = %session.user, camera = id, action, "camera changed from the API");
+    if let Ok(store) = s.store().await {
+        if let Err(e) = audit(&store, &session.user, action, &format!("camera:{id}"), serde_json::json!({})).await {
+            tracing::warn!(camera = id, "camera change not audited: {}", e.message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_passwords_are_redacted() {
+        assert_eq!(redact_url("rtsp://u:p@h:554/x"), "rtsp://u:***@h:554/x");
+        assert_eq!(redact_url("rtsp://h/x@y"), "rtsp://h/x@y");
+        assert_eq!(redact_url("rtsp://u@h/x"), "rtsp://u@h/x");
+        assert_eq!(redact_url("file:///a.mp4"), "file:///a.mp4");
+    }
+}

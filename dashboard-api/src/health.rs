@@ -1,0 +1,238 @@
+//! `/healthz`, `/readyz` and Prometheus `/metrics` (no login: for probes and scrapers).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pantau_ingest::CameraStatus;
+use serde::Serialize;
+
+use crate::live::LATENCY_BUCKETS;
+use crate::ApiState;
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = String)))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness of the store and the broker: `ok`, `unreachable` or `not_configured`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    #[schema(value_type = String)]
+    pub store: &'static str,
+    #[schema(value_type = String)]
+    pub broker: &'static str,
+}
+
+/// Ready when the store and the broker (those configured) are reachable.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(s): State<ApiState>) -> Response {
+    let store = match &s.db {
+        None => "not_configured",
+        Some(db) => match tokio::time::timeout(Duration::from_secs(3), async {
+            db.store().await.ok()?.ping().await.ok()
+        })
+        .await
+        {
+            Ok(Some(())) => "ok",
+            _ => "unreachable",
+        },
+    };
+    let broker = match s.broker {
+        None => "not_configured",
+        Some(addr) => {
+            match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                .await
+            {
+                Ok(Ok(_)) => "ok",
+                _ => "unreachable",
+            }
+        }
+    };
+    let ready = store != "unreachable" && broker != "unreachable";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            ready,
+            store,
+            broker,
+        }),
+    )
+        .into_response()
+}
+
+/// A per-camera metric: name, type, help, value.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&CameraStatus) -> f64,
+);
+
+/// Prometheus text format: per-camera fps, frames, drops, reconnects, inference time, events
+/// and event latency; outbox depth and drops.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, content_type = "text/plain", description = "Prometheus text format 0.0.4")))]
+pub async fn metrics(State(s): State<ApiState>) -> Response {
+    let mut out = String::new();
+    let statuses = s.ingest.statuses();
+    let families: [Family; 6] = [
+        (
+            "pantau_camera_fps",
+            "gauge",
+            "Decoded frames per second",
+            |c| c.fps,
+        ),
+        (
+            "pantau_camera_frames_decoded_total",
+            "counter",
+            "Frames decoded",
+            |c| c.frames_decoded as f64,
+        ),
+        (
+            "pantau_camera_frames_analysed_total",
+            "counter",
+            "Frames taken by analysis",
+            |c| c.frames_analysed as f64,
+        ),
+        (
+            "pantau_camera_frames_dropped_total",
+            "counter",
+            "Frames dropped because analysis fell behind",
+            |c| c.frames_dropped as f64,
+        ),
+        (
+            "pantau_camera_reconnects_total",
+            "counter",
+            "Reconnects after the first connection",
+            |c| c.reconnects as f64,
+        ),
+        (
+            "pantau_camera_streaming",
+            "gauge",
+            "1 while the camera streams",
+            |c| f64::from(u8::from(c.state == pantau_ingest::CameraState::Streaming)),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        header_lines(&mut out, name, kind, help);
+        for c in &statuses {
+            let _ = writeln!(out, "{name}{{camera=\"{}\"}} {}", escape(&c.id), value(c));
+        }
+    }
+    let analysis = s.live.analysis();
+    header_lines(
+        &mut out,
+        "pantau_camera_inference_ms",
+        "gauge",
+        "Detector time of the last analysed frame in milliseconds",
+    );
+    for (camera, a) in &analysis {
+        let _ = writeln!(
+            out,
+            "pantau_camera_inference_ms{{camera=\"{}\"}} {}",
+            escape(camera),
+            a.inference_ms
+        );
+    }
+    header_lines(
+        &mut out,
+        "pantau_camera_events_total",
+        "counter",
+        "Events produced by the camera's rules",
+    );
+    for (camera, a) in &analysis {
+        let _ = writeln!(
+            out,
+            "pantau_camera_events_total{{camera=\"{}\"}} {}",
+            escape(camera),
+            a.events
+        );
+    }
+    header_lines(
+        &mut out,
+        "pantau_event_latency_seconds",
+        "histogram",
+        "From frame capture to the event queued for delivery",
+    );
+    for (camera, a) in &analysis {
+        let camera = escape(camera);
+        let mut cumulative = 0;
+        for (i, n) in a.latency_buckets.iter().enumerate() {
+            cumulative += n;
+            let le = LATENCY_BUCKETS
+                .get(i)
+                .map(|b| b.to_string())
+                .unwrap_or_else(|| "+Inf".into());
+            let _ = writeln!(
+                out,
+                "pantau_event_latency_seconds_bucket{{camera=\"{camera}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "pantau_event_latency_seconds_sum{{camera=\"{camera}\"}} {}\npantau_event_latency_seconds_count{{camera=\"{camera}\"}} {cumulative}",
+            a.latency_sum_s
+        );
+    }
+    if let Some(outbox) = &s.outbox {
+        for (name, kind, help, value) in [
+            (
+                "pantau_outbox_bytes",
+                "gauge",
+                "Bytes of undelivered records",
+                outbox.bytes(),
+            ),
+            (
+                "pantau_outbox_dropped_total",
+                "counter",
+                "Records dropped because the outbox was full",
+                outbox.dropped(),
+            ),
+            (
+                "pantau_outbox_refused_total",
+                "counter",
+                "Records refused because the outbox was full",
+                outbox.refused(),
+            ),
+        ] {
+            header_lines(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        header_lines(
+            &mut out,
+            "pantau_outbox_depth",
+            "gauge",
+            "Records a sink has not delivered yet",
+        );
+        for sink in ["mqtt", "store"] {
+            let _ = writeln!(
+                out,
+                "pantau_outbox_depth{{sink=\"{sink}\"}} {}",
+                outbox.depth(sink)
+            );
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The `# HELP` and `# TYPE` lines of one metric family.
+fn header_lines(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"")
+}
+

@@ -1,0 +1,544 @@
+//! Events search and the dispatch workflow on alerts.
+//!
+//! Alerts are events of severity warning or critical. Their dispatch state starts at `new`; an
+//! action moves it (acknowledge, assign to a unit, escalate, close) or adds a note, and every
+//! action lands in the audit trail with who and when, goes out on MQTT
+//! (`{prefix}/{site}/{camera}/incidents`, through the durable outbox) and to live clients.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Permission, Session};
+use crate::error::{json_body, query, ApiError};
+use crate::live::LiveMessage;
+use crate::ApiState;
+
+/// Query parameters of the events search.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Start (RFC 3339, inclusive). Default: 24 hours before `to`.
+    pub from: Option<String>,
+    /// End (RFC 3339, exclusive). Default: now.
+    pub to: Option<String>,
+    pub camera: Option<String>,
+    /// Rule name (line or zone).
+    pub rule: Option<String>,
+    /// `line_crossing`, `zone_presence` or `camera_status`.
+    pub kind: Option<String>,
+    /// Comma-separated: `info`, `warning`, `critical`.
+    pub severity: Option<String>,
+    /// Comma-separated dispatch states (`new`, `acknowledged`, `assigned`, `escalated`,
+    /// `closed`); only alerts have one.
+    pub state: Option<String>,
+    /// Page size, 1 to 500. Default 50.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Dispatch state of an alert.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Dispatch {
+    /// `new`, `acknowledged`, `assigned`, `escalated` or `closed`.
+    pub state: String,
+    pub assignee: Option<String>,
+    pub escalations: i32,
+    /// RFC 3339; absent while `new`.
+    pub updated_at: Option<String>,
+    pub updated_by: Option<String>,
+}
+
+/// One event with its dispatch state (alerts only).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventItem {
+    /// The event as published on MQTT (schema `events/schema/event-v1.json`).
+    #[schema(value_type = Object)]
+    pub event: serde_json::Value,
+    pub dispatch: Option<Dispatch>,
+}
+
+/// A page of events, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventPage {
+    pub items: Vec<EventItem>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
+const STATES: [&str; 5] = ["new", "acknowledged", "assigned", "escalated", "closed"];
+
+fn list_param(name: &str, v: &Option<String>, allowed: &[&str]) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(v) = v else { return Ok(None) };
+    let items: Vec<String> = v.split(',').map(|x| x.trim().to_string()).collect();
+    if let Some(bad) = items.iter().find(|x| !allowed.contains(&x.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "{name} \"{bad}\" is not one of {}",
+            allowed.join(", ")
+        )));
+    }
+    Ok(Some(items))
+}
+
+pub(crate) fn parse_time(name: &str, v: &str) -> Result<SystemTime, ApiError> {
+    pantau_events::time::parse(v).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{name} \"{v}\" is not a UTC time; write e.g. 2026-11-24T08:00:00Z"
+        ))
+    })
+}
+
+fn encode_cursor(at: SystemTime, id: &str) -> String {
+    let micros = at.duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+    format!("{micros}.{id}")
+}
+
+fn decode_cursor(c: &str) -> Result<(SystemTime, String), ApiError> {
+    let bad = || ApiError::bad_request("cursor is not one this API gave out; start again without it");
+    let (micros, id) = c.split_once('.').ok_or_else(bad)?;
+    let micros: u64 = micros.parse().map_err(|_| bad())?;
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(bad());
+    }
+    Ok((UNIX_EPOCH + Duration::from_micros(micros), id.to_string()))
+}
+
+fn dispatch_of(row: &tokio_postgres::Row, severity: &str, offset: usize) -> Option<Dispatch> {
+    if severity == "info" {
+        return None;
+    }
+    let state: Option<String> = row.get(offset);
+    Some(match state {
+        None => Dispatch {
+            state: "new".into(),
+            assignee: None,
+            escalations: 0,
+            updated_at: None,
+            updated_by: None,
+        },
+        Some(state) => Dispatch {
+            state,
+            assignee: row.get(offset + 1),
+            escalations: row.get(offset + 2),
+            updated_at: row
+                .get::<_, Option<SystemTime>>(offset + 3)
+                .map(pantau_events::time::format),
+            updated_by: row.get(offset + 4),
+        },
+    })
+}
+
+/// Search events by time, camera, rule, kind, severity and dispatch state, newest first, a page
+/// at a time (keyset pagination: pages stay stable while new events arrive).
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery),
+    responses((status = 200, body = EventPage), (status = 400, body = ApiError),
+              (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+pub async fn search(
+    State(s): State<ApiState>,
+    session: Session,
+    q: Result<axum::extract::Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EventPage>, ApiError> {
+    session.allow(Permission::View)?;
+    let q = query(q)?;
+    let to = match &q.to {
+        Some(v) => parse_time("to", v)?,
+        None => SystemTime::now() + Duration::from_secs(60),
+    };
+    let from = match &q.from {
+        Some(v) => parse_time("from", v)?,
+        None => to - Duration::from_secs(86_400),
+    };
+    if to <= from {
+        return Err(ApiError::bad_request("to must be after from"));
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit: use 1 to 500"));
+    }
+    let severity = list_param("severity", &q.severity, &SEVERITIES)?;
+    let state = list_param("state", &q.state, &STATES)?;
+    if let Some(k) = &q.kind {
+        if !["line_crossing", "zone_presence", "camera_status"].contains(&k.as_str()) {
+            return Err(ApiError::bad_request(
+                "kind is one of line_crossing, zone_presence, camera_status",
+            ));
+        }
+    }
+    let (after_at, after_id) = match &q.cursor {
+        Some(c) => {
+            let (at, id) = decode_cursor(c)?;
+            (Some(at), Some(id))
+        }
+        None => (None, None),
+    };
+    let store = s.store().await?;
+    let sc = store.schema();
+    let rows = store
+        .client()
+        .query(
+            &format!(
+                "select e.id, e.at, e.payload, e.payload->>'severity',
+                        i.state, i.assignee, i.escalations, i.updated_at, i.updated_by
+                 from {sc}.events e left join {sc}.incidents i on i.event_id = e.id
+                 where e.at >= $1 and e.at < $2
+                   and ($3::text is null or e.camera = $3)
+                   and ($4::text is null or e.rule = $4)
+                   and ($5::text is null or e.kind = $5)
+                   and ($6::text[] is null or e.payload->>'severity' = any($6))
+                   and ($7::text[] is null or (e.payload->>'severity' <> 'info'
+                                               and coalesce(i.state, 'new') = any($7)))
+                   and ($8::timestamptz is null or (e.at, e.id) < ($8, $9::text))
+                 order by e.at desc, e.id desc
+                 limit $10"
+            ),
+            &[
+                &from,
+                &to,
+                &q.camera,
+                &q.rule,
+                &q.kind,
+                &severity,
+                &state,
+                &after_at,
+                &after_id,
+                &(i64::from(limit) + 1),
+            ],
+        )
+        .await?;
+    let more = rows.len() > limit as usize;
+    let mut items = Vec::with_capacity(rows.len().min(limit as usize));
+    let mut last = None;
+    for row in rows.iter().take(limit as usize) {
+        let severity: Option<String> = row.get(3);
+        let id: String = row.get(0);
+        let at: SystemTime = row.get(1);
+        last = Some(encode_cursor(at, &id));
+        items.push(EventItem {
+            event: row.get(2),
+            dispatch: dispatch_of(row, severity.as_deref().unwrap_or("info"), 4),
+        });
+    }
+    Ok(Json(EventPage {
+        items,
+        next_cursor: if more { last } else { None },
+    }))
+}
+
+/// One entry of the audit trail.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    /// RFC 3339.
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+/// An event with its dispatch state and audit trail.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventDetail {
+    #[schema(value_type = Object)]
+    pub event: serde_json::Value,
+    pub dispatch: Option<Dispatch>,
+    pub audit: Vec<AuditEntry>,
+    /// Other events of the same incident (e.g. the zone `end`), oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub related: Vec<serde_json::Value>,
+}
+
+/// One event, its dispatch state, audit trail and related events.
+#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events",
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, body = EventDetail), (status = 404, body = ApiError)))]
+pub async fn detail(
+    State(s): State<ApiState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Json<EventDetail>, ApiError> {
+    session.allow(Permission::View)?;
+    let store = s.store().await?;
+    let sc = store.schema();
+    let row = store
+        .client()
+        .query_opt(
+            &format!(
+                "select e.id, e.at, e.payload, e.payload->>'severity',
+                        i.state, i.assignee, i.escalations, i.updated_at, i.updated_by
+                 from {sc}.events e left join {sc}.incidents i on i.event_id = e.id
+                 where e.id = $1"
+            ),
+            &[&id],
+        )
+        .await?
+        .ok_or_else(|| event_not_found(&id))?;
+    let severity: Option<String> = row.get(3);
+    let event: serde_json::Value = row.get(2);
+    let audit = store
+        .client()
+        .query(
+            &format!("select at, actor, action, detail from {sc}.audit where target = $1 order by seq"),
+            &[&format!("event:{id}")],
+        )
+        .await?
+        .iter()
+        .map(|r| AuditEntry {
+            at: pantau_events::time::format(r.get(0)),
+            actor: r.get(1),
+            action: r.get(2),
+            detail: r.get(3),
+        })
+        .collect();
+    let related = match event.get("incident").and_then(|v| v.as_str()) {
+        Some(key) => {
+            let at: SystemTime = row.get(1);
+            store
+                .client()
+                .query(
+                    &format!(
+                        "select payload from {sc}.events where camera = $1 and at >= $2 and at < $3
+                           and payload->>'incident' = $4 and id <> $5 order by at"
+                    ),
+                    &[
+                        &event.get("camera").and_then(|v| v.as_str()).unwrap_or_default(),
+                        &(at - Duration::from_secs(3600)),
+                        &(at + Duration::from_secs(86_400)),
+                        &key,
+                        &id,
+                    ],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    Ok(Json(EventDetail {
+        dispatch: dispatch_of(&row, severity.as_deref().unwrap_or("info"), 4),
+        event,
+        audit,
+        related,
+    }))
+}
+
+fn event_not_found(id: &str) -> ApiError {
+    ApiError::not_found(
+        "event_not_found",
+        format!("no event \"{id}\" (events reach the database within a second or two of being seen)"),
+    )
+}
+
+/// A dispatch action.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Seen; someone is on it (operator, dispatcher, admin).
+    Acknowledge { note: Option<String> },
+    /// Send a unit (dispatcher, admin).
+    Assign { unit: String, note: Option<String> },
+    /// A note for the record (dispatcher, admin).
+    Note { note: String },
+    /// Needs more attention or a higher level (dispatcher, admin).
+    Escalate { note: Option<String> },
+    /// Done (dispatcher, admin); `note` says how it ended.
+    Close { note: Option<String> },
+}
+
+impl Action {
+    fn name(&self) -> &'static str {
+        match self {
+            Action::Acknowledge { .. } => "acknowledge",
+            Action::Assign { .. } => "assign",
+            Action::Note { .. } => "note",
+            Action::Escalate { .. } => "escalate",
+            Action::Close { .. } => "close",
+        }
+    }
+
+    fn note(&self) -> Option<&str> {
+        match self {
+            Action::Acknowledge { note }
+            | Action::Assign { note, .. }
+            | Action::Escalate { note }
+            | Action::Close { note } => note.as_deref(),
+            Action::Note { note } => Some(note),
+        }
+    }
+}
+
+/// What the MQTT topic `.../incidents` and live clients get for each action.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct IncidentChange {
+    pub event_id: String,
+    pub camera: String,
+    pub site: String,
+    pub action: String,
+    pub state: String,
+    pub assignee: Option<String>,
+    pub escalations: i32,
+    pub note: Option<String>,
+    pub actor: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// Act on an alert: acknowledge, assign, note, escalate or close.
+#[utoipa::path(post, path = "/api/v1/events/{id}/actions", tag = "events",
+    params(("id" = String, Path, description = "Event id of the alert")),
+    request_body(content = Action, description = "e.g. {\"action\": \"assign\", \"unit\": \"Patrol 7\"}"),
+    responses((status = 200, body = IncidentChange), (status = 400, body = ApiError),
+              (status = 403, body = ApiError), (status = 404, body = ApiError),
+              (status = 409, description = "Not an alert, or not possible in its state", body = ApiError)))]
+pub async fn act(
+    State(s): State<ApiState>,
+    session: Session,
+    Path(id): Path<String>,
+    body: Result<Json<Action>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<IncidentChange>, ApiError> {
+    let action = json_body(body)?;
+    session.allow(match action {
+        Action::Acknowledge { .. } => Permission::Acknowledge,
+        _ => Permission::Dispatch,
+    })?;
+    if let Some(n) = action.note() {
+        if n.trim().is_empty() || n.chars().count() > 2000 {
+            return Err(ApiError::bad_request("note: write 1 to 2000 characters"));
+        }
+    }
+    if let Action::Assign { unit, .. } = &action {
+        if unit.trim().is_empty() || unit.chars().count() > 100 {
+            return Err(ApiError::bad_request("unit: name the unit in 1 to 100 characters"));
+        }
+    }
+    let store = s.store().await?;
+    let sc = store.schema();
+    let c = store.client();
+    let ev = c
+        .query_opt(
+            &format!("select camera, at, payload->>'severity', site from {sc}.events where id = $1"),
+            &[&id],
+        )
+        .await?
+        .ok_or_else(|| event_not_found(&id))?;
+    let (camera, captured_at, severity, site): (String, SystemTime, Option<String>, String) =
+        (ev.get(0), ev.get(1), ev.get(2), ev.get(3));
+    if severity.as_deref().unwrap_or("info") == "info" {
+        return Err(ApiError::conflict(format!(
+            "event \"{id}\" is information, not an alert; dispatch works on warning and critical events"
+        )));
+    }
+    // One connection serves all requests, so no multi-statement transaction: the row is
+    // created if missing, then changed by one statement that also writes the audit entry and
+    // only applies if nobody changed the incident in between (optimistic concurrency).
+    c.execute(
+        &format!(
+            "insert into {sc}.incidents (event_id, camera, captured_at, state, updated_at, updated_by)
+             values ($1, $2, $3, 'new', now(), $4) on conflict do nothing"
+        ),
+        &[&id, &camera, &captured_at, &session.user],
+    )
+    .await?;
+    let cur = c
+        .query_one(
+            &format!("select state, assignee, escalations from {sc}.incidents where event_id = $1"),
+            &[&id],
+        )
+        .await?;
+    let (state, assignee, escalations): (String, Option<String>, i32) =
+        (cur.get(0), cur.get(1), cur.get(2));
+    let (new_state, new_assignee, new_escalations) = match &action {
+        Action::Note { .. } => (state.clone(), assignee.clone(), escalations),
+        _ if state == "closed" => {
+            return Err(ApiError::conflict(format!(
+                "incident \"{id}\" is closed; only notes can be added"
+            )))
+        }
+        Action::Acknowledge { .. } if state != "new" && state != "escalated" => {
+            return Err(ApiError::conflict(format!(
+                "incident \"{id}\" is already {state}"
+            )))
+        }
+        Action::Acknowledge { .. } => ("acknowledged".to_string(), assignee.clone(), escalations),
+        Action::Assign { unit, .. } => {
+            ("assigned".to_string(), Some(unit.trim().to_string()), escalations)
+        }
+        Action::Escalate { .. } => ("escalated".to_string(), assignee.clone(), escalations + 1),
+        Action::Close { .. } => ("closed".to_string(), assignee.clone(), escalations),
+    };
+    let detail = serde_json::json!({
+        "from": state, "to": new_state, "assignee": new_assignee, "note": action.note(),
+    });
+    let applied = c
+        .execute(
+            &format!(
+                "with changed as (
+                   update {sc}.incidents set state = $2, assignee = $3, escalations = $4,
+                     updated_at = now(), updated_by = $5
+                   where event_id = $1 and state = $6 and escalations = $7 returning event_id)
+                 insert into {sc}.audit (actor, action, target, detail)
+                 select $5, $8, $9, $10 from changed"
+            ),
+            &[
+                &id,
+                &new_state,
+                &new_assignee,
+                &new_escalations,
+                &session.user,
+                &state,
+                &escalations,
+                &format!("incident.{}", action.name()),
+                &format!("event:{id}"),
+                &detail,
+            ],
+        )
+        .await?;
+    if applied == 0 {
+        return Err(ApiError::conflict(format!(
+            "incident \"{id}\" was changed by someone else just now; reload and try again"
+        )));
+    }
+    let (state, assignee, escalations) = (new_state, new_assignee, new_escalations);
+    let change = IncidentChange {
+        event_id: id,
+        camera,
+        site,
+        action: action.name().to_string(),
+        state,
+        assignee,
+        escalations,
+        note: action.note().map(str::to_string),
+        actor: session.user.clone(),
+        at: pantau_events::time::format(SystemTime::now()),
+    };
+    tracing::info!(user = %session.user, event = %change.event_id, action = %change.action, state = %change.state, "incident action");
+    let json = serde_json::to_string(&change).unwrap_or_default();
+    if let Some(outbox) = &s.outbox {
+        let topic = format!("{}/{}/{}/incidents", s.settings.mqtt_prefix, change.site, change.camera);
+        if let Err(e) = outbox.append(&[pantau_sinks::mqtt::record(&topic, false, json.clone().into_bytes())]) {
+            tracing::error!(event = %change.event_id, "incident change not queued for MQTT: {e}");
+        }
+    }
+    s.live.publish(LiveMessage::new("incident", &change.camera, None, json));
+    Ok(Json(change))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let at = UNIX_EPOCH + Duration::from_micros(1_764_000_000_123_456);
+        let c = encode_cursor(at, "01KABC");
+        assert_eq!(decode_cursor(&c).expect("valid"), (at, "01KABC".to_string()));
+        for bad in ["", "x.y", "12", "12.", "12.a'b", "-1.abc"] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
+}
