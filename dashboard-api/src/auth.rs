@@ -210,7 +210,10 @@ impl LoginLimiter {
         let mut wait = None;
         for k in keys {
             if let Some(q) = all.get_mut(k) {
-                while q.front().is_some_and(|t| now.duration_since(*t) > self.window) {
+                while q
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) > self.window)
+                {
                     q.pop_front();
                 }
                 if q.len() >= self.limit {
@@ -255,8 +258,11 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
 }
 
 fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// Passwords: at least 10 characters, at most 200.
@@ -337,7 +343,9 @@ pub async fn audit(
     store
         .client()
         .execute(
-            &format!("insert into {sc}.audit (actor, action, target, detail) values ($1, $2, $3, $4)"),
+            &format!(
+                "insert into {sc}.audit (actor, action, target, detail) values ($1, $2, $3, $4)"
+            ),
             &[&actor, &action, &target, &detail],
         )
         .await?;
@@ -411,7 +419,10 @@ pub async fn login(
             &[&req.user],
         )
         .await?;
-    let role = row.as_ref().map(|r| r.get::<_, String>(0)).unwrap_or_default();
+    let role = row
+        .as_ref()
+        .map(|r| r.get::<_, String>(0))
+        .unwrap_or_default();
     let hash: Option<String> = row.as_ref().map(|r| r.get(1));
     let password = req.password.clone();
     // Without such a user, still spend the time of a verification.
@@ -438,7 +449,9 @@ pub async fn login(
     let expires = SystemTime::now() + Duration::from_secs(3600 * u64::from(hours));
     store
         .client()
-        .batch_execute(&format!("delete from {sc}.sessions where expires_at < now()"))
+        .batch_execute(&format!(
+            "delete from {sc}.sessions where expires_at < now()"
+        ))
         .await?;
     store
         .client()
@@ -447,7 +460,14 @@ pub async fn login(
             &[&sha256_hex(&token), &req.user, &expires],
         )
         .await?;
-    audit(&store, &req.user, "login", &format!("user:{}", req.user), serde_json::json!({})).await?;
+    audit(
+        &store,
+        &req.user,
+        "login",
+        &format!("user:{}", req.user),
+        serde_json::json!({}),
+    )
+    .await?;
     tracing::info!(user = %req.user, role = role.as_str(), "login");
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
@@ -590,8 +610,14 @@ pub async fn create_user(
             u.name, u.name
         )));
     }
-    audit(&store, &session.user, "user.create", &format!("user:{}", u.name),
-        serde_json::json!({ "role": u.role.as_str() })).await?;
+    audit(
+        &store,
+        &session.user,
+        "user.create",
+        &format!("user:{}", u.name),
+        serde_json::json!({ "role": u.role.as_str() }),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(UserView {
@@ -645,13 +671,19 @@ pub async fn change_user(
         )
         .await?;
     if n == 0 {
-        return Err(ApiError::not_found("user_not_found", format!("no user \"{name}\"")));
+        return Err(ApiError::not_found(
+            "user_not_found",
+            format!("no user \"{name}\""),
+        ));
     }
     if c.password.is_some() || c.disabled == Some(true) {
         // A new password or a disabled account ends its sessions.
         store
             .client()
-            .execute(&format!("delete from {sc}.sessions where user_name = $1"), &[&name])
+            .execute(
+                &format!("delete from {sc}.sessions where user_name = $1"),
+                &[&name],
+            )
             .await?;
     }
     audit(&store, &session.user, "user.update", &format!("user:{name}"), serde_json::json!({
@@ -679,9 +711,19 @@ pub async fn delete_user(
         .execute(&format!("delete from {sc}.users where name = $1"), &[&name])
         .await?;
     if n == 0 {
-        return Err(ApiError::not_found("user_not_found", format!("no user \"{name}\"")));
+        return Err(ApiError::not_found(
+            "user_not_found",
+            format!("no user \"{name}\""),
+        ));
     }
-    audit(&store, &session.user, "user.delete", &format!("user:{name}"), serde_json::json!({})).await?;
+    audit(
+        &store,
+        &session.user,
+        "user.delete",
+        &format!("user:{name}"),
+        serde_json::json!({}),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -699,7 +741,9 @@ async fn last_admin_guard(store: &pantau_sinks::store::Store, name: &str) -> Res
     let is_admin = store
         .client()
         .query_opt(
-            &format!("select 1 from {sc}.users where name = $1 and role = 'admin' and not disabled"),
+            &format!(
+                "select 1 from {sc}.users where name = $1 and role = 'admin' and not disabled"
+            ),
             &[&name],
         )
         .await?

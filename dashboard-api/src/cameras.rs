@@ -219,7 +219,9 @@ impl CameraRegistry {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "cameras_file",
-                format!("the change runs but was not saved: {e}; fix the file's folder permissions"),
+                format!(
+                    "the change runs but was not saved: {e}; fix the file's folder permissions"
+                ),
             )
         };
         let text = toml::to_string_pretty(file).map_err(|e| fail(e.to_string()))?;
@@ -232,7 +234,8 @@ impl CameraRegistry {
                 .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         }
         let tmp = self.path.with_extension("toml.tmp");
-        std::fs::write(&tmp, text).map_err(|e| fail(format!("cannot write {}: {e}", tmp.display())))?;
+        std::fs::write(&tmp, text)
+            .map_err(|e| fail(format!("cannot write {}: {e}", tmp.display())))?;
         std::fs::rename(&tmp, &self.path)
             .map_err(|e| fail(format!("cannot replace {}: {e}", self.path.display())))
     }
@@ -293,7 +296,12 @@ pub async fn list(
 ) -> Result<Json<Vec<CameraView>>, ApiError> {
     session.allow(Permission::View)?;
     let mut configs: BTreeMap<String, CameraConfig> = match &s.cameras {
-        Some(r) => r.all().await.into_iter().map(|c| (c.id.clone(), c)).collect(),
+        Some(r) => r
+            .all()
+            .await
+            .into_iter()
+            .map(|c| (c.id.clone(), c))
+            .collect(),
         None => BTreeMap::new(),
     };
     let mut out: Vec<CameraView> = s
@@ -425,7 +433,15 @@ pub async fn remove(
 async fn changed(s: &ApiState, session: &Session, action: &str, id: &str) {
     tracing::info!(user = %session.user, camera = id, action, "camera changed from the API");
     if let Ok(store) = s.store().await {
-        if let Err(e) = audit(&store, &session.user, action, &format!("camera:{id}"), serde_json::json!({})).await {
+        if let Err(e) = audit(
+            &store,
+            &session.user,
+            action,
+            &format!("camera:{id}"),
+            serde_json::json!({}),
+        )
+        .await
+        {
             tracing::warn!(camera = id, "camera change not audited: {}", e.message);
         }
     }

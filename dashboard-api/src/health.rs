@@ -235,4 +235,3 @@ fn header_lines(out: &mut String, name: &str, kind: &str, help: &str) {
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"")
 }
-

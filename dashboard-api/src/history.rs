@@ -109,7 +109,9 @@ pub async fn history_json(
 ) -> Result<Json<Vec<HistoryRowView>>, ApiError> {
     session.allow(Permission::History)?;
     let p = query(q)?;
-    Ok(Json(history(&s, p).await?.into_iter().map(Into::into).collect()))
+    Ok(Json(
+        history(&s, p).await?.into_iter().map(Into::into).collect(),
+    ))
 }
 
 /// The same as CSV, for spreadsheets (planner, admin).

@@ -73,7 +73,11 @@ pub struct EventPage {
 const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
 const STATES: [&str; 5] = ["new", "acknowledged", "assigned", "escalated", "closed"];
 
-fn list_param(name: &str, v: &Option<String>, allowed: &[&str]) -> Result<Option<Vec<String>>, ApiError> {
+fn list_param(
+    name: &str,
+    v: &Option<String>,
+    allowed: &[&str],
+) -> Result<Option<Vec<String>>, ApiError> {
     let Some(v) = v else { return Ok(None) };
     let items: Vec<String> = v.split(',').map(|x| x.trim().to_string()).collect();
     if let Some(bad) = items.iter().find(|x| !allowed.contains(&x.as_str())) {
@@ -94,12 +98,16 @@ pub(crate) fn parse_time(name: &str, v: &str) -> Result<SystemTime, ApiError> {
 }
 
 fn encode_cursor(at: SystemTime, id: &str) -> String {
-    let micros = at.duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+    let micros = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
     format!("{micros}.{id}")
 }
 
 fn decode_cursor(c: &str) -> Result<(SystemTime, String), ApiError> {
-    let bad = || ApiError::bad_request("cursor is not one this API gave out; start again without it");
+    let bad =
+        || ApiError::bad_request("cursor is not one this API gave out; start again without it");
     let (micros, id) = c.split_once('.').ok_or_else(bad)?;
     let micros: u64 = micros.parse().map_err(|_| bad())?;
     if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -282,7 +290,9 @@ pub async fn detail(
     let audit = store
         .client()
         .query(
-            &format!("select at, actor, action, detail from {sc}.audit where target = $1 order by seq"),
+            &format!(
+                "select at, actor, action, detail from {sc}.audit where target = $1 order by seq"
+            ),
             &[&format!("event:{id}")],
         )
         .await?
@@ -305,7 +315,10 @@ pub async fn detail(
                            and payload->>'incident' = $4 and id <> $5 order by at"
                     ),
                     &[
-                        &event.get("camera").and_then(|v| v.as_str()).unwrap_or_default(),
+                        &event
+                            .get("camera")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default(),
                         &(at - Duration::from_secs(3600)),
                         &(at + Duration::from_secs(86_400)),
                         &key,
@@ -330,7 +343,9 @@ pub async fn detail(
 fn event_not_found(id: &str) -> ApiError {
     ApiError::not_found(
         "event_not_found",
-        format!("no event \"{id}\" (events reach the database within a second or two of being seen)"),
+        format!(
+            "no event \"{id}\" (events reach the database within a second or two of being seen)"
+        ),
     )
 }
 
@@ -413,7 +428,9 @@ pub async fn act(
     }
     if let Action::Assign { unit, .. } = &action {
         if unit.trim().is_empty() || unit.chars().count() > 100 {
-            return Err(ApiError::bad_request("unit: name the unit in 1 to 100 characters"));
+            return Err(ApiError::bad_request(
+                "unit: name the unit in 1 to 100 characters",
+            ));
         }
     }
     let store = s.store().await?;
@@ -421,7 +438,9 @@ pub async fn act(
     let c = store.client();
     let ev = c
         .query_opt(
-            &format!("select camera, at, payload->>'severity', site from {sc}.events where id = $1"),
+            &format!(
+                "select camera, at, payload->>'severity', site from {sc}.events where id = $1"
+            ),
             &[&id],
         )
         .await?
@@ -465,9 +484,11 @@ pub async fn act(
             )))
         }
         Action::Acknowledge { .. } => ("acknowledged".to_string(), assignee.clone(), escalations),
-        Action::Assign { unit, .. } => {
-            ("assigned".to_string(), Some(unit.trim().to_string()), escalations)
-        }
+        Action::Assign { unit, .. } => (
+            "assigned".to_string(),
+            Some(unit.trim().to_string()),
+            escalations,
+        ),
         Action::Escalate { .. } => ("escalated".to_string(), assignee.clone(), escalations + 1),
         Action::Close { .. } => ("closed".to_string(), assignee.clone(), escalations),
     };
@@ -519,12 +540,20 @@ pub async fn act(
     tracing::info!(user = %session.user, event = %change.event_id, action = %change.action, state = %change.state, "incident action");
     let json = serde_json::to_string(&change).unwrap_or_default();
     if let Some(outbox) = &s.outbox {
-        let topic = format!("{}/{}/{}/incidents", s.settings.mqtt_prefix, change.site, change.camera);
-        if let Err(e) = outbox.append(&[pantau_sinks::mqtt::record(&topic, false, json.clone().into_bytes())]) {
+        let topic = format!(
+            "{}/{}/{}/incidents",
+            s.settings.mqtt_prefix, change.site, change.camera
+        );
+        if let Err(e) = outbox.append(&[pantau_sinks::mqtt::record(
+            &topic,
+            false,
+            json.clone().into_bytes(),
+        )]) {
             tracing::error!(event = %change.event_id, "incident change not queued for MQTT: {e}");
         }
     }
-    s.live.publish(LiveMessage::new("incident", &change.camera, None, json));
+    s.live
+        .publish(LiveMessage::new("incident", &change.camera, None, json));
     Ok(Json(change))
 }
 
@@ -536,7 +565,10 @@ mod tests {
     fn cursors_round_trip_and_reject_garbage() {
         let at = UNIX_EPOCH + Duration::from_micros(1_764_000_000_123_456);
         let c = encode_cursor(at, "01KABC");
-        assert_eq!(decode_cursor(&c).expect("valid"), (at, "01KABC".to_string()));
+        assert_eq!(
+            decode_cursor(&c).expect("valid"),
+            (at, "01KABC".to_string())
+        );
         for bad in ["", "x.y", "12", "12.", "12.a'b", "-1.abc"] {
             assert!(decode_cursor(bad).is_err(), "{bad}");
         }

@@ -106,7 +106,11 @@ impl ApiState {
 
     /// The store, or why there is none.
     pub async fn store(&self) -> Result<Arc<Store>, ApiError> {
-        self.db.as_ref().ok_or_else(ApiError::no_store)?.store().await
+        self.db
+            .as_ref()
+            .ok_or_else(ApiError::no_store)?
+            .store()
+            .await
     }
 }
 
@@ -144,10 +148,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(console::routes())
         .fallback(|| async {
-            ApiError::not_found(
-                "not_found",
-                "no such endpoint; see /api/docs for the API",
-            )
+            ApiError::not_found("not_found", "no such endpoint; see /api/docs for the API")
         })
         .layer(RequestBodyLimitLayer::new(1 << 20))
         .layer(SetResponseHeaderLayer::if_not_present(

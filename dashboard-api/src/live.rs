@@ -184,8 +184,12 @@ pub struct LiveQuery {
 }
 
 fn split(v: &Option<String>) -> Option<Vec<String>> {
-    v.as_ref()
-        .map(|v| v.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+    v.as_ref().map(|v| {
+        v.split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
+    })
 }
 
 /// Server-Sent Events: `event` (an event as on MQTT), `status` (a camera state change) and
@@ -272,7 +276,11 @@ pub async fn frame(
         Some(j) => (j.as_ref().clone(), "drawn"),
         None => (
             s.ingest.snapshot_jpeg(&id).await.map_err(|e| {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_frame", format!("no frame yet: {e}"))
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no_frame",
+                    format!("no frame yet: {e}"),
+                )
             })?,
             "none",
         ),
@@ -300,14 +308,18 @@ pub async fn snapshot(
 ) -> Result<Response, ApiError> {
     session.allow(Permission::View)?;
     let dir: &PathBuf = s.settings.snapshots_dir.as_ref().ok_or_else(|| {
-        ApiError::not_found("no_snapshots", "snapshots are off ([snapshots] enabled = false)")
+        ApiError::not_found(
+            "no_snapshots",
+            "snapshots are off ([snapshots] enabled = false)",
+        )
     })?;
     let parts: Vec<&str> = path.split('/').collect();
     let safe = parts.len() == 3
         && parts.iter().all(|p| {
             !p.is_empty()
                 && !p.starts_with('.')
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         })
         && path.ends_with(".jpg");
     if !safe {

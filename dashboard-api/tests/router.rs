@@ -1,106 +1,1097 @@
-//! The router without a socket (`oneshot`): every route, success and bad input.
+//! The router without a socket (`oneshot`), on the real database and real GStreamer test
+//! cameras: every route with success, the wrong role and bad input.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use pantau_dashboard_api::{app, ApiState};
-use pantau_events::{CountAggregate, IdGenerator, SCHEMA_VERSION};
-use pantau_ingest::Ingest;
-use pantau_sinks::store::Store;
+use pantau_core::config::{CameraConfig, CameraSettings, IngestConfig};
+use pantau_dashboard_api::auth::{upsert_user, Role};
+use pantau_dashboard_api::cameras::BoxFuture;
+use pantau_dashboard_api::{app, ApiSettings, ApiState, CameraControl, CameraRegistry, Db};
+use pantau_events::{
+    CountAggregate, Event, EventKind, IdGenerator, Lifecycle, ObjectRef, Severity, SCHEMA_VERSION,
+};
+use pantau_ingest::{FrameReceiver, Ingest};
+use pantau_sinks::outbox::{FullPolicy, Outbox};
+use serde_json::{json, Value};
 use tower::ServiceExt;
 
 const DB: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+const PASSWORD: &str = "correct horse battery";
 
-async fn get(state: &ApiState, uri: &str) -> (StatusCode, String) {
-    let res = app(state.clone())
-        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-        .await
-        .expect("response");
-    let status = res.status();
-    let body = res.into_body().collect().await.expect("body").to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+/// Starts and stops cameras in ingest only (no detector): what the API asks of the node.
+#[derive(Debug)]
+struct IngestControl {
+    ingest: Arc<Ingest>,
+    frames: Mutex<HashMap<String, FrameReceiver>>,
 }
 
-fn camera(id: &str) -> pantau_core::CameraSettings {
+impl CameraControl for IngestControl {
+    fn apply(&self, settings: CameraSettings) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let id = settings.id.clone();
+            let rx = if self.ingest.status(&id).is_some() {
+                self.ingest.replace(settings).await
+            } else {
+                self.ingest.add(settings)
+            }
+            .map_err(|e| e.to_string())?;
+            self.frames.lock().expect("lock").insert(id, rx);
+            Ok(())
+        })
+    }
+
+    fn remove(&self, id: String) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.ingest.remove(&id).await.map_err(|e| e.to_string())?;
+            self.frames.lock().expect("lock").remove(&id);
+            Ok(())
+        })
+    }
+}
+
+struct Harness {
+    state: ApiState,
+    schema: String,
+    tokens: HashMap<&'static str, String>,
+    dir: tempfile::TempDir,
+}
+
+fn camera_config(id: &str) -> CameraConfig {
     let text =
         format!("[[cameras]]\nid = \"{id}\"\nurl = \"test://ball?width=160&height=120&fps=10\"\n");
     pantau_core::Config::parse(&text)
         .expect("parses")
-        .validate(Path::new("/"), &|_| None)
-        .expect("valid")
         .cameras
         .remove(0)
 }
 
-async fn state_with_camera() -> (ApiState, pantau_ingest::FrameReceiver) {
-    let ingest = Arc::new(Ingest::new().expect("gstreamer"));
-    let rx = ingest.add(camera("gate")).expect("add");
-    let state = ApiState {
-        ingest,
-        store: None,
-        outbox: None,
-        broker: None,
-    };
-    (state, rx)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_cameras_metrics_and_errors() {
-    let (state, _rx) = state_with_camera().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(get(&state, "/healthz").await, (StatusCode::OK, "ok".into()));
-
-    let (status, body) = get(&state, "/api/v1/cameras").await;
-    assert_eq!(status, StatusCode::OK);
-    let list: serde_json::Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(list[0]["id"], "gate");
-    assert!(list[0]["state"].is_string());
-
-    let (status, body) = get(&state, "/api/v1/cameras/gate").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = get(&state, "/api/v1/cameras/nope").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    let err: serde_json::Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(err["code"], "camera_not_found");
-    assert!(err["message"].as_str().unwrap_or("").contains("nope"));
-
-    let (status, body) = get(&state, "/metrics").await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("# TYPE pantau_camera_fps gauge"), "{body}");
-    assert!(
-        body.contains("pantau_camera_frames_decoded_total{camera=\"gate\"}"),
-        "{body}"
-    );
-
-    let (status, body) = get(&state, "/api/v1/nothing").await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body.contains("\"code\":\"not_found\""));
-
-    // No store configured: history says so.
-    let (status, body) = get(
-        &state,
-        "/api/v1/history?from=2026-11-24T08:00:00Z&to=2026-11-24T10:00:00Z",
+fn registry(
+    dir: &Path,
+    ingest: &Arc<Ingest>,
+) -> (pantau_dashboard_api::cameras::Loaded, Arc<IngestControl>) {
+    let control = Arc::new(IngestControl {
+        ingest: ingest.clone(),
+        frames: Mutex::default(),
+    });
+    let loaded = CameraRegistry::load(
+        &dir.join("cameras.toml"),
+        &[camera_config("gate")],
+        IngestConfig::default(),
+        Path::new("/"),
+        control.clone(),
     )
-    .await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(body.contains("no_store"), "{body}");
-    state.ingest.shutdown().await;
+    .expect("load");
+    (loaded, control)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_as_json_and_csv_with_validated_parameters() {
-    let schema = format!("pantau_api_test_{}", std::process::id());
-    let (db, conn) = tokio_postgres_connect().await;
+/// A fresh schema with four users (one per role) logged in, one camera running, an outbox and
+/// a snapshot folder.
+async fn harness(name: &str) -> Harness {
+    let schema = format!("pantau_api_{name}_{}", std::process::id());
+    let (client, conn) = tokio_postgres::connect(DB, tokio_postgres::NoTls)
+        .await
+        .expect("database");
     tokio::spawn(conn);
-    db.batch_execute(&format!("drop schema if exists {schema} cascade"))
+    client
+        .batch_execute(&format!("drop schema if exists {schema} cascade"))
         .await
         .expect("drop");
-    let mut store = Store::connect(DB, &schema).await.expect("store");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ingest = Arc::new(Ingest::new().expect("gstreamer"));
+    let (loaded, control) = registry(dir.path(), &ingest);
+    for c in &loaded.cameras {
+        let settings = loaded.registry.validate(c).expect("valid");
+        control.apply(settings).await.expect("start");
+    }
+    let db = Arc::new(Db::new(DB, &schema));
+    let store = db.store().await.expect("store");
+    for (user, role) in [
+        ("ana", Role::Admin),
+        ("oki", Role::Operator),
+        ("dina", Role::Dispatcher),
+        ("pak-budi", Role::Planner),
+    ] {
+        upsert_user(&store, user, role, PASSWORD)
+            .await
+            .expect("user");
+    }
+    std::fs::create_dir_all(dir.path().join("snapshots/gate/2026-11-24")).expect("mkdir");
+    let mut state = ApiState::new(
+        ingest,
+        ApiSettings {
+            snapshots_dir: Some(dir.path().join("snapshots")),
+            ..ApiSettings::default()
+        },
+    );
+    state.db = Some(db);
+    state.cameras = Some(Arc::new(loaded.registry));
+    state.outbox = Some(Arc::new(
+        Outbox::open(
+            &dir.path().join("outbox.redb"),
+            &["mqtt"],
+            64 << 20,
+            FullPolicy::RejectNew,
+        )
+        .expect("outbox"),
+    ));
+    let mut h = Harness {
+        state,
+        schema,
+        tokens: HashMap::new(),
+        dir,
+    };
+    for (key, user) in [
+        ("admin", "ana"),
+        ("operator", "oki"),
+        ("dispatcher", "dina"),
+        ("planner", "pak-budi"),
+    ] {
+        let (status, body) = h
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"user": user, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        h.tokens
+            .insert(key, body["token"].as_str().expect("token").to_string());
+    }
+    h
+}
+
+impl Harness {
+    async fn raw(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> axum::response::Response {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        app(self.state.clone())
+            .oneshot(req.body(body).expect("request"))
+            .await
+            .expect("response")
+    }
+
+    /// Status and JSON body (a JSON string for non-JSON bodies).
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        role: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let token = role.map(|r| self.tokens.get(r).map_or(r, String::as_str).to_string());
+        let res = self.raw(method, uri, token.as_deref(), body).await;
+        let status = res.status();
+        let bytes = res.into_body().collect().await.expect("body").to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, uri: &str, role: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, uri, Some(role), None).await
+    }
+
+    /// Asserts a 403 that names the roles allowed.
+    async fn forbidden(&self, method: Method, uri: &str, role: &str, body: Option<Value>) {
+        let (status, body) = self.call(method, uri, Some(role), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{role} {uri}: {body}");
+        assert_eq!(body["code"], "forbidden");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("this needs"),
+            "{body}"
+        );
+    }
+
+    async fn finish(self) {
+        self.state.ingest.shutdown().await;
+        let (client, conn) = tokio_postgres::connect(DB, tokio_postgres::NoTls)
+            .await
+            .expect("database");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("drop schema {} cascade", self.schema))
+            .await
+            .expect("clean up");
+    }
+}
+
+fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str, text: &str) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or("").contains(text),
+        "expected \"{text}\" in {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_sessions_rate_limit_and_users() {
+    let h = harness("auth").await;
+    let login = |user: &str, password: &str| json!({"user": user, "password": password});
+
+    // Wrong password, unknown user, bad body.
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(login("oki", "wrong password")),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "wrong user name or password",
+    );
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(login("nobody", PASSWORD)),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "wrong user name",
+    );
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"user": "oki"})),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_request",
+        "missing field `password`",
+    );
+
+    // A browser login sets an HttpOnly cookie that works like the bearer token.
+    let res = h
+        .raw(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(login("oki", PASSWORD)),
+        )
+        .await;
+    let cookie = res
+        .headers()
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .expect("cookie")
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().expect("pair").to_string();
+    let req = Request::get("/api/v1/auth/me")
+        .header(header::COOKIE, &pair)
+        .body(Body::empty())
+        .expect("request");
+    let res = app(h.state.clone()).oneshot(req).await.expect("response");
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let (s, b) = h.get("/api/v1/auth/me", "dispatcher").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b, json!({"user": "dina", "role": "dispatcher"}));
+    let (s, b) = h.call(Method::GET, "/api/v1/auth/me", None, None).await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "log in first",
+    );
+    let (s, b) = h.get("/api/v1/auth/me", "not-a-token").await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "log in again",
+    );
+
+    // Five failures for one name: even the right password waits now.
+    for _ in 0..5 {
+        let (s, _) = h
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(login("pak-budi", "guess guess guess")),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    let res = h
+        .raw(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(login("pak-budi", PASSWORD)),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = res.headers()[header::RETRY_AFTER]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=300).contains(&wait), "{wait}");
+
+    // Users: admin only.
+    for role in ["operator", "dispatcher", "planner"] {
+        h.forbidden(Method::GET, "/api/v1/users", role, None).await;
+        h.forbidden(
+            Method::POST,
+            "/api/v1/users",
+            role,
+            Some(json!({"name": "x", "role": "admin", "password": PASSWORD})),
+        )
+        .await;
+    }
+    let (s, b) = h.get("/api/v1/users", "admin").await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = b
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    assert_eq!(names, ["ana", "dina", "oki", "pak-budi"]);
+    assert!(b[0].get("password_hash").is_none());
+
+    for (body, want, text) in [
+        (
+            json!({"name": "rina", "role": "operator", "password": "short"}),
+            StatusCode::BAD_REQUEST,
+            "10 to 200 characters",
+        ),
+        (
+            json!({"name": "ri na", "role": "operator", "password": PASSWORD}),
+            StatusCode::BAD_REQUEST,
+            "name: use 1 to 64",
+        ),
+        (
+            json!({"name": "rina", "role": "chief", "password": PASSWORD}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown variant `chief`",
+        ),
+        (
+            json!({"name": "oki", "role": "operator", "password": PASSWORD}),
+            StatusCode::CONFLICT,
+            "exists",
+        ),
+    ] {
+        let (s, b) = h
+            .call(Method::POST, "/api/v1/users", Some("admin"), Some(body))
+            .await;
+        assert_eq!(s, want, "{b}");
+        assert!(b["message"].as_str().unwrap_or("").contains(text), "{b}");
+    }
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some("admin"),
+            Some(json!({"name": "rina", "role": "operator", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = h
+        .call(
+            Method::PATCH,
+            "/api/v1/users/rina",
+            Some("admin"),
+            Some(json!({"role": "dispatcher", "password": "another long password"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(login("rina", "another long password")),
+        )
+        .await;
+    assert_eq!((s, &b["role"]), (StatusCode::OK, &json!("dispatcher")));
+    let (s, b) = h
+        .call(
+            Method::PATCH,
+            "/api/v1/users/rina",
+            Some("admin"),
+            Some(json!({"colour": "red"})),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_request",
+        "unknown field `colour`",
+    );
+    let (s, b) = h
+        .call(Method::DELETE, "/api/v1/users/ana", Some("admin"), None)
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "conflict", "last admin");
+    let (s, _) = h
+        .call(Method::DELETE, "/api/v1/users/rina", Some("admin"), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b) = h
+        .call(Method::DELETE, "/api/v1/users/rina", Some("admin"), None)
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "user_not_found", "rina");
+
+    // Disabling a user ends their sessions.
+    let (s, _) = h
+        .call(
+            Method::PATCH,
+            "/api/v1/users/oki",
+            Some("admin"),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = h.get("/api/v1/auth/me", "operator").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // Logout ends the session.
+    let (s, _) = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Some("dispatcher"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = h.get("/api/v1/auth/me", "dispatcher").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cameras_are_validated_applied_persisted_and_role_checked() {
+    let h = harness("cameras").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let (s, b) = h.get("/api/v1/cameras", "operator").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b[0]["status"]["id"], "gate");
+    assert!(b[0]["status"]["frames_decoded"].is_u64());
+    assert_eq!(
+        b[0]["config"]["url"],
+        "test://ball?width=160&height=120&fps=10"
+    );
+    h.forbidden(Method::GET, "/api/v1/cameras", "planner", None)
+        .await;
+    let (s, _) = h.call(Method::GET, "/api/v1/cameras", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, b) = h.get("/api/v1/cameras/gate", "dispatcher").await;
+    assert_eq!((s, &b["config"]["id"]), (StatusCode::OK, &json!("gate")));
+    let (s, b) = h.get("/api/v1/cameras/nope", "operator").await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "camera_not_found", "nope");
+
+    // The latest frame, as JPEG.
+    let mut jpeg = None;
+    for _ in 0..40 {
+        let res = h
+            .raw(
+                Method::GET,
+                "/api/v1/cameras/gate/frame.jpg",
+                Some(&h.tokens["operator"]),
+                None,
+            )
+            .await;
+        if res.status() == StatusCode::OK {
+            assert_eq!(res.headers()[header::CONTENT_TYPE], "image/jpeg");
+            jpeg = Some(res.into_body().collect().await.expect("body").to_bytes());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let jpeg = jpeg.expect("a frame within 10 s");
+    assert_eq!(&jpeg[..3], &[0xFF, 0xD8, 0xFF]);
+    h.forbidden(
+        Method::GET,
+        "/api/v1/cameras/gate/frame.jpg",
+        "planner",
+        None,
+    )
+    .await;
+    let (s, b) = h.get("/api/v1/cameras/nope/frame.jpg", "operator").await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "camera_not_found", "nope");
+
+    // Add: admin only, validated like the config file, every problem listed with its path.
+    let new = json!({
+        "id": "simpang-lima", "name": "Simpang Lima",
+        "url": "test://smpte?width=160&height=120&fps=10",
+        "analysis_fps": 2.0,
+        "lines": [{"name": "stop-line", "points": [[0, 60], [160, 60]]}],
+        "zones": [{"name": "box", "polygon": [[10, 10], [100, 10], [100, 100]], "severity": "warning"}]
+    });
+    h.forbidden(
+        Method::POST,
+        "/api/v1/cameras",
+        "operator",
+        Some(new.clone()),
+    )
+    .await;
+    h.forbidden(
+        Method::POST,
+        "/api/v1/cameras",
+        "dispatcher",
+        Some(new.clone()),
+    )
+    .await;
+    let bad = json!({
+        "id": "Simpang Lima", "url": "ftp://x",
+        "analysis_fps": 0,
+        "lines": [{"name": "l", "points": [[0, 60]]}]
+    });
+    let (s, b) = h
+        .call(Method::POST, "/api/v1/cameras", Some("admin"), Some(bad))
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_camera",
+        "is not valid",
+    );
+    let paths: HashSet<&str> = b["issues"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .filter_map(|i| i["path"].as_str())
+        .collect();
+    for p in [
+        "camera.id",
+        "camera.url",
+        "camera.analysis_fps",
+        "camera.lines[0].points",
+    ] {
+        assert!(paths.contains(p), "{p} missing in {b}");
+    }
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/cameras",
+            Some("admin"),
+            Some(json!({"id": "x", "url": "test://ball", "fps": 3})),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_request",
+        "unknown field `fps`",
+    );
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/cameras",
+            Some("admin"),
+            Some(new.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert!(
+        h.state.ingest.status("simpang-lima").is_some(),
+        "runs at once"
+    );
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/cameras",
+            Some("admin"),
+            Some(new.clone()),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "conflict", "exists");
+
+    // Change: the whole camera, id must match.
+    let mut changed = new.clone();
+    changed["lines"] = json!([{"name": "stop-line", "points": [[0, 80], [160, 80]]}, {"name": "exit", "points": [[80, 0], [80, 120]]}]);
+    h.forbidden(
+        Method::PUT,
+        "/api/v1/cameras/simpang-lima",
+        "operator",
+        Some(changed.clone()),
+    )
+    .await;
+    let (s, b) = h
+        .call(
+            Method::PUT,
+            "/api/v1/cameras/gate",
+            Some("admin"),
+            Some(changed.clone()),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "cannot be renamed",
+    );
+    let (s, b) = h
+        .call(
+            Method::PUT,
+            "/api/v1/cameras/simpang-lima",
+            Some("admin"),
+            Some(changed),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["config"]["lines"][1]["name"], "exit");
+    let mut invalid = new.clone();
+    invalid["zones"][0]["polygon"] = json!([[0, 0], [1, 1]]);
+    let (s, b) = h
+        .call(
+            Method::PUT,
+            "/api/v1/cameras/simpang-lima",
+            Some("admin"),
+            Some(invalid),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["issues"][0]["path"], "camera.zones[0].polygon");
+    let (s, b) = h
+        .call(
+            Method::PUT,
+            "/api/v1/cameras/nope",
+            Some("admin"),
+            Some(json!({"id": "nope", "url": "test://ball"})),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::NOT_FOUND,
+        "camera_not_found",
+        "POST /api/v1/cameras",
+    );
+
+    // Remove a config-file camera.
+    h.forbidden(Method::DELETE, "/api/v1/cameras/gate", "dispatcher", None)
+        .await;
+    let (s, _) = h
+        .call(Method::DELETE, "/api/v1/cameras/gate", Some("admin"), None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert!(h.state.ingest.status("gate").is_none(), "stopped at once");
+    let (s, b) = h
+        .call(Method::DELETE, "/api/v1/cameras/gate", Some("admin"), None)
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "camera_not_found", "gate");
+
+    // A restart reads the file: the change and the removal stay.
+    let (reloaded, _) = registry(h.dir.path(), &h.state.ingest);
+    let ids: Vec<&str> = reloaded.cameras.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["simpang-lima"]);
+    assert_eq!(reloaded.cameras[0].lines.len(), 2);
+    assert!(
+        reloaded.overridden.contains(&"gate (removed)".to_string()),
+        "{:?}",
+        reloaded.overridden
+    );
+
+    // Audit trail of camera changes.
+    let store = h.state.store().await.expect("store");
+    let n: i64 = store
+        .client()
+        .query_one(
+            &format!(
+                "select count(*) from {}.audit where action like 'camera.%' and actor = 'ana'",
+                h.schema
+            ),
+            &[],
+        )
+        .await
+        .expect("audit")
+        .get(0);
+    assert_eq!(n, 3);
+    h.finish().await;
+}
+
+fn event(
+    ids: &IdGenerator,
+    at: SystemTime,
+    rule: &str,
+    severity: Severity,
+    kind: EventKind,
+) -> Event {
+    Event {
+        id: ids.at(at),
+        schema: SCHEMA_VERSION,
+        site: "kota".into(),
+        camera: "gate".into(),
+        rule: rule.into(),
+        kind,
+        lifecycle: if kind == EventKind::ZonePresence {
+            Lifecycle::New
+        } else {
+            Lifecycle::Single
+        },
+        incident: (kind == EventKind::ZonePresence).then(|| format!("gate/{rule}/{}", ids.at(at))),
+        captured_at: at,
+        severity,
+        object: Some(ObjectRef {
+            class: "person".into(),
+            track_id: 7,
+            bbox: [1.0, 2.0, 3.0, 4.0],
+            confidence: 0.9,
+        }),
+        direction: None,
+        snapshot: None,
+        details: BTreeMap::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_search_dispatch_audit_mqtt_and_live() {
+    let h = harness("events").await;
+    let ids = IdGenerator::new();
+    let now = SystemTime::now();
+    let mut events = Vec::new();
+    for i in 0..23u64 {
+        let at = now - Duration::from_secs(600 - i * 20);
+        events.push(if i % 3 == 0 {
+            event(
+                &ids,
+                at,
+                "restricted",
+                Severity::Warning,
+                EventKind::ZonePresence,
+            )
+        } else {
+            event(
+                &ids,
+                at,
+                "stop-line",
+                Severity::Info,
+                EventKind::LineCrossing,
+            )
+        });
+    }
+    let alerts: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.severity == Severity::Warning)
+        .collect();
+    assert_eq!(alerts.len(), 8);
+    {
+        let mut sink = pantau_sinks::store::Store::connect(DB, &h.schema)
+            .await
+            .expect("store");
+        sink.write(&events, &[]).await.expect("write");
+    }
+
+    // Keyset pages: newest first, no gaps, no repeats.
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/events?limit=5".to_string();
+    loop {
+        let (s, b) = h.get(&uri, "operator").await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        for it in b["items"].as_array().expect("items") {
+            seen.push(it["event"]["id"].as_str().expect("id").to_string());
+        }
+        match b["next_cursor"].as_str() {
+            Some(c) => uri = format!("/api/v1/events?limit=5&cursor={c}"),
+            None => break,
+        }
+    }
+    let mut want: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+    want.reverse();
+    assert_eq!(seen, want);
+
+    let (s, b) = h
+        .get(
+            "/api/v1/events?severity=warning,critical&rule=restricted",
+            "dispatcher",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["items"].as_array().map(Vec::len), Some(8));
+    assert_eq!(b["items"][0]["dispatch"]["state"], "new");
+    let (_, b) = h
+        .get("/api/v1/events?kind=line_crossing&limit=500", "operator")
+        .await;
+    assert_eq!(b["items"].as_array().map(Vec::len), Some(15));
+    assert!(
+        b["items"][0]["dispatch"].is_null(),
+        "info events have no dispatch state"
+    );
+    h.forbidden(Method::GET, "/api/v1/events", "planner", None)
+        .await;
+    for (q, text) in [
+        ("severity=urgent", "severity \"urgent\" is not one of"),
+        ("state=open", "state \"open\" is not one of"),
+        ("limit=0", "limit: use 1 to 500"),
+        ("cursor=abc", "cursor is not one this API gave out"),
+        ("from=today", "from \"today\" is not a UTC time"),
+        ("kind=crash", "kind is one of"),
+        ("camra=gate", "unknown field `camra`"),
+    ] {
+        let (s, b) = h.get(&format!("/api/v1/events?{q}"), "operator").await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request", text);
+    }
+
+    // Live stream: open it before acting.
+    let res = h
+        .raw(
+            Method::GET,
+            "/api/v1/live?types=incident&camera=gate",
+            Some(&h.tokens["operator"]),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut live = res.into_body();
+    h.forbidden(Method::GET, "/api/v1/live", "planner", None)
+        .await;
+    let (s, b) = h.get("/api/v1/live?types=video", "operator").await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "types \"video\"",
+    );
+
+    // Dispatch: operator acknowledges; only dispatchers assign, note, escalate, close.
+    let alert = alerts[0].id.to_string();
+    let actions = format!("/api/v1/events/{alert}/actions");
+    let post = |role: &'static str, body: Value| {
+        let actions = actions.clone();
+        let h = &h;
+        async move { h.call(Method::POST, &actions, Some(role), Some(body)).await }
+    };
+    let (s, b) = post("planner", json!({"action": "acknowledge"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, b) = post("operator", json!({"action": "acknowledge"})).await;
+    assert_eq!(
+        (s, &b["state"]),
+        (StatusCode::OK, &json!("acknowledged")),
+        "{b}"
+    );
+    let (s, b) = post("operator", json!({"action": "acknowledge"})).await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::CONFLICT,
+        "conflict",
+        "already acknowledged",
+    );
+    for body in [
+        json!({"action": "assign", "unit": "Patroli 7"}),
+        json!({"action": "escalate"}),
+        json!({"action": "close"}),
+        json!({"action": "note", "note": "x"}),
+    ] {
+        h.forbidden(Method::POST, &actions, "operator", Some(body))
+            .await;
+    }
+    let (s, b) = post("dispatcher", json!({"action": "assign"})).await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_request",
+        "missing field `unit`",
+    );
+    let (s, b) = post("dispatcher", json!({"action": "assign", "unit": "  "})).await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "unit: name the unit",
+    );
+    let (s, b) = post("dispatcher", json!({"action": "teleport"})).await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_request",
+        "unknown variant `teleport`",
+    );
+    let (s, b) = post(
+        "dispatcher",
+        json!({"action": "assign", "unit": "Patroli 7", "note": "dekat pasar"}),
+    )
+    .await;
+    assert_eq!(
+        (s, &b["assignee"]),
+        (StatusCode::OK, &json!("Patroli 7")),
+        "{b}"
+    );
+    let (s, b) = post(
+        "dispatcher",
+        json!({"action": "escalate", "note": "butuh ambulans"}),
+    )
+    .await;
+    assert_eq!(
+        (&b["state"], &b["escalations"]),
+        (&json!("escalated"), &json!(1)),
+        "{s} {b}"
+    );
+    let (s, b) = post("admin", json!({"action": "close", "note": "selesai"})).await;
+    assert_eq!((s, &b["state"]), (StatusCode::OK, &json!("closed")));
+    let (s, b) = post("dispatcher", json!({"action": "escalate"})).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "conflict", "is closed");
+    let (s, _) = post(
+        "dispatcher",
+        json!({"action": "note", "note": "laporan dikirim"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let info = events
+        .iter()
+        .find(|e| e.severity == Severity::Info)
+        .expect("info")
+        .id
+        .to_string();
+    let (s, b) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/events/{info}/actions"),
+            Some("dispatcher"),
+            Some(json!({"action": "acknowledge"})),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "conflict", "not an alert");
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/events/01NOPE/actions",
+            Some("dispatcher"),
+            Some(json!({"action": "acknowledge"})),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "event_not_found", "01NOPE");
+
+    // The audit trail has every action with who and when; the state filter sees it.
+    let (s, b) = h.get(&format!("/api/v1/events/{alert}"), "operator").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["dispatch"]["state"], "closed");
+    assert_eq!(b["dispatch"]["assignee"], "Patroli 7");
+    let trail: Vec<(String, String)> = b["audit"]
+        .as_array()
+        .expect("audit")
+        .iter()
+        .map(|a| {
+            (
+                a["actor"].as_str().unwrap_or("").into(),
+                a["action"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    let expect: Vec<(String, String)> = [
+        ("oki", "acknowledge"),
+        ("dina", "assign"),
+        ("dina", "escalate"),
+        ("ana", "close"),
+        ("dina", "note"),
+    ]
+    .iter()
+    .map(|(u, a)| (u.to_string(), format!("incident.{a}")))
+    .collect();
+    assert_eq!(trail, expect);
+    assert!(b["audit"][0]["at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    let (_, b) = h.get("/api/v1/events?state=closed", "operator").await;
+    assert_eq!(b["items"].as_array().map(Vec::len), Some(1));
+    let (_, b) = h.get("/api/v1/events?state=new", "operator").await;
+    assert_eq!(b["items"].as_array().map(Vec::len), Some(7));
+    let (s, b) = h.get("/api/v1/events/01NOPE", "operator").await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "event_not_found", "01NOPE");
+    h.forbidden(
+        Method::GET,
+        &format!("/api/v1/events/{alert}"),
+        "planner",
+        None,
+    )
+    .await;
+
+    // Each state change went to the outbox for MQTT ...
+    let outbox = h.state.outbox.as_ref().expect("outbox");
+    let records = outbox.read("mqtt", 100).expect("read");
+    let changes: Vec<Value> = records
+        .iter()
+        .filter(|(_, r)| r.key.ends_with("pantau/kota/gate/incidents"))
+        .map(|(_, r)| serde_json::from_slice(&r.payload).expect("json"))
+        .collect();
+    let states: Vec<&str> = changes.iter().filter_map(|c| c["state"].as_str()).collect();
+    assert_eq!(
+        states,
+        ["acknowledged", "assigned", "escalated", "closed", "closed"]
+    );
+    assert_eq!(changes[1]["actor"], "dina");
+
+    // ... and to live clients.
+    let mut text = String::new();
+    while text.matches("event: incident").count() < 5 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), live.frame())
+            .await
+            .expect("live message within 5 s")
+            .expect("stream open")
+            .expect("frame");
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(text.contains("\"action\":\"acknowledge\""), "{text}");
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_json_csv_snapshots_health_metrics_docs_and_console() {
+    let h = harness("history").await;
     let ids = IdGenerator::new();
     let at = |m: u64| UNIX_EPOCH + Duration::from_secs(1_795_507_200 + m * 60);
     let counts: Vec<CountAggregate> = (0..120)
@@ -118,29 +1109,39 @@ async fn history_as_json_and_csv_with_validated_parameters() {
             )]),
         })
         .collect();
-    store.write(&[], &counts).await.expect("write");
-    let ingest = Arc::new(Ingest::new().expect("gstreamer"));
-    let state = ApiState {
-        ingest,
-        store: Some(Arc::new(store)),
-        outbox: None,
-        broker: Some("127.0.0.1:1883".parse().expect("addr")),
-    };
-
+    {
+        let mut sink = pantau_sinks::store::Store::connect(DB, &h.schema)
+            .await
+            .expect("store");
+        sink.write(&[], &counts).await.expect("write");
+    }
     let range = "from=2026-11-24T08:00:00Z&to=2026-11-24T10:00:00Z";
-    let (status, body) = get(
-        &state,
-        &format!("/api/v1/history?{range}&bucket=1h&camera=simpang-lima"),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let rows: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let (s, rows) = h
+        .get(
+            &format!("/api/v1/history?{range}&bucket=1h&camera=simpang-lima"),
+            "planner",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{rows}");
     assert_eq!(rows.as_array().map(Vec::len), Some(2));
     assert_eq!(rows[0]["count"], 120);
     assert_eq!(rows[0]["bucket_start"], "2026-11-24T08:00:00.000Z");
-
-    let (status, csv) = get(&state, &format!("/api/v1/history.csv?{range}&bucket=15m")).await;
-    assert_eq!(status, StatusCode::OK);
+    for role in ["operator", "dispatcher"] {
+        h.forbidden(Method::GET, &format!("/api/v1/history?{range}"), role, None)
+            .await;
+        h.forbidden(
+            Method::GET,
+            &format!("/api/v1/history.csv?{range}"),
+            role,
+            None,
+        )
+        .await;
+    }
+    let (s, csv) = h
+        .get(&format!("/api/v1/history.csv?{range}&bucket=15m"), "admin")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let csv = csv.as_str().expect("text").to_string();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "bucket_start,camera,line,class,direction,count");
     assert_eq!(lines.len(), 1 + 8);
@@ -148,8 +1149,7 @@ async fn history_as_json_and_csv_with_validated_parameters() {
         lines[1],
         "2026-11-24T08:00:00.000Z,simpang-lima,stop-line,car,in,30"
     );
-
-    for (query, expected) in [
+    for (q, expected) in [
         (
             "from=yesterday&to=2026-11-24T10:00:00Z",
             "from \"yesterday\" is not a UTC time",
@@ -166,36 +1166,116 @@ async fn history_as_json_and_csv_with_validated_parameters() {
         (&format!("{range}&camra=x"), "unknown field `camra`"),
         ("to=2026-11-24T10:00:00Z", "missing field `from`"),
     ] {
-        let (status, body) = get(&state, &format!("/api/v1/history?{query}")).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
-        let err: serde_json::Value = serde_json::from_str(&body).expect("json error");
-        assert_eq!(err["code"], "bad_request");
-        assert!(
-            err["message"].as_str().unwrap_or("").contains(expected),
-            "{query}: {body}"
-        );
+        let (s, b) = h.get(&format!("/api/v1/history?{q}"), "planner").await;
+        assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request", expected);
     }
 
-    // Ready: store and broker reachable; a dead broker makes it not ready.
-    let (status, body) = get(&state, "/readyz").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let dead = ApiState {
-        broker: Some("127.0.0.1:1".parse().expect("addr")),
-        ..state.clone()
-    };
-    let (status, body) = get(&dead, "/readyz").await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(body.contains("\"broker\":\"unreachable\""), "{body}");
-    db.batch_execute(&format!("drop schema {schema} cascade"))
-        .await
-        .expect("clean up");
-}
+    // Snapshots: served from the snapshot folder, paths checked.
+    std::fs::write(
+        h.dir.path().join("snapshots/gate/2026-11-24/01ABC.jpg"),
+        b"\xFF\xD8\xFFjpeg",
+    )
+    .expect("write");
+    let res = h
+        .raw(
+            Method::GET,
+            "/api/v1/snapshots/gate/2026-11-24/01ABC.jpg",
+            Some(&h.tokens["operator"]),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_TYPE], "image/jpeg");
+    h.forbidden(
+        Method::GET,
+        "/api/v1/snapshots/gate/2026-11-24/01ABC.jpg",
+        "planner",
+        None,
+    )
+    .await;
+    let (s, b) = h
+        .get("/api/v1/snapshots/gate/2026-11-24/01XYZ.jpg", "operator")
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "snapshot_not_found", "01XYZ");
+    let (s, b) = h
+        .get("/api/v1/snapshots/gate/..%2F..%2Fetc/passwd", "operator")
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "camera/date/id.jpg",
+    );
 
-async fn tokio_postgres_connect() -> (
-    tokio_postgres::Client,
-    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
-) {
-    tokio_postgres::connect(DB, tokio_postgres::NoTls)
+    // Probes and metrics need no login.
+    let (s, b) = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!((s, b), (StatusCode::OK, json!("ok")));
+    let (s, b) = h.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b,
+        json!({"ready": true, "store": "ok", "broker": "not_configured"})
+    );
+    let mut dead = h.state.clone();
+    dead.broker = Some("127.0.0.1:1".parse().expect("addr"));
+    let res = app(dead)
+        .oneshot(Request::get("/readyz").body(Body::empty()).expect("req"))
         .await
-        .expect("database")
+        .expect("res");
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    h.state.live.record_inference("gate", 7.5);
+    h.state.live.record_event("gate", Duration::from_millis(40));
+    let (s, metrics) = h.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let metrics = metrics.as_str().expect("text").to_string();
+    for needle in [
+        "# TYPE pantau_camera_fps gauge",
+        "pantau_camera_frames_decoded_total{camera=\"gate\"}",
+        "pantau_camera_frames_dropped_total{camera=\"gate\"}",
+        "pantau_camera_reconnects_total{camera=\"gate\"}",
+        "pantau_camera_inference_ms{camera=\"gate\"} 7.5",
+        "pantau_event_latency_seconds_bucket{camera=\"gate\",le=\"0.05\"} 1",
+        "pantau_event_latency_seconds_bucket{camera=\"gate\",le=\"0.025\"} 0",
+        "pantau_event_latency_seconds_count{camera=\"gate\"} 1",
+        "pantau_outbox_depth{sink=\"mqtt\"} 0",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
+    }
+
+    // OpenAPI: every route documented; the browsable page and the console are served.
+    let (s, doc) = h
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/users/{name}",
+        "/api/v1/cameras/{id}",
+        "/api/v1/cameras/{id}/frame.jpg",
+        "/api/v1/live",
+        "/api/v1/events",
+        "/api/v1/events/{id}/actions",
+        "/api/v1/history.csv",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} not in the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"]["Event"]["properties"]["severity"].is_object());
+    assert!(doc["components"]["securitySchemes"]["session"].is_object());
+    for (uri, needle) in [
+        ("/api/docs", "/console/docs.js"),
+        ("/console/", "/console/app.js"),
+        ("/console/app.js", "LABELS"),
+    ] {
+        let (s, body) = h.call(Method::GET, uri, None, None).await;
+        assert_eq!(s, StatusCode::OK, "{uri}");
+        assert!(body.as_str().unwrap_or("").contains(needle), "{uri}");
+    }
+    let (s, b) = h.call(Method::GET, "/api/v1/nothing", None, None).await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "not_found", "/api/docs");
+    h.finish().await;
 }

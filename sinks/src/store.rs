@@ -201,19 +201,24 @@ impl Store {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let s = &self.schema;
+        // One connection migrates at a time (pantau's sinks and API connect concurrently, so
+        // even `create schema if not exists` would race).
         self.client
+            .execute("select pg_advisory_lock(hashtext($1))", &[&s])
+            .await?;
+        let result = match self
+            .client
             .batch_execute(&format!(
                 "create schema if not exists {s};
                  create table if not exists {s}.migrations (
                    version int primary key, name text not null,
                    applied_at timestamptz not null default now())"
             ))
-            .await?;
-        // One pantau node migrates at a time.
-        self.client
-            .execute("select pg_advisory_lock(hashtext($1))", &[&s])
-            .await?;
-        let result = self.apply_migrations().await;
+            .await
+        {
+            Ok(()) => self.apply_migrations().await,
+            Err(e) => Err(e.into()),
+        };
         self.client
             .execute("select pg_advisory_unlock(hashtext($1))", &[&s])
             .await?;

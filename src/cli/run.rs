@@ -26,7 +26,9 @@ use pantau_analytics::snapshot::render;
 use pantau_core::config::CameraSettings;
 use pantau_core::TrackerConfig;
 use pantau_dashboard_api::cameras::BoxFuture;
-use pantau_dashboard_api::{ApiSettings, ApiState, CameraControl, CameraRegistry, Db, Live, LiveMessage};
+use pantau_dashboard_api::{
+    ApiSettings, ApiState, CameraControl, CameraRegistry, Db, Live, LiveMessage,
+};
 use pantau_ingest::FrameReceiver;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -442,12 +444,15 @@ struct Node {
     site: String,
     tracker: TrackerConfig,
     count_period: Duration,
-    analysers: Arc<tokio::sync::Mutex<std::collections::HashMap<String, tokio::task::JoinHandle<()>>>>,
+    analysers:
+        Arc<tokio::sync::Mutex<std::collections::HashMap<String, tokio::task::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("site", &self.site).finish_non_exhaustive()
+        f.debug_struct("Node")
+            .field("site", &self.site)
+            .finish_non_exhaustive()
     }
 }
 
@@ -459,7 +464,10 @@ impl Node {
         let running = self.ingest.status(&camera.id).is_some();
         if !camera.enabled {
             if running {
-                self.ingest.remove(&camera.id).await.map_err(|e| e.to_string())?;
+                self.ingest
+                    .remove(&camera.id)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             if let Some(task) = analysers.remove(&camera.id) {
                 let _ = task.await;
@@ -514,13 +522,22 @@ impl Node {
             let _ = task.await;
         }
         self.live.forget(id);
-        self.facts.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.facts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         Ok(())
     }
 
     /// Waits for every analysis to end (after ingest shut down).
     async fn join(&self) {
-        let tasks: Vec<_> = self.analysers.lock().await.drain().map(|(_, t)| t).collect();
+        let tasks: Vec<_> = self
+            .analysers
+            .lock()
+            .await
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
         for t in tasks {
             let _ = t.await;
         }
@@ -552,7 +569,9 @@ async fn first_admin(db: Arc<Db>, user: String, password: String) {
                 .await
                 {
                     Ok(true) => tracing::info!(user = %user, "admin user created"),
-                    Ok(false) => tracing::info!(user = %user, "admin user's password set from the environment"),
+                    Ok(false) => {
+                        tracing::info!(user = %user, "admin user's password set from the environment")
+                    }
                     Err(e) => tracing::error!(user = %user, "admin user not set up: {}", e.message),
                 }
                 return;

@@ -69,7 +69,9 @@ fn read_password(name: &str) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         // Echo is not hidden without a terminal library; say so rather than pretend.
-        eprint!("password for {name} (10+ characters; visible as you type, or set PANTAU_PASSWORD): ");
+        eprint!(
+            "password for {name} (10+ characters; visible as you type, or set PANTAU_PASSWORD): "
+        );
         std::io::stderr().flush()?;
     }
     let mut line = String::new();
