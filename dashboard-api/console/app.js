@@ -154,7 +154,11 @@ function renderNav() {
   $("#logout").textContent = t("logout");
 }
 let cleanup = [];
-function page(...kids) {
+// Each navigation gets a number; a page whose data arrives after a newer navigation is dropped.
+let routeSeq = 0;
+class Stale extends Error {}
+function page(seq, ...kids) {
+  if (seq !== routeSeq) throw new Stale();
   for (const c of cleanup) c();
   cleanup = [];
   const main = $("#main");
@@ -166,6 +170,7 @@ const stateBadge = (s) => el("span", { class: `badge st-${s}`, "data-state": s, 
 
 // ---- Login -----------------------------------------------------------------------------------------
 function loginPage() {
+  const mine = routeSeq;
   stopLive();
   const err = el("p", { class: "error", id: "login-error" });
   const form = el("form", { class: "card login", id: "login-form" },
@@ -186,7 +191,7 @@ function loginPage() {
       err.textContent = e.status === 401 ? t("wrong_login") : e.message;
     }
   });
-  page(form);
+  page(mine, form);
 }
 
 // ---- Wall --------------------------------------------------------------------------------------------
@@ -217,11 +222,13 @@ async function act(id, body, button) {
   }
 }
 async function wallPage() {
+  const mine = routeSeq;
   const grid = el("div", { class: "tiles", id: "tiles" });
   const feed = el("ul", { class: "feed", id: "alert-feed" }, el("li", { class: "empty", text: t("no_alerts") }));
-  page(el("div", { class: "wall" }, grid, el("aside", { class: "card" }, el("h2", { text: t("alerts") }), feed)));
+  page(mine, el("div", { class: "wall" }, grid, el("aside", { class: "card" }, el("h2", { text: t("alerts") }), feed)));
   startLive();
   const cams = await api("/cameras");
+  if (mine !== routeSeq) return;
   const tiles = {};
   for (const c of cams) {
     const id = c.status?.id || c.config?.id;
@@ -258,14 +265,13 @@ async function wallPage() {
     const recent = await api("/events?severity=warning,critical&limit=20");
     for (const it of recent.items.reverse()) show(it.event, it.dispatch, false);
   } catch (e) { explain(e); }
+  if (mine !== routeSeq) return;
   const onLive = (kind, data) => {
     if (kind === "event" && data.severity !== "info" && data.lifecycle !== "end") show(data, null, true);
     if (kind === "incident" && items[data.event_id]) {
       const old = items[data.event_id];
-      const ev = JSON.parse(old.dataset.ev || "null");
       old.querySelector(".badge").replaceWith(stateBadge(data.state));
       if (!["new", "escalated"].includes(data.state)) old.querySelector("button.ack")?.remove();
-      void ev;
     }
     if (kind === "status" && tiles[data.camera_id]) {
       const b = tiles[data.camera_id].badge;
@@ -279,6 +285,7 @@ async function wallPage() {
 
 // ---- Incidents list and incident view -----------------------------------------------------------------
 async function incidentsPage() {
+  const mine = routeSeq;
   const stateSel = el("select", { id: "state-filter" },
     el("option", { value: "", text: t("all") }),
     ...["new", "acknowledged", "assigned", "escalated", "closed"].map((s) => el("option", { value: s, text: t(s) })));
@@ -306,7 +313,7 @@ async function incidentsPage() {
   };
   stateSel.addEventListener("change", () => load(true));
   more.addEventListener("click", () => load(false));
-  page(el("section", { class: "card" },
+  page(mine, el("section", { class: "card" },
     el("div", { class: "row" }, el("h2", { text: t("incidents") }), el("label", { class: "inline", text: t("state") }, stateSel)),
     el("table", { class: "list" },
       el("thead", {}, el("tr", {}, ...["time", "camera", "rule", "class", "state", "assignee", ""].map((k) => el("th", { text: k ? t(k) : "" })))),
@@ -316,6 +323,7 @@ async function incidentsPage() {
 }
 
 async function incidentPage(id) {
+  const mine = routeSeq;
   let d;
   try { d = await api(`/events/${encodeURIComponent(id)}`); } catch (e) { explain(e); return; }
   const ev = d.event;
@@ -345,7 +353,7 @@ async function incidentPage(id) {
   const audit = el("ol", { class: "timeline", id: "audit" },
     ...d.audit.map((a) => el("li", {}, el("time", { text: fmtTime(a.at) }), ` ${a.actor}: ${a.action}`,
       a.detail?.assignee ? ` → ${a.detail.assignee}` : "", a.detail?.note ? ` — “${a.detail.note}”` : "")));
-  page(el("div", { class: "incident" },
+  page(mine, el("div", { class: "incident" },
     el("section", { class: "card" },
       el("h2", {}, `${ev.camera} · ${ev.rule} `, d.dispatch ? stateBadge(state) : null),
       ev.snapshot ? el("img", { class: "snapshot", id: "snapshot", src: `/api/v1/snapshots/${ev.snapshot}`, alt: t("snapshot") }) : el("p", { text: t("no_snapshot") }),
@@ -367,54 +375,65 @@ function localInput(d) {
   const p = (n) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
 }
-function drawChart(canvas, rows, bucket) {
+const BUCKET_MS = { "5m": 300e3, "15m": 900e3, "1h": 3600e3, "1d": 86400e3 };
+// Stacked bars per bucket over the whole requested range, one colour per class and direction.
+function drawChart(canvas, rows, bucket, from, to) {
   const ctx = canvas.getContext("2d");
   const W = (canvas.width = canvas.clientWidth * devicePixelRatio);
   const H = (canvas.height = canvas.clientHeight * devicePixelRatio);
   ctx.scale(devicePixelRatio, devicePixelRatio);
   const w = W / devicePixelRatio, h = H / devicePixelRatio;
   ctx.clearRect(0, 0, w, h);
-  const buckets = [...new Set(rows.map((r) => r.bucket_start))].sort();
+  const width = BUCKET_MS[bucket];
+  const start = Math.floor(from.getTime() / width) * width;
+  const slots = Math.max(1, Math.ceil((to.getTime() - start) / width));
   const series = [...new Set(rows.map((r) => `${r.class} ${r.direction}`))].sort();
-  const value = {};
+  const value = new Map();
   for (const r of rows) {
-    const k = `${r.bucket_start}|${r.class} ${r.direction}`;
-    value[k] = (value[k] || 0) + r.count;
+    const slot = Math.floor((Date.parse(r.bucket_start) - start) / width);
+    const k = `${slot}|${r.class} ${r.direction}`;
+    value.set(k, (value.get(k) || 0) + r.count);
   }
-  const totals = buckets.map((b) => series.reduce((s, x) => s + (value[`${b}|${x}`] || 0), 0));
-  const max = Math.max(1, ...totals);
+  const totals = [];
+  for (let i = 0; i < slots; i++) totals.push(series.reduce((s, x) => s + (value.get(`${i}|${x}`) || 0), 0));
+  // A round top for the axis: 1, 2 or 5 times a power of ten.
+  const peak = Math.max(4, ...totals);
+  const mag = 10 ** Math.floor(Math.log10(peak / 4));
+  const tick = [1, 2, 5, 10].map((m) => m * mag).find((t) => t * 4 >= peak);
+  const max = tick * 4;
   const left = 48, bottom = 28, top = 10, right = 10;
   const plotW = w - left - right, plotH = h - top - bottom;
   ctx.font = "12px system-ui, sans-serif";
-  ctx.fillStyle = "#9aa4b2";
   ctx.strokeStyle = "#2a3340";
+  ctx.fillStyle = "#9aa4b2";
   for (let i = 0; i <= 4; i++) {
     const y = top + plotH - (plotH * i) / 4;
     ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(w - right, y); ctx.stroke();
-    ctx.fillText(String(Math.round((max * i) / 4)), 4, y + 4);
+    ctx.fillText(String(tick * i), 4, y + 4);
   }
-  const bw = plotW / Math.max(1, buckets.length);
-  buckets.forEach((b, i) => {
+  const bw = plotW / slots;
+  for (let i = 0; i < slots; i++) {
     let y = top + plotH;
     series.forEach((s, j) => {
-      const v = value[`${b}|${s}`] || 0;
+      const v = value.get(`${i}|${s}`) || 0;
       const bh = (plotH * v) / max;
       ctx.fillStyle = COLORS[j % COLORS.length];
-      ctx.fillRect(left + i * bw + 1, y - bh, Math.max(1, bw - 2), bh);
+      ctx.fillRect(left + i * bw + (bw > 4 ? 1 : 0), y - bh, Math.max(1, bw - (bw > 4 ? 2 : 0)), bh);
       y -= bh;
     });
-  });
+  }
   ctx.fillStyle = "#9aa4b2";
-  const step = Math.ceil(buckets.length / 8) || 1;
-  buckets.forEach((b, i) => {
-    if (i % step) return;
-    const d = new Date(b);
+  const every = Math.ceil(slots / 8);
+  for (let i = 0; i < slots; i += every) {
+    const d = new Date(start + i * width);
     const label = bucket === "1d" ? d.toLocaleDateString() : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     ctx.fillText(label, left + i * bw, h - 8);
-  });
-  return series.map((s, j) => [s, COLORS[j % COLORS.length], buckets.reduce((n, b) => n + (value[`${b}|${s}`] || 0), 0)]);
+  }
+  return series.map((s, j) => [s, COLORS[j % COLORS.length], [...value].filter(([k]) => k.endsWith(`|${s}`)).reduce((n, [, v]) => n + v, 0)]);
 }
+
 async function plannerPage() {
+  const mine = routeSeq;
   const now = new Date();
   const from = el("input", { type: "datetime-local", id: "from", value: localInput(new Date(now - 6 * 3600e3)) });
   const to = el("input", { type: "datetime-local", id: "to", value: localInput(new Date(+now + 3600e3)) });
@@ -435,14 +454,18 @@ async function plannerPage() {
       const rows = await api(`/history?${q}`);
       legend.textContent = "";
       if (!rows.length) legend.append(el("li", { text: t("no_data") }));
-      const totals = drawChart(canvas, rows, bucket.value);
-      for (const [name, color, n] of totals) legend.append(el("li", {}, el("i", { style: `background:${color}` }), `${name}: ${n}`));
+      const totals = drawChart(canvas, rows, bucket.value, new Date(from.value), new Date(to.value));
+      for (const [name, color, n] of totals) {
+        const swatch = el("i");
+        swatch.style.background = color; // CSSOM, allowed by the page's style policy
+        legend.append(el("li", {}, swatch, `${name}: ${n}`));
+      }
       for (const c of new Set(rows.map((r) => r.camera))) {
         if (![...camera.options].some((o) => o.value === c)) camera.append(el("option", { value: c, text: c }));
       }
     } catch (e) { explain(e); }
   };
-  page(el("section", { class: "card planner" },
+  page(mine, el("section", { class: "card planner" },
     el("h2", { text: t("volumes") }),
     el("form", { class: "row", id: "range", onsubmit: (e) => { e.preventDefault(); show(); } },
       el("label", { class: "inline", text: t("from") }, from), el("label", { class: "inline", text: t("to") }, to),
@@ -457,6 +480,7 @@ async function plannerPage() {
 
 // ---- Admin: cameras (lines and zones drawn on the frame) and users ---------------------------------
 async function adminPage(selected) {
+  const mine = routeSeq;
   const cams = await api("/cameras");
   const list = el("ul", { class: "camlist" });
   for (const c of cams) {
@@ -477,7 +501,7 @@ async function adminPage(selected) {
     try { await api("/cameras", { method: "POST", body }); toast(t("saved")); location.hash = `#/admin/${body.id}`; } catch (err) { explain(err); }
   });
   const editor = el("div", { id: "editor" });
-  page(el("div", { class: "admin" },
+  page(mine, el("div", { class: "admin" },
     el("aside", { class: "card" }, el("h2", { text: t("cameras") }), list, addForm),
     el("section", { class: "card" }, editor),
     el("section", { class: "card", id: "users" })));
@@ -489,7 +513,7 @@ function cameraEditor(root, config) {
   const cfg = structuredClone(config);
   cfg.lines ||= [];
   cfg.zones ||= [];
-  const img = el("img", { id: "admin-frame", alt: cfg.id, src: `/api/v1/cameras/${cfg.id}/frame.jpg?t=${Date.now()}` });
+  const img = el("img", { id: "admin-frame", alt: cfg.id, src: `/api/v1/cameras/${cfg.id}/frame.jpg?overlay=none&t=${Date.now()}` });
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.id = "overlay";
   const stage = el("div", { class: "stage" }, img, svg);
@@ -578,6 +602,7 @@ async function usersPanel(root) {
 
 // ---- Router -------------------------------------------------------------------------------------------
 async function route() {
+  routeSeq += 1;
   const [, name, arg] = location.hash.split("/");
   if (!me && name !== "login") {
     try { me = await api("/auth/me"); } catch { me = null; }
@@ -593,7 +618,7 @@ async function route() {
       case "admin": return await adminPage(arg && decodeURIComponent(arg));
       default: location.hash = can.view() ? "#/wall" : "#/planner";
     }
-  } catch (e) { if (e.status !== 401) explain(e); }
+  } catch (e) { if (!(e instanceof Stale) && e.status !== 401) explain(e); }
 }
 $("#lang").value = lang;
 $("#lang").addEventListener("change", (e) => {

@@ -15,6 +15,7 @@ const APP_JS: &str = include_str!("../console/app.js");
 const APP_CSS: &str = include_str!("../console/app.css");
 const DOCS: &str = include_str!("../console/docs.html");
 const DOCS_JS: &str = include_str!("../console/docs.js");
+const ICON: &str = include_str!("../console/icon.svg");
 
 /// Pages may load only what pantau serves.
 const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; \
@@ -46,6 +47,14 @@ pub fn routes() -> Router<ApiState> {
         .route(
             "/console/app.css",
             get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/console/icon.svg",
+            get(|| async { asset(ICON, "image/svg+xml") }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { Redirect::permanent("/console/icon.svg") }),
         )
         .route(
             "/console/docs.js",

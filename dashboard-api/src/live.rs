@@ -253,26 +253,49 @@ pub async fn stream(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+/// Options of the frame endpoint.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FrameQuery {
+    /// `drawn` (default): boxes, lines and zones when available; `none`: the plain frame
+    /// (e.g. to draw new lines on).
+    pub overlay: Option<String>,
+    /// Ignored; lets browsers bypass their cache.
+    #[allow(dead_code)]
+    pub t: Option<String>,
+}
+
 /// The latest frame of a camera as JPEG, with boxes, lines and zones drawn while the camera is
 /// analysed (header `X-Pantau-Overlay: drawn`); the plain frame otherwise (`none`). Poll it:
 /// overlays are drawn while someone asks, a few times a second.
 #[utoipa::path(get, path = "/api/v1/cameras/{id}/frame.jpg", tag = "live",
-    params(("id" = String, Path, description = "Camera id")),
+    params(("id" = String, Path, description = "Camera id"), FrameQuery),
     responses((status = 200, content_type = "image/jpeg", description = "JPEG"),
               (status = 404, body = ApiError), (status = 503, description = "No frame yet", body = ApiError)))]
 pub async fn frame(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
+    q: Result<axum::extract::Query<FrameQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::View)?;
+    let plain = match query(q)?.overlay.as_deref() {
+        None | Some("drawn") => false,
+        Some("none") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "overlay \"{other}\" is not one of drawn, none"
+            )))
+        }
+    };
     if s.ingest.status(&id).is_none() {
         return Err(ApiError::not_found(
             "camera_not_found",
             format!("no camera \"{id}\" is running"),
         ));
     }
-    let (jpeg, overlay) = match s.live.take_frame(&id) {
+    let drawn = if plain { None } else { s.live.take_frame(&id) };
+    let (jpeg, overlay) = match drawn {
         Some(j) => (j.as_ref().clone(), "drawn"),
         None => (
             s.ingest.snapshot_jpeg(&id).await.map_err(|e| {

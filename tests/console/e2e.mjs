@@ -1,0 +1,133 @@
+// Drives the pantau console in Debian's chromium (playwright-core, no browser download):
+// log in, wait for a live alert on the wall, acknowledge it, open the incident and assign it,
+// open the planner chart and download the CSV, draw a counting line in the admin page, switch
+// to Indonesian, browse the API docs. Screenshots of each page go to SHOTS_DIR.
+// Run by tests/console_e2e.rs, which starts pantau on a replayed clip.
+import { createRequire } from "node:module";
+import { readFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const require = createRequire(join(process.env.PLAYWRIGHT_DIR, "package.json"));
+const { chromium } = require("playwright-core");
+
+const base = process.env.PANTAU_URL;
+const user = process.env.PANTAU_USER;
+const password = process.env.PANTAU_PASSWORD;
+const shots = process.env.SHOTS_DIR;
+mkdirSync(shots, { recursive: true });
+const step = (msg) => console.log(`step: ${msg}`);
+const result = {};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--autoplay-policy=no-user-gesture-required"],
+});
+try {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 }, acceptDownloads: true, locale: "en-GB" });
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  // Expected refusals: /auth/me before logging in and the deliberately wrong password.
+  const expected = (url) => /\/api\/v1\/auth\/(me|login)$/.test(url);
+  page.on("console", (m) => {
+    if (m.type() === "error" && !expected(m.location().url)) problems.push(`console: ${m.text()} (${m.location().url})`);
+  });
+
+  step("login page");
+  await page.goto(`${base}/`);
+  await page.waitForSelector("#login-form");
+  await page.selectOption("#lang", "en");
+  await page.screenshot({ path: join(shots, "console-login.png") });
+  // A wrong password is refused with a message.
+  await page.fill("input[name=user]", user);
+  await page.fill("input[name=password]", "not the password");
+  await page.click("#login-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#login-error")?.textContent.length > 0);
+  await page.fill("input[name=password]", password);
+  await page.click("#login-form button[type=submit]");
+
+  step("wall: tiles and a live alert");
+  await page.waitForSelector("#tiles figure");
+  const loggedIn = Date.now();
+  // An alert that arrives live (not one loaded from history) flashes.
+  await page.waitForSelector("#alert-feed li.alert.flash", { timeout: 30000 });
+  result.live_alert_after_login_ms = Date.now() - loggedIn;
+  await page.waitForFunction(() => [...document.querySelectorAll("#tiles img")].every((i) => i.naturalWidth > 0), null, { timeout: 20000 });
+  await page.waitForTimeout(1500); // let the annotated frame replace the first plain one
+  await page.screenshot({ path: join(shots, "console-wall.png") });
+
+  step("acknowledge from the wall");
+  const first = page.locator("#alert-feed li.alert").filter({ has: page.locator("button.ack") }).first();
+  const eventId = await first.getAttribute("data-event");
+  await first.locator("button.ack").click();
+  await page.waitForSelector(`#alert-feed li[data-event="${eventId}"] .badge[data-state="acknowledged"]`, { timeout: 10000 });
+  result.acknowledged = eventId;
+
+  step("incident view: assign and audit");
+  await page.goto(`${base}/console/#/incident/${eventId}`);
+  await page.waitForSelector("#audit li");
+  await page.fill("#unit", "Patroli 7");
+  await page.click("#do-assign");
+  await page.waitForFunction(() => document.querySelector("#assignee")?.textContent === "Patroli 7", null, { timeout: 10000 });
+  const audit = await page.textContent("#audit");
+  if (!audit.includes("incident.acknowledge") || !audit.includes("incident.assign")) throw new Error(`audit trail incomplete: ${audit}`);
+  await page.waitForFunction(() => { const i = document.querySelector("#snapshot"); return !i || i.naturalWidth > 0; }, null, { timeout: 10000 });
+  await page.screenshot({ path: join(shots, "console-incident.png") });
+
+  step("planner: chart and CSV");
+  const deadline = Date.now() + 60000;
+  await page.goto(`${base}/console/#/planner`);
+  await page.waitForSelector("#chart");
+  for (;;) {
+    await page.click("#show");
+    await page.waitForTimeout(1000);
+    const legend = await page.locator("#legend li i").count();
+    if (legend > 0) break;
+    if (Date.now() > deadline) throw new Error("no counts reached the planner chart within 60 s");
+    await page.waitForTimeout(2000);
+  }
+  result.legend = await page.textContent("#legend");
+  await page.screenshot({ path: join(shots, "console-planner.png") });
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#csv")]);
+  const csv = readFileSync(await download.path(), "utf8");
+  if (!csv.startsWith("bucket_start,camera,line,class,direction,count\n") || csv.trim().split("\n").length < 2) {
+    throw new Error(`CSV download is not history: ${csv.slice(0, 200)}`);
+  }
+  result.csv_rows = csv.trim().split("\n").length - 1;
+
+  step("admin: draw a counting line on the frame and save");
+  await page.goto(`${base}/console/#/admin/campus`);
+  await page.waitForFunction(() => document.querySelector("#admin-frame")?.naturalWidth > 0, null, { timeout: 20000 });
+  await page.click("#draw-line");
+  await page.fill("#shape-name", "crosswalk");
+  const box = await page.locator("#overlay").boundingBox();
+  await page.mouse.click(box.x + box.width * 0.1, box.y + box.height * 0.8);
+  await page.mouse.click(box.x + box.width * 0.9, box.y + box.height * 0.8);
+  await page.click("#finish");
+  await page.click("#save-camera");
+  await page.waitForFunction(async () => {
+    const r = await fetch("/api/v1/cameras/campus");
+    const c = await r.json();
+    return c.config.lines.some((l) => l.name === "crosswalk");
+  }, null, { timeout: 10000, polling: 500 });
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: join(shots, "console-admin.png") });
+
+  step("Bahasa Indonesia");
+  await page.selectOption("#lang", "id");
+  await page.goto(`${base}/console/#/wall`);
+  await page.waitForFunction(() => document.querySelector("#nav a[data-page=wall]")?.textContent === "Layar");
+  await page.waitForSelector("#tiles figure");
+  await page.screenshot({ path: join(shots, "console-wall-id.png") });
+
+  step("API docs");
+  await page.goto(`${base}/api/docs`);
+  await page.waitForSelector("details.op");
+  await page.screenshot({ path: join(shots, "console-api-docs.png") });
+
+  if (problems.length) throw new Error(problems.join("\n"));
+  console.log(`console e2e ok ${JSON.stringify(result)}`);
+} finally {
+  await browser.close();
+}
