@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export ORT_DYLIB_PATH ?= $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1.32.0
 NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: setup demo test bench lint fmt
+.PHONY: setup demo test bench lint fmt screenshots
 
 setup:
 	@scripts/setup.sh
@@ -26,6 +26,10 @@ bench: setup
 	cargo bench --bench replay
 	cargo build --release --bin pantau
 	cargo bench --bench events
+
+## Refresh the console screenshots in docs/ (the browser test writes them).
+screenshots: setup
+	PANTAU_SCREENSHOTS=$(CURDIR)/docs cargo nextest run --test console_e2e
 
 lint:
 	cargo fmt --all -- --check

@@ -134,6 +134,7 @@ fn demo_streams_every_bundled_clip() {
         ])
         .arg("--config")
         .arg(&config)
+        .env_remove("PANTAU_ADMIN_PASSWORD")
         .output()
         .expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -142,6 +143,14 @@ fn demo_streams_every_bundled_clip() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The console's address and a login made for this run.
+    let console = stdout
+        .lines()
+        .find(|l| l.contains("Console: http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no console line in:\n{stdout}"));
+    let password = console.rsplit(" / ").next().unwrap_or_default().trim();
+    assert!(console.contains("log in as admin / "), "{console}");
+    assert_eq!(password.len(), 16, "{console}");
     // The final table (printed after shutdown): one row per camera, each streamed frames.
     let last_header = stdout.rfind("camera ").expect("a status table");
     let table: Vec<&str> = stdout[last_header..].lines().skip(1).collect();
@@ -157,4 +166,71 @@ fn demo_streams_every_bundled_clip() {
             .unwrap_or_else(|| panic!("cannot read decoded frames in {row:?}"));
         assert!(decoded > 20, "{id} decoded only {decoded} frames: {row}");
     }
+}
+
+/// `pantau user add` creates a user in the configured database with an argon2 hash, changes
+/// it when run again, and refuses short passwords and a config without [store].
+#[test]
+fn user_add_creates_and_updates_users() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schema = format!("pantau_cli_users_{}", std::process::id());
+    let db = "host=127.0.0.1 port=5432 user=postgres dbname=test";
+    let config = dir.path().join("pantau.toml");
+    std::fs::write(
+        &config,
+        format!("[store]\nurl = \"{db}\"\nschema = \"{schema}\"\n"),
+    )
+    .expect("write");
+    let add = |role: &str, password: &str| {
+        pantau()
+            .args(["user", "add", "rina", "--role", role, "--config"])
+            .arg(&config)
+            .env("PANTAU_PASSWORD", password)
+            .output()
+            .expect("runs")
+    };
+    let out = add("planner", "a long enough passphrase");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("user rina created with role planner"));
+    let out = add("dispatcher", "another long passphrase");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("user rina updated: role dispatcher"));
+    let out = add("operator", "short");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("10 to 200 characters"));
+    let psql = |sql: &str| {
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-Atc",
+                sql,
+            ])
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let row = psql(&format!(
+        "select role, left(password_hash, 10) from {schema}.users where name = 'rina'"
+    ));
+    assert_eq!(row, "dispatcher|$argon2id$");
+    psql(&format!("drop schema {schema} cascade"));
+
+    let bare = dir.path().join("bare.toml");
+    std::fs::write(&bare, "").expect("write");
+    let out = pantau()
+        .args(["user", "add", "rina", "--role", "admin", "--config"])
+        .arg(&bare)
+        .env("PANTAU_PASSWORD", "a long enough passphrase")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("configure [store] first"));
 }

@@ -1277,5 +1277,52 @@ async fn history_json_csv_snapshots_health_metrics_docs_and_console() {
     }
     let (s, b) = h.call(Method::GET, "/api/v1/nothing", None, None).await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "not_found", "/api/docs");
+
+    // CORS: only configured origins may call from their pages; none by default.
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/api/v1/events")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let mut with_cors = ApiState::new(
+        h.state.ingest.clone(),
+        ApiSettings {
+            cors_origins: vec!["https://wall.example.org".into()],
+            ..ApiSettings::default()
+        },
+    );
+    with_cors.db = h.state.db.clone();
+    let res = app(with_cors.clone())
+        .oneshot(preflight("https://wall.example.org"))
+        .await
+        .expect("res");
+    assert_eq!(
+        res.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://wall.example.org"
+    );
+    assert_eq!(
+        res.headers()[header::ACCESS_CONTROL_ALLOW_CREDENTIALS],
+        "true"
+    );
+    let res = app(with_cors)
+        .oneshot(preflight("https://evil.example.com"))
+        .await
+        .expect("res");
+    assert!(res
+        .headers()
+        .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        .is_none());
+    let res = app(h.state.clone())
+        .oneshot(preflight("https://wall.example.org"))
+        .await
+        .expect("res");
+    assert!(res
+        .headers()
+        .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        .is_none());
     h.finish().await;
 }
