@@ -27,9 +27,9 @@ bench: setup
 	cargo build --release --bin pantau
 	cargo bench --bench events
 
-## Refresh the console screenshots in docs/ (the browser test writes them).
+## Refresh the console screenshots in docs/ (the browser test, run against the demo).
 screenshots: setup
-	PANTAU_SCREENSHOTS=$(CURDIR)/docs cargo nextest run --test console_e2e
+	scripts/screenshots.sh
 
 lint:
 	cargo fmt --all -- --check

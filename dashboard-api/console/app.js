@@ -435,7 +435,7 @@ function drawChart(canvas, rows, bucket, from, to) {
 async function plannerPage() {
   const mine = routeSeq;
   const now = new Date();
-  const from = el("input", { type: "datetime-local", id: "from", value: localInput(new Date(now - 6 * 3600e3)) });
+  const from = el("input", { type: "datetime-local", id: "from", value: localInput(new Date(now - 3 * 3600e3)) });
   const to = el("input", { type: "datetime-local", id: "to", value: localInput(new Date(+now + 3600e3)) });
   const bucket = el("select", { id: "bucket" }, ...["5m", "15m", "1h", "1d"].map((b) => el("option", { value: b, text: b, selected: b === "5m" })));
   const camera = el("select", { id: "camera" }, el("option", { value: "", text: t("all") }));
