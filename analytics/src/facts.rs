@@ -201,6 +201,20 @@ impl Facts {
             .collect()
     }
 
+    /// The open period's counts so far, when the camera stops or restarts (e.g. its lines
+    /// changed): nothing counted is lost. A later restart in the same period emits another
+    /// aggregate with its own id for the same `period_start`; stores add them up.
+    pub fn finish(&mut self) -> Vec<CountAggregate> {
+        match self.window_start.take() {
+            Some(open) => {
+                // Any time after the open period closes it.
+                self.window_start = Some(open);
+                self.roll(open + self.period)
+            }
+            None => Vec::new(),
+        }
+    }
+
     /// Closes the open period when `at` is past it; one aggregate per line (zero counts
     /// included, so a quiet minute is a 0 and not a gap).
     fn roll(&mut self, at: SystemTime) -> Vec<CountAggregate> {
@@ -250,6 +264,34 @@ mod tests {
     use super::*;
     use crate::geometry::{BBox, Point};
     use crate::rules::Direction;
+
+    #[test]
+    fn finishing_emits_the_open_period_once() {
+        let labels = Arc::new(vec!["person".to_string()]);
+        let mut f = Facts::new(
+            "kota",
+            "cam",
+            vec!["gate".into()],
+            labels,
+            Arc::new(IdGenerator::new()),
+            Duration::from_secs(60),
+        );
+        assert!(f.finish().is_empty(), "nothing seen, nothing to emit");
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_795_507_230);
+        let crossing = Crossing {
+            line: "gate".into(),
+            track_id: 1,
+            class: 0,
+            direction: Direction::In,
+            at: Point { x: 1.0, y: 1.0 },
+        };
+        let _ = f.frame(t0, &[], std::slice::from_ref(&crossing), &[]);
+        let aggs = f.finish();
+        assert_eq!(aggs.len(), 1);
+        assert_eq!(aggs[0].counts["in"]["person"], 1);
+        assert_eq!(aggs[0].period_start, UNIX_EPOCH + Duration::from_secs(1_795_507_200));
+        assert!(f.finish().iter().all(|a| a.counts["in"].is_empty()), "counted once");
+    }
 
     #[test]
     fn ended_tracks_are_summarised_once() {

@@ -419,6 +419,17 @@ async fn analyse_camera(
     if let Err(e) = result {
         tracing::error!(camera = %id, "analysis stopped: {e}");
     }
+    // The camera stopped or restarts with new settings: keep the counts of the open period.
+    let records: Vec<_> = out
+        .events
+        .finish()
+        .iter()
+        .map(|agg| {
+            let topic = out.outputs.topics.counts(&agg.camera);
+            pantau_sinks::mqtt::record(&topic, false, serde_json::to_vec(agg).unwrap_or_default())
+        })
+        .collect();
+    out.outputs.append(&records);
 }
 
 /// Where one camera's facts go.
