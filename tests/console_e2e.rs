@@ -14,7 +14,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+#[path = "support/mqtt.rs"]
+mod mqtt;
+use mqtt::subscribe;
 
 const DB: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 
@@ -41,25 +43,11 @@ async fn console_in_chromium_shows_alerts_dispatch_history_and_admin() {
         .expect("drop");
 
     // Dispatch changes on MQTT.
-    let got: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
-    let mut opts = MqttOptions::new(format!("console-e2e-{pid}"), "127.0.0.1", 1883);
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut events) = AsyncClient::new(opts, 100);
-    client
-        .subscribe(format!("{prefix}/+/+/incidents"), QoS::AtLeastOnce)
-        .await
-        .expect("subscribe");
-    let sink = got.clone();
-    let subscriber = tokio::spawn(async move {
-        let _client = client;
-        while let Ok(ev) = events.poll().await {
-            if let Event::Incoming(Packet::Publish(p)) = ev {
-                if let Ok(v) = serde_json::from_slice(&p.payload) {
-                    sink.lock().expect("lock").push(v);
-                }
-            }
-        }
-    });
+    let (got, subscriber) = subscribe(
+        &format!("console-e2e-{pid}"),
+        &format!("{prefix}/+/+/incidents"),
+    )
+    .await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let clip = root().join("demo/videos/vtest.avi");
@@ -213,7 +201,7 @@ severity = "warning"
             .lock()
             .expect("lock")
             .iter()
-            .filter_map(|v| v["action"].as_str().map(str::to_string))
+            .filter_map(|(_, v)| v["action"].as_str().map(str::to_string))
             .collect();
         if actions.contains(&"acknowledge".to_string()) && actions.contains(&"assign".to_string()) {
             break;

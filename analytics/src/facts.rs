@@ -289,8 +289,14 @@ mod tests {
         let aggs = f.finish();
         assert_eq!(aggs.len(), 1);
         assert_eq!(aggs[0].counts["in"]["person"], 1);
-        assert_eq!(aggs[0].period_start, UNIX_EPOCH + Duration::from_secs(1_795_507_200));
-        assert!(f.finish().iter().all(|a| a.counts["in"].is_empty()), "counted once");
+        assert_eq!(
+            aggs[0].period_start,
+            UNIX_EPOCH + Duration::from_secs(1_795_507_200)
+        );
+        assert!(
+            f.finish().iter().all(|a| a.counts["in"].is_empty()),
+            "counted once"
+        );
     }
 
     #[test]

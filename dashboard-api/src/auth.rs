@@ -4,7 +4,8 @@
 //! SHA-256 is stored with an expiry. Browsers get it as an `HttpOnly`, `SameSite=Strict`
 //! cookie; programs send `Authorization: Bearer <token>`. Every route names the permission it
 //! needs ([`Permission`]) and [`Session::allow`] checks it. Failed logins are counted per user
-//! name and per client address ([`LoginLimiter`]). Passwords and tokens are never logged.
+//! name and per client address ([`LoginLimiter`]; an address may fail four times as often, as
+//! a whole control room can sit behind one). Passwords and tokens are never logged.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -160,8 +161,7 @@ impl FromRequestParts<ApiState> for Session {
 
     async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
         let token = token_from(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
-        let db = s.db.as_ref().ok_or_else(ApiError::no_store)?;
-        let store = db.store().await?;
+        let store = s.store().await?;
         let sc = store.schema();
         let row = store
             .client()
@@ -209,6 +209,12 @@ impl LoginLimiter {
         let mut all = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let mut wait = None;
         for k in keys {
+            // Several people may share an address (a command center behind one proxy).
+            let limit = if k.starts_with("addr:") {
+                self.limit * 4
+            } else {
+                self.limit
+            };
             if let Some(q) = all.get_mut(k) {
                 while q
                     .front()
@@ -216,7 +222,7 @@ impl LoginLimiter {
                 {
                     q.pop_front();
                 }
-                if q.len() >= self.limit {
+                if q.len() >= limit {
                     let oldest = q.front().copied().unwrap_or(now);
                     let left = self.window.saturating_sub(now.duration_since(oldest));
                     wait = Some(left.as_secs().max(1));
@@ -392,9 +398,13 @@ fn client_addr(parts: &axum::http::Extensions) -> Option<String> {
 pub async fn login(
     State(s): State<ApiState>,
     extensions: axum::http::Extensions,
+    headers: HeaderMap,
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let req = json_body(body)?;
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let user_key = format!("user:{}", req.user.to_lowercase());
     let mut keys = vec![user_key.clone()];
     if let Some(addr) = client_addr(&extensions) {
@@ -409,8 +419,7 @@ pub async fn login(
         e.retry_after = Some(wait);
         return Err(e);
     }
-    let db = s.db.as_ref().ok_or_else(ApiError::no_store)?;
-    let store = db.store().await?;
+    let store = s.store().await?;
     let sc = store.schema();
     let row = store
         .client()
@@ -469,8 +478,10 @@ pub async fn login(
     )
     .await?;
     tracing::info!(user = %req.user, role = role.as_str(), "login");
+    // Behind a TLS proxy the cookie is only ever sent over TLS.
+    let secure = if https { "; Secure" } else { "" };
     let cookie = format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
+        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         3600 * hours
     );
     let body = LoginResponse {

@@ -70,6 +70,16 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
+/// Selects event rows with their dispatch columns (read by [`dispatch_of`] from column 4)
+/// from schema `sc`.
+fn event_with_dispatch(sc: &str) -> String {
+    format!(
+        "select e.id, e.at, e.payload, e.payload->>'severity',
+                i.state, i.assignee, i.escalations, i.updated_at, i.updated_by
+         from {sc}.events e left join {sc}.incidents i on i.event_id = e.id"
+    )
+}
+
 const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
 const STATES: [&str; 5] = ["new", "acknowledged", "assigned", "escalated", "closed"];
 
@@ -190,9 +200,7 @@ pub async fn search(
         .client()
         .query(
             &format!(
-                "select e.id, e.at, e.payload, e.payload->>'severity',
-                        i.state, i.assignee, i.escalations, i.updated_at, i.updated_by
-                 from {sc}.events e left join {sc}.incidents i on i.event_id = e.id
+                "{}
                  where e.at >= $1 and e.at < $2
                    and ($3::text is null or e.camera = $3)
                    and ($4::text is null or e.rule = $4)
@@ -202,7 +210,8 @@ pub async fn search(
                                                and coalesce(i.state, 'new') = any($7)))
                    and ($8::timestamptz is null or (e.at, e.id) < ($8, $9::text))
                  order by e.at desc, e.id desc
-                 limit $10"
+                 limit $10",
+                event_with_dispatch(sc)
             ),
             &[
                 &from,
@@ -275,12 +284,7 @@ pub async fn detail(
     let row = store
         .client()
         .query_opt(
-            &format!(
-                "select e.id, e.at, e.payload, e.payload->>'severity',
-                        i.state, i.assignee, i.escalations, i.updated_at, i.updated_by
-                 from {sc}.events e left join {sc}.incidents i on i.event_id = e.id
-                 where e.id = $1"
-            ),
+            &format!("{} where e.id = $1", event_with_dispatch(sc)),
             &[&id],
         )
         .await?

@@ -322,6 +322,23 @@ async fn login_sessions_rate_limit_and_users() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let behind_tls = Request::post("/api/v1/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-forwarded-proto", "https")
+        .body(Body::from(login("oki", PASSWORD).to_string()))
+        .expect("request");
+    let res = app(h.state.clone())
+        .oneshot(behind_tls)
+        .await
+        .expect("response");
+    assert!(
+        res.headers()[header::SET_COOKIE]
+            .to_str()
+            .is_ok_and(|c| c.ends_with("; Secure")),
+        "{:?}",
+        res.headers()
+    );
     let pair = cookie.split(';').next().expect("pair").to_string();
     let req = Request::get("/api/v1/auth/me")
         .header(header::COOKIE, &pair)
