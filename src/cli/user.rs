@@ -1,6 +1,6 @@
 //! `pantau user`: console users in the configured database.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,7 +12,8 @@ use pantau_sinks::store::Store;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Create a user, or change the role and password of an existing one. The password is read
-    /// from the environment variable PANTAU_PASSWORD, or asked for on the terminal.
+    /// from the environment variable PANTAU_PASSWORD, asked for on the terminal (not echoed), or
+    /// read as one line from standard input.
     Add {
         /// User name: letters, digits, '.', '-' or '_'.
         name: String,
@@ -67,16 +68,14 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 
 fn read_password(name: &str) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        // Echo is not hidden without a terminal library; say so rather than pretend.
-        eprint!(
-            "password for {name} (10+ characters; visible as you type, or set PANTAU_PASSWORD): "
-        );
-        std::io::stderr().flush()?;
-    }
-    let mut line = String::new();
-    stdin.lock().read_line(&mut line)?;
-    let p = line.trim_end_matches(['\r', '\n']).to_string();
+    let p = if stdin.is_terminal() {
+        // Not echoed.
+        rpassword::prompt_password(format!("password for {name} (10+ characters): "))?
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
     anyhow::ensure!(!p.is_empty(), "no password given");
     Ok(p)
 }
