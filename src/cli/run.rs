@@ -208,6 +208,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             "pantau running"
         );
         let api_stop = tokio_util::sync::CancellationToken::new();
+        let mut banner = None;
         let api_task = if valid.config.api.enabled {
             let addr: std::net::SocketAddr = valid.config.api.listen.parse()?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
@@ -241,7 +242,9 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             let local = listener.local_addr()?;
             tracing::info!(url = %format!("http://{local}/"), docs = %format!("http://{local}/api/docs"), "web console and HTTP API listening");
             if let Some(login) = &opts.announce_login {
-                println!("\n  Console: http://{local}/   log in as {login}\n");
+                let line = format!("Console: http://{local}/   log in as {login}");
+                println!("\n  {line}\n");
+                banner = Some(line);
             }
             let stop = api_stop.clone();
             Some(tokio::spawn(pantau_dashboard_api::serve(listener, state, async move {
@@ -250,7 +253,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        let mut view = StatusView::new(ingest.clone(), facts.clone(), table);
+        let mut view = StatusView::new(ingest.clone(), facts.clone(), table).with_banner(banner);
         let stop = async {
             match opts.duration_s {
                 Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,

@@ -26,6 +26,8 @@ pub struct StatusView {
     facts: Facts,
     table: bool,
     recent: VecDeque<StatusChange>,
+    /// Shown above the table on every refresh (e.g. the console's address and login).
+    banner: Option<String>,
 }
 
 impl StatusView {
@@ -35,7 +37,13 @@ impl StatusView {
             facts,
             table,
             recent: VecDeque::new(),
+            banner: None,
         }
+    }
+
+    pub fn with_banner(mut self, banner: Option<String>) -> Self {
+        self.banner = banner;
+        self
     }
 
     /// Refreshes until `stop` completes.
@@ -70,6 +78,9 @@ impl StatusView {
         let statuses = self.ingest.statuses();
         if self.table {
             let mut out = String::from("\x1b[H\x1b[2J");
+            if let Some(b) = &self.banner {
+                let _ = writeln!(out, "{b}\n");
+            }
             out.push_str(&table(&statuses));
             out.push_str(&self.counts());
             out.push_str("\nrecent changes:\n");
