@@ -3,6 +3,8 @@
 use opencv::core::{Mat, Vector};
 use opencv::prelude::*;
 
+use pantau_ingest::Frame;
+
 use crate::draw::{draw, Trails};
 use crate::scene::{Scene, SceneUpdate};
 
@@ -17,9 +19,52 @@ pub fn render(
     labels: &[String],
     quality: u8,
 ) -> opencv::Result<Vec<u8>> {
+    encode(bgr, width, height, 1.0, scene, update, labels, quality)
+}
+
+/// The same on the analysed (scaled) frame, for when the full-resolution frame is no longer
+/// available (e.g. the camera is stopping while its last frames are analysed).
+pub fn render_analysed(
+    frame: &Frame,
+    scene: &Scene,
+    update: &SceneUpdate,
+    labels: &[String],
+    quality: u8,
+) -> opencv::Result<Vec<u8>> {
+    let row = frame.width as usize * 3;
+    let data = frame.data();
+    let mut packed = Vec::with_capacity(row * frame.height as usize);
+    for y in 0..frame.height as usize {
+        let start = y * frame.stride;
+        packed.extend_from_slice(&data[start..start + row]);
+    }
+    let scale = frame.width as f32 / frame.source_width.max(1) as f32;
+    encode(
+        &packed,
+        frame.width,
+        frame.height,
+        scale,
+        scene,
+        update,
+        labels,
+        quality,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn encode(
+    bgr: &[u8],
+    width: u32,
+    height: u32,
+    scale: f32,
+    scene: &Scene,
+    update: &SceneUpdate,
+    labels: &[String],
+    quality: u8,
+) -> opencv::Result<Vec<u8>> {
     let flat = Mat::new_rows_cols_with_data(height as i32, (width * 3) as i32, bgr)?;
     let mut img = flat.reshape(3, height as i32)?.try_clone()?;
-    draw(&mut img, 1.0, scene, update, &Trails::default(), labels)?;
+    draw(&mut img, scale, scene, update, &Trails::default(), labels)?;
     let mut out = Vector::<u8>::new();
     let params =
         Vector::<i32>::from_slice(&[opencv::imgcodecs::IMWRITE_JPEG_QUALITY, i32::from(quality)]);

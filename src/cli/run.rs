@@ -22,7 +22,7 @@ use pantau_analytics::detect::service::InferenceService;
 use pantau_analytics::facts::Facts as EventFacts;
 use pantau_analytics::rules::Direction;
 use pantau_analytics::scene::Scene;
-use pantau_analytics::snapshot::render;
+use pantau_analytics::snapshot::{render, render_analysed};
 use pantau_core::config::CameraSettings;
 use pantau_core::TrackerConfig;
 use pantau_dashboard_api::cameras::BoxFuture;
@@ -349,9 +349,14 @@ async fn analyse_camera(
             // A snapshot is a few tens of ms of conversion and encoding: keep it off the
             // other cameras' async workers.
             let taken = tokio::task::block_in_place(|| -> Result<(), String> {
-                let (bgr, w, h) = out.ingest.latest_bgr(&id).map_err(|e| e.to_string())?;
-                let jpeg = render(&bgr, w, h, a.scene, a.update, &labels, *quality)
-                    .map_err(|e| e.to_string())?;
+                let jpeg = match out.ingest.latest_bgr(&id) {
+                    Ok((bgr, w, h)) => render(&bgr, w, h, a.scene, a.update, &labels, *quality),
+                    Err(e) => {
+                        tracing::debug!(camera = %id, "snapshot from the analysed frame: {e}");
+                        render_analysed(a.frame, a.scene, a.update, &labels, *quality)
+                    }
+                }
+                .map_err(|e| e.to_string())?;
                 let path = dir.join(&name);
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
