@@ -263,6 +263,13 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
         })
 }
 
+/// [`hash_password`] on a blocking thread (argon2 takes tens of milliseconds on purpose).
+async fn hash_off_thread(password: String) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| ApiError::store(e.to_string()))?
+}
+
 fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| {
         Argon2::default()
@@ -302,12 +309,7 @@ pub async fn upsert_user(
 ) -> Result<bool, ApiError> {
     check_user_name(name)?;
     check_password(password)?;
-    let hash = {
-        let p = password.to_string();
-        tokio::task::spawn_blocking(move || hash_password(&p))
-            .await
-            .map_err(|e| ApiError::store(e.to_string()))??
-    };
+    let hash = hash_off_thread(password.to_string()).await?;
     let sc = store.schema();
     let created = store
         .client()
@@ -604,10 +606,7 @@ pub async fn create_user(
     check_password(&u.password)?;
     let store = s.store().await?;
     let sc = store.schema();
-    let p = u.password.clone();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&p))
-        .await
-        .map_err(|e| ApiError::store(e.to_string()))??;
+    let hash = hash_off_thread(u.password.clone()).await?;
     let n = store
         .client()
         .execute(
@@ -664,11 +663,7 @@ pub async fn change_user(
         last_admin_guard(&store, &name).await?;
     }
     let hash = match c.password.clone() {
-        Some(p) => Some(
-            tokio::task::spawn_blocking(move || hash_password(&p))
-                .await
-                .map_err(|e| ApiError::store(e.to_string()))??,
-        ),
+        Some(p) => Some(hash_off_thread(p).await?),
         None => None,
     };
     let n = store

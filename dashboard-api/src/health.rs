@@ -10,7 +10,7 @@ use axum::Json;
 use pantau_ingest::CameraStatus;
 use serde::Serialize;
 
-use crate::live::LATENCY_BUCKETS;
+use crate::live::{Analysis, LATENCY_BUCKETS};
 use crate::ApiState;
 
 /// Liveness: the process answers.
@@ -73,12 +73,22 @@ pub async fn readyz(State(s): State<ApiState>) -> Response {
 }
 
 /// A per-camera metric: name, type, help, value.
-type Family = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&CameraStatus) -> f64,
-);
+type Family<T> = (&'static str, &'static str, &'static str, fn(&T) -> f64);
+
+/// Writes each family's header and one sample per (camera, item).
+fn per_camera<T>(out: &mut String, families: &[Family<T>], items: &[(&str, &T)]) {
+    for (name, kind, help, value) in families {
+        header_lines(out, name, kind, help);
+        for (camera, item) in items {
+            let _ = writeln!(
+                out,
+                "{name}{{camera=\"{}\"}} {}",
+                escape(camera),
+                value(item)
+            );
+        }
+    }
+}
 
 /// Prometheus text format: per-camera fps, frames, drops, reconnects, inference time, events
 /// and event latency; outbox depth and drops.
@@ -87,7 +97,7 @@ type Family = (
 pub async fn metrics(State(s): State<ApiState>) -> Response {
     let mut out = String::new();
     let statuses = s.ingest.statuses();
-    let families: [Family; 6] = [
+    let families: [Family<CameraStatus>; 6] = [
         (
             "pantau_camera_fps",
             "gauge",
@@ -125,41 +135,28 @@ pub async fn metrics(State(s): State<ApiState>) -> Response {
             |c| f64::from(u8::from(c.state == pantau_ingest::CameraState::Streaming)),
         ),
     ];
-    for (name, kind, help, value) in families {
-        header_lines(&mut out, name, kind, help);
-        for c in &statuses {
-            let _ = writeln!(out, "{name}{{camera=\"{}\"}} {}", escape(&c.id), value(c));
-        }
-    }
+    let cameras: Vec<(&str, &CameraStatus)> = statuses.iter().map(|c| (c.id.as_str(), c)).collect();
+    per_camera(&mut out, &families, &cameras);
     let analysis = s.live.analysis();
-    header_lines(
+    let analysed: Vec<(&str, &Analysis)> = analysis.iter().map(|(c, a)| (c.as_str(), a)).collect();
+    per_camera(
         &mut out,
-        "pantau_camera_inference_ms",
-        "gauge",
-        "Detector time of the last analysed frame in milliseconds",
+        &[
+            (
+                "pantau_camera_inference_ms",
+                "gauge",
+                "Detector time of the last analysed frame in milliseconds",
+                |a: &Analysis| a.inference_ms,
+            ),
+            (
+                "pantau_camera_events_total",
+                "counter",
+                "Events produced by the camera's rules",
+                |a: &Analysis| a.events as f64,
+            ),
+        ],
+        &analysed,
     );
-    for (camera, a) in &analysis {
-        let _ = writeln!(
-            out,
-            "pantau_camera_inference_ms{{camera=\"{}\"}} {}",
-            escape(camera),
-            a.inference_ms
-        );
-    }
-    header_lines(
-        &mut out,
-        "pantau_camera_events_total",
-        "counter",
-        "Events produced by the camera's rules",
-    );
-    for (camera, a) in &analysis {
-        let _ = writeln!(
-            out,
-            "pantau_camera_events_total{{camera=\"{}\"}} {}",
-            escape(camera),
-            a.events
-        );
-    }
     header_lines(
         &mut out,
         "pantau_event_latency_seconds",

@@ -91,23 +91,18 @@ impl Live {
         self.tx.subscribe()
     }
 
-    /// True while someone looked at this camera's frame in the last 15 s: only then does the
-    /// node spend time drawing overlays.
-    pub fn frame_wanted(&self, camera: &str) -> bool {
+    /// True when someone looked at this camera's frame in the last 15 s and the annotated
+    /// frame put last is older than `every` (or there is none): only then does the node spend
+    /// time drawing overlays.
+    pub fn frame_due(&self, camera: &str, every: Duration) -> bool {
         self.frames
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(camera)
-            .is_some_and(|f| f.wanted_at.elapsed() < Duration::from_secs(15))
-    }
-
-    /// Age of the last annotated frame put for `camera`.
-    pub fn frame_age(&self, camera: &str) -> Option<Duration> {
-        self.frames
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(camera)
-            .and_then(|f| f.jpeg.as_ref().map(|(_, at)| at.elapsed()))
+            .is_some_and(|f| {
+                f.wanted_at.elapsed() < Duration::from_secs(15)
+                    && f.jpeg.as_ref().is_none_or(|(_, at)| at.elapsed() > every)
+            })
     }
 
     /// The node's newest annotated frame of `camera`.

@@ -56,11 +56,8 @@ pub struct Outputs {
 impl Outputs {
     pub async fn start(valid: &ValidConfig, base: &Path) -> anyhow::Result<Self> {
         let c = &valid.config;
-        let path = if c.outbox.path.is_absolute() {
-            c.outbox.path.clone()
-        } else {
-            base.join(&c.outbox.path)
-        };
+        // `join` keeps an absolute path as it is.
+        let path = base.join(&c.outbox.path);
         let mut names = vec!["mqtt"];
         if c.store.is_some() {
             names.push("store");

@@ -133,11 +133,8 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         }
         let facts: Facts = Arc::default();
         let snapshots = valid.config.snapshots.enabled.then(|| {
-            let dir = if valid.config.snapshots.dir.is_absolute() {
-                valid.config.snapshots.dir.clone()
-            } else {
-                base.join(&valid.config.snapshots.dir)
-            };
+            // `join` keeps an absolute path as it is.
+            let dir = base.join(&valid.config.snapshots.dir);
             (dir, valid.config.snapshots.quality)
         });
         let retention = snapshots.as_ref().map(|(dir, _)| {
@@ -172,7 +169,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             count_period: Duration::from_secs(u64::from(valid.config.outbox.count_period_s)),
             analysers: Arc::default(),
         };
-        let cameras_file = resolve(&base, &valid.config.api.cameras_file);
+        let cameras_file = base.join(&valid.config.api.cameras_file);
         let loaded = CameraRegistry::load(
             &cameras_file,
             &valid.config.cameras,
@@ -340,6 +337,7 @@ async fn analyse_camera(
             &a.update.crossings,
             &a.update.zone_events,
         );
+        let mut snapshot = None;
         if let (Some((dir, quality)), Some(first)) = (&out.snapshots, new_events.first()) {
             let name = format!(
                 "{id}/{}/{}.jpg",
@@ -348,26 +346,21 @@ async fn analyse_camera(
             );
             // A snapshot is a few tens of ms of conversion and encoding: keep it off the
             // other cameras' async workers.
-            let taken = tokio::task::block_in_place(|| -> Result<(), String> {
-                let jpeg = match out.ingest.latest_bgr(&id) {
-                    Ok((bgr, w, h)) => render(&bgr, w, h, a.scene, a.update, &labels, *quality),
-                    Err(e) => {
-                        tracing::debug!(camera = %id, "snapshot from the analysed frame: {e}");
-                        render_analysed(a.frame, a.scene, a.update, &labels, *quality)
-                    }
-                }
-                .map_err(|e| e.to_string())?;
+            let taken = tokio::task::block_in_place(|| -> Result<Vec<u8>, String> {
+                let jpeg = annotated_jpeg(&out.ingest, &id, &a, &labels, *quality)?;
                 let path = dir.join(&name);
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
                 }
-                std::fs::write(&path, jpeg).map_err(|e| format!("{}: {e}", path.display()))
+                std::fs::write(&path, &jpeg).map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(jpeg)
             });
             match taken {
-                Ok(()) => {
+                Ok(jpeg) => {
                     for e in &mut new_events {
                         e.snapshot = Some(name.clone());
                     }
+                    snapshot = Some(jpeg);
                 }
                 Err(e) => tracing::warn!(camera = %id, "no snapshot for this event: {e}"),
             }
@@ -379,14 +372,15 @@ async fn analyse_camera(
             out.live.record_event(&id, now.duration_since(e.captured_at).unwrap_or_default());
             out.live.publish(LiveMessage::new("event", &id, Some(&e.rule), serde_json::to_string(e).unwrap_or_default()));
         }
-        // The wall's annotated frame, a few times a second while someone watches.
-        if out.live.frame_wanted(&id)
-            && out.live.frame_age(&id).is_none_or(|age| age > Duration::from_millis(300))
-        {
-            let drawn = tokio::task::block_in_place(|| -> Result<Vec<u8>, String> {
-                let (bgr, w, h) = out.ingest.latest_bgr(&id).map_err(|e| e.to_string())?;
-                render(&bgr, w, h, a.scene, a.update, &labels, 70).map_err(|e| e.to_string())
-            });
+        // The wall's annotated frame, a few times a second while someone watches (the
+        // snapshot just taken of this frame when there is one).
+        if out.live.frame_due(&id, Duration::from_millis(300)) {
+            let drawn = match snapshot {
+                Some(jpeg) => Ok(jpeg),
+                None => tokio::task::block_in_place(|| {
+                    annotated_jpeg(&out.ingest, &id, &a, &labels, 70)
+                }),
+            };
             match drawn {
                 Ok(jpeg) => out.live.put_frame(&id, jpeg),
                 Err(e) => tracing::debug!(camera = %id, "no annotated frame: {e}"),
@@ -438,6 +432,26 @@ async fn analyse_camera(
         })
         .collect();
     out.outputs.append(&records);
+}
+
+/// The analysed frame's boxes, lines and zones drawn on the newest full-resolution frame, as
+/// JPEG; on the analysed frame itself once the full-resolution one is gone (the camera is
+/// stopping while its last frames are analysed).
+fn annotated_jpeg(
+    ingest: &Ingest,
+    id: &str,
+    a: &Analysed<'_>,
+    labels: &[String],
+    quality: u8,
+) -> Result<Vec<u8>, String> {
+    match ingest.latest_bgr(id) {
+        Ok((bgr, w, h)) => render(&bgr, w, h, a.scene, a.update, labels, quality),
+        Err(e) => {
+            tracing::debug!(camera = %id, "drawing on the analysed frame: {e}");
+            render_analysed(a.frame, a.scene, a.update, labels, quality)
+        }
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// Where one camera's facts go.
@@ -614,14 +628,6 @@ fn random_password() -> String {
     (0..16)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
-}
-
-fn resolve(base: &std::path::Path, p: &std::path::Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
 }
 
 /// Deletes snapshots older than `keep` (and folders left empty); returns how many.
