@@ -87,7 +87,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             view,
             duration_s,
             serve: None,
-            announce_login: None,
+            announce_login: false,
         }),
         Command::Demo {
             config,
@@ -100,7 +100,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             view,
             duration_s,
             serve: Some((videos, rtsp_port)),
-            announce_login: Some(String::new()),
+            announce_login: true,
         }),
     }
 }

@@ -48,8 +48,8 @@ pub struct Options {
     pub duration_s: Option<u64>,
     /// Serve every clip in this folder over RTSP on this port first (the demo).
     pub serve: Option<(PathBuf, u16)>,
-    /// Print the console URL with this login hint once the API listens (the demo).
-    pub announce_login: Option<String>,
+    /// Print the console URL and the admin login once the API listens (the demo).
+    pub announce_login: bool,
 }
 
 pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
@@ -71,8 +71,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
 
     // The demo logs in as the first admin: with no password given in the environment, it
     // makes a fresh random one for this run and prints it with the console's address.
-    let mut opts = opts;
-    if opts.announce_login.is_some() {
+    let login = opts.announce_login.then(|| {
         let api = &valid.config.api;
         let password = match std::env::var(&api.admin_password_env) {
             Ok(p) => p,
@@ -83,8 +82,8 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
                 p
             }
         };
-        opts.announce_login = Some(format!("{} / {password}", api.admin_user));
-    }
+        format!("{} / {password}", api.admin_user)
+    });
 
     let server = match &opts.serve {
         Some((folder, port)) => Some(serve_folder(folder, *port)?),
@@ -238,7 +237,7 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
             }
             let local = listener.local_addr()?;
             tracing::info!(url = %format!("http://{local}/"), docs = %format!("http://{local}/api/docs"), "web console and HTTP API listening");
-            if let Some(login) = &opts.announce_login {
+            if let Some(login) = &login {
                 let line = format!("Console: http://{local}/   log in as {login}");
                 println!("\n  {line}\n");
                 banner = Some(line);
