@@ -25,6 +25,7 @@ async fn two_saturating_cameras_share_the_detector_evenly() {
             ..DetectorConfig::default()
         },
         &repo(),
+        TrackerConfig::default().low_score,
     )
     .expect("model loads");
     let (service, _guard) = InferenceService::start(detector);

@@ -56,7 +56,7 @@ pub async fn analyse<E: From<DetectError>>(
                 ..d.clone()
             })
             .collect();
-        let update = scene.update(&detections);
+        let update = scene.update(&detections, detected.frame.capture_time);
         on_frame(Analysed {
             frame: &detected.frame,
             detections: &detections,

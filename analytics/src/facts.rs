@@ -318,6 +318,7 @@ mod tests {
             score: 0.9,
             matched,
             velocity: (0.0, 0.0),
+            earlier: Vec::new(),
             hits: 1,
         };
         for s in 0..5 {
@@ -354,6 +355,7 @@ mod tests {
             score: 0.8,
             matched: true,
             velocity: (0.0, 0.0),
+            earlier: Vec::new(),
             hits: 5,
         };
         let crossing = Crossing {

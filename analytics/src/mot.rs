@@ -175,6 +175,69 @@ pub fn evaluate(gt: &MotFile, tracks: &MotFile, min_iou: f32) -> MotMetrics {
     m
 }
 
+/// Keeps only the frames in `frames` (e.g. the frames a replay at 5 fps analysed), so a
+/// tracker that looked at every 5th frame is scored on those frames only.
+pub fn only_frames(file: &MotFile, frames: &std::collections::BTreeSet<u64>) -> MotFile {
+    file.iter()
+        .filter(|(f, _)| frames.contains(f))
+        .map(|(f, b)| (*f, b.clone()))
+        .collect()
+}
+
+/// Crossings of the line `points` (a polyline, as configured for a camera) made by the
+/// ground-truth tracks: a track whose bottom centre goes from one side of a segment to the
+/// other, within the segment's extent, crosses it. `(into, out_of)` with `in` being left to
+/// right of the line's direction as seen on screen, as for counting lines. Each track counts
+/// at most once per direction, as pantau counts. Written independently of the counting rules
+/// on purpose: it is what they are checked against.
+pub fn crossings(file: &MotFile, points: &[[f32; 2]]) -> (u64, u64) {
+    // id -> bottom centres in frame order.
+    let mut paths: BTreeMap<u64, Vec<(f32, f32)>> = BTreeMap::new();
+    for boxes in file.values() {
+        for b in boxes {
+            paths
+                .entry(b.id)
+                .or_default()
+                .push(((b.bbox.x1 + b.bbox.x2) / 2.0, b.bbox.y2));
+        }
+    }
+    let (mut into, mut out_of) = (0, 0);
+    for path in paths.values() {
+        let (mut went_in, mut went_out) = (false, false);
+        for seg in points.windows(2) {
+            let (a, b) = (seg[0], seg[1]);
+            let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+            let len2 = dx * dx + dy * dy;
+            if len2 == 0.0 {
+                continue;
+            }
+            // Side (cross product sign) of each point within the segment's extent.
+            let mut last_side: Option<bool> = None;
+            for (x, y) in path {
+                let t = ((x - a[0]) * dx + (y - a[1]) * dy) / len2;
+                if !(0.0..=1.0).contains(&t) {
+                    last_side = None;
+                    continue;
+                }
+                let cross = dx * (y - a[1]) - dy * (x - a[0]);
+                if cross == 0.0 {
+                    continue;
+                }
+                let right = cross > 0.0;
+                match last_side {
+                    Some(false) if right => went_in = true,
+                    Some(true) if !right => went_out = true,
+                    _ => {}
+                }
+                last_side = Some(right);
+            }
+        }
+        into += u64::from(went_in);
+        out_of += u64::from(went_out);
+    }
+    (into, out_of)
+}
+
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 {
         0.0
@@ -217,6 +280,30 @@ mod tests {
         assert!((m.mota - (1.0 - 3.0 / 4.0)).abs() < 1e-9);
         // Best mapping 1<->9 agrees on 2 frames: IDF1 = 2*2 / (4 + 4).
         assert!((m.idf1 - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn ground_truth_crossings_by_side_changes() {
+        // Line from (50, 0) to (50, 100) pointing down: "in" is right to left on screen.
+        let line = [[50.0, 0.0], [50.0, 100.0]];
+        // Boxes 20 wide, 40 tall starting at y 10 (bottom 50): x is the left edge.
+        let gt = file(&[
+            // id 1 walks right to left across: in.
+            (1, 1, 80.0),
+            (2, 1, 60.0),
+            (3, 1, 20.0),
+            // id 2 walks left to right: out.
+            (1, 2, 0.0),
+            (2, 2, 70.0),
+            // id 3 stays right.
+            (1, 3, 90.0),
+            (3, 3, 95.0),
+        ]);
+        assert_eq!(crossings(&gt, &line), (1, 1));
+        // Scored on frames 1 and 3 only.
+        let kept = only_frames(&gt, &[1, 3].into_iter().collect());
+        assert_eq!(kept.len(), 2);
+        assert_eq!(crossings(&kept, &line), (1, 0));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! One camera's analysis after detection: tracker plus scene rules.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pantau_core::{LineConfig, TrackerConfig, ZoneConfig};
 use serde::Serialize;
@@ -37,21 +37,28 @@ impl Scene {
         }
     }
 
-    /// Feeds one frame's detections (full-resolution pixels).
-    pub fn update(&mut self, detections: &[Detection]) -> SceneUpdate {
+    /// Feeds one frame's detections (full-resolution pixels), captured at `at`.
+    pub fn update(&mut self, detections: &[Detection], at: SystemTime) -> SceneUpdate {
         let t0 = Instant::now();
-        let tracks = self.tracker.update(detections);
+        let seconds = at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let tracks = self.tracker.update(detections, seconds);
         let t1 = Instant::now();
         let mut crossings = Vec::new();
         let mut zone_events = Vec::new();
-        // Rules look at tracks matched this frame: a coasting prediction never counts.
+        // Rules look at tracks matched this frame: a coasting prediction never counts. A track
+        // confirmed now also replays its tentative sightings, so a crossing made before it was
+        // confirmed counts.
         for t in tracks.iter().filter(|t| t.matched) {
-            let anchor = t.bbox.bottom_center();
-            for line in &mut self.lines {
-                crossings.extend(line.observe(t.id, t.class, anchor));
-            }
-            for zone in &mut self.zones {
-                zone_events.extend(zone.observe(t.id, t.class, anchor));
+            for b in t.earlier.iter().chain([&t.bbox]) {
+                let anchor = b.bottom_center();
+                for line in &mut self.lines {
+                    crossings.extend(line.observe(t.id, t.class, anchor, b.height()));
+                }
+                for zone in &mut self.zones {
+                    zone_events.extend(zone.observe(t.id, t.class, anchor));
+                }
             }
         }
         let live: HashSet<u64> = self.tracker.live_ids().collect();
@@ -100,8 +107,9 @@ mod tests {
                 bbox: BBox::new(300.0, y2 - 80.0, 340.0, y2),
                 score: 0.9,
                 class: 0,
+                confident: true,
             };
-            let u = scene.update(&[d]);
+            let u = scene.update(&[d], at(i, 25.0));
             crossings.extend(u.crossings);
             events.extend(u.zone_events);
         }
@@ -109,5 +117,58 @@ mod tests {
         assert_eq!(crossings[0].direction, crate::rules::Direction::In);
         assert_eq!(events.len(), 1, "entered the plaza: {events:?}");
         assert_eq!(scene.zones[0].occupancy()[&0], 1);
+    }
+
+    fn at(frame: usize, fps: f64) -> SystemTime {
+        UNIX_EPOCH + std::time::Duration::from_secs_f64(1.7e9 + frame as f64 / fps)
+    }
+
+    fn gate() -> LineConfig {
+        LineConfig {
+            name: "gate".into(),
+            points: vec![[300.0, 0.0], [300.0, 400.0]],
+            directions: None,
+            hysteresis_px: 6.0,
+        }
+    }
+
+    fn car(x: f32, score: f32, class: u16) -> Detection {
+        Detection {
+            bbox: BBox::new(x, 100.0, x + 80.0, 140.0),
+            score,
+            class,
+            confident: true,
+        }
+    }
+
+    #[test]
+    fn a_crossing_made_while_the_track_was_tentative_counts() {
+        // 5 fps, a car 80 px long doing 60 px a frame: its first sighting is left of the line,
+        // the second (which confirms the track) already right of it.
+        let mut scene = Scene::new(&[gate()], &[], &TrackerConfig::default());
+        let mut crossings = Vec::new();
+        for i in 0..5 {
+            let u = scene.update(&[car(200.0 + 60.0 * i as f32, 0.9, 2)], at(i, 5.0));
+            crossings.extend(u.crossings);
+        }
+        assert_eq!(crossings.len(), 1, "{crossings:?}");
+        assert_eq!(crossings[0].direction, crate::rules::Direction::In);
+    }
+
+    #[test]
+    fn a_vehicle_seen_as_car_and_truck_is_counted_once_as_its_majority_class() {
+        let mut scene = Scene::new(&[gate()], &[], &TrackerConfig::default());
+        let mut crossings = Vec::new();
+        for i in 0..12 {
+            let x = 100.0 + 30.0 * i as f32;
+            // Car most frames, sometimes a (weaker) second truck box on the same vehicle.
+            let mut dets = vec![car(x, 0.8, 2)];
+            if i % 2 == 0 {
+                dets.push(car(x + 4.0, 0.65, 7));
+            }
+            crossings.extend(scene.update(&dets, at(i, 5.0)).crossings);
+        }
+        assert_eq!(crossings.len(), 1, "{crossings:?}");
+        assert_eq!(crossings[0].class, 2);
     }
 }

@@ -116,13 +116,17 @@ fn check_unit(issues: &mut ConfigIssues, path: &str, v: f32, min: f32, max: f32)
     }
 }
 
-/// Multi-object tracker thresholds (ByteTrack's defaults).
+/// Multi-object tracker thresholds (ByteTrack's defaults). Durations are seconds, so the same
+/// settings hold at any analysis rate.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackerConfig {
-    /// Detections at or above this score are "high" and may start tracks. Default 0.5.
+    /// Detections at or above this score (and their class's `detector.min_score`) are "high"
+    /// and may start tracks. Default 0.5.
     pub high_score: f32,
-    /// Detections below this score are ignored by the tracker. Default 0.1.
+    /// Detections below this score are ignored by the tracker; between it and `high_score`
+    /// they only keep existing tracks going (ByteTrack's second pass). The detector keeps boxes
+    /// down to this score for that. Default 0.1.
     pub low_score: f32,
     /// A new track needs a detection at least this confident. Default 0.6.
     pub new_track_score: f32,
@@ -130,10 +134,14 @@ pub struct TrackerConfig {
     pub match_iou: f32,
     /// Minimum IoU to match a track to a low detection. Default 0.5.
     pub low_match_iou: f32,
-    /// Minimum IoU to confirm a tentative track. Default 0.3.
+    /// Minimum IoU to confirm a tentative track by overlap; a new object that moved further
+    /// than its box between analysed frames is matched by distance instead. Default 0.3.
     pub tentative_match_iou: f32,
-    /// Analysed frames a lost track is kept for re-identification. Default 30.
-    pub lost_frames: u32,
+    /// Seconds a lost track is kept to be found again (after an occlusion). Default 2.
+    pub lost_s: f32,
+    /// Replaced by `lost_s`; kept only to explain the change.
+    #[serde(skip_serializing)]
+    pub lost_frames: Option<u32>,
 }
 
 impl Default for TrackerConfig {
@@ -145,7 +153,8 @@ impl Default for TrackerConfig {
             match_iou: 0.2,
             low_match_iou: 0.5,
             tentative_match_iou: 0.3,
-            lost_frames: 30,
+            lost_s: 2.0,
+            lost_frames: None,
         }
     }
 }
@@ -171,8 +180,23 @@ impl TrackerConfig {
                 ),
             );
         }
-        if self.lost_frames > 10_000 {
-            issues.push("tracker.lost_frames", "use at most 10000 frames");
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        if !(0.1 <= self.lost_s && self.lost_s <= 600.0) {
+            issues.push(
+                "tracker.lost_s",
+                format!("{} is out of range: use 0.1 to 600 seconds", self.lost_s),
+            );
+        }
+        if let Some(frames) = self.lost_frames {
+            issues.push(
+                "tracker.lost_frames",
+                format!(
+                    "no longer supported: the tracker works in seconds, so it behaves the same at \
+                     any analysis rate; replace `lost_frames = {frames}` with `lost_s = <seconds>` \
+                     (default 2; {frames} frames at 5 fps would be {:.1})",
+                    f64::from(frames) / 5.0
+                ),
+            );
         }
     }
 }

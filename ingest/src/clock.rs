@@ -155,6 +155,37 @@ fn shift(t: SystemTime, secs: f64) -> SystemTime {
     }
 }
 
+/// Capture times for sources without a camera clock (files, test patterns): the stream
+/// position on the wall clock, anchored at the first frame. A file analysed faster than real
+/// time still has its frames 40 ms apart at 25 fps, so everything that works in time (the
+/// tracker, dwell, counts per minute) sees the video's own timing, exactly as from a camera.
+#[derive(Debug, Default)]
+pub struct MediaTimeline {
+    anchor: Option<SystemTime>,
+    last: Option<SystemTime>,
+}
+
+impl MediaTimeline {
+    /// The capture time of the frame at stream position `position`, first seen at `now`.
+    pub fn place(&mut self, position: Duration, now: SystemTime) -> SystemTime {
+        let anchor = *self
+            .anchor
+            .get_or_insert_with(|| now.checked_sub(position).unwrap_or(now));
+        let mut t = anchor + position;
+        if let Some(last) = self.last {
+            if t <= last {
+                // The position went back (a file looped, a source restarted): carry on from
+                // the last frame instead of going back in time.
+                let restart = now.max(last + Duration::from_millis(1));
+                self.anchor = Some(restart.checked_sub(position).unwrap_or(restart));
+                t = restart;
+            }
+        }
+        self.last = Some(t);
+        t
+    }
+}
+
 /// Lets through frames at `fps` on average, chosen by stream position so the rate does not
 /// depend on how fast frames are decoded. Resets when the position jumps back (file loop,
 /// reconnect) or far ahead (gap in the stream).
@@ -303,6 +334,35 @@ mod tests {
             admitted(10.0, 25.0, 10.0),
             100,
             "slower source: every frame"
+        );
+    }
+
+    #[test]
+    fn media_time_follows_the_stream_not_the_decoder() {
+        let mut m = MediaTimeline::default();
+        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        // Decoded 10x faster than real time: 40 ms of video every 4 ms.
+        let times: Vec<SystemTime> = (0..5)
+            .map(|i| {
+                m.place(
+                    Duration::from_millis(40 * i),
+                    start + Duration::from_millis(4 * i),
+                )
+            })
+            .collect();
+        for w in times.windows(2) {
+            assert_eq!(
+                w[1].duration_since(w[0]).expect("forward"),
+                Duration::from_millis(40)
+            );
+        }
+        // The file loops: position 0 again, time goes on.
+        let after = m.place(Duration::ZERO, start + Duration::from_millis(20));
+        assert!(after > times[4]);
+        let next = m.place(Duration::from_millis(40), start + Duration::from_millis(24));
+        assert_eq!(
+            next.duration_since(after).expect("forward"),
+            Duration::from_millis(40)
         );
     }
 

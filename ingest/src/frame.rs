@@ -28,6 +28,9 @@ pub struct Frame {
     pub clock: CaptureClock,
     /// Stream position (running time) of the frame, in nanoseconds.
     pub pts_ns: Option<u64>,
+    /// Index (0-based) of this frame among all frames decoded from the source, skipped ones
+    /// included: frame 10 of a file analysed every 5th frame is 10 here and 2 in `seq`.
+    pub source_index: Option<u64>,
     pub width: u32,
     pub height: u32,
     /// Bytes per row (at least `3 * width`).
@@ -47,6 +50,7 @@ impl Frame {
         capture_time: SystemTime,
         clock: CaptureClock,
         pts_ns: Option<u64>,
+        source_index: Option<u64>,
         (width, height, stride, data_offset): (u32, u32, usize, usize),
         (source_width, source_height): (u32, u32),
         buffer: gst::MappedBuffer<gst::buffer::Readable>,
@@ -57,6 +61,7 @@ impl Frame {
             capture_time,
             clock,
             pts_ns,
+            source_index,
             width,
             height,
             stride,

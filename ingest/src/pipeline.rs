@@ -20,7 +20,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use pantau_core::{CameraSettings, SourceSpec};
 
-use crate::clock::{CaptureTimeline, RateGate, RtpPtsMap, SenderReport};
+use crate::clock::{CaptureTimeline, MediaTimeline, RateGate, RtpPtsMap, SenderReport};
 use crate::frame::{CaptureClock, Frame};
 use crate::queue::{Pushed, QueueSender};
 use crate::sources;
@@ -38,6 +38,9 @@ pub(crate) struct Shared {
     pub latest: Mutex<Option<gst::Sample>>,
     /// Source size once known.
     pub source_size: Mutex<Option<(u32, u32)>>,
+    /// Frames let through the rate gate and not yet converted: (PTS, index among all decoded
+    /// frames), so each analysed frame knows its place in the source.
+    pub admitted: Mutex<std::collections::VecDeque<(u64, u64)>>,
 }
 
 impl Shared {
@@ -49,17 +52,24 @@ impl Shared {
             seq: AtomicU64::new(0),
             latest: Mutex::new(None),
             source_size: Mutex::new(None),
+            admitted: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 }
 
-/// Per-pipeline clock state: RTCP mapping and the PTS -> RTP timestamp memory.
+/// Per-pipeline clock state: RTCP mapping and the PTS -> RTP timestamp memory; the stream
+/// timeline of sources without a camera clock.
 #[derive(Debug, Default)]
 pub(crate) struct RtpClock {
     pub report: Option<SenderReport>,
     pub pts_map: RtpPtsMap,
     pub timeline: CaptureTimeline,
+    pub media: MediaTimeline,
 }
+
+/// Admitted frames remembered for their source index; more would mean frames that never
+/// reached the appsink.
+const ADMITTED_KEEP: usize = 64;
 
 /// A built (not yet started) pipeline.
 #[derive(Debug)]
@@ -138,7 +148,7 @@ fn install_gate(
             gst::PadProbeReturn::Ok
         }
         Some(gst::PadProbeData::Buffer(buffer)) => {
-            shared.counters.frame_decoded();
+            let index = shared.counters.frame_decoded();
             let caps = lock(&caps_now).clone();
             *lock(&shared.latest) = Some(
                 gst::Sample::builder()
@@ -148,6 +158,11 @@ fn install_gate(
             );
             let pts = buffer.pts().map(|t| t.nseconds()).unwrap_or(0);
             if lock(&gate).admit(pts) {
+                let mut admitted = lock(&shared.admitted);
+                if admitted.len() == ADMITTED_KEEP {
+                    admitted.pop_front();
+                }
+                admitted.push_back((pts, index));
                 gst::PadProbeReturn::Ok
             } else {
                 // `Handled` lets the binding release the buffer. `Drop` would make GStreamer
@@ -214,12 +229,18 @@ fn install_appsink(
                         .and_then(|s| s.downcast_ref::<gst::ClockTime>())
                         .and_then(|s| s.to_running_time(p))
                 });
-                let (capture_time, clock) = capture_time(
-                    is_rtsp.then_some(&rtp_clock),
-                    pts,
-                    running,
-                    pipeline.upgrade().as_ref(),
-                );
+                let (capture_time, clock) =
+                    capture_time(&rtp_clock, is_rtsp, pts, running, pipeline.upgrade().as_ref());
+                let source_index = {
+                    let key = pts.map(|p| p.nseconds()).unwrap_or(0);
+                    let mut admitted = lock(&shared.admitted);
+                    let found = admitted.iter().position(|(p, _)| *p == key);
+                    found.map(|i| {
+                        let index = admitted[i].1;
+                        admitted.drain(..=i);
+                        index
+                    })
+                };
                 let (sw, sh) = lock(&shared.source_size).unwrap_or((info.width(), info.height()));
                 let geometry = (
                     info.width(),
@@ -237,6 +258,7 @@ fn install_appsink(
                     capture_time,
                     clock,
                     pts.map(|p| p.nseconds()),
+                    source_index,
                     geometry,
                     (sw, sh),
                     mapped,
@@ -264,18 +286,26 @@ fn install_appsink(
 
 /// The capture time of a frame: the camera's clock (RTCP sender report) when known, otherwise
 /// the arrival time derived from the pipeline clock (the moment the source received it, not the
-/// moment analysis gets it).
+/// moment analysis gets it). Sources without a camera (files, test patterns) are placed on
+/// their own stream timeline, so a file decoded faster than real time keeps the video's timing.
 fn capture_time(
-    rtp_clock: Option<&Arc<Mutex<RtpClock>>>,
+    rtp_clock: &Arc<Mutex<RtpClock>>,
+    is_rtsp: bool,
     pts: Option<gst::ClockTime>,
     running: Option<gst::ClockTime>,
     pipeline: Option<&gst::Pipeline>,
 ) -> (SystemTime, CaptureClock) {
-    let arrival = arrival_time(running, pipeline);
-    let Some(rtp_clock) = rtp_clock else {
-        return (arrival, CaptureClock::Arrival);
-    };
     let mut clock = lock(rtp_clock);
+    if !is_rtsp {
+        let t = match running {
+            Some(r) => clock
+                .media
+                .place(Duration::from_nanos(r.nseconds()), SystemTime::now()),
+            None => arrival_time(running, pipeline),
+        };
+        return (t, CaptureClock::Arrival);
+    }
+    let arrival = arrival_time(running, pipeline);
     let camera = match (
         clock.report,
         pts.and_then(|p| clock.pts_map.lookup(p.nseconds())),

@@ -159,10 +159,12 @@ impl Default for Counters {
 }
 
 impl Counters {
-    pub fn frame_decoded(&self) {
-        self.frames_decoded.fetch_add(1, Ordering::Relaxed);
+    /// Counts a decoded frame; returns its index among all frames decoded for this camera.
+    pub fn frame_decoded(&self) -> u64 {
+        let index = self.frames_decoded.fetch_add(1, Ordering::Relaxed);
         let ns = self.epoch.elapsed().as_nanos() as u64;
         self.last_frame_ns.store(ns.max(1), Ordering::Relaxed);
+        index
     }
 
     /// Time since the newest decoded frame.

@@ -1,9 +1,11 @@
-//! `pantau replay VIDEO`: the same analytics as a live camera, on a file.
+//! `pantau replay VIDEO`: the same analytics as a live camera, on a file: the same ingest
+//! (decoding, the analysis-rate gate that skips frames, capture times on the video's own
+//! timeline), detection, tracking and rules. `pantau mot-eval --video` runs it too.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
 use pantau_analytics::camera::{analyse, Analysed};
@@ -13,151 +15,170 @@ use pantau_analytics::rules::Direction;
 use pantau_analytics::scene::Scene;
 use pantau_core::config::ValidConfig;
 use pantau_core::{
-    CameraSettings, Config, DetectorConfig, LineConfig, ReconnectSettings, SourceSpec, ZoneConfig,
+    CameraSettings, Config, DetectorConfig, LineConfig, ReconnectSettings, SourceSpec,
+    TrackerConfig, ZoneConfig,
 };
 use pantau_ingest::Ingest;
 use serde::Serialize;
 
 use super::annotate::Annotator;
 
+/// What a replay analyses and how: shared by `pantau replay` and `pantau mot-eval --video`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SceneArgs {
+    /// Configuration file: detector, tracker and (with --camera) lines and zones.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Take lines, zones and the analysis rate from this camera of --config (default: the
+    /// first camera).
+    #[arg(long)]
+    pub camera: Option<String>,
+    /// Counting line NAME=x1,y1,x2,y2[,x3,y3...] in full-resolution pixels. Repeatable.
+    #[arg(long = "line", value_name = "NAME=X1,Y1,X2,Y2")]
+    pub lines: Vec<String>,
+    /// Zone NAME=x1,y1,x2,y2,x3,y3[,...] in full-resolution pixels. Repeatable.
+    #[arg(long = "zone", value_name = "NAME=X1,Y1,X2,Y2,X3,Y3")]
+    pub zones: Vec<String>,
+    /// Classes to detect, e.g. person,car (default: the config's, else road users).
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Vec<String>,
+    /// Frames per second to analyse, skipping frames exactly as a live camera's ingest does.
+    /// Default: the rate of the config camera the scene comes from (--camera, else the first);
+    /// without a config camera, every frame.
+    #[arg(long, value_name = "FPS")]
+    pub analysis_fps: Option<f64>,
+    /// Analysis frame width in pixels.
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    /// Inference threads (default: the config's, else 2).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Video file to analyse.
     video: PathBuf,
-    /// Configuration file: detector, tracker and (with --camera) lines and zones.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// Take lines and zones from this camera of --config (default: the first camera).
-    #[arg(long)]
-    camera: Option<String>,
-    /// Counting line NAME=x1,y1,x2,y2[,x3,y3...] in full-resolution pixels. Repeatable.
-    #[arg(long = "line", value_name = "NAME=X1,Y1,X2,Y2")]
-    lines: Vec<String>,
-    /// Zone NAME=x1,y1,x2,y2,x3,y3[,...] in full-resolution pixels. Repeatable.
-    #[arg(long = "zone", value_name = "NAME=X1,Y1,X2,Y2,X3,Y3")]
-    zones: Vec<String>,
-    /// Classes to detect, e.g. person,car (default: the config's, else road users).
-    #[arg(long, value_delimiter = ',')]
-    classes: Vec<String>,
+    #[command(flatten)]
+    scene: SceneArgs,
     /// Print one JSON object with the results instead of a summary.
     #[arg(long)]
     json: bool,
-    /// Write confirmed tracks in MOTChallenge CSV.
+    /// Write confirmed tracks in MOTChallenge CSV (frame numbers of the source video).
     #[arg(long, value_name = "FILE")]
     tracks_out: Option<PathBuf>,
     /// Write an annotated MP4 (boxes, ids, trails, lines, counts).
     #[arg(long, value_name = "OUT.mp4")]
     annotate: Option<PathBuf>,
     /// Play at the file's own frame rate, like a camera (frames may be dropped if analysis is
-    /// slower). Default: as fast as possible, every frame.
+    /// slower). Default: as fast as possible, every admitted frame analysed.
     #[arg(long)]
     realtime: bool,
-    /// Analysis frame width in pixels.
-    #[arg(long, default_value_t = 640)]
+}
+
+/// A replay, resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub video: PathBuf,
+    base: PathBuf,
+    detector: DetectorConfig,
+    tracker: TrackerConfig,
+    pub lines: Vec<LineConfig>,
+    pub zones: Vec<ZoneConfig>,
+    /// `None`: every frame.
+    pub analysis_fps: Option<f64>,
     width: u32,
-    /// Inference threads (default: the config's, else 2).
-    #[arg(long)]
-    threads: Option<usize>,
+    realtime: bool,
 }
 
-/// Mean milliseconds per analysed frame for each stage.
-#[derive(Debug, Default, Serialize)]
-pub struct Stages {
-    pub decode: f64,
-    pub preprocess: f64,
-    pub inference: f64,
-    pub postprocess: f64,
-    pub tracking: f64,
-    pub rules: f64,
+impl SceneArgs {
+    /// Resolves the config, scene, classes and rate for replaying `video`.
+    pub fn plan(&self, video: &Path, realtime: bool) -> anyhow::Result<Plan> {
+        let (valid, base) = match &self.config {
+            Some(path) => (
+                Config::load(path)?,
+                path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            ),
+            None => (
+                Config::default()
+                    .validate(Path::new("."), &|_| None)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+                PathBuf::from("."),
+            ),
+        };
+        let camera = config_camera(&valid, self.camera.as_deref())?;
+        let (mut lines, mut zones) = camera
+            .map(|c| (c.lines.clone(), c.zones.clone()))
+            .unwrap_or_default();
+        for l in &self.lines {
+            let (name, points) = parse_points(l, "line")?;
+            lines.push(LineConfig {
+                name,
+                points,
+                directions: None,
+                hysteresis_px: 6.0,
+            });
+        }
+        for z in &self.zones {
+            let (name, polygon) = parse_points(z, "zone")?;
+            zones.push(ZoneConfig {
+                name,
+                polygon,
+                hysteresis_px: 4.0,
+                severity: Default::default(),
+            });
+        }
+        let issues = pantau_core::analytics::validate_scene("replay", &lines, &zones);
+        if !issues.is_empty() {
+            bail!("{issues}");
+        }
+        let analysis_fps = match self.analysis_fps {
+            Some(fps) if fps > 0.0 && fps <= 120.0 => Some(fps),
+            Some(fps) => bail!("--analysis-fps {fps}: use a rate above 0 and up to 120 frames per second (or leave it out for every frame)"),
+            None => camera.map(|c| c.analysis_fps),
+        };
+        let mut detector = valid.config.detector.clone();
+        if !self.classes.is_empty() {
+            detector.classes = self.classes.clone();
+        }
+        if let Some(t) = self.threads {
+            detector.threads = t;
+        }
+        std::fs::File::open(video).with_context(|| format!("cannot read {}", video.display()))?;
+        Ok(Plan {
+            video: video.to_path_buf(),
+            base,
+            detector,
+            tracker: valid.config.tracker.clone(),
+            lines,
+            zones,
+            analysis_fps,
+            width: self.width,
+            realtime,
+        })
+    }
 }
 
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub video: String,
-    pub frames: u64,
-    pub seconds: f64,
-    pub fps: f64,
-    pub stages_ms: Stages,
-    /// line -> direction -> class -> crossings
-    pub lines: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
-    /// zone -> {entries, exits, occupancy_end} -> class -> n
-    pub zones: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
-    pub tracks: u64,
-}
+/// A high enough rate lets every frame of any video through the gate.
+const EVERY_FRAME_FPS: f64 = 1000.0;
 
-fn parse_points(text: &str, what: &str) -> anyhow::Result<(String, Vec<[f32; 2]>)> {
-    let (name, coords) = text
-        .split_once('=')
-        .with_context(|| format!("--{what} {text}: write NAME=x1,y1,x2,y2..."))?;
-    let nums: Vec<f32> = coords
-        .split(',')
-        .map(|n| n.trim().parse::<f32>())
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("--{what} {text}: coordinates must be numbers"))?;
-    if !nums.len().is_multiple_of(2) {
-        bail!("--{what} {text}: coordinates come in x,y pairs");
-    }
-    Ok((
-        name.to_string(),
-        nums.chunks(2).map(|c| [c[0], c[1]]).collect(),
-    ))
-}
-
-pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
-    super::init_logging("warn");
-    let (valid, base) = match &args.config {
-        Some(path) => (
-            Config::load(path)?,
-            path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-        ),
-        None => (
-            Config::default()
-                .validate(Path::new("."), &|_| None)
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-            PathBuf::from("."),
-        ),
-    };
-    let (mut lines, mut zones) = scene_from_config(&valid, args.camera.as_deref())?;
-    for l in &args.lines {
-        let (name, points) = parse_points(l, "line")?;
-        lines.push(LineConfig {
-            name,
-            points,
-            directions: None,
-            hysteresis_px: 6.0,
-        });
-    }
-    for z in &args.zones {
-        let (name, polygon) = parse_points(z, "zone")?;
-        zones.push(ZoneConfig {
-            name,
-            polygon,
-            hysteresis_px: 4.0,
-            severity: Default::default(),
-        });
-    }
-    let issues = pantau_core::analytics::validate_scene("replay", &lines, &zones);
-    if !issues.is_empty() {
-        bail!("{issues}");
-    }
-    let mut detector_config: DetectorConfig = valid.config.detector.clone();
-    if !args.classes.is_empty() {
-        detector_config.classes = args.classes.clone();
-    }
-    if let Some(t) = args.threads {
-        detector_config.threads = t;
-    }
-    std::fs::File::open(&args.video)
-        .with_context(|| format!("cannot read {}", args.video.display()))?;
-
+/// Replays `plan.video` through ingest, detection, tracking and rules; `observe` sees every
+/// analysed frame (with the model's labels). Returns the report and the scene as it ended.
+pub fn execute(
+    plan: &Plan,
+    progress: bool,
+    mut observe: impl FnMut(&Analysed<'_>, &[String]) -> anyhow::Result<()>,
+) -> anyhow::Result<(Report, Scene)> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let tracker = valid.config.tracker.clone();
-    let report = rt.block_on(async move {
+    rt.block_on(async move {
+        let (detector_config, base) = (plan.detector.clone(), plan.base.clone());
+        let floor = plan.tracker.low_score;
         let detector =
-            tokio::task::spawn_blocking(move || Detector::load(&detector_config, &base)).await??;
+            tokio::task::spawn_blocking(move || Detector::load(&detector_config, &base, floor))
+                .await??;
         let labels = detector.labels().to_vec();
         let (service, _guard) = InferenceService::start(detector);
         let ingest = Ingest::new()?;
@@ -166,12 +187,12 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
             name: "replay".into(),
             enabled: true,
             source: SourceSpec::File {
-                path: args.video.clone(),
+                path: plan.video.clone(),
                 looping: false,
-                realtime: args.realtime,
+                realtime: plan.realtime,
             },
-            analysis_fps: 120.0,
-            analysis_width: args.width,
+            analysis_fps: plan.analysis_fps.unwrap_or(EVERY_FRAME_FPS),
+            analysis_width: plan.width,
             queue_capacity: 4,
             stall_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(30),
@@ -181,26 +202,16 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
                 multiplier: 2.0,
                 jitter: 0.0,
             },
-            lines: lines.clone(),
-            zones: zones.clone(),
+            lines: plan.lines.clone(),
+            zones: plan.zones.clone(),
         };
         let frames_rx = ingest.add(settings)?;
-        let scene = Scene::new(&lines, &zones, &tracker);
-        let mut tracks_out = match &args.tracks_out {
-            Some(p) => Some(std::io::BufWriter::new(
-                std::fs::File::create(p)
-                    .with_context(|| format!("cannot write {}", p.display()))?,
-            )),
-            None => None,
-        };
-        let mut annotator = match &args.annotate {
-            Some(p) => Some(Annotator::new(p, labels.clone())?),
-            None => None,
-        };
-        let progress = std::io::stderr().is_terminal() && !args.json;
+        let scene = Scene::new(&plan.lines, &plan.zones, &plan.tracker);
         let mut stages = Stages::default();
         let mut frames = 0u64;
         let mut max_id = 0u64;
+        let mut source_frames = 0u64;
+        let mut span: Option<(SystemTime, SystemTime)> = None;
         let start = Instant::now();
         let mut last_progress = Instant::now();
         let scene = analyse(
@@ -214,26 +225,10 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
                 stages.postprocess += a.timings.postprocess_ms;
                 stages.tracking += a.update.tracking_ms;
                 stages.rules += a.update.rules_ms;
-                if let Some(out) = tracks_out.as_mut() {
-                    for t in a.update.tracks.iter().filter(|t| t.matched) {
-                        let b = t.bbox;
-                        writeln!(
-                            out,
-                            "{},{},{:.2},{:.2},{:.2},{:.2},{:.3},-1,-1,-1",
-                            a.frame.seq + 1,
-                            t.id,
-                            b.x1,
-                            b.y1,
-                            b.width(),
-                            b.height(),
-                            t.score
-                        )?;
-                    }
-                }
+                let t = a.frame.capture_time;
+                span = Some(span.map_or((t, t), |(first, _)| (first, t)));
                 max_id = a.update.tracks.iter().map(|t| t.id).fold(max_id, u64::max);
-                if let Some(ann) = annotator.as_mut() {
-                    ann.push(a.frame, a.scene, a.update)?;
-                }
+                observe(&a, &labels)?;
                 frames += 1;
                 if progress && last_progress.elapsed() > Duration::from_millis(250) {
                     last_progress = Instant::now();
@@ -251,13 +246,10 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         if progress {
             eprintln!();
         }
+        if let Some(status) = ingest.status("replay") {
+            source_frames = status.frames_decoded;
+        }
         ingest.shutdown().await;
-        if let Some(mut out) = tracks_out {
-            out.flush()?;
-        }
-        if let Some(a) = annotator {
-            a.finish()?;
-        }
         let n = frames.max(1) as f64;
         for v in [
             &mut stages.decode,
@@ -297,17 +289,63 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
             z.insert("occupancy_end".to_string(), conv(&zone.occupancy()));
             zone_report.insert(zone.config.name.clone(), z);
         }
-        anyhow::Ok(Report {
-            video: args.video.display().to_string(),
+        // Analysed frames per second of video: frames - 1 gaps over the first-to-last span.
+        let video_seconds = span
+            .and_then(|(a, b)| b.duration_since(a).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        let analysed_fps = if frames > 1 && video_seconds > 0.0 {
+            (frames - 1) as f64 / video_seconds
+        } else {
+            0.0
+        };
+        let report = Report {
+            video: plan.video.display().to_string(),
+            analysis_fps: plan.analysis_fps,
+            source_frames: source_frames.max(frames),
             frames,
+            analysed_fps: (analysed_fps * 100.0).round() / 100.0,
             seconds: (seconds * 1000.0).round() / 1000.0,
             fps: (frames as f64 / seconds * 10.0).round() / 10.0,
             stages_ms: stages,
             lines: line_report,
             zones: zone_report,
             tracks: max_id,
-        })
+        };
+        anyhow::Ok((report, scene))
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
+    super::init_logging("warn");
+    let plan = args.scene.plan(&args.video, args.realtime)?;
+    let mut tracks_out = match &args.tracks_out {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut annotator: Option<Annotator> = None;
+    let progress = std::io::stderr().is_terminal() && !args.json;
+    let (report, _) = execute(&plan, progress, |a, labels| {
+        if let Some(out) = tracks_out.as_mut() {
+            write_mot_rows(out, a)?;
+        }
+        if let Some(path) = &args.annotate {
+            if annotator.is_none() {
+                annotator = Some(Annotator::new(path, labels.to_vec())?);
+            }
+            if let Some(ann) = annotator.as_mut() {
+                ann.push(a.frame, a.scene, a.update)?;
+            }
+        }
+        Ok(())
     })?;
+    if let Some(mut out) = tracks_out {
+        out.flush()?;
+    }
+    if let Some(a) = annotator {
+        a.finish()?;
+    }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -316,28 +354,102 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn scene_from_config(
-    valid: &ValidConfig,
+/// The source video's frame number (1-based, skipped frames included) of an analysed frame.
+pub fn source_frame(a: &Analysed<'_>) -> u64 {
+    a.frame.source_index.unwrap_or(a.frame.seq) + 1
+}
+
+/// Confirmed tracks matched in this frame as MOTChallenge rows.
+fn write_mot_rows(out: &mut impl Write, a: &Analysed<'_>) -> std::io::Result<()> {
+    for t in a.update.tracks.iter().filter(|t| t.matched) {
+        let b = t.bbox;
+        writeln!(
+            out,
+            "{},{},{:.2},{:.2},{:.2},{:.2},{:.3},-1,-1,-1",
+            source_frame(a),
+            t.id,
+            b.x1,
+            b.y1,
+            b.width(),
+            b.height(),
+            t.score
+        )?;
+    }
+    Ok(())
+}
+
+/// Mean milliseconds per analysed frame for each stage.
+#[derive(Debug, Default, Serialize)]
+pub struct Stages {
+    pub decode: f64,
+    pub preprocess: f64,
+    pub inference: f64,
+    pub postprocess: f64,
+    pub tracking: f64,
+    pub rules: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub video: String,
+    /// The analysis rate asked for; `null`: every frame.
+    pub analysis_fps: Option<f64>,
+    /// Frames decoded from the video, analysed or not.
+    pub source_frames: u64,
+    /// Frames analysed.
+    pub frames: u64,
+    /// Analysed frames per second of video (the rate operators get from a live camera).
+    pub analysed_fps: f64,
+    /// Seconds the replay took, and analysed frames per second of that (processing speed).
+    pub seconds: f64,
+    pub fps: f64,
+    pub stages_ms: Stages,
+    /// line -> direction -> class -> crossings
+    pub lines: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
+    /// zone -> {entries, exits, occupancy_end} -> class -> n
+    pub zones: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
+    pub tracks: u64,
+}
+
+fn parse_points(text: &str, what: &str) -> anyhow::Result<(String, Vec<[f32; 2]>)> {
+    let (name, coords) = text
+        .split_once('=')
+        .with_context(|| format!("--{what} {text}: write NAME=x1,y1,x2,y2..."))?;
+    let nums: Vec<f32> = coords
+        .split(',')
+        .map(|n| n.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--{what} {text}: coordinates must be numbers"))?;
+    if !nums.len().is_multiple_of(2) {
+        bail!("--{what} {text}: coordinates come in x,y pairs");
+    }
+    Ok((
+        name.to_string(),
+        nums.chunks(2).map(|c| [c[0], c[1]]).collect(),
+    ))
+}
+
+/// The config camera a replay takes its scene and rate from: `--camera`, else the first.
+fn config_camera<'a>(
+    valid: &'a ValidConfig,
     camera: Option<&str>,
-) -> anyhow::Result<(Vec<LineConfig>, Vec<ZoneConfig>)> {
-    let chosen =
-        match camera {
-            Some(id) => {
-                Some(valid.cameras.iter().find(|c| c.id == id).with_context(|| {
-                    format!("--camera {id}: no camera with that id in the config")
-                })?)
-            }
-            None => valid.cameras.first(),
-        };
-    Ok(chosen
-        .map(|c| (c.lines.clone(), c.zones.clone()))
-        .unwrap_or_default())
+) -> anyhow::Result<Option<&'a CameraSettings>> {
+    match camera {
+        Some(id) => Ok(Some(valid.cameras.iter().find(|c| c.id == id).with_context(
+            || format!("--camera {id}: no camera with that id in the config"),
+        )?)),
+        None => Ok(valid.cameras.first()),
+    }
 }
 
 fn print_summary(r: &Report) {
+    let rate = match r.analysis_fps {
+        Some(fps) => format!("analysis at {fps} fps"),
+        None => "every frame".to_string(),
+    };
     println!(
-        "{}: {} frames in {:.2} s ({:.1} fps), {} tracks",
-        r.video, r.frames, r.seconds, r.fps, r.tracks
+        "{}: {} of {} frames analysed ({rate}: {:.2} per second of video) in {:.2} s ({:.1} fps), {} tracks",
+        r.video, r.frames, r.source_frames, r.analysed_fps, r.seconds, r.fps, r.tracks
     );
     let s = &r.stages_ms;
     println!(

@@ -101,9 +101,10 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         .to_path_buf();
     let result = rt.block_on(async move {
         let detector_config = valid.config.detector.clone();
+        let floor = valid.config.tracker.low_score;
         let detector = {
             let base = base.clone();
-            tokio::task::spawn_blocking(move || Detector::load(&detector_config, &base))
+            tokio::task::spawn_blocking(move || Detector::load(&detector_config, &base, floor))
         }
         .await??;
         tracing::info!(model = detector.model_name(), "detector loaded");

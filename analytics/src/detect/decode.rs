@@ -18,15 +18,33 @@ pub fn yolox_grid(width: u32, height: u32, strides: &[u32]) -> Vec<(f32, f32, f3
     grid
 }
 
+/// What the decoder keeps of each model output row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassFilter {
+    /// Per class id: the score a detection of that class needs to be *confident* (reported,
+    /// allowed to start a track), or `None` for classes not wanted at all.
+    pub thresholds: Vec<Option<f32>>,
+    /// Lowest score kept: weaker boxes of wanted classes still go to the tracker, which uses
+    /// them only to follow objects it already has (ByteTrack's second pass).
+    pub floor: f32,
+}
+
+impl ClassFilter {
+    fn threshold(&self, class: usize) -> Option<f32> {
+        self.thresholds.get(class).copied().flatten()
+    }
+}
+
 /// Decodes YOLOX rows `[x, y, w, h, obj, cls...]` into candidate boxes in letterbox pixels
-/// divided by `ratio` (i.e. source pixels). `min_score(class)` gives the threshold for a class,
-/// or `None` to skip the class entirely.
+/// divided by `ratio` (i.e. source pixels). Each row becomes at most one box, of its best
+/// *wanted* class (a bus that the model also scores as "train" stays a bus when trains are not
+/// wanted), kept down to `filter.floor`.
 pub fn decode_yolox(
     output: &[f32],
     grid: &[(f32, f32, f32)],
     num_classes: usize,
     ratio: f32,
-    min_score: &dyn Fn(usize) -> Option<f32>,
+    filter: &ClassFilter,
     out: &mut Vec<Detection>,
 ) {
     let row = 5 + num_classes;
@@ -37,21 +55,20 @@ pub fn decode_yolox(
         };
         let obj = cell[4];
         // Cheap reject before scanning the classes: score = obj * cls <= obj.
-        if obj < 0.01 {
+        if obj < filter.floor {
             continue;
         }
-        let (class, cls) =
-            cell[5..]
-                .iter()
-                .enumerate()
-                .fold(
-                    (0usize, f32::MIN),
-                    |best, (c, &p)| if p > best.1 { (c, p) } else { best },
-                );
+        let best = cell[5..]
+            .iter()
+            .enumerate()
+            .filter_map(|(c, &p)| filter.threshold(c).map(|t| (c, p, t)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let Some((class, cls, threshold)) = best else {
+            continue;
+        };
         let score = obj * cls;
-        match min_score(class) {
-            Some(t) if score >= t => {}
-            _ => continue,
+        if score < filter.floor {
+            continue;
         }
         let cx = (cell[0] + gx) * s;
         let cy = (cell[1] + gy) * s;
@@ -66,24 +83,47 @@ pub fn decode_yolox(
             ),
             score,
             class: class as u16,
+            confident: score >= threshold,
         });
     }
 }
 
-/// Per-class non-maximum suppression: keeps the best box of each overlapping group (IoU above
-/// `iou`) within one class. Output sorted by score, highest first.
-pub fn nms(mut dets: Vec<Detection>, iou: f32) -> Vec<Detection> {
+/// Non-maximum suppression: keeps the best box of each overlapping group (IoU above `iou`)
+/// among boxes of the same *kind*. `kind(class)` is the class itself, except for classes that
+/// the model confuses for one object (a car and a truck box on one vehicle): those share a
+/// kind, so one vehicle stays one box. Output sorted by score, highest first.
+pub fn nms(mut dets: Vec<Detection>, iou: f32, kind: &dyn Fn(u16) -> u16) -> Vec<Detection> {
     dets.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut keep: Vec<Detection> = Vec::with_capacity(dets.len());
     for d in dets {
+        let k = kind(d.class);
         if keep
             .iter()
-            .all(|k| k.class != d.class || k.bbox.iou(&d.bbox) <= iou)
+            .all(|other| kind(other.class) != k || other.bbox.iou(&d.bbox) <= iou)
         {
             keep.push(d);
         }
     }
     keep
+}
+
+/// Labels of classes that describe one road vehicle in different words; the detector merges
+/// their overlapping boxes.
+pub const VEHICLE_LABELS: [&str; 4] = ["car", "truck", "bus", "train"];
+
+/// The NMS kind of each class id: vehicles share the id of the first vehicle label present.
+pub fn nms_kinds(labels: &[String]) -> Vec<u16> {
+    let first_vehicle = labels
+        .iter()
+        .position(|l| VEHICLE_LABELS.contains(&l.as_str()));
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match first_vehicle {
+            Some(v) if VEHICLE_LABELS.contains(&l.as_str()) => v as u16,
+            _ => i as u16,
+        })
+        .collect()
 }
 
 /// Clips boxes to the image and drops those left without area.
@@ -114,6 +154,13 @@ mod tests {
         assert_eq!(*g.last().expect("cells"), (12.0, 12.0, 32.0));
     }
 
+    fn wanted(thresholds: &[Option<f32>], floor: f32) -> ClassFilter {
+        ClassFilter {
+            thresholds: thresholds.to_vec(),
+            floor,
+        }
+    }
+
     #[test]
     fn decodes_a_known_cell() {
         // One cell at grid (2, 3), stride 8; box offset (0.5, 0.5), size exp(0)*8 = 8 px.
@@ -121,43 +168,84 @@ mod tests {
         let mut out = vec![0.0f32; 2 * 7];
         out[7..].copy_from_slice(&[0.5, 0.5, 0.0, 0.0, 0.9, 0.1, 0.8]);
         let mut dets = Vec::new();
-        decode_yolox(&out, &grid, 2, 0.5, &|_| Some(0.3), &mut dets);
+        decode_yolox(&out, &grid, 2, 0.5, &wanted(&[Some(0.3); 2], 0.1), &mut dets);
         assert_eq!(dets.len(), 1);
         let d = &dets[0];
         assert_eq!(d.class, 1);
         assert!((d.score - 0.72).abs() < 1e-6);
+        assert!(d.confident);
         // centre (2.5*8, 3.5*8) = (20, 28), 8x8, divided by ratio 0.5.
         assert_eq!(d.bbox, BBox::new(32.0, 48.0, 48.0, 64.0));
     }
 
     #[test]
-    fn skipped_classes_and_low_scores_are_dropped() {
+    fn the_best_wanted_class_wins_over_an_unwanted_better_one() {
+        // Class 0 ("train", unwanted) scores 0.9, class 1 ("bus") 0.6: a bus it is.
         let grid = vec![(0.0, 0.0, 8.0)];
-        let out = [0.0, 0.0, 0.0, 0.0, 0.9, 0.9, 0.1];
+        let out = [0.0, 0.0, 0.0, 0.0, 0.9, 0.9, 0.6];
         let mut dets = Vec::new();
-        decode_yolox(&out, &grid, 2, 1.0, &|c| (c == 1).then_some(0.3), &mut dets);
-        assert!(dets.is_empty(), "best class 0 is not wanted");
-        decode_yolox(&out, &grid, 2, 1.0, &|_| Some(0.95), &mut dets);
-        assert!(dets.is_empty(), "below threshold");
+        decode_yolox(&out, &grid, 2, 1.0, &wanted(&[None, Some(0.3)], 0.1), &mut dets);
+        assert_eq!(dets.len(), 1);
+        assert_eq!(dets[0].class, 1);
+        assert!((dets[0].score - 0.54).abs() < 1e-6);
+        decode_yolox(&out, &grid, 2, 1.0, &wanted(&[None, None], 0.1), &mut dets);
+        assert!(dets.is_empty(), "nothing wanted");
+    }
+
+    #[test]
+    fn weak_boxes_are_kept_for_the_tracker_but_not_confident() {
+        let grid = vec![(0.0, 0.0, 8.0)];
+        let out = [0.0, 0.0, 0.0, 0.0, 0.5, 0.4, 0.1];
+        let mut dets = Vec::new();
+        decode_yolox(&out, &grid, 2, 1.0, &wanted(&[Some(0.35); 2], 0.1), &mut dets);
+        assert_eq!(dets.len(), 1, "0.2 is above the tracker's floor");
+        assert!(!dets[0].confident, "but below the class threshold");
+        decode_yolox(&out, &grid, 2, 1.0, &wanted(&[Some(0.35); 2], 0.25), &mut dets);
+        assert!(dets.is_empty(), "below the floor");
+    }
+
+    fn boxed(x: f32, score: f32, class: u16) -> Detection {
+        Detection {
+            bbox: BBox::new(x, 0.0, x + 10.0, 10.0),
+            score,
+            class,
+            confident: true,
+        }
     }
 
     #[test]
     fn nms_keeps_the_best_of_each_class() {
-        let d = |x: f32, score: f32, class: u16| Detection {
-            bbox: BBox::new(x, 0.0, x + 10.0, 10.0),
-            score,
-            class,
-        };
         let kept = nms(
             vec![
-                d(0.0, 0.8, 0),
-                d(1.0, 0.9, 0),
-                d(1.0, 0.7, 1),
-                d(50.0, 0.5, 0),
+                boxed(0.0, 0.8, 0),
+                boxed(1.0, 0.9, 0),
+                boxed(1.0, 0.7, 1),
+                boxed(50.0, 0.5, 0),
             ],
             0.45,
+            &|c| c,
         );
-        assert_eq!(kept, vec![d(1.0, 0.9, 0), d(1.0, 0.7, 1), d(50.0, 0.5, 0)]);
+        assert_eq!(
+            kept,
+            vec![boxed(1.0, 0.9, 0), boxed(1.0, 0.7, 1), boxed(50.0, 0.5, 0)]
+        );
+    }
+
+    #[test]
+    fn a_car_box_and_a_truck_box_on_one_vehicle_become_one() {
+        let labels: Vec<String> = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck"]
+            .map(String::from)
+            .to_vec();
+        let kinds = nms_kinds(&labels);
+        assert_eq!(kinds, vec![0, 1, 2, 3, 4, 2, 2, 2]);
+        let kind = |c: u16| kinds[c as usize];
+        let kept = nms(
+            vec![boxed(0.0, 0.6, 2), boxed(1.0, 0.7, 7), boxed(1.0, 0.5, 0)],
+            0.45,
+            &kind,
+        );
+        // The truck box (better score) stands for the vehicle; the person stays.
+        assert_eq!(kept, vec![boxed(1.0, 0.7, 7), boxed(1.0, 0.5, 0)]);
     }
 
     proptest! {
@@ -167,9 +255,9 @@ mod tests {
         ) {
             let dets: Vec<Detection> = boxes
                 .iter()
-                .map(|(x, y, s, score, class)| Detection { bbox: BBox::new(*x, *y, x + s, y + s), score: *score, class: *class })
+                .map(|(x, y, s, score, class)| Detection { bbox: BBox::new(*x, *y, x + s, y + s), score: *score, class: *class, confident: true })
                 .collect();
-            let kept = nms(dets.clone(), 0.45);
+            let kept = nms(dets.clone(), 0.45, &|c| c);
             prop_assert!(kept.len() <= dets.len());
             for (i, a) in kept.iter().enumerate() {
                 for b in &kept[i + 1..] {

@@ -19,6 +19,10 @@ pub struct Detection {
     pub score: f32,
     /// Class id (index into the model's labels).
     pub class: u16,
+    /// The score reached the class's `detector.min_score` (or `thresholds` entry): the object
+    /// is reported and may start a track. Weaker boxes only help the tracker follow objects it
+    /// already has.
+    pub confident: bool,
 }
 
 /// A borrowed BGR image: `height` rows of `stride` bytes.

@@ -10,7 +10,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 use pantau_core::DetectorConfig;
 
-use super::decode::{clip, decode_yolox, nms, yolox_grid};
+use super::decode::{clip, decode_yolox, nms, nms_kinds, yolox_grid, ClassFilter};
 use super::model::Model;
 use super::preprocess::Letterbox;
 use super::{DetectTimings, Detection, ImageRef};
@@ -100,17 +100,26 @@ pub struct Detector {
     grid: Vec<(f32, f32, f32)>,
     letterbox: Letterbox,
     input: Vec<f32>,
-    /// Threshold per class id, `None` for classes not wanted.
-    thresholds: Vec<Option<f32>>,
+    /// Which classes are wanted, their thresholds and the tracker's floor.
+    filter: ClassFilter,
+    /// NMS kind per class id (vehicle classes share one).
+    kinds: Vec<u16>,
     nms_iou: f32,
 }
 
 impl Detector {
-    /// Loads the model named by `config.model` (relative paths start at `base`).
-    pub fn load(config: &DetectorConfig, base: &Path) -> Result<Self, DetectError> {
+    /// Loads the model named by `config.model` (relative paths start at `base`). Boxes of
+    /// wanted classes are kept down to `floor` (the tracker's `low_score`), marked confident
+    /// from their class's threshold up.
+    pub fn load(config: &DetectorConfig, base: &Path, floor: f32) -> Result<Self, DetectError> {
         let manifest_path = model_path(&config.model, base);
         let model = Model::load(&manifest_path)?;
         let thresholds = class_thresholds(config, &model.labels)?;
+        let floor = thresholds
+            .iter()
+            .flatten()
+            .fold(floor, |f, t| f.min(*t))
+            .max(0.01);
         let env = runtime(&runtime_path(config.onnxruntime.as_deref()))?;
         let contract = |reason: String| DetectError::Contract {
             path: model.onnx_path.clone(),
@@ -138,7 +147,8 @@ impl Detector {
             grid,
             letterbox,
             input: Vec::new(),
-            thresholds,
+            filter: ClassFilter { thresholds, floor },
+            kinds: nms_kinds(&model.labels),
             nms_iou: config.nms_iou,
             model,
         })
@@ -175,17 +185,18 @@ impl Detector {
         let (_, raw) = outputs[m.output.name.as_str()]
             .try_extract_tensor::<f32>()
             .map_err(|e| DetectError::Inference(e.to_string()))?;
-        let thresholds = &self.thresholds;
         let mut candidates = Vec::new();
         decode_yolox(
             raw,
             &self.grid,
             self.model.labels.len(),
             ratio,
-            &|c| thresholds.get(c).copied().flatten(),
+            &self.filter,
             &mut candidates,
         );
-        let mut dets = nms(candidates, self.nms_iou);
+        let kinds = &self.kinds;
+        let kind = |c: u16| kinds.get(c as usize).copied().unwrap_or(c);
+        let mut dets = nms(candidates, self.nms_iou, &kind);
         clip(&mut dets, img.width as f32, img.height as f32);
         let t3 = Instant::now();
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;

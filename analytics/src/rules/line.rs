@@ -2,9 +2,11 @@
 //!
 //! For a line from A to B, `in` is a crossing from the left-hand side of A->B to its right-hand
 //! side as seen on the screen (x right, y down), `out` the reverse. An object is counted once
-//! per direction: its side only changes once it is more than `hysteresis_px` past the line, so
-//! a box jittering on the line cannot count twice, and an object that walks around the end of
-//! the line is not counted.
+//! per direction: its side only changes once it is past the line by more than a dead band
+//! (`hysteresis_px`, widened to a tenth of the object's height for large boxes), so a box
+//! jittering on the line cannot count twice; going back across the line after a count (in, then
+//! out) must hold on the new side for two sightings, so an object standing on the line never
+//! yields both; and an object that walks around the end of the line is not counted.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -21,6 +23,13 @@ pub enum Direction {
 }
 
 impl Direction {
+    pub fn opposite(self) -> Direction {
+        match self {
+            Direction::In => Direction::Out,
+            Direction::Out => Direction::In,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::In => "in",
@@ -53,13 +62,27 @@ enum Where {
     Beyond,
 }
 
+/// The dead band grows with the object: a tenth of its box height.
+const BAND_PER_HEIGHT: f32 = 0.1;
+/// Sightings on the new side needed before a crossing back (after a count) is believed.
+const REVERSAL_SIGHTINGS: u8 = 2;
+
+/// What a line knows of one track.
+#[derive(Debug, Clone, Copy, Default)]
+struct TrackLine {
+    /// Last committed side (none yet, or lost by going around an end).
+    side: Option<Side>,
+    /// Counted in / out already.
+    counted: [bool; 2],
+    /// Sightings in a row on the far side of a possible reversal.
+    pending: u8,
+}
+
 #[derive(Debug)]
 pub struct LineCounter {
     pub config: LineConfig,
     points: Vec<Point>,
-    /// Last committed side per track.
-    sides: HashMap<u64, Side>,
-    counted: HashSet<(u64, Direction)>,
+    tracks: HashMap<u64, TrackLine>,
     /// direction -> class -> count
     counts: BTreeMap<Direction, BTreeMap<u16, u64>>,
 }
@@ -74,8 +97,7 @@ impl LineCounter {
         Self {
             config,
             points,
-            sides: HashMap::new(),
-            counted: HashSet::new(),
+            tracks: HashMap::new(),
             counts: BTreeMap::new(),
         }
     }
@@ -88,9 +110,10 @@ impl LineCounter {
         &self.points
     }
 
-    /// Where `p` is: clearly on a side, in the dead band, or beyond the line's ends.
-    fn locate(&self, p: Point) -> Where {
-        let h = self.config.hysteresis_px;
+    /// Where `p` is: clearly on a side, in the dead band (`band` px), or beyond the line's
+    /// ends.
+    fn locate(&self, p: Point, band: f32) -> Where {
+        let h = band;
         let Some((a, b)) =
             self.points.windows(2).map(|w| (w[0], w[1])).min_by(|x, y| {
                 segment_distance(x.0, x.1, p).total_cmp(&segment_distance(y.0, y.1, p))
@@ -117,25 +140,49 @@ impl LineCounter {
         }
     }
 
-    /// Observes a track's anchor; returns a crossing the first time it is confirmed per
-    /// direction.
-    pub fn observe(&mut self, track_id: u64, class: u16, anchor: Point) -> Option<Crossing> {
-        let now = match self.locate(anchor) {
+    /// Observes a track's anchor (bottom centre of a box `height` px tall); returns a crossing
+    /// the first time it is confirmed per direction. `class` is the track's majority class.
+    pub fn observe(
+        &mut self,
+        track_id: u64,
+        class: u16,
+        anchor: Point,
+        height: f32,
+    ) -> Option<Crossing> {
+        let band = self.config.hysteresis_px.max(BAND_PER_HEIGHT * height);
+        let place = self.locate(anchor, band);
+        let track = self.tracks.entry(track_id).or_default();
+        let now = match place {
             Where::Side(side) => side,
             Where::Band => return None,
             // Going around the end: what side it was on no longer matters.
             Where::Beyond => {
-                self.sides.remove(&track_id);
+                track.side = None;
+                track.pending = 0;
                 return None;
             }
         };
-        let before = self.sides.insert(track_id, now);
-        let direction = match (before?, now) {
+        let Some(before) = track.side.replace(now) else {
+            return None;
+        };
+        let direction = match (before, now) {
             (Side::Left, Side::Right) => Direction::In,
             (Side::Right, Side::Left) => Direction::Out,
-            _ => return None,
+            _ => {
+                track.pending = 0;
+                return None;
+            }
         };
-        if !self.counted.insert((track_id, direction)) {
+        let reversal = track.counted[direction.opposite() as usize];
+        if reversal {
+            track.pending += 1;
+            if track.pending < REVERSAL_SIGHTINGS {
+                track.side = Some(before);
+                return None;
+            }
+        }
+        track.pending = 0;
+        if std::mem::replace(&mut track.counted[direction as usize], true) {
             return None;
         }
         *self
@@ -155,8 +202,7 @@ impl LineCounter {
 
     /// Forgets tracks that no longer exist.
     pub fn retain(&mut self, live: &HashSet<u64>) {
-        self.sides.retain(|id, _| live.contains(id));
-        self.counted.retain(|(id, _)| live.contains(id));
+        self.tracks.retain(|id, _| live.contains(id));
     }
 
     /// Totals: direction -> class id -> crossings.
@@ -185,12 +231,12 @@ mod tests {
         let mut l = horizontal();
         let mut got = Vec::new();
         for y in (250..350).step_by(10) {
-            got.extend(l.observe(1, 2, Point::new(300.0, y as f32)));
+            got.extend(l.observe(1, 2, Point::new(300.0, y as f32), 40.0));
         }
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].direction, Direction::In);
         for y in (250..350).rev().step_by(10) {
-            got.extend(l.observe(2, 0, Point::new(300.0, y as f32)));
+            got.extend(l.observe(2, 0, Point::new(300.0, y as f32), 40.0));
         }
         assert_eq!(got[1].direction, Direction::Out);
         assert_eq!(l.counts()[&Direction::In][&2], 1);
@@ -205,7 +251,7 @@ mod tests {
             280.0, 297.0, 303.0, 299.0, 304.0, 310.0, 302.0, 307.0, 296.0, 312.0, 330.0,
         ];
         for y in ys {
-            n += l.observe(7, 2, Point::new(300.0, y)).into_iter().count();
+            n += l.observe(7, 2, Point::new(300.0, y), 40.0).into_iter().count();
         }
         assert_eq!(n, 1);
     }
@@ -222,7 +268,7 @@ mod tests {
         ];
         let n: usize = path
             .iter()
-            .map(|(x, y)| l.observe(3, 0, Point::new(*x, *y)).into_iter().count())
+            .map(|(x, y)| l.observe(3, 0, Point::new(*x, *y), 40.0).into_iter().count())
             .sum();
         assert_eq!(n, 0);
     }
@@ -236,10 +282,48 @@ mod tests {
             hysteresis_px: 4.0,
         });
         // Crossing the second (diagonal) segment from its left to its right.
-        let a = l.observe(1, 2, Point::new(270.0, 140.0));
-        let b = l.observe(1, 2, Point::new(230.0, 180.0));
+        let a = l.observe(1, 2, Point::new(270.0, 140.0), 40.0);
+        let b = l.observe(1, 2, Point::new(230.0, 180.0), 40.0);
         assert!(a.is_none());
         assert_eq!(b.map(|c| c.direction), Some(Direction::In));
+    }
+
+    #[test]
+    fn standing_on_the_line_never_gives_in_and_out() {
+        // A car waiting on the stop line, 120 px tall: its box bottom jumps +-14 px as the
+        // detector's box changes (past the 6 px band, within a tenth of its height)...
+        let mut l = horizontal();
+        let mut got = Vec::new();
+        for (i, y) in [250.0, 280.0, 296.0, 313.0, 288.0, 311.0, 289.0, 314.0, 287.0, 312.0]
+            .into_iter()
+            .enumerate()
+        {
+            got.extend(l.observe(4, 2, Point::new(300.0, y), 120.0).map(|c| (i, c.direction)));
+        }
+        // ...and once it drives on, it is one crossing, in.
+        for y in [330.0, 360.0, 400.0] {
+            got.extend(l.observe(4, 2, Point::new(300.0, y), 120.0).map(|c| (0, c.direction)));
+        }
+        assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), vec![Direction::In]);
+
+        // A small box flickering across the band once each way: the way back is one sighting
+        // only, so it is not believed.
+        let mut l = horizontal();
+        let mut dirs = Vec::new();
+        for y in [280.0, 320.0, 280.0, 320.0, 280.0, 320.0] {
+            dirs.extend(l.observe(5, 0, Point::new(300.0, y), 40.0).map(|c| c.direction));
+        }
+        assert_eq!(dirs, vec![Direction::In]);
+    }
+
+    #[test]
+    fn walking_back_is_counted_out_once_it_holds() {
+        let mut l = horizontal();
+        let mut dirs = Vec::new();
+        for y in [250.0, 350.0, 360.0, 250.0, 240.0, 230.0] {
+            dirs.extend(l.observe(6, 0, Point::new(300.0, y), 40.0).map(|c| c.direction));
+        }
+        assert_eq!(dirs, vec![Direction::In, Direction::Out]);
     }
 
     proptest! {
@@ -251,7 +335,7 @@ mod tests {
             let mut ins = 0;
             let mut outs = 0;
             for y in ys {
-                if let Some(c) = l.observe(1, 0, Point::new(300.0, y)) {
+                if let Some(c) = l.observe(1, 0, Point::new(300.0, y), 40.0) {
                     match c.direction {
                         Direction::In => ins += 1,
                         Direction::Out => outs += 1,
