@@ -8,7 +8,8 @@ use pantau_ingest::{Frame, FrameReceiver};
 
 use crate::detect::onnx::DetectError;
 use crate::detect::service::InferenceService;
-use crate::detect::{DetectTimings, Detection};
+use crate::detect::{DetectTimings, Detection, ImageRef};
+use crate::track::Appearance;
 use crate::geometry::BBox;
 use crate::scene::{Scene, SceneUpdate};
 
@@ -56,7 +57,21 @@ pub async fn analyse<E: From<DetectError>>(
                 ..d.clone()
             })
             .collect();
-        let update = scene.update(&detections, detected.frame.capture_time);
+        // Colours of each box on the analysed image, so the tracker can tell people apart.
+        let f = &detected.frame;
+        let image = ImageRef {
+            data: f.data(),
+            width: f.width,
+            height: f.height,
+            stride: f.stride,
+        };
+        let looks: Vec<Option<Appearance>> = detected
+            .detections
+            .iter()
+            .map(|d| Appearance::of(image, &d.bbox))
+            .collect();
+        scene.set_frame_size(f.source_width, f.source_height);
+        let update = scene.update(&detections, &looks, f.capture_time);
         on_frame(Analysed {
             frame: &detected.frame,
             detections: &detections,

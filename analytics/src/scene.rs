@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::detect::Detection;
 use crate::rules::{Crossing, LineCounter, ZoneEvent, ZoneMonitor};
-use crate::track::{TrackedObject, Tracker};
+use crate::track::{Appearance, TrackedObject, Tracker};
 
 /// What one analysed frame produced.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -37,13 +37,24 @@ impl Scene {
         }
     }
 
-    /// Feeds one frame's detections (full-resolution pixels), captured at `at`.
-    pub fn update(&mut self, detections: &[Detection], at: SystemTime) -> SceneUpdate {
+    /// The size of the full-resolution frames (for objects leaving the picture).
+    pub fn set_frame_size(&mut self, width: u32, height: u32) {
+        self.tracker.set_frame_size(width as f32, height as f32);
+    }
+
+    /// Feeds one frame's detections (full-resolution pixels) with their appearance (or an
+    /// empty slice), captured at `at`.
+    pub fn update(
+        &mut self,
+        detections: &[Detection],
+        looks: &[Option<Appearance>],
+        at: SystemTime,
+    ) -> SceneUpdate {
         let t0 = Instant::now();
         let seconds = at
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let tracks = self.tracker.update(detections, seconds);
+        let tracks = self.tracker.update(detections, looks, seconds);
         let t1 = Instant::now();
         let mut crossings = Vec::new();
         let mut zone_events = Vec::new();
@@ -109,7 +120,7 @@ mod tests {
                 class: 0,
                 confident: true,
             };
-            let u = scene.update(&[d], at(i, 25.0));
+            let u = scene.update(&[d], &[], at(i, 25.0));
             crossings.extend(u.crossings);
             events.extend(u.zone_events);
         }
@@ -148,7 +159,7 @@ mod tests {
         let mut scene = Scene::new(&[gate()], &[], &TrackerConfig::default());
         let mut crossings = Vec::new();
         for i in 0..5 {
-            let u = scene.update(&[car(200.0 + 60.0 * i as f32, 0.9, 2)], at(i, 5.0));
+            let u = scene.update(&[car(200.0 + 60.0 * i as f32, 0.9, 2)], &[], at(i, 5.0));
             crossings.extend(u.crossings);
         }
         assert_eq!(crossings.len(), 1, "{crossings:?}");
@@ -166,7 +177,7 @@ mod tests {
             if i % 2 == 0 {
                 dets.push(car(x + 4.0, 0.65, 7));
             }
-            crossings.extend(scene.update(&dets, at(i, 5.0)).crossings);
+            crossings.extend(scene.update(&dets, &[], at(i, 5.0)).crossings);
         }
         assert_eq!(crossings.len(), 1, "{crossings:?}");
         assert_eq!(crossings[0].class, 2);

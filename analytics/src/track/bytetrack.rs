@@ -29,6 +29,7 @@ use std::collections::{HashMap, VecDeque};
 use pantau_core::TrackerConfig;
 use serde::Serialize;
 
+use super::appearance::Appearance;
 use super::assignment::assign;
 use super::kalman::Kalman;
 use crate::detect::Detection;
@@ -58,6 +59,16 @@ const NEW_TRACK_OVERLAP: f32 = 0.7;
 const MAX_SIZE_RATIO: f32 = 1.6;
 /// Frames of a longer gap are re-updated in at most this many virtual steps.
 const REUPDATE_STEPS: usize = 12;
+/// Share of the cost that is appearance (colour) rather than motion, when both are known.
+const APPEARANCE_WEIGHT: f32 = 0.4;
+/// A match by distance alone (no overlap) needs at least this colour similarity.
+const APPEARANCE_GATE: f32 = 0.5;
+/// How fast a track's appearance follows new sightings (a running average).
+const APPEARANCE_RATE: f32 = 0.1;
+
+fn tune(name: &str, default: f32) -> f32 {
+    std::env::var(format!("PANTAU_TUNE_{name}")).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -80,6 +91,11 @@ struct Track {
     votes: HashMap<u16, f32>,
     /// Sightings (capture time in seconds, box), newest last.
     observations: VecDeque<(f64, BBox)>,
+    /// Running average of the colours of its confident sightings.
+    appearance: Option<Appearance>,
+    /// Capture time of the last confident sighting: weak detections carry a track through an
+    /// occlusion, but no longer than `lost_s` (or it would live on on clutter).
+    last_confident: f64,
     /// Frames with a match.
     hits: u32,
     matched_now: bool,
@@ -88,7 +104,8 @@ struct Track {
 }
 
 impl Track {
-    fn new(d: &Detection, at: f64) -> Self {
+    fn new(d: &Candidate<'_>, at: f64) -> Self {
+        let (look, d) = (d.look.cloned(), d.det);
         let mut votes = HashMap::new();
         votes.insert(d.class, d.score);
         let kalman = Kalman::new(&d.bbox);
@@ -100,6 +117,8 @@ impl Track {
             score: d.score,
             votes,
             observations: VecDeque::from([(at, d.bbox)]),
+            appearance: look,
+            last_confident: at,
             hits: 1,
             matched_now: true,
             confirmed_now: false,
@@ -116,7 +135,17 @@ impl Track {
             .map_or_else(|| self.kalman.bbox(), |o| o.1)
     }
 
-    fn update(&mut self, d: &Detection, at: f64) {
+    fn update(&mut self, c: &Candidate<'_>, at: f64, confident: bool) {
+        let d = c.det;
+        if confident {
+            self.last_confident = at;
+        }
+        if let (true, Some(new)) = (confident, c.look) {
+            match &mut self.appearance {
+                Some(a) => a.blend(new, tune("APPEARANCE_RATE", APPEARANCE_RATE)),
+                None => self.appearance = Some(new.clone()),
+            }
+        }
         let last = self.last_seen();
         let frames_missed = self.kalman_steps_since(last, at);
         if frames_missed > 1 {
@@ -175,6 +204,19 @@ impl Track {
             .unwrap_or(0)
     }
 
+    /// Whether reaching `b` would mean turning back: the track was clearly going one way and
+    /// `b` lies behind its last sighting (more than a right angle off its heading).
+    fn went_back(&self, b: &BBox) -> bool {
+        let Some(((hx, hy), sure)) = self.heading() else {
+            return false;
+        };
+        if sure < tune("BACK_SURE", 0.8) {
+            return false;
+        }
+        let (from, to) = (self.last_box().center(), b.center());
+        hx * (to.x - from.x) + hy * (to.y - from.y) < 0.0
+    }
+
     /// Direction of travel from the sightings (OC-SORT's observation-centric momentum), as a
     /// unit vector, with how sure it is (0 when the object barely moved).
     fn heading(&self) -> Option<((f32, f32), f32)> {
@@ -220,6 +262,15 @@ pub struct Tracker {
     tracks: Vec<Track>,
     next_id: u64,
     last_time: Option<f64>,
+    /// Width and height of the frame, once known: a track lost at its edge has left.
+    frame: Option<(f32, f32)>,
+}
+
+/// A detection with its appearance, as the association sees it.
+#[derive(Debug, Clone, Copy)]
+struct Candidate<'d> {
+    det: &'d Detection,
+    look: Option<&'d Appearance>,
 }
 
 /// Which association a cost is for.
@@ -242,12 +293,42 @@ impl Tracker {
             tracks: Vec::new(),
             next_id: 1,
             last_time: None,
+            frame: None,
         }
     }
 
+    /// The size of the frames the boxes are in.
+    pub fn set_frame_size(&mut self, width: f32, height: f32) {
+        self.frame = Some((width, height));
+    }
+
+    /// Whether a track lost now has left the picture: its last box touches an edge and it was
+    /// heading out (or its heading is unknown).
+    fn left_the_frame(&self, t: &Track) -> bool {
+        let Some((w, h)) = self.frame else {
+            return false;
+        };
+        let b = t.last_box();
+        let margin = 0.01 * w.max(h);
+        let heading = t.heading().map(|(v, _)| v);
+        let out = |edge: bool, dx: f32, dy: f32| {
+            edge && heading.is_none_or(|(hx, hy)| hx * dx + hy * dy > 0.0)
+        };
+        out(b.x1 <= margin, -1.0, 0.0)
+            || out(b.x2 >= w - margin, 1.0, 0.0)
+            || out(b.y1 <= margin, 0.0, -1.0)
+            || out(b.y2 >= h - margin, 0.0, 1.0)
+    }
+
     /// Feeds one frame's detections, captured at `at` (seconds on any steady clock, e.g. since
-    /// the Unix epoch); returns the confirmed tracks seen in this frame.
-    pub fn update(&mut self, detections: &[Detection], at: f64) -> Vec<TrackedObject> {
+    /// the Unix epoch), with the appearance of each (or an empty slice when there is no image);
+    /// returns the confirmed tracks seen in this frame.
+    pub fn update(
+        &mut self,
+        detections: &[Detection],
+        looks: &[Option<Appearance>],
+        at: f64,
+    ) -> Vec<TrackedObject> {
         let cfg = self.config.clone();
         // A clock that went backwards (a reconnect) or stood still: treat as one short step.
         let dt = match self.last_time {
@@ -257,10 +338,15 @@ impl Tracker {
         let at = self.last_time.map_or(at, |last| at.max(last + 1e-3));
         self.last_time = Some(at);
 
-        let (high, low): (Vec<&Detection>, Vec<&Detection>) = detections
+        let (high, low): (Vec<Candidate<'_>>, Vec<Candidate<'_>>) = detections
             .iter()
-            .filter(|d| d.score >= cfg.low_score)
-            .partition(|d| d.confident && d.score >= cfg.high_score);
+            .enumerate()
+            .map(|(i, det)| Candidate {
+                det,
+                look: looks.get(i).and_then(Option::as_ref),
+            })
+            .filter(|c| c.det.score >= cfg.low_score)
+            .partition(|c| c.det.confident && c.det.score >= cfg.high_score);
 
         for t in &mut self.tracks {
             if t.state != TrackState::Confirmed {
@@ -291,7 +377,7 @@ impl Tracker {
         let unmatched: Vec<usize> = rest_tracks
             .iter()
             .copied()
-            .filter(|&i| !self.tracks[i].matched_now)
+            .filter(|&i| !self.tracks[i].matched_now && tune("NOOCR", 0.0) < 0.5)
             .collect();
         let (matched, unmatched, rest_high) = self.associate(
             &unmatched,
@@ -301,9 +387,13 @@ impl Tracker {
             1.0 - cfg.tentative_match_iou,
         );
         self.apply(matched, at);
+        let mut gone = Vec::new();
         for ti in unmatched {
             if self.tracks[ti].state == TrackState::Confirmed {
                 self.tracks[ti].state = TrackState::Lost;
+                if tune("EXIT", 1.0) > 0.5 && self.left_the_frame(&self.tracks[ti]) {
+                    gone.push(ti);
+                }
             }
         }
 
@@ -320,11 +410,14 @@ impl Tracker {
 
         // 5. Remove what did not make it.
         let mut remove = vec![false; self.tracks.len()];
-        for ti in unmatched_tentative {
+        for ti in unmatched_tentative.into_iter().chain(gone) {
             remove[ti] = true;
         }
         for (i, t) in self.tracks.iter().enumerate() {
-            if t.state == TrackState::Lost && at - t.last_seen() > f64::from(cfg.lost_s) {
+            let lost_s = f64::from(cfg.lost_s);
+            if (t.state == TrackState::Lost && at - t.last_seen() > lost_s)
+                || at - t.last_confident > lost_s
+            {
                 remove[i] = true;
             }
         }
@@ -337,16 +430,16 @@ impl Tracker {
         });
 
         // 6. New tentative tracks from confident detections that are not a track again.
-        for d in left {
-            if d.score < cfg.new_track_score {
+        for c in left {
+            if c.det.score < cfg.new_track_score {
                 continue;
             }
             let duplicate = self
                 .tracks
                 .iter()
-                .any(|t| t.matched_now && t.last_box().iou(&d.bbox) > NEW_TRACK_OVERLAP);
+                .any(|t| t.matched_now && t.last_box().iou(&c.det.bbox) > NEW_TRACK_OVERLAP);
             if !duplicate {
-                self.tracks.push(Track::new(d, at));
+                self.tracks.push(Track::new(&c, at));
             }
         }
 
@@ -397,10 +490,11 @@ impl Tracker {
             .collect()
     }
 
-    fn apply(&mut self, matched: Vec<(usize, &Detection)>, at: f64) {
-        for (ti, d) in matched {
+    fn apply(&mut self, matched: Vec<(usize, Candidate<'_>)>, at: f64) {
+        let high = self.config.high_score;
+        for (ti, c) in matched {
             let t = &mut self.tracks[ti];
-            t.update(d, at);
+            t.update(&c, at, c.det.confident && c.det.score >= high);
             t.state = TrackState::Confirmed;
         }
     }
@@ -436,7 +530,19 @@ impl Tracker {
     /// enough, which is normal at 5 fps for anything faster than a stroll, are compared by the
     /// distance between their centres in box sizes against how far the object could have gone
     /// (its reach), and always cost more than an overlap.
-    fn cost(&self, t: &Track, d: &Detection, pass: Pass, at: f64, max_cost: f32) -> Option<f32> {
+    fn cost(
+        &self,
+        t: &Track,
+        c: &Candidate<'_>,
+        pass: Pass,
+        at: f64,
+        max_cost: f32,
+    ) -> Option<f32> {
+        let d = c.det;
+        let alike = match (&t.appearance, c.look) {
+            (Some(a), Some(b)) => Some(a.similarity(b)),
+            _ => None,
+        };
         let reference = match pass {
             Pass::LastSighting | Pass::Tentative => t.last_box(),
             Pass::Confident | Pass::Weak => t.kalman.bbox(),
@@ -444,40 +550,58 @@ impl Tracker {
         let size_ratio = (reference.height().max(1.0) / d.bbox.height().max(1.0)).max(
             d.bbox.height().max(1.0) / reference.height().max(1.0),
         );
-        if size_ratio > MAX_SIZE_RATIO {
+        if size_ratio > tune("MAX_SIZE_RATIO", MAX_SIZE_RATIO) {
             return None;
         }
         let iou = reference.iou(&d.bbox);
+        let fusion = tune("FUSION", 0.5);
         let fused = match pass {
-            Pass::Confident => iou * (0.5 + 0.5 * d.score),
+            Pass::Confident => iou * (1.0 - fusion + fusion * d.score),
             _ => iou,
         };
+        if tune("NODIST", 0.0) > 0.5 && 1.0 - iou > max_cost && pass != Pass::Tentative {
+            return None;
+        }
         let mut cost = if 1.0 - iou <= max_cost {
             1.0 - fused
         } else {
             let since = (at - t.last_seen()) as f32;
             let reach = match pass {
+                // A weak box, or a track's old spot taken by whatever comes next (the car
+                // behind in the same lane): overlap only.
                 Pass::Weak => return None,
-                Pass::Tentative => REACH_BASE + REACH_PER_S * since,
+                Pass::LastSighting if tune("OCR_DIST", 0.0) < 0.5 => return None,
+                Pass::Tentative => tune("REACH_BASE", REACH_BASE) + tune("REACH_PER_S", REACH_PER_S) * since,
                 Pass::Confident | Pass::LastSighting => {
                     let per_s = if t.state == TrackState::Confirmed {
-                        TRACKED_REACH_PER_S
+                        tune("TRACKED_REACH_PER_S", TRACKED_REACH_PER_S)
                     } else {
-                        REACH_PER_S
+                        tune("LOST_REACH_PER_S", REACH_PER_S)
                     };
-                    (REACH_BASE + per_s * since).min(REACH_MAX)
+                    (tune("REACH_BASE", REACH_BASE) + per_s * since).min(tune("REACH_MAX", REACH_MAX))
                 }
             };
             let (a, b) = (reference.center(), d.bbox.center());
             let w = 0.5 * (reference.width() + d.bbox.width()).max(1.0);
             let h = 0.5 * (reference.height() + d.bbox.height()).max(1.0);
             let distance = (((b.x - a.x) / w).powi(2) + ((b.y - a.y) / h).powi(2)).sqrt();
-            if distance > reach {
+            if distance > reach
+                || alike.is_some_and(|s| s < tune("APPEARANCE_GATE", APPEARANCE_GATE))
+                || t.went_back(&d.bbox)
+            {
                 return None;
             }
             // Beyond every overlap match, scaled by how much of the reach it needs.
             max_cost + (1.0 - max_cost) * 0.5 * (distance / reach)
         };
+        if let Some(similar) = alike {
+            if similar < tune("APPEARANCE_FLOOR", 0.5) {
+                return None;
+            }
+            let w = tune("APPEARANCE_WEIGHT", APPEARANCE_WEIGHT);
+            let scale = tune("APPEARANCE_SCALE", 0.3);
+            cost = (1.0 - w) * cost + w * ((1.0 - similar) / scale).min(1.0);
+        }
         // Direction consistency: moving on along the way it was going is cheaper.
         if matches!(pass, Pass::Confident | Pass::LastSighting) {
             if let Some(((hx, hy), sure)) = t.heading() {
@@ -489,7 +613,7 @@ impl Tracker {
                     let cos = ((hx * dx + hy * dy) / len).clamp(-1.0, 1.0);
                     let angle = cos.acos() / std::f32::consts::PI;
                     let moved = (len / (0.5 * t.last_box().width().max(1.0))).min(1.0);
-                    cost += DIRECTION_WEIGHT * angle * sure * moved * d.score;
+                    cost += tune("DIRECTION_WEIGHT", DIRECTION_WEIGHT) * angle * sure * moved * d.score;
                 }
             }
         }
@@ -501,22 +625,22 @@ impl Tracker {
     fn associate<'d>(
         &self,
         tracks: &[usize],
-        dets: &[&'d Detection],
+        dets: &[Candidate<'d>],
         pass: Pass,
         at: f64,
         max_cost: f32,
-    ) -> (Vec<(usize, &'d Detection)>, Vec<usize>, Vec<&'d Detection>) {
+    ) -> (Vec<(usize, Candidate<'d>)>, Vec<usize>, Vec<Candidate<'d>>) {
         if tracks.is_empty() || dets.is_empty() {
             return (Vec::new(), tracks.to_vec(), dets.to_vec());
         }
         // Distance matches cost up to max_cost + (1 - max_cost) / 2, plus the direction term.
-        let limit = 1.0 + DIRECTION_WEIGHT;
+        let limit = 1.0 + tune("DIRECTION_WEIGHT", DIRECTION_WEIGHT);
         let cost: Vec<Vec<f32>> = tracks
             .iter()
             .map(|&ti| {
                 dets.iter()
-                    .map(|d| {
-                        self.cost(&self.tracks[ti], d, pass, at, max_cost)
+                    .map(|c| {
+                        self.cost(&self.tracks[ti], c, pass, at, max_cost)
                             .unwrap_or(f32::INFINITY)
                     })
                     .collect()
@@ -570,34 +694,34 @@ mod tests {
     fn a_track_is_confirmed_on_its_second_frame_and_keeps_its_id() {
         let mut t = Tracker::new(TrackerConfig::default());
         assert!(
-            t.update(&[det(0.0, 0.0, 0.9, 0)], time(0, 25.0)).is_empty(),
+            t.update(&[det(0.0, 0.0, 0.9, 0)], &[], time(0, 25.0)).is_empty(),
             "tentative first"
         );
-        let out = t.update(&[det(5.0, 0.0, 0.9, 0)], time(1, 25.0));
+        let out = t.update(&[det(5.0, 0.0, 0.9, 0)], &[], time(1, 25.0));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].earlier, vec![det(0.0, 0.0, 0.9, 0).bbox]);
         let id = out[0].id;
         for i in 2..20 {
-            let out = t.update(&[det(5.0 * i as f32, 0.0, 0.9, 0)], time(i, 25.0));
+            let out = t.update(&[det(5.0 * i as f32, 0.0, 0.9, 0)], &[], time(i, 25.0));
             assert_eq!(out.len(), 1);
             assert_eq!(out[0].id, id);
             assert!(out[0].earlier.is_empty());
         }
         // 5 px a frame at 25 fps is 125 px/s.
-        let out = t.update(&[det(100.0, 0.0, 0.9, 0)], time(20, 25.0));
+        let out = t.update(&[det(100.0, 0.0, 0.9, 0)], &[], time(20, 25.0));
         assert!((out[0].velocity.0 - 125.0).abs() < 15.0, "{:?}", out[0].velocity);
     }
 
     #[test]
     fn low_confidence_detections_keep_a_track_alive() {
         let mut t = Tracker::new(TrackerConfig::default());
-        t.update(&[det(0.0, 0.0, 0.9, 0)], time(0, 25.0));
-        let id = t.update(&[det(4.0, 0.0, 0.9, 0)], time(1, 25.0))[0].id;
+        t.update(&[det(0.0, 0.0, 0.9, 0)], &[], time(0, 25.0));
+        let id = t.update(&[det(4.0, 0.0, 0.9, 0)], &[], time(1, 25.0))[0].id;
         // Partly occluded: scores drop to 0.3 and 0.15 (below the detector's threshold, above
         // the tracker's floor).
         for i in 2..6 {
             let score = if i % 2 == 0 { 0.3 } else { 0.15 };
-            let out = t.update(&[det(4.0 * i as f32, 0.0, score, 0)], time(i, 25.0));
+            let out = t.update(&[det(4.0 * i as f32, 0.0, score, 0)], &[], time(i, 25.0));
             assert_eq!(out.len(), 1);
             assert!(out[0].matched);
             assert_eq!(out[0].id, id);
@@ -609,7 +733,7 @@ mod tests {
         let mut t = Tracker::new(TrackerConfig::default());
         for i in 0..5 {
             assert!(t
-                .update(&[det(10.0 * i as f32, 0.0, 0.3, 0)], time(i, 5.0))
+                .update(&[det(10.0 * i as f32, 0.0, 0.3, 0)], &[], time(i, 5.0))
                 .is_empty());
         }
         assert_eq!(t.live_ids().count(), 0);
@@ -620,17 +744,17 @@ mod tests {
         let mut t = Tracker::new(TrackerConfig::default());
         let mut id = 0;
         for i in 0..10 {
-            let out = t.update(&[det(10.0 * i as f32, 0.0, 0.9, 2)], time(i, 25.0));
+            let out = t.update(&[det(10.0 * i as f32, 0.0, 0.9, 2)], &[], time(i, 25.0));
             if let Some(o) = out.first() {
                 id = o.id;
             }
         }
         // Hidden for 5 frames, moving on.
         for i in 10..15 {
-            let out = t.update(&[], time(i, 25.0));
+            let out = t.update(&[], &[], time(i, 25.0));
             assert!(out.is_empty(), "lost tracks are not reported: {out:?}");
         }
-        let out = t.update(&[det(150.0, 0.0, 0.9, 2)], time(15, 25.0));
+        let out = t.update(&[det(150.0, 0.0, 0.9, 2)], &[], time(15, 25.0));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].id, id, "same id after occlusion");
     }
@@ -640,12 +764,12 @@ mod tests {
         // 5 fps, 40 px a frame (200 px/s); hidden for 4 frames; found where it should be.
         let mut t = Tracker::new(TrackerConfig::default());
         for i in 0..6 {
-            t.update(&[det(40.0 * i as f32, 0.0, 0.9, 2)], time(i, 5.0));
+            t.update(&[det(40.0 * i as f32, 0.0, 0.9, 2)], &[], time(i, 5.0));
         }
         for i in 6..10 {
-            t.update(&[], time(i, 5.0));
+            t.update(&[], &[], time(i, 5.0));
         }
-        let out = t.update(&[det(400.0, 0.0, 0.9, 2)], time(10, 5.0));
+        let out = t.update(&[det(400.0, 0.0, 0.9, 2)], &[], time(10, 5.0));
         assert_eq!(out.len(), 1);
         assert!((out[0].velocity.0 - 200.0).abs() < 30.0, "{:?}", out[0].velocity);
     }
@@ -658,22 +782,22 @@ mod tests {
                 ..TrackerConfig::default()
             };
             let mut t = Tracker::new(cfg);
-            t.update(&[det(0.0, 0.0, 0.9, 0)], time(0, fps));
-            t.update(&[det(0.0, 0.0, 0.9, 0)], time(1, fps));
+            t.update(&[det(0.0, 0.0, 0.9, 0)], &[], time(0, fps));
+            t.update(&[det(0.0, 0.0, 0.9, 0)], &[], time(1, fps));
             let frames_in_a_second = fps as usize;
             for i in 2..frames_in_a_second {
-                t.update(&[], time(i, fps));
+                t.update(&[], &[], time(i, fps));
             }
             assert_eq!(t.live_ids().count(), 1, "{fps} fps: still kept before 1 s");
             for i in frames_in_a_second..frames_in_a_second + 3 {
-                t.update(&[], time(i, fps));
+                t.update(&[], &[], time(i, fps));
             }
             assert_eq!(t.live_ids().count(), 0, "{fps} fps: gone after 1 s");
         }
         // A single flash never becomes a track.
         let mut t = Tracker::new(TrackerConfig::default());
-        assert!(t.update(&[det(300.0, 300.0, 0.95, 0)], time(0, 5.0)).is_empty());
-        assert!(t.update(&[], time(1, 5.0)).is_empty());
+        assert!(t.update(&[det(300.0, 300.0, 0.95, 0)], &[], time(0, 5.0)).is_empty());
+        assert!(t.update(&[], &[], time(1, 5.0)).is_empty());
         assert_eq!(t.live_ids().count(), 0);
     }
 
@@ -684,7 +808,7 @@ mod tests {
         let mut last = None;
         for (i, c) in classes.iter().enumerate() {
             last = t
-                .update(&[det(2.0 * i as f32, 0.0, 0.8, *c)], time(i, 25.0))
+                .update(&[det(2.0 * i as f32, 0.0, 0.8, *c)], &[], time(i, 25.0))
                 .first()
                 .cloned();
         }
@@ -702,7 +826,7 @@ mod tests {
             let mut b = det(x + 3.0, 2.0, 0.7, 7);
             b.bbox.x2 -= 2.0;
             let dets = if i % 3 == 1 { vec![a, b] } else { vec![a] };
-            for o in t.update(&dets, time(i, 5.0)) {
+            for o in t.update(&dets, &[], time(i, 5.0)) {
                 ids.insert(o.id);
             }
         }
@@ -726,7 +850,7 @@ mod tests {
                     )
                 })
                 .collect();
-            let out = t.update(&dets, time(f, 5.0));
+            let out = t.update(&dets, &[], time(f, 5.0));
             if f >= 1 {
                 if out.len() != starts.len() {
                     return Err(format!("frame {f}: {} tracks for {} objects", out.len(), starts.len()));
