@@ -211,6 +211,7 @@ pub fn execute(
         let mut frames = 0u64;
         let mut max_id = 0u64;
         let mut source_frames = 0u64;
+        let mut crossings = Vec::new();
         let mut span: Option<(SystemTime, SystemTime)> = None;
         let start = Instant::now();
         let mut last_progress = Instant::now();
@@ -228,6 +229,18 @@ pub fn execute(
                 let t = a.frame.capture_time;
                 span = Some(span.map_or((t, t), |(first, _)| (first, t)));
                 max_id = a.update.tracks.iter().map(|t| t.id).fold(max_id, u64::max);
+                for c in &a.update.crossings {
+                    crossings.push(CrossingRow {
+                        frame: source_frame(&a),
+                        line: c.line.clone(),
+                        direction: c.direction.as_str(),
+                        class: labels
+                            .get(c.class as usize)
+                            .cloned()
+                            .unwrap_or_else(|| c.class.to_string()),
+                        track: c.track_id,
+                    });
+                }
                 observe(&a, &labels)?;
                 frames += 1;
                 if progress && last_progress.elapsed() > Duration::from_millis(250) {
@@ -307,6 +320,7 @@ pub fn execute(
             seconds: (seconds * 1000.0).round() / 1000.0,
             fps: (frames as f64 / seconds * 10.0).round() / 10.0,
             stages_ms: stages,
+            crossings,
             lines: line_report,
             zones: zone_report,
             tracks: max_id,
@@ -404,11 +418,24 @@ pub struct Report {
     pub seconds: f64,
     pub fps: f64,
     pub stages_ms: Stages,
+    /// Every counted crossing, in order, with the source frame it was counted at (to check
+    /// counts against a count made by hand).
+    pub crossings: Vec<CrossingRow>,
     /// line -> direction -> class -> crossings
     pub lines: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
     /// zone -> {entries, exits, occupancy_end} -> class -> n
     pub zones: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
     pub tracks: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CrossingRow {
+    /// Source frame number (1-based) of the analysed frame that counted it.
+    pub frame: u64,
+    pub line: String,
+    pub direction: &'static str,
+    pub class: String,
+    pub track: u64,
 }
 
 fn parse_points(text: &str, what: &str) -> anyhow::Result<(String, Vec<[f32; 2]>)> {

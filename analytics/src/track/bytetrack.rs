@@ -57,6 +57,11 @@ const DUPLICATE_IOU: f32 = 0.85;
 const NEW_TRACK_OVERLAP: f32 = 0.7;
 /// Boxes whose heights differ by more than this factor are not one object.
 const MAX_SIZE_RATIO: f32 = 1.6;
+/// Sightings in a row that confirm a track none of whose detections reached
+/// `new_track_score`, provided it moves (clutter the model half-believes in stands still).
+const CONFIRM_SIGHTINGS: u32 = 3;
+/// How far, in box widths, such a track must have moved from its first sighting.
+const CONFIRM_MOVE: f32 = 0.3;
 /// Frames of a longer gap are re-updated in at most this many virtual steps.
 const REUPDATE_STEPS: usize = 12;
 /// Share of the cost that is appearance (colour) rather than motion, when both are known.
@@ -98,6 +103,8 @@ struct Track {
     last_confident: f64,
     /// Frames with a match.
     hits: u32,
+    /// The best score of its sightings.
+    best_score: f32,
     matched_now: bool,
     /// Confirmed this frame: the rules also get its earlier, tentative sightings.
     confirmed_now: bool,
@@ -120,6 +127,7 @@ impl Track {
             appearance: look,
             last_confident: at,
             hits: 1,
+            best_score: d.score,
             matched_now: true,
             confirmed_now: false,
         }
@@ -155,6 +163,7 @@ impl Track {
         }
         self.at_last_observation = self.kalman.clone();
         self.score = d.score;
+        self.best_score = self.best_score.max(d.score);
         *self.votes.entry(d.class).or_insert(0.0) += d.score;
         self.hits += 1;
         self.matched_now = true;
@@ -202,6 +211,17 @@ impl Track {
             .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0)))
             .map(|(c, _)| *c)
             .unwrap_or(0)
+    }
+
+    /// Whether it moved at least `CONFIRM_MOVE` box widths since its first sighting.
+    fn has_moved(&self) -> bool {
+        let (Some(first), Some(last)) = (self.observations.front(), self.observations.back())
+        else {
+            return false;
+        };
+        let (a, b) = (first.1.center(), last.1.center());
+        let moved = ((b.x - a.x).powi(2) + (b.y - a.y).powi(2)).sqrt();
+        moved >= tune("CONFIRM_MOVE", CONFIRM_MOVE) * last.1.width().max(1.0)
     }
 
     /// Whether reaching `b` would mean turning back: the track was clearly going one way and
@@ -369,7 +389,7 @@ impl Tracker {
             .copied()
             .filter(|&i| self.tracks[i].state == TrackState::Confirmed)
             .collect();
-        let (matched, _, _) =
+        let (matched, _, rest_low) =
             self.associate(&followed, &low, Pass::Weak, at, 1.0 - cfg.low_match_iou);
         self.apply(matched, at);
 
@@ -397,16 +417,28 @@ impl Tracker {
             }
         }
 
-        // 4. Tentative tracks against the confident detections left.
+        // 4. Tentative tracks against the confident detections left, weaker ones included: a
+        // car the model is never very sure of (seen from above, at dusk) is still a car when it
+        // is seen three times in a row.
         let tentative = self.indices(|t| t.state == TrackState::Tentative);
+        let mut candidates = rest_high;
+        candidates.extend(rest_low.into_iter().filter(|c| c.det.confident));
         let (matched, unmatched_tentative, left) = self.associate(
             &tentative,
-            &rest_high,
+            &candidates,
             Pass::Tentative,
             at,
             1.0 - cfg.tentative_match_iou,
         );
-        self.apply(matched, at);
+        for (ti, c) in matched {
+            let t = &mut self.tracks[ti];
+            t.update(&c, at, c.det.confident && c.det.score >= cfg.high_score);
+            if t.best_score >= cfg.new_track_score
+                || (t.hits >= CONFIRM_SIGHTINGS && t.has_moved())
+            {
+                t.state = TrackState::Confirmed;
+            }
+        }
 
         // 5. Remove what did not make it.
         let mut remove = vec![false; self.tracks.len()];
@@ -431,7 +463,7 @@ impl Tracker {
 
         // 6. New tentative tracks from confident detections that are not a track again.
         for c in left {
-            if c.det.score < cfg.new_track_score {
+            if c.det.score < tune("START", 0.0) {
                 continue;
             }
             let duplicate = self
