@@ -71,11 +71,6 @@ pub async fn analyse<E: From<DetectError>>(
             .map(|d| Appearance::of(image, &d.bbox))
             .collect();
         scene.set_frame_size(f.source_width, f.source_height);
-        if std::env::var_os("PANTAU_DEBUG_DETS").is_some() {
-            for d in &detections {
-                eprintln!("DET {} {} {:.0} {:.0} {:.0} {:.0} {:.2} {}", f.source_index.unwrap_or(0) + 1, d.class, d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2, d.score, d.confident);
-            }
-        }
         let update = scene.update(&detections, &looks, f.capture_time);
         on_frame(Analysed {
             frame: &detected.frame,

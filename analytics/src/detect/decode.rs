@@ -66,11 +66,6 @@ pub fn decode_yolox(
         let Some((class, cls, threshold)) = best else {
             continue;
         };
-        let overall = cell[5..].iter().fold(0f32, |m, &p| m.max(p));
-        let kr: f32 = std::env::var("PANTAU_TUNE_RATIO").ok().and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        if cls < kr * overall {
-            continue;
-        }
         let score = obj * cls;
         if score < filter.floor {
             continue;

@@ -119,7 +119,7 @@ impl Detector {
             .iter()
             .flatten()
             .fold(floor, |f, t| f.min(*t))
-            .max(std::env::var("PANTAU_TUNE_FLOOR").ok().and_then(|v| v.parse().ok()).unwrap_or(0.01));
+            .max(0.01);
         let env = runtime(&runtime_path(config.onnxruntime.as_deref()))?;
         let contract = |reason: String| DetectError::Contract {
             path: model.onnx_path.clone(),

@@ -4,22 +4,28 @@
 //! 1. every track is predicted by its Kalman filter over the real gap since the last frame;
 //! 2. confirmed and lost tracks are matched to confident detections (Hungarian on a cost that
 //!    fuses IoU with the detection's score, falls back to a size-normalised distance when the
-//!    object moved further than its box, and adds a direction-consistency term, as in OC-SORT);
+//!    object moved further than its box, adds a direction-consistency term as in OC-SORT, and
+//!    blends in colour similarity, see [`super::appearance`]);
 //! 3. confirmed tracks still unmatched are matched to weak detections (ByteTrack's "byte" step
-//!    that keeps objects through occlusion and blur);
-//! 4. tracks still unmatched get a second chance against their *last observation* rather than
-//!    the prediction (OC-SORT's observation-centric recovery);
-//! 5. tentative tracks (one sighting, velocity unknown) are matched to what is left of the
-//!    confident detections within the distance an object can travel in the gap;
-//! 6. confident detections left over start tentative tracks, unless they duplicate a track.
+//!    that keeps objects through occlusion and blur, for at most `lost_s` without a confident
+//!    sighting);
+//! 4. tracks still unmatched get a second chance against their *last sighting* rather than
+//!    the prediction, by overlap only (OC-SORT's observation-centric recovery); a track lost at
+//!    the edge of the picture while heading out has left and is dropped;
+//! 5. tentative tracks (velocity unknown) are matched to what is left, within the distance an
+//!    object can travel in the gap. One is confirmed on its second sighting if a detection
+//!    reached `new_track_score`; otherwise after three confident sightings, or four weak ones
+//!    over 0.8 s, and only if it moved (clutter the model half-believes in stands still). A
+//!    track confirmed next to a lost one that fits takes the lost track's id;
+//! 6. detections left over start tentative tracks, unless they duplicate a track.
 //!
 //! A track that is found again after a gap has its filter re-run along a straight virtual path
 //! between the two sightings (OC-SORT's observation-centric re-update), so the gap does not
 //! leave it with a wrong velocity.
 //!
 //! ```text
-//!  tentative --matched--> confirmed <--re-found-- lost --unseen for lost_s--> removed
-//!      `--not matched---------------------------------> removed
+//!  tentative --confirmed--> confirmed <--re-found-- lost --unseen for lost_s--> removed
+//!      `--not matched-----------------------------------> removed
 //! ```
 //!
 //! Ids are given when a track is confirmed, so they count real objects without gaps.
@@ -62,18 +68,25 @@ const MAX_SIZE_RATIO: f32 = 1.6;
 const CONFIRM_SIGHTINGS: u32 = 3;
 /// How far, in box widths, such a track must have moved from its first sighting.
 const CONFIRM_MOVE: f32 = 0.3;
+/// A track none of whose detections reached its class's `detector.min_score` (a car the
+/// model barely sees from above) needs this many sightings over at least this many seconds.
+const WEAK_SIGHTINGS: u32 = 4;
+const WEAK_SPAN_S: f64 = 0.8;
+/// Share of the overlap cost that the detection's score decides (ByteTrack's score fusion).
+const SCORE_FUSION: f32 = 0.5;
+/// A track this sure of its heading does not match a box behind it by distance.
+const TURN_BACK_SURE: f32 = 0.8;
 /// Frames of a longer gap are re-updated in at most this many virtual steps.
 const REUPDATE_STEPS: usize = 12;
 /// Share of the cost that is appearance (colour) rather than motion, when both are known.
 const APPEARANCE_WEIGHT: f32 = 0.4;
-/// A match by distance alone (no overlap) needs at least this colour similarity.
-const APPEARANCE_GATE: f32 = 0.5;
+/// Below this colour similarity a track and a box are not one object, however close.
+const APPEARANCE_MIN: f32 = 0.5;
+/// Colour distance (1 - similarity) that counts as "entirely different": one object seen
+/// twice is typically within 0.1, two people side by side 0.1 to 0.4.
+const APPEARANCE_SPREAD: f32 = 0.3;
 /// How fast a track's appearance follows new sightings (a running average).
 const APPEARANCE_RATE: f32 = 0.1;
-
-fn tune(name: &str, default: f32) -> f32 {
-    std::env::var(format!("PANTAU_TUNE_{name}")).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -105,6 +118,8 @@ struct Track {
     hits: u32,
     /// The best score of its sightings.
     best_score: f32,
+    /// One of its sightings reached its class's `detector.min_score`.
+    any_confident: bool,
     matched_now: bool,
     /// Confirmed this frame: the rules also get its earlier, tentative sightings.
     confirmed_now: bool,
@@ -128,6 +143,7 @@ impl Track {
             last_confident: at,
             hits: 1,
             best_score: d.score,
+            any_confident: d.confident,
             matched_now: true,
             confirmed_now: false,
         }
@@ -150,7 +166,7 @@ impl Track {
         }
         if let (true, Some(new)) = (confident, c.look) {
             match &mut self.appearance {
-                Some(a) => a.blend(new, tune("APPEARANCE_RATE", APPEARANCE_RATE)),
+                Some(a) => a.blend(new, APPEARANCE_RATE),
                 None => self.appearance = Some(new.clone()),
             }
         }
@@ -164,6 +180,7 @@ impl Track {
         self.at_last_observation = self.kalman.clone();
         self.score = d.score;
         self.best_score = self.best_score.max(d.score);
+        self.any_confident |= d.confident;
         *self.votes.entry(d.class).or_insert(0.0) += d.score;
         self.hits += 1;
         self.matched_now = true;
@@ -221,7 +238,7 @@ impl Track {
         };
         let (a, b) = (first.1.center(), last.1.center());
         let moved = ((b.x - a.x).powi(2) + (b.y - a.y).powi(2)).sqrt();
-        moved >= tune("CONFIRM_MOVE", CONFIRM_MOVE) * last.1.width().max(1.0)
+        moved >= CONFIRM_MOVE * last.1.width().max(1.0)
     }
 
     /// Whether reaching `b` would mean turning back: the track was clearly going one way and
@@ -230,7 +247,7 @@ impl Track {
         let Some(((hx, hy), sure)) = self.heading() else {
             return false;
         };
-        if sure < tune("BACK_SURE", 0.8) {
+        if sure < TURN_BACK_SURE {
             return false;
         }
         let (from, to) = (self.last_box().center(), b.center());
@@ -397,7 +414,7 @@ impl Tracker {
         let unmatched: Vec<usize> = rest_tracks
             .iter()
             .copied()
-            .filter(|&i| !self.tracks[i].matched_now && tune("NOOCR", 0.0) < 0.5)
+            .filter(|&i| !self.tracks[i].matched_now)
             .collect();
         let (matched, unmatched, rest_high) = self.associate(
             &unmatched,
@@ -411,7 +428,7 @@ impl Tracker {
         for ti in unmatched {
             if self.tracks[ti].state == TrackState::Confirmed {
                 self.tracks[ti].state = TrackState::Lost;
-                if tune("EXIT", 1.0) > 0.5 && self.left_the_frame(&self.tracks[ti]) {
+                if self.left_the_frame(&self.tracks[ti]) {
                     gone.push(ti);
                 }
             }
@@ -422,7 +439,7 @@ impl Tracker {
         // is seen three times in a row.
         let tentative = self.indices(|t| t.state == TrackState::Tentative);
         let mut candidates = rest_high;
-        candidates.extend(rest_low.into_iter().filter(|c| c.det.confident));
+        candidates.extend(rest_low);
         let (matched, unmatched_tentative, left) = self.associate(
             &tentative,
             &candidates,
@@ -430,19 +447,46 @@ impl Tracker {
             at,
             1.0 - cfg.tentative_match_iou,
         );
+        let mut confirmed = Vec::new();
         for (ti, c) in matched {
             let t = &mut self.tracks[ti];
             t.update(&c, at, c.det.confident && c.det.score >= cfg.high_score);
-            if t.best_score >= cfg.new_track_score
-                || (t.hits >= CONFIRM_SIGHTINGS && t.has_moved())
-            {
+            let first_seen = t.observations.front().map_or(at, |o| o.0);
+            let weak_ok = t.hits >= WEAK_SIGHTINGS && at - first_seen >= WEAK_SPAN_S;
+            let seen_enough = if t.any_confident {
+                t.hits >= CONFIRM_SIGHTINGS
+            } else {
+                weak_ok
+            };
+            if t.best_score >= cfg.new_track_score || (seen_enough && t.has_moved()) {
                 t.state = TrackState::Confirmed;
+                confirmed.push((ti, c));
+            }
+        }
+        // A track confirmed now may be an object that was lost a moment ago (it came back out
+        // of an occlusion too faint to be matched at once): it takes the lost track's id.
+        let mut revived = Vec::new();
+        for (ti, c) in confirmed {
+            let lost = self.indices(|t| t.state == TrackState::Lost && !t.matched_now);
+            let best = lost
+                .into_iter()
+                .filter_map(|li| {
+                    self.cost(&self.tracks[li], &c, Pass::Confident, at, 1.0 - cfg.match_iou)
+                        .map(|cost| (li, cost))
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((li, _)) = best {
+                let high = c.det.confident && c.det.score >= cfg.high_score;
+                let lost = &mut self.tracks[li];
+                lost.update(&c, at, high);
+                lost.state = TrackState::Confirmed;
+                revived.push(ti);
             }
         }
 
         // 5. Remove what did not make it.
         let mut remove = vec![false; self.tracks.len()];
-        for ti in unmatched_tentative.into_iter().chain(gone) {
+        for ti in unmatched_tentative.into_iter().chain(gone).chain(revived) {
             remove[ti] = true;
         }
         for (i, t) in self.tracks.iter().enumerate() {
@@ -463,9 +507,6 @@ impl Tracker {
 
         // 6. New tentative tracks from confident detections that are not a track again.
         for c in left {
-            if c.det.score < tune("START", 0.0) {
-                continue;
-            }
             let duplicate = self
                 .tracks
                 .iter()
@@ -582,18 +623,14 @@ impl Tracker {
         let size_ratio = (reference.height().max(1.0) / d.bbox.height().max(1.0)).max(
             d.bbox.height().max(1.0) / reference.height().max(1.0),
         );
-        if size_ratio > tune("MAX_SIZE_RATIO", MAX_SIZE_RATIO) {
+        if size_ratio > MAX_SIZE_RATIO {
             return None;
         }
         let iou = reference.iou(&d.bbox);
-        let fusion = tune("FUSION", 0.5);
         let fused = match pass {
-            Pass::Confident => iou * (1.0 - fusion + fusion * d.score),
+            Pass::Confident => iou * (1.0 - SCORE_FUSION + SCORE_FUSION * d.score),
             _ => iou,
         };
-        if tune("NODIST", 0.0) > 0.5 && 1.0 - iou > max_cost && pass != Pass::Tentative {
-            return None;
-        }
         let mut cost = if 1.0 - iou <= max_cost {
             1.0 - fused
         } else {
@@ -601,38 +638,33 @@ impl Tracker {
             let reach = match pass {
                 // A weak box, or a track's old spot taken by whatever comes next (the car
                 // behind in the same lane): overlap only.
-                Pass::Weak => return None,
-                Pass::LastSighting if tune("OCR_DIST", 0.0) < 0.5 => return None,
-                Pass::Tentative => tune("REACH_BASE", REACH_BASE) + tune("REACH_PER_S", REACH_PER_S) * since,
-                Pass::Confident | Pass::LastSighting => {
+                Pass::Weak | Pass::LastSighting => return None,
+                Pass::Tentative => REACH_BASE + REACH_PER_S * since,
+                Pass::Confident => {
                     let per_s = if t.state == TrackState::Confirmed {
-                        tune("TRACKED_REACH_PER_S", TRACKED_REACH_PER_S)
+                        TRACKED_REACH_PER_S
                     } else {
-                        tune("LOST_REACH_PER_S", REACH_PER_S)
+                        REACH_PER_S
                     };
-                    (tune("REACH_BASE", REACH_BASE) + per_s * since).min(tune("REACH_MAX", REACH_MAX))
+                    (REACH_BASE + per_s * since).min(REACH_MAX)
                 }
             };
             let (a, b) = (reference.center(), d.bbox.center());
             let w = 0.5 * (reference.width() + d.bbox.width()).max(1.0);
             let h = 0.5 * (reference.height() + d.bbox.height()).max(1.0);
             let distance = (((b.x - a.x) / w).powi(2) + ((b.y - a.y) / h).powi(2)).sqrt();
-            if distance > reach
-                || alike.is_some_and(|s| s < tune("APPEARANCE_GATE", APPEARANCE_GATE))
-                || t.went_back(&d.bbox)
-            {
+            if distance > reach || t.went_back(&d.bbox) {
                 return None;
             }
             // Beyond every overlap match, scaled by how much of the reach it needs.
             max_cost + (1.0 - max_cost) * 0.5 * (distance / reach)
         };
         if let Some(similar) = alike {
-            if similar < tune("APPEARANCE_FLOOR", 0.5) {
+            if similar < APPEARANCE_MIN {
                 return None;
             }
-            let w = tune("APPEARANCE_WEIGHT", APPEARANCE_WEIGHT);
-            let scale = tune("APPEARANCE_SCALE", 0.3);
-            cost = (1.0 - w) * cost + w * ((1.0 - similar) / scale).min(1.0);
+            let distance = ((1.0 - similar) / APPEARANCE_SPREAD).min(1.0);
+            cost = (1.0 - APPEARANCE_WEIGHT) * cost + APPEARANCE_WEIGHT * distance;
         }
         // Direction consistency: moving on along the way it was going is cheaper.
         if matches!(pass, Pass::Confident | Pass::LastSighting) {
@@ -645,7 +677,7 @@ impl Tracker {
                     let cos = ((hx * dx + hy * dy) / len).clamp(-1.0, 1.0);
                     let angle = cos.acos() / std::f32::consts::PI;
                     let moved = (len / (0.5 * t.last_box().width().max(1.0))).min(1.0);
-                    cost += tune("DIRECTION_WEIGHT", DIRECTION_WEIGHT) * angle * sure * moved * d.score;
+                    cost += DIRECTION_WEIGHT * angle * sure * moved * d.score;
                 }
             }
         }
@@ -666,7 +698,7 @@ impl Tracker {
             return (Vec::new(), tracks.to_vec(), dets.to_vec());
         }
         // Distance matches cost up to max_cost + (1 - max_cost) / 2, plus the direction term.
-        let limit = 1.0 + tune("DIRECTION_WEIGHT", DIRECTION_WEIGHT);
+        let limit = 1.0 + DIRECTION_WEIGHT;
         let cost: Vec<Vec<f32>> = tracks
             .iter()
             .map(|&ti| {
