@@ -9,9 +9,9 @@ use pantau_ingest::{Frame, FrameReceiver};
 use crate::detect::onnx::DetectError;
 use crate::detect::service::InferenceService;
 use crate::detect::{DetectTimings, Detection, ImageRef};
-use crate::track::Appearance;
 use crate::geometry::BBox;
 use crate::scene::{Scene, SceneUpdate};
+use crate::track::Appearance;
 
 /// Everything known about one analysed frame.
 #[derive(Debug)]

@@ -154,16 +154,18 @@ mod tests {
 
     #[test]
     fn a_crossing_made_while_the_track_was_tentative_counts() {
-        // 5 fps, a car 80 px long doing 60 px a frame: its first sighting is left of the line,
-        // the second (which confirms the track) already right of it.
+        // 5 fps, a car 80 px long doing 80 px a frame (about 100 km/h for a real car): its
+        // first sighting is left of the line, the second (which confirms the track) already
+        // right of it. The line points down, so left to right on screen is "out".
         let mut scene = Scene::new(&[gate()], &[], &TrackerConfig::default());
         let mut crossings = Vec::new();
         for i in 0..5 {
-            let u = scene.update(&[car(200.0 + 60.0 * i as f32, 0.9, 2)], &[], at(i, 5.0));
-            crossings.extend(u.crossings);
+            let u = scene.update(&[car(200.0 + 80.0 * i as f32, 0.9, 2)], &[], at(i, 5.0));
+            crossings.extend(u.crossings.into_iter().map(|c| (i, c)));
         }
         assert_eq!(crossings.len(), 1, "{crossings:?}");
-        assert_eq!(crossings[0].direction, crate::rules::Direction::In);
+        assert_eq!(crossings[0].0, 1, "counted when the track was confirmed");
+        assert_eq!(crossings[0].1.direction, crate::rules::Direction::Out);
     }
 
     #[test]

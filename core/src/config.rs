@@ -1173,6 +1173,18 @@ mod tests {
                 "tracker.low_score: 0.7 is above high_score 0.5",
             ),
             (
+                "[tracker]\nlost_frames = 30\n",
+                "tracker.lost_frames: no longer supported: the tracker works in seconds",
+            ),
+            (
+                "[tracker]\nlost_frames = 30\n",
+                "replace `lost_frames = 30` with `lost_s = <seconds>`",
+            ),
+            (
+                "[tracker]\nlost_s = 0\n",
+                "tracker.lost_s: 0 is out of range: use 0.1 to 600 seconds",
+            ),
+            (
                 "[ingest]\nstall_timeout_s = \"5\"\n",
                 "invalid type: string \"5\", expected f64 (line 2)",
             ),

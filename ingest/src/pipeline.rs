@@ -229,8 +229,13 @@ fn install_appsink(
                         .and_then(|s| s.downcast_ref::<gst::ClockTime>())
                         .and_then(|s| s.to_running_time(p))
                 });
-                let (capture_time, clock) =
-                    capture_time(&rtp_clock, is_rtsp, pts, running, pipeline.upgrade().as_ref());
+                let (capture_time, clock) = capture_time(
+                    &rtp_clock,
+                    is_rtsp,
+                    pts,
+                    running,
+                    pipeline.upgrade().as_ref(),
+                );
                 let source_index = {
                     let key = pts.map(|p| p.nseconds()).unwrap_or(0);
                     let mut admitted = lock(&shared.admitted);

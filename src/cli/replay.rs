@@ -462,9 +462,13 @@ fn config_camera<'a>(
     camera: Option<&str>,
 ) -> anyhow::Result<Option<&'a CameraSettings>> {
     match camera {
-        Some(id) => Ok(Some(valid.cameras.iter().find(|c| c.id == id).with_context(
-            || format!("--camera {id}: no camera with that id in the config"),
-        )?)),
+        Some(id) => {
+            Ok(Some(
+                valid.cameras.iter().find(|c| c.id == id).with_context(|| {
+                    format!("--camera {id}: no camera with that id in the config")
+                })?,
+            ))
+        }
         None => Ok(valid.cameras.first()),
     }
 }

@@ -168,7 +168,14 @@ mod tests {
         let mut out = vec![0.0f32; 2 * 7];
         out[7..].copy_from_slice(&[0.5, 0.5, 0.0, 0.0, 0.9, 0.1, 0.8]);
         let mut dets = Vec::new();
-        decode_yolox(&out, &grid, 2, 0.5, &wanted(&[Some(0.3); 2], 0.1), &mut dets);
+        decode_yolox(
+            &out,
+            &grid,
+            2,
+            0.5,
+            &wanted(&[Some(0.3); 2], 0.1),
+            &mut dets,
+        );
         assert_eq!(dets.len(), 1);
         let d = &dets[0];
         assert_eq!(d.class, 1);
@@ -184,7 +191,14 @@ mod tests {
         let grid = vec![(0.0, 0.0, 8.0)];
         let out = [0.0, 0.0, 0.0, 0.0, 0.9, 0.9, 0.6];
         let mut dets = Vec::new();
-        decode_yolox(&out, &grid, 2, 1.0, &wanted(&[None, Some(0.3)], 0.1), &mut dets);
+        decode_yolox(
+            &out,
+            &grid,
+            2,
+            1.0,
+            &wanted(&[None, Some(0.3)], 0.1),
+            &mut dets,
+        );
         assert_eq!(dets.len(), 1);
         assert_eq!(dets[0].class, 1);
         assert!((dets[0].score - 0.54).abs() < 1e-6);
@@ -197,10 +211,24 @@ mod tests {
         let grid = vec![(0.0, 0.0, 8.0)];
         let out = [0.0, 0.0, 0.0, 0.0, 0.5, 0.4, 0.1];
         let mut dets = Vec::new();
-        decode_yolox(&out, &grid, 2, 1.0, &wanted(&[Some(0.35); 2], 0.1), &mut dets);
+        decode_yolox(
+            &out,
+            &grid,
+            2,
+            1.0,
+            &wanted(&[Some(0.35); 2], 0.1),
+            &mut dets,
+        );
         assert_eq!(dets.len(), 1, "0.2 is above the tracker's floor");
         assert!(!dets[0].confident, "but below the class threshold");
-        decode_yolox(&out, &grid, 2, 1.0, &wanted(&[Some(0.35); 2], 0.25), &mut dets);
+        decode_yolox(
+            &out,
+            &grid,
+            2,
+            1.0,
+            &wanted(&[Some(0.35); 2], 0.25),
+            &mut dets,
+        );
         assert!(dets.is_empty(), "below the floor");
     }
 
@@ -233,9 +261,18 @@ mod tests {
 
     #[test]
     fn a_car_box_and_a_truck_box_on_one_vehicle_become_one() {
-        let labels: Vec<String> = ["person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck"]
-            .map(String::from)
-            .to_vec();
+        let labels: Vec<String> = [
+            "person",
+            "bicycle",
+            "car",
+            "motorcycle",
+            "airplane",
+            "bus",
+            "train",
+            "truck",
+        ]
+        .map(String::from)
+        .to_vec();
         let kinds = nms_kinds(&labels);
         assert_eq!(kinds, vec![0, 1, 2, 3, 4, 2, 2, 2]);
         let kind = |c: u16| kinds[c as usize];

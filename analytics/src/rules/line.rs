@@ -251,7 +251,10 @@ mod tests {
             280.0, 297.0, 303.0, 299.0, 304.0, 310.0, 302.0, 307.0, 296.0, 312.0, 330.0,
         ];
         for y in ys {
-            n += l.observe(7, 2, Point::new(300.0, y), 40.0).into_iter().count();
+            n += l
+                .observe(7, 2, Point::new(300.0, y), 40.0)
+                .into_iter()
+                .count();
         }
         assert_eq!(n, 1);
     }
@@ -268,7 +271,11 @@ mod tests {
         ];
         let n: usize = path
             .iter()
-            .map(|(x, y)| l.observe(3, 0, Point::new(*x, *y), 40.0).into_iter().count())
+            .map(|(x, y)| {
+                l.observe(3, 0, Point::new(*x, *y), 40.0)
+                    .into_iter()
+                    .count()
+            })
             .sum();
         assert_eq!(n, 0);
     }
@@ -294,24 +301,38 @@ mod tests {
         // detector's box changes (past the 6 px band, within a tenth of its height)...
         let mut l = horizontal();
         let mut got = Vec::new();
-        for (i, y) in [250.0, 280.0, 296.0, 313.0, 288.0, 311.0, 289.0, 314.0, 287.0, 312.0]
-            .into_iter()
-            .enumerate()
+        for (i, y) in [
+            250.0, 280.0, 296.0, 313.0, 288.0, 311.0, 289.0, 314.0, 287.0, 312.0,
+        ]
+        .into_iter()
+        .enumerate()
         {
-            got.extend(l.observe(4, 2, Point::new(300.0, y), 120.0).map(|c| (i, c.direction)));
+            got.extend(
+                l.observe(4, 2, Point::new(300.0, y), 120.0)
+                    .map(|c| (i, c.direction)),
+            );
         }
         // ...and once it drives on, it is one crossing, in.
         for y in [330.0, 360.0, 400.0] {
-            got.extend(l.observe(4, 2, Point::new(300.0, y), 120.0).map(|c| (0, c.direction)));
+            got.extend(
+                l.observe(4, 2, Point::new(300.0, y), 120.0)
+                    .map(|c| (0, c.direction)),
+            );
         }
-        assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), vec![Direction::In]);
+        assert_eq!(
+            got.iter().map(|g| g.1).collect::<Vec<_>>(),
+            vec![Direction::In]
+        );
 
         // A small box flickering across the band once each way: the way back is one sighting
         // only, so it is not believed.
         let mut l = horizontal();
         let mut dirs = Vec::new();
         for y in [280.0, 320.0, 280.0, 320.0, 280.0, 320.0] {
-            dirs.extend(l.observe(5, 0, Point::new(300.0, y), 40.0).map(|c| c.direction));
+            dirs.extend(
+                l.observe(5, 0, Point::new(300.0, y), 40.0)
+                    .map(|c| c.direction),
+            );
         }
         assert_eq!(dirs, vec![Direction::In]);
     }
@@ -321,7 +342,10 @@ mod tests {
         let mut l = horizontal();
         let mut dirs = Vec::new();
         for y in [250.0, 350.0, 360.0, 250.0, 240.0, 230.0] {
-            dirs.extend(l.observe(6, 0, Point::new(300.0, y), 40.0).map(|c| c.direction));
+            dirs.extend(
+                l.observe(6, 0, Point::new(300.0, y), 40.0)
+                    .map(|c| c.direction),
+            );
         }
         assert_eq!(dirs, vec![Direction::In, Direction::Out]);
     }

@@ -471,8 +471,14 @@ impl Tracker {
             let best = lost
                 .into_iter()
                 .filter_map(|li| {
-                    self.cost(&self.tracks[li], &c, Pass::Confident, at, 1.0 - cfg.match_iou)
-                        .map(|cost| (li, cost))
+                    self.cost(
+                        &self.tracks[li],
+                        &c,
+                        Pass::Confident,
+                        at,
+                        1.0 - cfg.match_iou,
+                    )
+                    .map(|cost| (li, cost))
                 })
                 .min_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((li, _)) = best {
@@ -620,9 +626,8 @@ impl Tracker {
             Pass::LastSighting | Pass::Tentative => t.last_box(),
             Pass::Confident | Pass::Weak => t.kalman.bbox(),
         };
-        let size_ratio = (reference.height().max(1.0) / d.bbox.height().max(1.0)).max(
-            d.bbox.height().max(1.0) / reference.height().max(1.0),
-        );
+        let size_ratio = (reference.height().max(1.0) / d.bbox.height().max(1.0))
+            .max(d.bbox.height().max(1.0) / reference.height().max(1.0));
         if size_ratio > MAX_SIZE_RATIO {
             return None;
         }
@@ -758,7 +763,8 @@ mod tests {
     fn a_track_is_confirmed_on_its_second_frame_and_keeps_its_id() {
         let mut t = Tracker::new(TrackerConfig::default());
         assert!(
-            t.update(&[det(0.0, 0.0, 0.9, 0)], &[], time(0, 25.0)).is_empty(),
+            t.update(&[det(0.0, 0.0, 0.9, 0)], &[], time(0, 25.0))
+                .is_empty(),
             "tentative first"
         );
         let out = t.update(&[det(5.0, 0.0, 0.9, 0)], &[], time(1, 25.0));
@@ -773,7 +779,11 @@ mod tests {
         }
         // 5 px a frame at 25 fps is 125 px/s.
         let out = t.update(&[det(100.0, 0.0, 0.9, 0)], &[], time(20, 25.0));
-        assert!((out[0].velocity.0 - 125.0).abs() < 15.0, "{:?}", out[0].velocity);
+        assert!(
+            (out[0].velocity.0 - 125.0).abs() < 15.0,
+            "{:?}",
+            out[0].velocity
+        );
     }
 
     #[test]
@@ -793,14 +803,31 @@ mod tests {
     }
 
     #[test]
-    fn weak_detections_never_start_a_track() {
+    fn weak_detections_start_a_track_only_when_they_move_for_a_while() {
+        // Clutter the model half-believes in: weak, standing still. Never a track.
         let mut t = Tracker::new(TrackerConfig::default());
-        for i in 0..5 {
+        for i in 0..20 {
+            let jitter = if i % 2 == 0 { 1.0 } else { -1.0 };
             assert!(t
-                .update(&[det(10.0 * i as f32, 0.0, 0.3, 0)], &[], time(i, 5.0))
+                .update(&[det(100.0 + jitter, 0.0, 0.3, 0)], &[], time(i, 5.0))
                 .is_empty());
         }
-        assert_eq!(t.live_ids().count(), 0);
+        // A car the model barely sees (0.3), driving: a track once it was seen for 0.8 s.
+        let mut t = Tracker::new(TrackerConfig::default());
+        let mut first_reported = None;
+        for i in 0..8 {
+            let out = t.update(&[det(20.0 * i as f32, 0.0, 0.3, 2)], &[], time(i, 5.0));
+            if !out.is_empty() && first_reported.is_none() {
+                first_reported = Some(i);
+                assert_eq!(
+                    out[0].earlier.len(),
+                    i,
+                    "its earlier sightings go to the rules"
+                );
+            }
+        }
+        let first = first_reported.expect("tracked");
+        assert!((4..=5).contains(&first), "confirmed at frame {first}");
     }
 
     #[test]
@@ -835,7 +862,11 @@ mod tests {
         }
         let out = t.update(&[det(400.0, 0.0, 0.9, 2)], &[], time(10, 5.0));
         assert_eq!(out.len(), 1);
-        assert!((out[0].velocity.0 - 200.0).abs() < 30.0, "{:?}", out[0].velocity);
+        assert!(
+            (out[0].velocity.0 - 200.0).abs() < 30.0,
+            "{:?}",
+            out[0].velocity
+        );
     }
 
     #[test]
@@ -860,7 +891,9 @@ mod tests {
         }
         // A single flash never becomes a track.
         let mut t = Tracker::new(TrackerConfig::default());
-        assert!(t.update(&[det(300.0, 300.0, 0.95, 0)], &[], time(0, 5.0)).is_empty());
+        assert!(t
+            .update(&[det(300.0, 300.0, 0.95, 0)], &[], time(0, 5.0))
+            .is_empty());
         assert!(t.update(&[], &[], time(1, 5.0)).is_empty());
         assert_eq!(t.live_ids().count(), 0);
     }
@@ -917,7 +950,11 @@ mod tests {
             let out = t.update(&dets, &[], time(f, 5.0));
             if f >= 1 {
                 if out.len() != starts.len() {
-                    return Err(format!("frame {f}: {} tracks for {} objects", out.len(), starts.len()));
+                    return Err(format!(
+                        "frame {f}: {} tracks for {} objects",
+                        out.len(),
+                        starts.len()
+                    ));
                 }
                 for o in &out {
                     let k = dets

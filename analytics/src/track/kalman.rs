@@ -235,7 +235,11 @@ mod tests {
         ahead.predict(0.2);
         let b = ahead.bbox();
         let expected = 125.0 * (times[29] + 0.2) as f32;
-        assert!((b.x1 - expected).abs() < 3.0, "predicted x1 {} vs {expected}", b.x1);
+        assert!(
+            (b.x1 - expected).abs() < 3.0,
+            "predicted x1 {} vs {expected}",
+            b.x1
+        );
         assert!((b.height() - 40.0).abs() < 1.0);
     }
 
@@ -244,10 +248,16 @@ mod tests {
         let at_25: Vec<f64> = (0..50).map(|i| f64::from(i) * 0.04).collect();
         let at_5: Vec<f64> = (0..10).map(|i| f64::from(i) * 0.2).collect();
         // Dropped frames: gaps of 0.04 to 0.36 s.
-        let uneven = [0.0, 0.04, 0.2, 0.24, 0.6, 0.64, 0.68, 1.0, 1.12, 1.48, 1.52, 1.88, 2.0];
+        let uneven = [
+            0.0, 0.04, 0.2, 0.24, 0.6, 0.64, 0.68, 1.0, 1.12, 1.48, 1.52, 1.88, 2.0,
+        ];
         for times in [&at_25[..], &at_5[..], &uneven[..]] {
             let (vx, _) = follow(times, 300.0).velocity();
-            assert!((vx - 300.0).abs() < 30.0, "vx {vx} for {} frames", times.len());
+            assert!(
+                (vx - 300.0).abs() < 30.0,
+                "vx {vx} for {} frames",
+                times.len()
+            );
         }
     }
 
@@ -269,7 +279,11 @@ mod tests {
 
     #[test]
     fn a_filter_started_moving_predicts_the_motion() {
-        let mut k = Kalman::moving(&BBox::new(100.0, 0.0, 120.0, 40.0), [50.0, 0.0, 0.0, 0.0], 2.0);
+        let mut k = Kalman::moving(
+            &BBox::new(100.0, 0.0, 120.0, 40.0),
+            [50.0, 0.0, 0.0, 0.0],
+            2.0,
+        );
         k.predict(0.2);
         assert!((k.bbox().x1 - 110.0).abs() < 1e-3);
     }
