@@ -100,7 +100,10 @@ fn main() {
     gst::init().expect("gstreamer");
     let rt = common::runtime();
     let config = DetectorConfig::default();
-    let load = || Detector::load(&config, &common::root(), TrackerConfig::default().low_score).expect("model loads (run `make setup`)");
+    let load = || {
+        Detector::load(&config, &common::root(), TrackerConfig::default().low_score)
+            .expect("model loads (run `make setup`)")
+    };
     let mut detector = load();
     println!(
         "replay vs lower bound (bare decode + bare inference per frame), {WIDTH} px analysis, {} inference threads\n",
