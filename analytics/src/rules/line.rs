@@ -162,9 +162,7 @@ impl LineCounter {
                 return None;
             }
         };
-        let Some(before) = track.side.replace(now) else {
-            return None;
-        };
+        let before = track.side.replace(now)?;
         let direction = match (before, now) {
             (Side::Left, Side::Right) => Direction::In,
             (Side::Right, Side::Left) => Direction::Out,
