@@ -59,12 +59,7 @@ pub async fn analyse<E: From<DetectError>>(
             .collect();
         // Colours of each box on the analysed image, so the tracker can tell people apart.
         let f = &detected.frame;
-        let image = ImageRef {
-            data: f.data(),
-            width: f.width,
-            height: f.height,
-            stride: f.stride,
-        };
+        let image = ImageRef::from(f);
         let looks: Vec<Option<Appearance>> = detected
             .detections
             .iter()

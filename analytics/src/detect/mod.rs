@@ -34,6 +34,18 @@ pub struct ImageRef<'a> {
     pub stride: usize,
 }
 
+impl<'a> From<&'a pantau_ingest::Frame> for ImageRef<'a> {
+    /// The analysis image of a decoded frame.
+    fn from(f: &'a pantau_ingest::Frame) -> Self {
+        ImageRef {
+            data: f.data(),
+            width: f.width,
+            height: f.height,
+            stride: f.stride,
+        }
+    }
+}
+
 /// Milliseconds spent in each step of one detection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct DetectTimings {

@@ -112,13 +112,7 @@ impl InferenceService {
 fn worker(mut detector: Detector, jobs: mpsc::Receiver<Job>) {
     while let Ok(job) = jobs.recv() {
         let queued_ms = job.submitted.elapsed().as_secs_f64() * 1000.0;
-        let f = &job.frame;
-        let image = ImageRef {
-            data: f.data(),
-            width: f.width,
-            height: f.height,
-            stride: f.stride,
-        };
+        let image = ImageRef::from(&job.frame);
         let answer = detector
             .detect(image)
             .map(|(detections, timings)| Detected {

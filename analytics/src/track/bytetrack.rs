@@ -107,8 +107,10 @@ struct Track {
     score: f32,
     /// Score-weighted class votes.
     votes: HashMap<u16, f32>,
-    /// Sightings (capture time in seconds, box), newest last.
+    /// Sightings (capture time in seconds, box), newest last; the last `OBSERVATIONS`.
     observations: VecDeque<(f64, BBox)>,
+    /// The first sighting, kept when older observations are dropped.
+    first: (f64, BBox),
     /// Running average of the colours of its confident sightings.
     appearance: Option<Appearance>,
     /// Capture time of the last confident sighting: weak detections carry a track through an
@@ -139,6 +141,7 @@ impl Track {
             score: d.score,
             votes,
             observations: VecDeque::from([(at, d.bbox)]),
+            first: (at, d.bbox),
             appearance: look,
             last_confident: at,
             hits: 1,
@@ -232,13 +235,25 @@ impl Track {
 
     /// Whether it moved at least `CONFIRM_MOVE` box widths since its first sighting.
     fn has_moved(&self) -> bool {
-        let (Some(first), Some(last)) = (self.observations.front(), self.observations.back())
-        else {
-            return false;
-        };
-        let (a, b) = (first.1.center(), last.1.center());
+        let last = self.last_box();
+        let (a, b) = (self.first.1.center(), last.center());
         let moved = ((b.x - a.x).powi(2) + (b.y - a.y).powi(2)).sqrt();
-        moved >= CONFIRM_MOVE * last.1.width().max(1.0)
+        moved >= CONFIRM_MOVE * last.width().max(1.0)
+    }
+
+    /// Its sightings before the newest, oldest first: the first one and those still kept.
+    fn earlier_boxes(&self) -> Vec<BBox> {
+        let kept = self.observations.len().saturating_sub(1);
+        let mut boxes: Vec<BBox> = Vec::with_capacity(kept + 1);
+        if self
+            .observations
+            .front()
+            .is_some_and(|o| o.0 > self.first.0)
+        {
+            boxes.push(self.first.1);
+        }
+        boxes.extend(self.observations.iter().take(kept).map(|o| o.1));
+        boxes
     }
 
     /// Whether reaching `b` would mean turning back: the track was clearly going one way and
@@ -451,8 +466,7 @@ impl Tracker {
         for (ti, c) in matched {
             let t = &mut self.tracks[ti];
             t.update(&c, at, c.det.confident && c.det.score >= cfg.high_score);
-            let first_seen = t.observations.front().map_or(at, |o| o.0);
-            let weak_ok = t.hits >= WEAK_SIGHTINGS && at - first_seen >= WEAK_SPAN_S;
+            let weak_ok = t.hits >= WEAK_SIGHTINGS && at - t.first.0 >= WEAK_SPAN_S;
             let seen_enough = if t.any_confident {
                 t.hits >= CONFIRM_SIGHTINGS
             } else {
@@ -546,8 +560,7 @@ impl Tracker {
                 velocity: t.kalman.velocity(),
                 hits: t.hits,
                 earlier: if t.confirmed_now {
-                    let n = t.observations.len();
-                    t.observations.iter().take(n - 1).map(|o| o.1).collect()
+                    t.earlier_boxes()
                 } else {
                     Vec::new()
                 },
@@ -828,6 +841,24 @@ mod tests {
         }
         let first = first_reported.expect("tracked");
         assert!((4..=5).contains(&first), "confirmed at frame {first}");
+
+        // The same at 25 fps: 0.8 s is 20 sightings, more than a track keeps; it is confirmed
+        // all the same, and its first sighting still reaches the rules.
+        let mut t = Tracker::new(TrackerConfig::default());
+        let mut confirmed = None;
+        for i in 0..30 {
+            let out = t.update(&[det(4.0 * i as f32, 0.0, 0.3, 2)], &[], time(i, 25.0));
+            if let Some(o) = out.first() {
+                if confirmed.is_none() {
+                    confirmed = Some(i);
+                    assert_eq!(o.earlier.first(), Some(&det(0.0, 0.0, 0.3, 2).bbox));
+                }
+            }
+        }
+        assert!(
+            matches!(confirmed, Some(20..=21)),
+            "confirmed at {confirmed:?}"
+        );
     }
 
     #[test]
