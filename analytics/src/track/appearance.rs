@@ -12,10 +12,11 @@ const BINS: usize = LEVELS * LEVELS * LEVELS;
 /// Pixels sampled per stripe, along each axis at most.
 const SAMPLES: usize = 24;
 
-/// Normalised colour histograms of a box's upper and lower stripe.
+/// Normalised colour histograms of a box's upper and lower stripe, kept as square roots of
+/// the bin shares so that comparing two is one dot product.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Appearance {
-    stripes: [[f32; BINS]; 2],
+    roots: [[f32; BINS]; 2],
 }
 
 impl Appearance {
@@ -50,27 +51,28 @@ impl Appearance {
             if n == 0.0 {
                 return None;
             }
-            stripe.iter_mut().for_each(|v| *v /= n);
+            stripe.iter_mut().for_each(|v| *v = (*v / n).sqrt());
         }
-        Some(Appearance { stripes })
+        Some(Appearance { roots: stripes })
     }
 
     /// How alike two appearances are: the Bhattacharyya coefficient of the histograms, averaged
     /// over the stripes; 1 for identical colours, 0 for nothing in common.
     pub fn similarity(&self, other: &Appearance) -> f32 {
-        self.stripes
+        self.roots
             .iter()
-            .zip(&other.stripes)
-            .map(|(a, b)| a.iter().zip(b).map(|(p, q)| (p * q).sqrt()).sum::<f32>())
+            .zip(&other.roots)
+            .map(|(a, b)| a.iter().zip(b).map(|(p, q)| p * q).sum::<f32>())
             .sum::<f32>()
             / 2.0
     }
 
-    /// Moves this appearance towards `new` by `weight` (a running average over sightings).
+    /// Moves this appearance towards `new` by `weight` (a running average of the histograms
+    /// over sightings).
     pub fn blend(&mut self, new: &Appearance, weight: f32) {
-        for (a, b) in self.stripes.iter_mut().zip(&new.stripes) {
+        for (a, b) in self.roots.iter_mut().zip(&new.roots) {
             for (p, q) in a.iter_mut().zip(b) {
-                *p = (1.0 - weight) * *p + weight * q;
+                *p = ((1.0 - weight) * *p * *p + weight * q * q).sqrt();
             }
         }
     }

@@ -631,10 +631,6 @@ impl Tracker {
         max_cost: f32,
     ) -> Option<f32> {
         let d = c.det;
-        let alike = match (&t.appearance, c.look) {
-            (Some(a), Some(b)) => Some(a.similarity(b)),
-            _ => None,
-        };
         let reference = match pass {
             Pass::LastSighting | Pass::Tentative => t.last_box(),
             Pass::Confident | Pass::Weak => t.kalman.bbox(),
@@ -677,7 +673,9 @@ impl Tracker {
             // Beyond every overlap match, scaled by how much of the reach it needs.
             max_cost + (1.0 - max_cost) * 0.5 * (distance / reach)
         };
-        if let Some(similar) = alike {
+        // Colours last: only pairs that motion allows pay for the comparison.
+        if let (Some(a), Some(b)) = (&t.appearance, c.look) {
+            let similar = a.similarity(b);
             if similar < APPEARANCE_MIN {
                 return None;
             }
