@@ -235,7 +235,8 @@ pub struct CameraConfig {
     #[serde(default = "default_true", rename = "loop")]
     pub loop_file: bool,
     /// `file://` only: play at the file's own frame rate, like a camera. Default true; false
-    /// decodes as fast as possible.
+    /// decodes as fast as possible. Either way capture times follow the video's own timeline
+    /// from the moment it starts, so time-based rules see the video's timing.
     #[serde(default = "default_true")]
     pub realtime: bool,
     /// Overrides `ingest.analysis_fps`.
