@@ -169,6 +169,28 @@ mod tests {
     }
 
     #[test]
+    fn an_object_hidden_while_it_crosses_is_counted_when_found_again() {
+        // 5 fps, a car doing 30 px a frame; a bus hides it for 1.2 s while it passes the line.
+        let mut scene = Scene::new(&[gate()], &[], &TrackerConfig::default());
+        let mut crossings = Vec::new();
+        let mut ids = std::collections::BTreeSet::new();
+        for i in 0..16 {
+            let x = 100.0 + 30.0 * i as f32;
+            let dets = if (5..11).contains(&i) {
+                vec![]
+            } else {
+                vec![car(x, 0.85, 2)]
+            };
+            let u = scene.update(&dets, &[], at(i, 5.0));
+            ids.extend(u.tracks.iter().map(|t| t.id));
+            crossings.extend(u.crossings);
+        }
+        assert_eq!(ids.len(), 1, "one id through the occlusion: {ids:?}");
+        assert_eq!(crossings.len(), 1, "{crossings:?}");
+        assert_eq!(crossings[0].direction, crate::rules::Direction::Out);
+    }
+
+    #[test]
     fn a_vehicle_seen_as_car_and_truck_is_counted_once_as_its_majority_class() {
         let mut scene = Scene::new(&[gate()], &[], &TrackerConfig::default());
         let mut crossings = Vec::new();
