@@ -325,6 +325,13 @@ struct Candidate<'d> {
     look: Option<&'d Appearance>,
 }
 
+impl Candidate<'_> {
+    /// Confident for its class and at least `high_score`: may match any track and start one.
+    fn is_high(&self, high_score: f32) -> bool {
+        self.det.confident && self.det.score >= high_score
+    }
+}
+
 /// Which association a cost is for.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Pass {
@@ -398,7 +405,7 @@ impl Tracker {
                 look: looks.get(i).and_then(Option::as_ref),
             })
             .filter(|c| c.det.score >= cfg.low_score)
-            .partition(|c| c.det.confident && c.det.score >= cfg.high_score);
+            .partition(|c| c.is_high(cfg.high_score));
 
         for t in &mut self.tracks {
             if t.state != TrackState::Confirmed {
@@ -465,7 +472,7 @@ impl Tracker {
         let mut confirmed = Vec::new();
         for (ti, c) in matched {
             let t = &mut self.tracks[ti];
-            t.update(&c, at, c.det.confident && c.det.score >= cfg.high_score);
+            t.update(&c, at, c.is_high(cfg.high_score));
             let weak_ok = t.hits >= WEAK_SIGHTINGS && at - t.first.0 >= WEAK_SPAN_S;
             let seen_enough = if t.any_confident {
                 t.hits >= CONFIRM_SIGHTINGS
@@ -496,9 +503,8 @@ impl Tracker {
                 })
                 .min_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((li, _)) = best {
-                let high = c.det.confident && c.det.score >= cfg.high_score;
                 let lost = &mut self.tracks[li];
-                lost.update(&c, at, high);
+                lost.update(&c, at, c.is_high(cfg.high_score));
                 lost.state = TrackState::Confirmed;
                 revived.push(ti);
             }
@@ -525,7 +531,7 @@ impl Tracker {
             keep
         });
 
-        // 6. New tentative tracks from confident detections that are not a track again.
+        // 6. New tentative tracks from the detections left that are not a track again.
         for c in left {
             let duplicate = self
                 .tracks
@@ -586,7 +592,7 @@ impl Tracker {
         let high = self.config.high_score;
         for (ti, c) in matched {
             let t = &mut self.tracks[ti];
-            t.update(&c, at, c.det.confident && c.det.score >= high);
+            t.update(&c, at, c.is_high(high));
             t.state = TrackState::Confirmed;
         }
     }
