@@ -243,6 +243,47 @@ fn traffic_counts_match_the_hand_count_at_5_fps_and_every_frame() {
     }
 }
 
+/// With a config camera, a replay analyses at that camera's rate with its lines, as the camera
+/// would live; `--analysis-fps` overrides it.
+#[test]
+fn replay_takes_the_rate_and_lines_of_the_config_camera() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("pantau.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[cameras]]\nid = \"other\"\nurl = \"test://ball\"\n\n\
+             [[cameras]]\nid = \"street\"\nurl = \"file://{}\"\nanalysis_fps = 2\n\
+             [[cameras.lines]]\nname = \"mid\"\npoints = [[320, 0], [320, 360]]\n",
+            repo("demo/videos/traffic.mp4").display()
+        ),
+    )
+    .expect("config");
+    let run = |extra: &[&str]| {
+        json(
+            &pantau()
+                .arg("replay")
+                .arg(repo("demo/videos/traffic.mp4"))
+                .arg("--config")
+                .arg(&config)
+                .args(["--camera", "street", "--json"])
+                .args(extra)
+                .output()
+                .expect("runs"),
+        )
+    };
+    let r = run(&[]);
+    assert_eq!(r["analysis_fps"], serde_json::json!(2.0), "{r}");
+    let frames = r["frames"].as_u64().unwrap_or(0);
+    // 20 s of video at 2 fps.
+    assert!((39..=42).contains(&frames), "{frames} frames: {r}");
+    assert!(r["lines"]["mid"].is_object(), "the camera's line: {r}");
+    let r = run(&["--analysis-fps", "10"]);
+    assert_eq!(r["analysis_fps"], serde_json::json!(10.0), "{r}");
+    let frames = r["frames"].as_u64().unwrap_or(0);
+    assert!((198..=202).contains(&frames), "{frames} frames: {r}");
+}
+
 #[test]
 fn bad_replay_arguments_are_explained() {
     let out = pantau()
