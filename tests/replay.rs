@@ -15,6 +15,21 @@ fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// All classes counted on `line` in direction `dir` of a replay report.
+fn line_total(report: &serde_json::Value, line: &str, dir: &str) -> u64 {
+    report["lines"][line][dir]
+        .as_object()
+        .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
+        .unwrap_or(0)
+}
+
+/// Runs `pantau replay ARGS`, expects it to fail, returns what it said.
+fn replay_fails(args: &[&str]) -> String {
+    let out = pantau().arg("replay").args(args).output().expect("runs");
+    assert!(!out.status.success(), "replay {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn json(out: &std::process::Output) -> serde_json::Value {
     assert!(
         out.status.success(),
@@ -60,12 +75,7 @@ fn traffic_is_counted_in_both_directions_and_written_out() {
     }
     assert!(r["stages_ms"]["inference"].as_f64().unwrap_or(0.0) > 0.5);
     // Cars pass the middle both ways (counted by hand: 9 right-to-left, 17 left-to-right).
-    let count = |dir: &str| -> u64 {
-        r["lines"]["mid"][dir]
-            .as_object()
-            .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
-            .unwrap_or(0)
-    };
+    let count = |dir: &str| line_total(&r, "mid", dir);
     assert!((5..=12).contains(&count("in")), "in: {r}");
     assert!((8..=18).contains(&count("out")), "out: {r}");
     assert!(r["lines"]["mid"]["in"]["car"].as_u64().unwrap_or(0) >= 5);
@@ -217,12 +227,7 @@ fn traffic_counts_match_the_hand_count_at_5_fps_and_every_frame() {
             cmd.args(["--analysis-fps", &fps.to_string()]);
         }
         let r = json(&cmd.output().expect("runs"));
-        let count = |dir: &str| -> u64 {
-            r["lines"]["mid"][dir]
-                .as_object()
-                .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
-                .unwrap_or(0)
-        };
+        let count = |dir: &str| line_total(&r, "mid", dir);
         let off = count("in").abs_diff(truth_in) + count("out").abs_diff(truth_out);
         let error = off as f64 / (truth_in + truth_out) as f64;
         assert!(error <= max_error, "{fps:?} fps: error {error}: {r}");
@@ -286,46 +291,23 @@ fn replay_takes_the_rate_and_lines_of_the_config_camera() {
 
 #[test]
 fn bad_replay_arguments_are_explained() {
-    let out = pantau()
-        .args(["replay", "/no/such/video.mp4"])
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /no/such/video.mp4"));
+    let traffic = repo("demo/videos/traffic.mp4");
+    let traffic = traffic.to_str().expect("utf-8 path");
+    let err = replay_fails(&["/no/such/video.mp4"]);
+    assert!(err.contains("cannot read /no/such/video.mp4"), "{err}");
 
-    let out = pantau()
-        .arg("replay")
-        .arg(repo("demo/videos/traffic.mp4"))
-        .args(["--line", "mid=320,0"])
-        .output()
-        .expect("runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = replay_fails(&[traffic, "--line", "mid=320,0"]);
     assert!(
         err.contains("replay.lines[0].points: a line needs at least two points"),
         "{err}"
     );
 
-    let out = pantau()
-        .arg("replay")
-        .arg(repo("demo/videos/traffic.mp4"))
-        .args(["--analysis-fps", "0"])
-        .output()
-        .expect("runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = replay_fails(&[traffic, "--analysis-fps", "0"]);
     assert!(
         err.contains("--analysis-fps 0: use a rate above 0"),
         "{err}"
     );
 
-    let out = pantau()
-        .arg("replay")
-        .arg(repo("demo/videos/traffic.mp4"))
-        .args(["--classes", "tuk-tuk"])
-        .output()
-        .expect("runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = replay_fails(&[traffic, "--classes", "tuk-tuk"]);
     assert!(err.contains("tuk-tuk") && err.contains("labels"), "{err}");
 }

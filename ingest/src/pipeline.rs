@@ -60,7 +60,7 @@ impl Shared {
 /// Per-pipeline clock state: RTCP mapping and the PTS -> RTP timestamp memory; the stream
 /// timeline of sources without a camera clock.
 #[derive(Debug, Default)]
-pub(crate) struct RtpClock {
+pub(crate) struct PipelineClock {
     pub report: Option<SenderReport>,
     pub pts_map: RtpPtsMap,
     pub timeline: CaptureTimeline,
@@ -90,7 +90,7 @@ pub(crate) fn build(
     shared: &Arc<Shared>,
 ) -> Result<CameraPipeline, Problem> {
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", settings.id));
-    let rtp_clock = Arc::new(Mutex::new(RtpClock::default()));
+    let rtp_clock = Arc::new(Mutex::new(PipelineClock::default()));
 
     // The tail: convert+scale to BGR at analysis width, then the appsink.
     let convert = make("videoconvertscale", "convert")?;
@@ -199,7 +199,7 @@ fn install_appsink(
     settings: &CameraSettings,
     shared: &Arc<Shared>,
     pipeline: &gst::Pipeline,
-    rtp_clock: &Arc<Mutex<RtpClock>>,
+    rtp_clock: &Arc<Mutex<PipelineClock>>,
 ) {
     let shared = shared.clone();
     let rtp_clock = rtp_clock.clone();
@@ -294,7 +294,7 @@ fn install_appsink(
 /// moment analysis gets it). Sources without a camera (files, test patterns) are placed on
 /// their own stream timeline, so a file decoded faster than real time keeps the video's timing.
 fn capture_time(
-    rtp_clock: &Arc<Mutex<RtpClock>>,
+    rtp_clock: &Arc<Mutex<PipelineClock>>,
     is_rtsp: bool,
     pts: Option<gst::ClockTime>,
     running: Option<gst::ClockTime>,

@@ -11,7 +11,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use pantau_core::SourceSpec;
 
-use crate::pipeline::RtpClock;
+use crate::pipeline::PipelineClock;
 use crate::status::Problem;
 
 /// Adds the source for `spec` to `pipeline`, linking decoded video to `tail`.
@@ -19,7 +19,7 @@ pub(crate) fn add(
     pipeline: &gst::Pipeline,
     spec: &SourceSpec,
     tail: &gst::Pad,
-    rtp_clock: &Arc<Mutex<RtpClock>>,
+    rtp_clock: &Arc<Mutex<PipelineClock>>,
 ) -> Result<(), Problem> {
     match spec {
         SourceSpec::Rtsp {

@@ -12,7 +12,7 @@ use pantau_core::{Credentials, Transport};
 use url::Url;
 
 use crate::clock::{rtp_timestamp, SenderReport};
-use crate::pipeline::{lock, RtpClock};
+use crate::pipeline::{lock, PipelineClock};
 use crate::status::Problem;
 
 pub(super) fn add(
@@ -22,7 +22,7 @@ pub(super) fn add(
     latency_ms: u32,
     credentials: Option<&Credentials>,
     tail: &gst::Pad,
-    rtp_clock: &Arc<Mutex<RtpClock>>,
+    rtp_clock: &Arc<Mutex<PipelineClock>>,
 ) -> Result<(), Problem> {
     let src = gst::ElementFactory::make("rtspsrc")
         .name("src")
