@@ -19,7 +19,7 @@ use pantau_analytics::detect::onnx::{DetectError, Detector};
 use pantau_analytics::detect::service::InferenceService;
 use pantau_analytics::detect::{DetectTimings, ImageRef};
 use pantau_analytics::scene::Scene;
-use pantau_core::{DetectorConfig, LineConfig, TrackerConfig};
+use pantau_config::{DetectorConfig, LineConfig, TrackerConfig};
 use pantau_ingest::Ingest;
 
 const WIDTH: u32 = 640;

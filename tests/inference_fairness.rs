@@ -10,7 +10,7 @@ use pantau_analytics::camera::{analyse, Analysed};
 use pantau_analytics::detect::onnx::{DetectError, Detector};
 use pantau_analytics::detect::service::InferenceService;
 use pantau_analytics::scene::Scene;
-use pantau_core::{Config, DetectorConfig, TrackerConfig};
+use pantau_config::{Config, DetectorConfig, TrackerConfig};
 use pantau_ingest::Ingest;
 
 fn repo() -> PathBuf {

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use pantau_core::{CameraSettings, Config};
+use pantau_config::{CameraSettings, Config};
 use pantau_ingest::serve::{Mount, RtspServer, ServeOptions};
 use pantau_ingest::{CameraState, CaptureClock, FrameReceiver, Ingest};
 

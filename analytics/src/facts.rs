@@ -55,17 +55,10 @@ impl Facts {
     }
 
     /// Entries into these zones get this severity (alerts when warning or critical).
-    pub fn with_zones(mut self, zones: &[pantau_core::ZoneConfig]) -> Self {
+    pub fn with_zones(mut self, zones: &[pantau_config::ZoneConfig]) -> Self {
         self.zone_severity = zones
             .iter()
-            .map(|z| {
-                let s = match z.severity {
-                    pantau_core::analytics::Severity::Info => Severity::Info,
-                    pantau_core::analytics::Severity::Warning => Severity::Warning,
-                    pantau_core::analytics::Severity::Critical => Severity::Critical,
-                };
-                (z.name.clone(), s)
-            })
+            .map(|z| (z.name.clone(), z.severity))
             .collect();
         self
     }

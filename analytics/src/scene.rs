@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use pantau_core::{LineConfig, TrackerConfig, ZoneConfig};
+use pantau_config::{LineConfig, TrackerConfig, ZoneConfig};
 use serde::Serialize;
 
 use crate::detect::Detection;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use opencv::prelude::*;
 use pantau_analytics::detect::onnx::{DetectError, Detector};
 use pantau_analytics::{BBox, ImageRef};
-use pantau_core::DetectorConfig;
+use pantau_config::DetectorConfig;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

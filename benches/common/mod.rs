@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use pantau_core::{CameraSettings, Config};
+use pantau_config::{CameraSettings, Config};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

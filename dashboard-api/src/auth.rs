@@ -290,7 +290,7 @@ pub fn check_password(password: &str) -> Result<(), ApiError> {
 }
 
 fn check_user_name(name: &str) -> Result<(), ApiError> {
-    if pantau_core::outputs::valid_user_name(name) {
+    if pantau_config::outputs::valid_user_name(name) {
         Ok(())
     } else {
         Err(ApiError::bad_request(

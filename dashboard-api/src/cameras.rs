@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use pantau_core::config::{CameraConfig, CameraSettings, ConfigIssues, IngestConfig};
+use pantau_config::config::{CameraConfig, CameraSettings, ConfigIssues, IngestConfig};
 use pantau_ingest::CameraStatus;
 use serde::{Deserialize, Serialize};
 
@@ -253,20 +253,7 @@ fn keep_secrets(c: &mut CameraConfig, old: &CameraConfig) {
     }
 }
 
-/// `rtsp://user:secret@host/` -> `rtsp://user:***@host/`.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (auth, host) = match rest.split_once('@') {
-        Some(x) if !x.0.contains('/') => x,
-        _ => return url.to_string(),
-    };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
-}
+use pantau_config::redact_url;
 
 /// A camera's definition as the API shows it: secrets redacted.
 fn shown(mut c: CameraConfig) -> CameraConfig {
@@ -454,6 +441,7 @@ mod tests {
     #[test]
     fn url_passwords_are_redacted() {
         assert_eq!(redact_url("rtsp://u:p@h:554/x"), "rtsp://u:***@h:554/x");
+        assert_eq!(redact_url("rtsp://u:p@ss@h/"), "rtsp://u:***@h/");
         assert_eq!(redact_url("rtsp://h/x@y"), "rtsp://h/x@y");
         assert_eq!(redact_url("rtsp://u@h/x"), "rtsp://u@h/x");
         assert_eq!(redact_url("file:///a.mp4"), "file:///a.mp4");

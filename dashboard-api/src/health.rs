@@ -213,11 +213,22 @@ pub async fn metrics(State(s): State<ApiState>) -> Response {
             "gauge",
             "Records a sink has not delivered yet",
         );
-        for sink in ["mqtt", "store"] {
+        let depths = outbox.depths();
+        for (sink, depth) in &depths {
+            let _ = writeln!(out, "pantau_outbox_depth{{sink=\"{sink}\"}} {depth}");
+        }
+        header_lines(
+            &mut out,
+            "pantau_outbox_dead_letters_total",
+            "counter",
+            "Records a sink could never deliver (too large, refused), kept in the outbox's dead letters since start",
+        );
+        let dead = outbox.dead_counts();
+        for (sink, _) in &depths {
             let _ = writeln!(
                 out,
-                "pantau_outbox_depth{{sink=\"{sink}\"}} {}",
-                outbox.depth(sink)
+                "pantau_outbox_dead_letters_total{{sink=\"{sink}\"}} {}",
+                dead.get(sink).copied().unwrap_or(0)
             );
         }
     }

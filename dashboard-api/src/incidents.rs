@@ -391,21 +391,7 @@ impl Action {
     }
 }
 
-/// What the MQTT topic `.../incidents` and live clients get for each action.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct IncidentChange {
-    pub event_id: String,
-    pub camera: String,
-    pub site: String,
-    pub action: String,
-    pub state: String,
-    pub assignee: Option<String>,
-    pub escalations: i32,
-    pub note: Option<String>,
-    pub actor: String,
-    /// RFC 3339.
-    pub at: String,
-}
+pub use pantau_events::IncidentChange;
 
 /// Act on an alert: acknowledge, assign, note, escalate or close.
 #[utoipa::path(post, path = "/api/v1/events/{id}/actions", tag = "events",
@@ -499,15 +485,34 @@ pub async fn act(
     let detail = serde_json::json!({
         "from": state, "to": new_state, "assignee": new_assignee, "note": action.note(),
     });
-    let applied = c
-        .execute(
+    let change = IncidentChange {
+        event_id: id.clone(),
+        camera,
+        site,
+        action: action.name().to_string(),
+        state: new_state.clone(),
+        assignee: new_assignee.clone(),
+        escalations: new_escalations,
+        note: action.note().map(str::to_string),
+        actor: session.user.clone(),
+        at: pantau_events::time::format(SystemTime::now()),
+    };
+    let message = serde_json::to_value(&change).unwrap_or_default();
+    // The change, its audit entry and its MQTT message in one statement: all or nothing. The
+    // message moves to the outbox below; after a crash in between, the node's next start
+    // moves it ([`relay_messages`]).
+    let pending: Option<i64> = c
+        .query_opt(
             &format!(
                 "with changed as (
                    update {sc}.incidents set state = $2, assignee = $3, escalations = $4,
                      updated_at = now(), updated_by = $5
-                   where event_id = $1 and state = $6 and escalations = $7 returning event_id)
-                 insert into {sc}.audit (actor, action, target, detail)
-                 select $5, $8, $9, $10 from changed"
+                   where event_id = $1 and state = $6 and escalations = $7 returning event_id),
+                 audited as (
+                   insert into {sc}.audit (actor, action, target, detail)
+                   select $5, $8, $9, $10 from changed)
+                 insert into {sc}.incident_messages (payload)
+                 select $11 from changed returning id"
             ),
             &[
                 &id,
@@ -520,45 +525,74 @@ pub async fn act(
                 &format!("incident.{}", action.name()),
                 &format!("event:{id}"),
                 &detail,
+                &message,
             ],
         )
-        .await?;
-    if applied == 0 {
+        .await?
+        .map(|r| r.get(0));
+    let Some(pending) = pending else {
         return Err(ApiError::conflict(format!(
             "incident \"{id}\" was changed by someone else just now; reload and try again"
         )));
-    }
-    let (state, assignee, escalations) = (new_state, new_assignee, new_escalations);
-    let change = IncidentChange {
-        event_id: id,
-        camera,
-        site,
-        action: action.name().to_string(),
-        state,
-        assignee,
-        escalations,
-        note: action.note().map(str::to_string),
-        actor: session.user.clone(),
-        at: pantau_events::time::format(SystemTime::now()),
     };
     tracing::info!(user = %session.user, event = %change.event_id, action = %change.action, state = %change.state, "incident action");
     let json = serde_json::to_string(&change).unwrap_or_default();
     if let Some(outbox) = &s.outbox {
-        let topic = format!(
-            "{}/{}/{}/incidents",
-            s.settings.mqtt_prefix, change.site, change.camera
-        );
-        if let Err(e) = outbox.append(&[pantau_sinks::mqtt::record(
-            &topic,
-            false,
-            json.clone().into_bytes(),
-        )]) {
-            tracing::error!(event = %change.event_id, "incident change not queued for MQTT: {e}");
+        let m = pantau_events::Message::incident(&s.settings.topics, &change);
+        match outbox.append(&[m]).await {
+            Ok(_) => {
+                c.execute(
+                    &format!("delete from {sc}.incident_messages where id = $1"),
+                    &[&pending],
+                )
+                .await?;
+            }
+            Err(e) => tracing::error!(
+                event = %change.event_id,
+                "incident change kept in the database for the next start, not queued for MQTT: {e}"
+            ),
         }
     }
     s.live
         .publish(LiveMessage::new("incident", &change.camera, None, json));
     Ok(Json(change))
+}
+
+/// Moves dispatch messages left in the database by a crash (stored with their action, never
+/// appended to the outbox) into the outbox; returns how many.
+pub async fn relay_messages(
+    store: &pantau_sinks::store::Store,
+    outbox: &pantau_sinks::outbox::Outbox,
+    topics: &pantau_events::Topics,
+) -> Result<usize, ApiError> {
+    let sc = store.schema();
+    let rows = store
+        .client()
+        .query(
+            &format!("select id, payload from {sc}.incident_messages order by id limit 10000"),
+            &[],
+        )
+        .await?;
+    let mut moved = 0;
+    for row in rows {
+        let (id, payload): (i64, serde_json::Value) = (row.get(0), row.get(1));
+        match serde_json::from_value::<IncidentChange>(payload) {
+            Ok(change) => {
+                let m = pantau_events::Message::incident(topics, &change);
+                outbox
+                    .append(&[m])
+                    .await
+                    .map_err(|e| ApiError::store(format!("outbox: {e}")))?;
+                moved += 1;
+            }
+            Err(e) => tracing::error!(id, "a stored dispatch message is unreadable and was removed: {e}"),
+        }
+        store
+            .client()
+            .execute(&format!("delete from {sc}.incident_messages where id = $1"), &[&id])
+            .await?;
+    }
+    Ok(moved)
 }
 
 #[cfg(test)]

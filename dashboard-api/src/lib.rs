@@ -53,8 +53,8 @@ pub struct ApiSettings {
     pub session_hours: u32,
     pub login_attempts: u32,
     pub cors_origins: Vec<String>,
-    /// MQTT topic prefix for incident changes.
-    pub mqtt_prefix: String,
+    /// MQTT topics (incident changes).
+    pub topics: pantau_events::Topics,
     /// Where event snapshots are, when snapshots are on.
     pub snapshots_dir: Option<PathBuf>,
 }
@@ -65,7 +65,11 @@ impl Default for ApiSettings {
             session_hours: 12,
             login_attempts: 5,
             cors_origins: Vec::new(),
-            mqtt_prefix: "pantau".into(),
+            topics: pantau_events::Topics {
+                prefix: "pantau".into(),
+                site: "default".into(),
+                node: "pantau".into(),
+            },
             snapshots_dir: None,
         }
     }
@@ -85,6 +89,8 @@ pub struct ApiState {
     pub live: Arc<Live>,
     pub settings: Arc<ApiSettings>,
     pub limiter: Arc<auth::LoginLimiter>,
+    /// Cancelled when the node stops: live streams end, so the HTTP server can.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl ApiState {
@@ -101,6 +107,7 @@ impl ApiState {
                 Duration::from_secs(300),
             )),
             settings: Arc::new(settings),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 

@@ -242,7 +242,10 @@ pub async fn stream(
             }
         }
     });
+    // The stream ends when the node stops, so the server's graceful shutdown does not wait
+    // on open consoles.
     let events = stream::select(hub, statuses)
+        .take_until(s.shutdown.clone().cancelled_owned())
         .filter(move |m| std::future::ready(keep(m)))
         .map(|m| Ok(SseEvent::default().event(m.kind).data(&*m.data)));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))

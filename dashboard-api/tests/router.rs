@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use pantau_core::config::{CameraConfig, CameraSettings, IngestConfig};
+use pantau_config::config::{CameraConfig, CameraSettings, IngestConfig};
 use pantau_dashboard_api::auth::{upsert_user, Role};
 use pantau_dashboard_api::cameras::BoxFuture;
 use pantau_dashboard_api::{app, ApiSettings, ApiState, CameraControl, CameraRegistry, Db};
@@ -65,7 +65,7 @@ struct Harness {
 fn camera_config(id: &str) -> CameraConfig {
     let text =
         format!("[[cameras]]\nid = \"{id}\"\nurl = \"test://ball?width=160&height=120&fps=10\"\n");
-    pantau_core::Config::parse(&text)
+    pantau_config::Config::parse(&text)
         .expect("parses")
         .cameras
         .remove(0)
@@ -1080,7 +1080,7 @@ async fn events_search_dispatch_audit_mqtt_and_live() {
     let records = outbox.read("mqtt", 100).expect("read");
     let changes: Vec<Value> = records
         .iter()
-        .filter(|(_, r)| r.key.ends_with("pantau/kota/gate/incidents"))
+        .filter(|(_, r)| r.topic == "pantau/kota/gate/incidents" && r.kind == pantau_events::Kind::Incident)
         .map(|(_, r)| serde_json::from_slice(&r.payload).expect("json"))
         .collect();
     let states: Vec<&str> = changes.iter().filter_map(|c| c["state"].as_str()).collect();

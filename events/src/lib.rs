@@ -7,6 +7,7 @@
 //! frame's capture time, not the processing time) and how much it matters (severity).
 
 pub mod id;
+pub mod outgoing;
 pub mod time;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 pub use id::{EventId, IdGenerator};
+pub use outgoing::{camera_status, IncidentChange, Kind, Message, StatusFacts, Topics};
 
 /// The schema version written in every message.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -52,13 +54,8 @@ pub enum Lifecycle {
     End,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
+/// How urgent an event is: one type, shared with the configuration (a zone's `severity`).
+pub use pantau_config::analytics::Severity;
 
 /// The object an event is about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

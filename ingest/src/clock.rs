@@ -108,35 +108,71 @@ impl RtpPtsMap {
 /// difference to its arrival time is remembered (smoothed), so frames whose RTP timestamp is
 /// ambiguous still get camera time as arrival plus that offset instead of jumping between
 /// clocks.
-#[derive(Debug, Default)]
+///
+/// A camera clock further than `max_skew` from the arrival time (a camera that says 1970 or
+/// 2090) is not used: the frame is timed on arrival and [`Placed::ClockWrong`] says by how much
+/// the camera was off.
+#[derive(Debug)]
 pub struct CaptureTimeline {
     camera_minus_arrival_s: Option<f64>,
     last: Option<SystemTime>,
+    max_skew: Duration,
+}
+
+impl Default for CaptureTimeline {
+    fn default() -> Self {
+        Self::new(Duration::from_secs(300))
+    }
+}
+
+/// Which clock a capture time came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Placed {
+    Camera,
+    Arrival,
+    /// The camera's clock was this many seconds off (camera minus arrival); arrival was used.
+    ClockWrong(f64),
 }
 
 impl CaptureTimeline {
+    pub fn new(max_skew: Duration) -> Self {
+        Self {
+            camera_minus_arrival_s: None,
+            last: None,
+            max_skew,
+        }
+    }
+
     /// `camera`: the camera's time of this frame when known; `arrival`: when it arrived.
-    pub fn place(&mut self, camera: Option<SystemTime>, arrival: SystemTime) -> (SystemTime, bool) {
-        let (t, on_camera_clock) = match camera {
+    pub fn place(&mut self, camera: Option<SystemTime>, arrival: SystemTime) -> (SystemTime, Placed) {
+        let skew = self.max_skew.as_secs_f64();
+        let (t, placed) = match camera {
+            Some(c) if signed_secs(c, arrival).abs() > skew => {
+                (arrival, Placed::ClockWrong(signed_secs(c, arrival)))
+            }
             Some(c) => {
                 let diff = signed_secs(c, arrival);
                 self.camera_minus_arrival_s = Some(match self.camera_minus_arrival_s {
                     Some(prev) => 0.9 * prev + 0.1 * diff,
                     None => diff,
                 });
-                (c, true)
+                (c, Placed::Camera)
             }
             None => match self.camera_minus_arrival_s {
-                Some(offset) => (shift(arrival, offset), true),
-                None => (arrival, false),
+                Some(offset) if offset.abs() <= skew => (shift(arrival, offset), Placed::Camera),
+                _ => (arrival, Placed::Arrival),
             },
         };
         let t = match self.last {
-            Some(last) if t <= last => last + Duration::from_micros(1),
+            // Never backwards, but never held beyond the bound either: after a camera clock
+            // far ahead, times come back to arrival.
+            Some(last) if t <= last && signed_secs(last, arrival) <= skew => {
+                last + Duration::from_micros(1)
+            }
             _ => t,
         };
         self.last = Some(t);
-        (t, on_camera_clock)
+        (t, placed)
     }
 }
 
@@ -290,19 +326,46 @@ mod tests {
         let ms = Duration::from_millis;
         let mut tl = CaptureTimeline::default();
         // No sender report yet: arrival time.
-        assert_eq!(tl.place(None, t0), (t0, false));
+        assert_eq!(tl.place(None, t0), (t0, Placed::Arrival));
         // Camera clock runs 300 ms behind arrival.
         assert_eq!(
             tl.place(Some(t0 + ms(100)), t0 + ms(400)),
-            (t0 + ms(100), true)
+            (t0 + ms(100), Placed::Camera)
         );
         // Unknown RTP timestamp: arrival shifted by the learned offset.
         let (t, cam) = tl.place(None, t0 + ms(600));
-        assert!(cam);
+        assert_eq!(cam, Placed::Camera);
         assert_eq!(t, t0 + ms(300));
         // A reading that would go back is held just after the previous one.
         let (t, _) = tl.place(Some(t0 + ms(250)), t0 + ms(650));
         assert!(t > t0 + ms(300));
+    }
+
+    #[test]
+    fn a_camera_clock_in_1970_or_2090_is_not_used() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let s = Duration::from_secs;
+        let mut tl = CaptureTimeline::new(s(300));
+        let (t, placed) = tl.place(Some(UNIX_EPOCH + s(5)), now);
+        assert_eq!(t, now);
+        assert!(matches!(placed, Placed::ClockWrong(off) if off < -1.7e9));
+        let (t, placed) = tl.place(Some(now + s(64 * 365 * 86_400)), now + s(1));
+        assert_eq!(t, now + s(1));
+        assert!(matches!(placed, Placed::ClockWrong(off) if off > 2e9));
+        // Within the bound the camera's clock is used again.
+        let (t, placed) = tl.place(Some(now + s(2) + s(100)), now + s(2));
+        assert_eq!((t, placed), (now + s(102), Placed::Camera));
+        // A clock that jumps back by more than the bound does not hold times in the future.
+        let (t, _) = tl.place(None, now + s(3));
+        assert_eq!(t, now + s(103));
+        let mut tl = CaptureTimeline::new(s(1));
+        tl.place(Some(now + ms(900)), now);
+        let (t, _) = tl.place(Some(now + s(5)), now + s(3));
+        assert_eq!(t, now + s(3), "off by 2 s with a bound of 1 s: arrival");
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gstreamer as gst;
-use pantau_core::{CameraSettings, SourceSpec};
+use pantau_config::{CameraSettings, SourceSpec};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -131,11 +131,11 @@ impl Ingest {
     }
 
     /// Stops every camera.
+    /// Stops every camera, all at once (a camera whose network teardown hangs does not hold
+    /// up the others).
     pub async fn shutdown(&self) {
         let ids: Vec<String> = lock(&self.cameras).keys().cloned().collect();
-        for id in ids {
-            let _ = self.remove(&id).await;
-        }
+        futures_util::future::join_all(ids.iter().map(|id| self.remove(id))).await;
     }
 
     pub fn ids(&self) -> Vec<String> {

@@ -18,9 +18,9 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
-use pantau_core::{CameraSettings, SourceSpec};
+use pantau_config::{CameraSettings, SourceSpec};
 
-use crate::clock::{CaptureTimeline, MediaTimeline, RateGate, RtpPtsMap, SenderReport};
+use crate::clock::{CaptureTimeline, MediaTimeline, Placed, RateGate, RtpPtsMap, SenderReport};
 use crate::frame::{CaptureClock, Frame};
 use crate::queue::{Pushed, QueueSender};
 use crate::sources;
@@ -90,7 +90,10 @@ pub(crate) fn build(
     shared: &Arc<Shared>,
 ) -> Result<CameraPipeline, Problem> {
     let pipeline = gst::Pipeline::with_name(&format!("camera-{}", settings.id));
-    let rtp_clock = Arc::new(Mutex::new(PipelineClock::default()));
+    let rtp_clock = Arc::new(Mutex::new(PipelineClock {
+        timeline: CaptureTimeline::new(settings.max_clock_skew),
+        ..PipelineClock::default()
+    }));
 
     // The tail: convert+scale to BGR at analysis width, then the appsink.
     let convert = make("videoconvertscale", "convert")?;
@@ -229,13 +232,16 @@ fn install_appsink(
                         .and_then(|s| s.downcast_ref::<gst::ClockTime>())
                         .and_then(|s| s.to_running_time(p))
                 });
-                let (capture_time, clock) = capture_time(
+                let (capture_time, clock, clock_off) = capture_time(
                     &rtp_clock,
                     is_rtsp,
                     pts,
                     running,
                     pipeline.upgrade().as_ref(),
                 );
+                if let Some(off) = clock_off {
+                    shared.counters.clock_wrong(off);
+                }
                 let source_index = {
                     let key = pts.map(|p| p.nseconds()).unwrap_or(0);
                     let mut admitted = lock(&shared.admitted);
@@ -299,7 +305,7 @@ fn capture_time(
     pts: Option<gst::ClockTime>,
     running: Option<gst::ClockTime>,
     pipeline: Option<&gst::Pipeline>,
-) -> (SystemTime, CaptureClock) {
+) -> (SystemTime, CaptureClock, Option<f64>) {
     let mut clock = lock(rtp_clock);
     if !is_rtsp {
         let t = match running {
@@ -308,7 +314,7 @@ fn capture_time(
                 .place(Duration::from_nanos(r.nseconds()), SystemTime::now()),
             None => arrival_time(running, pipeline),
         };
-        return (t, CaptureClock::Arrival);
+        return (t, CaptureClock::Arrival, None);
     }
     let arrival = arrival_time(running, pipeline);
     let camera = match (
@@ -318,13 +324,11 @@ fn capture_time(
         (Some(report), Some(rtp)) => Some(report.wall_time(rtp)),
         _ => None,
     };
-    let (t, on_camera) = clock.timeline.place(camera, arrival);
-    let kind = if on_camera {
-        CaptureClock::RtcpSenderReport
-    } else {
-        CaptureClock::Arrival
-    };
-    (t, kind)
+    match clock.timeline.place(camera, arrival) {
+        (t, Placed::Camera) => (t, CaptureClock::RtcpSenderReport, None),
+        (t, Placed::Arrival) => (t, CaptureClock::Arrival, None),
+        (t, Placed::ClockWrong(off)) => (t, CaptureClock::Arrival, Some(off)),
+    }
 }
 
 fn arrival_time(running: Option<gst::ClockTime>, pipeline: Option<&gst::Pipeline>) -> SystemTime {

@@ -77,6 +77,8 @@ pub enum Problem {
     MissingPlugin(String),
     /// The pipeline could not be built or started.
     Pipeline(String),
+    /// The camera streams, but its clock is this many seconds off the server's.
+    CameraClock(i64),
 }
 
 impl Problem {
@@ -97,6 +99,7 @@ impl Problem {
             Problem::Decode(_) => "decode",
             Problem::MissingPlugin(_) => "missing_plugin",
             Problem::Pipeline(_) => "pipeline",
+            Problem::CameraClock(_) => "camera_clock",
         }
     }
 }
@@ -125,6 +128,10 @@ impl fmt::Display for Problem {
                 "a GStreamer plugin is missing ({d}); run `make setup` to install gstreamer1.0-plugins-* and gstreamer1.0-libav"
             ),
             Problem::Pipeline(d) => write!(f, "cannot build the pipeline: {d}"),
+            Problem::CameraClock(off) => write!(
+                f,
+                "the camera's clock is {off} s off the server's (more than ingest.max_clock_skew_s): its frames are timed on arrival; set the camera's time server (NTP)"
+            ),
         }
     }
 }
@@ -143,6 +150,10 @@ pub struct Counters {
     pub reconnects: AtomicU64,
     /// Nanoseconds since `epoch` of the newest decoded frame, or 0 when none yet.
     last_frame_ns: AtomicU64,
+    /// Frames whose camera clock was not used because it was too far off.
+    pub clock_wrong_frames: AtomicU64,
+    /// How far off it was last, in seconds (camera minus arrival).
+    clock_off_s: std::sync::atomic::AtomicI64,
 }
 
 impl Default for Counters {
@@ -154,6 +165,8 @@ impl Default for Counters {
             frames_dropped: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             last_frame_ns: AtomicU64::new(0),
+            clock_wrong_frames: AtomicU64::new(0),
+            clock_off_s: std::sync::atomic::AtomicI64::new(0),
         }
     }
 }
@@ -175,6 +188,17 @@ impl Counters {
                 .elapsed()
                 .saturating_sub(Duration::from_nanos(ns))
         })
+    }
+
+    /// Counts a frame whose camera clock was `off_s` seconds off.
+    pub fn clock_wrong(&self, off_s: f64) {
+        self.clock_off_s.store(off_s as i64, Ordering::Relaxed);
+        self.clock_wrong_frames.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How far off the camera's clock was last.
+    pub fn clock_off_s(&self) -> i64 {
+        self.clock_off_s.load(Ordering::Relaxed)
     }
 
     pub fn get(&self, c: &AtomicU64) -> u64 {

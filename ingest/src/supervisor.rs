@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_util::StreamExt;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use pantau_core::{CameraSettings, SourceSpec};
+use pantau_config::{CameraSettings, SourceSpec};
 use rand::Rng;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -241,6 +241,8 @@ async fn drive(
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut fps_mark = (Instant::now(), start_frames);
+    let mut clock_wrong_seen = counters.get(&counters.clock_wrong_frames);
+    let mut clock_right_ticks = 0u32;
     let looping = matches!(settings.source, SourceSpec::File { looping: true, .. });
 
     loop {
@@ -298,6 +300,23 @@ async fn drive(
                     fps_mark = (now, decoded);
                 }
                 if streaming {
+                    // A camera clock too far off: still streaming, with the problem named
+                    // (and cleared once its sender reports are right again).
+                    let wrong = counters.get(&counters.clock_wrong_frames);
+                    if wrong > clock_wrong_seen {
+                        let off = counters.clock_off_s();
+                        let shown = lock(&camera.state).problem.clone();
+                        if !matches!(shown, Some(Problem::CameraClock(o)) if (o - off).abs() < 60) {
+                            camera.set_state(CameraState::Streaming, Some(Problem::CameraClock(off)), None);
+                        }
+                        clock_wrong_seen = wrong;
+                        clock_right_ticks = 0;
+                    } else if matches!(lock(&camera.state).problem, Some(Problem::CameraClock(_))) {
+                        clock_right_ticks += 1;
+                        if clock_right_ticks >= 50 {
+                            camera.set_state(CameraState::Streaming, None, None);
+                        }
+                    }
                     if counters.last_frame_age().is_some_and(|age| age > settings.stall_timeout) {
                         camera.set_state(CameraState::Stalled, Some(Problem::Stalled), None);
                         return (RunEnd::Problem(Problem::Stalled), true);

@@ -4,6 +4,11 @@
 //! Each connection is its own generation: when it fails, the client is dropped, a new one
 //! connects after a back-off, and delivery resumes from the outbox cursor. Messages whose
 //! PUBACK was lost may be delivered twice (subscribers deduplicate by event id); none is lost.
+//! A record that can never be delivered goes to the outbox's dead letters and delivery goes on:
+//! one over the packet limit is caught before it is sent; one the broker refuses some other way
+//! (it closes the connection) is found by sending the failed batch one message at a time, and
+//! given up after the broker closed the connection [`STRIKES`] times on it alone.
+//!
 //! The node's availability topic is retained: `online` once connected, `offline` through the
 //! last will when the connection dies.
 
@@ -33,6 +38,23 @@ pub struct MqttSettings {
     pub batch: usize,
     /// TLS: the broker's CA (PEM) and optionally a client certificate and key (PEM).
     pub tls: Option<TlsFiles>,
+    /// The largest packet the broker takes (and pantau reads); bigger records go to the dead
+    /// letters instead of killing the connection.
+    pub max_packet_bytes: usize,
+}
+
+/// Times the broker may close the connection while one message alone is in flight before
+/// that message is taken to be refused for good.
+const STRIKES: u32 = 3;
+
+/// What survives a connection: the batch that was in flight when one died, so the next
+/// connections send one message at a time until the one the broker refuses is found.
+#[derive(Debug, Default)]
+struct Suspects {
+    /// Send one at a time up to this sequence number.
+    careful_until: u64,
+    /// The message that was alone in flight when connections died, and how often.
+    strikes: Option<(u64, u32)>,
 }
 
 /// PEM contents for a TLS connection to the broker.
@@ -51,22 +73,6 @@ impl std::fmt::Debug for TlsFiles {
     }
 }
 
-/// A message as stored in the outbox: topic, retain flag and payload.
-pub fn record(topic: &str, retain: bool, payload: Vec<u8>) -> Record {
-    Record {
-        key: format!("{}{topic}", if retain { 'R' } else { 'N' }),
-        payload,
-    }
-}
-
-fn topic_of(r: &Record) -> (&str, bool) {
-    match r.key.split_at_checked(1) {
-        Some(("R", t)) => (t, true),
-        Some((_, t)) => (t, false),
-        None => ("", false),
-    }
-}
-
 /// Publishes from `outbox` (as sink `sink`) until `shutdown`.
 pub async fn run(
     outbox: Arc<Outbox>,
@@ -75,8 +81,9 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
+    let mut suspects = Suspects::default();
     while !shutdown.is_cancelled() {
-        match connection(&outbox, &sink, &settings, &shutdown).await {
+        match connection(&outbox, &sink, &settings, &shutdown, &mut suspects).await {
             Ok(()) => return,
             Err(e) => {
                 if failures == 0 {
@@ -106,11 +113,13 @@ async fn connection(
     sink: &str,
     s: &MqttSettings,
     shutdown: &CancellationToken,
+    suspects: &mut Suspects,
 ) -> Result<(), String> {
     let mut opts = MqttOptions::new(&s.client_id, &s.host, s.port);
     opts.set_keep_alive(s.keep_alive);
     opts.set_clean_session(true);
     opts.set_inflight(u16::try_from(s.batch.max(1)).unwrap_or(u16::MAX));
+    opts.set_max_packet_size(s.max_packet_bytes, s.max_packet_bytes);
     opts.set_last_will(LastWill::new(
         &s.availability_topic,
         "offline",
@@ -148,25 +157,61 @@ async fn connection(
     // In flight: sequence numbers in publish order, pkid -> seq once sent, acked count.
     let mut unsent: VecDeque<u64> = VecDeque::new();
     let mut sent: HashMap<u16, u64> = HashMap::new();
-    let mut acked: Vec<u64> = Vec::new();
+    let mut acked = 0usize;
     let mut batch_last: Option<u64> = None;
     let mut batch_len = 0usize;
     // The first Outgoing::Publish is the availability message, not from the outbox.
     let mut skip_publishes = 1usize;
 
-    loop {
+    let result = loop {
         if batch_last.is_none() {
-            let batch = outbox.read(sink, s.batch).map_err(|e| e.to_string())?;
+            let careful = outbox
+                .read(sink, 1)
+                .map_err(|e| e.to_string())?
+                .first()
+                .is_some_and(|(seq, _)| *seq <= suspects.careful_until);
+            let batch = outbox
+                .read(sink, if careful { 1 } else { s.batch })
+                .map_err(|e| e.to_string())?;
             if let Some((last, _)) = batch.last() {
-                batch_last = Some(*last);
-                batch_len = batch.len();
+                let mut publish = Vec::new();
                 for (seq, rec) in &batch {
-                    let (topic, retain) = topic_of(rec);
+                    // Fixed header (at most 5 bytes) + variable header + payload.
+                    let size = rec.wire_len() + 5;
+                    if size > s.max_packet_bytes {
+                        let reason = format!(
+                            "{size} bytes is over the MQTT packet limit of {} bytes (mqtt.max_packet_kb; the broker's limit must be at least as large)",
+                            s.max_packet_bytes
+                        );
+                        outbox
+                            .dead_letter(sink, *seq, rec, &reason)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    } else if suspects.strikes.is_some_and(|(q, n)| q == *seq && n >= STRIKES) {
+                        let reason = format!(
+                            "the broker closed the connection {STRIKES} times while this message alone was in flight (refused: check the broker's message size limit and topic permissions)"
+                        );
+                        outbox
+                            .dead_letter(sink, *seq, rec, &reason)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        suspects.strikes = None;
+                    } else {
+                        publish.push((*seq, rec));
+                    }
+                }
+                if publish.is_empty() {
+                    outbox.ack(sink, *last).await.map_err(|e| e.to_string())?;
+                    continue;
+                }
+                batch_last = Some(*last);
+                batch_len = publish.len();
+                for (seq, rec) in publish {
                     client
-                        .publish(topic, QoS::AtLeastOnce, retain, rec.payload.clone())
+                        .publish(&rec.topic, QoS::AtLeastOnce, rec.retain, rec.payload.clone())
                         .await
                         .map_err(|e| e.to_string())?;
-                    unsent.push_back(*seq);
+                    unsent.push_back(seq);
                 }
             }
         }
@@ -176,7 +221,10 @@ async fn connection(
                 return Ok(());
             }
             _ = outbox.wait(sink), if batch_last.is_none() => continue,
-            ev = events.poll() => ev.map_err(|e| e.to_string())?,
+            ev = events.poll() => match ev {
+                Ok(ev) => ev,
+                Err(e) => break Err(e.to_string()),
+            },
         };
         match event {
             Event::Outgoing(Outgoing::Publish(pkid)) => {
@@ -190,18 +238,35 @@ async fn connection(
                 }
             }
             Event::Incoming(Packet::PubAck(ack)) => {
-                if let Some(seq) = sent.remove(&ack.pkid) {
-                    acked.push(seq);
+                if sent.remove(&ack.pkid).is_some() {
+                    acked += 1;
                 }
-                if acked.len() == batch_len && unsent.is_empty() {
+                if acked == batch_len && unsent.is_empty() {
                     if let Some(last) = batch_last.take() {
-                        outbox.ack(sink, last).map_err(|e| e.to_string())?;
+                        outbox.ack(sink, last).await.map_err(|e| e.to_string())?;
+                        if suspects.strikes.is_some_and(|(q, _)| q <= last) {
+                            suspects.strikes = None;
+                        }
                     }
-                    acked.clear();
+                    acked = 0;
                     batch_len = 0;
                 }
             }
             _ => {}
         }
+    };
+    // The connection died with a batch in flight: the next ones send it one by one, and a
+    // message alone in flight each time collects a strike.
+    if let Some(last) = batch_last {
+        suspects.careful_until = suspects.careful_until.max(last);
+        let alone: Vec<u64> = sent.values().chain(unsent.iter()).copied().collect();
+        if batch_len == 1 && alone.len() == 1 {
+            let seq = alone[0];
+            suspects.strikes = match suspects.strikes {
+                Some((q, n)) if q == seq => Some((q, n + 1)),
+                _ => Some((seq, 1)),
+            };
+        }
     }
+    result
 }

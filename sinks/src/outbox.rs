@@ -1,6 +1,10 @@
 //! The durable outbox.
 //!
-//! Records are appended in one transaction per batch and get increasing sequence numbers. Each
+//! Records are typed messages ([`Record`]: kind, MQTT topic, retain flag, JSON) and get
+//! increasing sequence numbers. All writes go through one writer thread that commits many
+//! appends and acknowledgements in one transaction (group commit: one fsync for everything that
+//! arrived during the previous one), so producers never run fsync on an async worker; an append
+//! returns once its records are on disk. Each
 //! sink has a cursor (the last sequence it has delivered); it reads after its cursor in order
 //! and moves the cursor when its destination has confirmed delivery. Records every sink has
 //! passed are deleted. After a crash (even SIGKILL) a sink resumes after its cursor: nothing
@@ -12,6 +16,10 @@
 //! need its own crash recovery, checksums and compaction; redb gives all three, is maintained,
 //! and needs no C toolchain.
 //!
+//! A record a sink can never deliver (too large for the broker, a row the database refuses) is
+//! copied to the dead letters with the reason, counted per sink, and the sink moves past it:
+//! one bad record never stalls what comes after it.
+//!
 //! The outbox has a size cap. When it is reached, [`FullPolicy`] decides: drop the oldest
 //! records (operators keep seeing fresh events; every dropped record is counted and logged) or
 //! refuse new ones (the producer sees [`OutboxError::Full`] and counts it).
@@ -19,17 +27,28 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use pantau_events::Kind;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot, Notify};
 
-/// seq -> record (key length u16 LE, key bytes, payload bytes).
-const RECORDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("records");
+/// seq -> record (see [`encode`]).
+const RECORDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("messages");
+/// The first format (routing key `N`/`R` + topic, payload), converted on open.
+const LEGACY_RECORDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("records");
 /// sink name -> last delivered seq.
 const CURSORS: TableDefinition<'_, &str, u64> = TableDefinition::new("cursors");
+/// Dead letters: number -> (sink, seq, reason, record).
+const DEAD: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("dead_letters");
 
-#[derive(Debug, thiserror::Error)]
+/// Dead letters kept; the oldest go first (each was logged when it died).
+const DEAD_KEPT: u64 = 10_000;
+
+/// An outbox record: an outgoing message.
+pub type Record = pantau_events::Message;
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum OutboxError {
     #[error("outbox {path}: {reason}")]
     Storage { path: String, reason: String },
@@ -37,6 +56,8 @@ pub enum OutboxError {
     Full { bytes: u64, cap: u64 },
     #[error("outbox has no sink named \"{0}\"")]
     UnknownSink(String),
+    #[error("outbox {0} is closed")]
+    Closed(String),
 }
 
 /// What happens when the outbox reaches its size cap.
@@ -48,44 +69,116 @@ pub enum FullPolicy {
     RejectNew,
 }
 
-/// One record: a routing key (e.g. camera id, so order per camera can be kept) and a payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub key: String,
-    pub payload: Vec<u8>,
-}
-
+/// `kind, retain, topic length (u16 LE), topic, payload`.
 fn encode(r: &Record) -> Vec<u8> {
-    let key = r.key.as_bytes();
-    let len = u16::try_from(key.len()).unwrap_or(u16::MAX);
-    let mut out = Vec::with_capacity(2 + key.len() + r.payload.len());
+    let topic = r.topic.as_bytes();
+    let len = u16::try_from(topic.len()).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(4 + topic.len() + r.payload.len());
+    out.push(r.kind.code());
+    out.push(u8::from(r.retain));
     out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&key[..len as usize]);
+    out.extend_from_slice(&topic[..len as usize]);
     out.extend_from_slice(&r.payload);
     out
 }
 
-fn decode(bytes: &[u8]) -> Record {
-    let len = bytes
-        .get(..2)
-        .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-        .unwrap_or(0);
-    let key_end = (2 + len).min(bytes.len());
-    Record {
-        key: String::from_utf8_lossy(&bytes[2.min(bytes.len())..key_end]).into_owned(),
-        payload: bytes[key_end..].to_vec(),
-    }
+fn decode(bytes: &[u8]) -> Option<Record> {
+    let kind = Kind::from_code(*bytes.first()?)?;
+    let retain = *bytes.get(1)? != 0;
+    let len = u16::from_le_bytes([*bytes.get(2)?, *bytes.get(3)?]) as usize;
+    let topic = bytes.get(4..4 + len)?;
+    Some(Record {
+        kind,
+        topic: String::from_utf8_lossy(topic).into_owned(),
+        retain,
+        payload: bytes[4 + len..].to_vec(),
+    })
 }
 
-#[derive(Debug)]
+/// A record of the first format: its kind was never written, so it is read off the topic's
+/// last level (the only place pantau ever guesses, once, when an old outbox is opened).
+fn decode_legacy(bytes: &[u8]) -> Option<Record> {
+    let len = u16::from_le_bytes([*bytes.first()?, *bytes.get(1)?]) as usize;
+    let key = String::from_utf8_lossy(bytes.get(2..2 + len)?).into_owned();
+    let (flag, topic) = key.split_at_checked(1)?;
+    let kind = if topic.contains("/events/") {
+        Kind::Event
+    } else {
+        match topic.rsplit('/').next()? {
+            "status" => Kind::Status,
+            "counts" => Kind::Counts,
+            "tracks" => Kind::Track,
+            "incidents" => Kind::Incident,
+            _ => return None,
+        }
+    };
+    Some(Record {
+        kind,
+        topic: topic.to_string(),
+        retain: flag == "R",
+        payload: bytes[2 + len..].to_vec(),
+    })
+}
+
+/// A record a sink gave up on, with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub sink: String,
+    /// Its sequence number in the outbox.
+    pub seq: u64,
+    pub reason: String,
+    pub record: Record,
+}
+
+fn encode_dead(d: &DeadLetter) -> Vec<u8> {
+    let sink = d.sink.as_bytes();
+    let reason = d.reason.as_bytes();
+    let reason = &reason[..reason.len().min(u16::MAX as usize)];
+    let mut out = Vec::new();
+    out.push(sink.len().min(255) as u8);
+    out.extend_from_slice(&sink[..sink.len().min(255)]);
+    out.extend_from_slice(&d.seq.to_le_bytes());
+    out.extend_from_slice(&(reason.len() as u16).to_le_bytes());
+    out.extend_from_slice(reason);
+    out.extend_from_slice(&encode(&d.record));
+    out
+}
+
+fn decode_dead(b: &[u8]) -> Option<DeadLetter> {
+    let sl = *b.first()? as usize;
+    let sink = String::from_utf8_lossy(b.get(1..1 + sl)?).into_owned();
+    let mut at = 1 + sl;
+    let seq = u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?);
+    at += 8;
+    let rl = u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?]) as usize;
+    at += 2;
+    let reason = String::from_utf8_lossy(b.get(at..at + rl)?).into_owned();
+    let record = decode(b.get(at + rl..)?)?;
+    Some(DeadLetter {
+        sink,
+        seq,
+        reason,
+        record,
+    })
+}
+
+#[derive(Debug, Clone)]
 struct State {
     next_seq: u64,
     bytes: u64,
     cursors: BTreeMap<String, u64>,
+    next_dead: u64,
+}
+
+/// Work for the writer thread.
+enum Op {
+    Append(Vec<Vec<u8>>, oneshot::Sender<Result<u64, OutboxError>>),
+    Ack(String, u64, oneshot::Sender<Result<(), OutboxError>>),
+    Dead(Box<DeadLetter>, oneshot::Sender<Result<(), OutboxError>>),
 }
 
 #[derive(Debug)]
-pub struct Outbox {
+struct Inner {
     db: Database,
     path: String,
     cap_bytes: u64,
@@ -94,6 +187,28 @@ pub struct Outbox {
     appended: Notify,
     dropped: AtomicU64,
     refused: AtomicU64,
+    dead: Mutex<BTreeMap<String, u64>>,
+    commits: AtomicU64,
+}
+
+/// How the writer groups work.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxOptions {
+    /// Appends and acks committed together at most (1: one fsync per call).
+    pub max_group: usize,
+}
+
+impl Default for OutboxOptions {
+    fn default() -> Self {
+        Self { max_group: 512 }
+    }
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+    ops: Option<mpsc::Sender<Op>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Outbox {
@@ -105,6 +220,16 @@ impl Outbox {
         cap_bytes: u64,
         policy: FullPolicy,
     ) -> Result<Self, OutboxError> {
+        Self::open_with(path, sinks, cap_bytes, policy, OutboxOptions::default())
+    }
+
+    pub fn open_with(
+        path: &Path,
+        sinks: &[&str],
+        cap_bytes: u64,
+        policy: FullPolicy,
+        options: OutboxOptions,
+    ) -> Result<Self, OutboxError> {
         let shown = path.display().to_string();
         let err = |e: &dyn std::fmt::Display| OutboxError::Storage {
             path: shown.clone(),
@@ -115,8 +240,28 @@ impl Outbox {
         }
         let db = Database::create(path).map_err(|e| err(&e))?;
         let tx = db.begin_write().map_err(|e| err(&e))?;
-        let (next_seq, bytes, first, mut cursors) = {
-            let records = tx.open_table(RECORDS).map_err(|e| err(&e))?;
+        let (next_seq, bytes, first, mut cursors, next_dead) = {
+            let mut records = tx.open_table(RECORDS).map_err(|e| err(&e))?;
+            // Records of the first format move to the typed table, keeping their numbers.
+            let mut legacy = tx.open_table(LEGACY_RECORDS).map_err(|e| err(&e))?;
+            let mut converted = 0u64;
+            while let Some((k, v)) = legacy.pop_first().map_err(|e| err(&e))? {
+                match decode_legacy(v.value()) {
+                    Some(r) => {
+                        records
+                            .insert(k.value(), encode(&r).as_slice())
+                            .map_err(|e| err(&e))?;
+                        converted += 1;
+                    }
+                    None => tracing::warn!(
+                        seq = k.value(),
+                        "outbox: an old record of unknown kind was dropped"
+                    ),
+                }
+            }
+            if converted > 0 {
+                tracing::info!(records = converted, "outbox: records of the first format converted");
+            }
             let mut cursor_table = tx.open_table(CURSORS).map_err(|e| err(&e))?;
             let last = records.last().map_err(|e| err(&e))?.map(|(k, _)| k.value());
             let first = records
@@ -140,7 +285,17 @@ impl Outbox {
                     cursors.insert((*sink).to_string(), start);
                 }
             }
-            (last.map(|l| l + 1).unwrap_or(1), bytes, first, cursors)
+            let dead = tx.open_table(DEAD).map_err(|e| err(&e))?;
+            let next_dead = dead
+                .last()
+                .map_err(|e| err(&e))?
+                .map(|(k, _)| k.value() + 1)
+                .unwrap_or(1);
+            // A sequence number is never reused, even after everything was delivered.
+            let next_seq = last.map(|l| l + 1).unwrap_or(1).max(
+                cursors.values().copied().max().unwrap_or(0) + 1,
+            );
+            (next_seq, bytes, first, cursors, next_dead)
         };
         tx.commit().map_err(|e| err(&e))?;
         cursors.retain(|k, _| sinks.contains(&k.as_str()));
@@ -150,86 +305,79 @@ impl Outbox {
             bytes,
             "outbox opened"
         );
-        Ok(Self {
+        let inner = Arc::new(Inner {
             db,
-            path: shown,
+            path: shown.clone(),
             cap_bytes,
             policy,
             state: Mutex::new(State {
                 next_seq,
                 bytes,
                 cursors,
+                next_dead,
             }),
             appended: Notify::new(),
             dropped: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            dead: Mutex::new(BTreeMap::new()),
+            commits: AtomicU64::new(0),
+        });
+        let (tx, rx) = mpsc::channel(1024);
+        let writer = {
+            let inner = inner.clone();
+            let max_group = options.max_group.max(1);
+            std::thread::Builder::new()
+                .name("outbox-writer".into())
+                .spawn(move || writer(&inner, rx, max_group))
+                .map_err(|e| err(&e))?
+        };
+        Ok(Self {
+            inner,
+            ops: Some(tx),
+            writer: Some(writer),
         })
     }
 
-    fn storage(&self, e: impl std::fmt::Display) -> OutboxError {
-        OutboxError::Storage {
-            path: self.path.clone(),
-            reason: e.to_string(),
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.lock()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn storage(&self, e: impl std::fmt::Display) -> OutboxError {
+        self.inner.storage(e)
+    }
+
+    async fn submit<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, OutboxError>>) -> Op,
+    ) -> Result<T, OutboxError> {
+        let closed = || OutboxError::Closed(self.inner.path.clone());
+        let ops = self.ops.as_ref().ok_or_else(closed)?;
+        let (tx, rx) = oneshot::channel();
+        ops.send(op(tx)).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    fn submit_blocking<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, OutboxError>>) -> Op,
+    ) -> Result<T, OutboxError> {
+        let closed = || OutboxError::Closed(self.inner.path.clone());
+        let ops = self.ops.as_ref().ok_or_else(closed)?;
+        let (tx, rx) = oneshot::channel();
+        ops.blocking_send(op(tx)).map_err(|_| closed())?;
+        rx.blocking_recv().map_err(|_| closed())?
     }
 
     /// Appends records durably (on disk when this returns). Returns the last sequence number.
-    pub fn append(&self, records: &[Record]) -> Result<u64, OutboxError> {
-        let encoded: Vec<Vec<u8>> = records.iter().map(encode).collect();
-        let incoming: u64 = encoded.iter().map(|e| e.len() as u64).sum();
-        let mut state = self.lock();
-        let tx = self.db.begin_write().map_err(|e| self.storage(e))?;
-        {
-            let mut table = tx.open_table(RECORDS).map_err(|e| self.storage(e))?;
-            if state.bytes + incoming > self.cap_bytes {
-                match self.policy {
-                    FullPolicy::RejectNew => {
-                        self.refused
-                            .fetch_add(records.len() as u64, Ordering::Relaxed);
-                        return Err(OutboxError::Full {
-                            bytes: state.bytes,
-                            cap: self.cap_bytes,
-                        });
-                    }
-                    FullPolicy::DropOldest => {
-                        let mut dropped = 0u64;
-                        while state.bytes + incoming > self.cap_bytes {
-                            let Some((_, v)) = table.pop_first().map_err(|e| self.storage(e))?
-                            else {
-                                break;
-                            };
-                            state.bytes -= v.value().len() as u64;
-                            dropped += 1;
-                        }
-                        if dropped > 0 {
-                            self.dropped.fetch_add(dropped, Ordering::Relaxed);
-                            tracing::error!(
-                                dropped,
-                                cap_bytes = self.cap_bytes,
-                                "outbox full: dropped the oldest undelivered records"
-                            );
-                        }
-                    }
-                }
-            }
-            for bytes in &encoded {
-                let seq = state.next_seq;
-                table
-                    .insert(seq, bytes.as_slice())
-                    .map_err(|e| self.storage(e))?;
-                state.next_seq += 1;
-            }
-        }
-        tx.commit().map_err(|e| self.storage(e))?;
-        state.bytes += incoming;
-        let last = state.next_seq - 1;
-        drop(state);
-        self.appended.notify_waiters();
-        Ok(last)
+    pub async fn append(&self, records: &[Record]) -> Result<u64, OutboxError> {
+        let encoded = records.iter().map(encode).collect();
+        self.submit(|tx| Op::Append(encoded, tx)).await
+    }
+
+    /// [`Outbox::append`] for threads outside the async runtime.
+    pub fn append_blocking(&self, records: &[Record]) -> Result<u64, OutboxError> {
+        let encoded = records.iter().map(encode).collect();
+        self.submit_blocking(|tx| Op::Append(encoded, tx))
     }
 
     /// Up to `max` records after the sink's cursor, in order.
@@ -239,12 +387,15 @@ impl Outbox {
             .cursors
             .get(sink)
             .ok_or_else(|| OutboxError::UnknownSink(sink.to_string()))?;
-        let tx = self.db.begin_read().map_err(|e| self.storage(e))?;
+        let tx = self.inner.db.begin_read().map_err(|e| self.storage(e))?;
         let table = tx.open_table(RECORDS).map_err(|e| self.storage(e))?;
         let mut out = Vec::new();
         for item in table.range(after + 1..).map_err(|e| self.storage(e))? {
             let (k, v) = item.map_err(|e| self.storage(e))?;
-            out.push((k.value(), decode(v.value())));
+            match decode(v.value()) {
+                Some(r) => out.push((k.value(), r)),
+                None => tracing::error!(seq = k.value(), "outbox: unreadable record skipped"),
+            }
             if out.len() >= max {
                 break;
             }
@@ -255,7 +406,7 @@ impl Outbox {
     /// Waits until records past the sink's cursor exist.
     pub async fn wait(&self, sink: &str) {
         loop {
-            let notified = self.appended.notified();
+            let notified = self.inner.appended.notified();
             if self.depth(sink) > 0 {
                 return;
             }
@@ -265,34 +416,84 @@ impl Outbox {
 
     /// Marks everything up to `seq` as delivered by `sink` and deletes what every sink has
     /// delivered.
-    pub fn ack(&self, sink: &str, seq: u64) -> Result<(), OutboxError> {
-        let mut state = self.lock();
-        let current = *state
-            .cursors
-            .get(sink)
-            .ok_or_else(|| OutboxError::UnknownSink(sink.to_string()))?;
-        if seq <= current {
-            return Ok(());
+    pub async fn ack(&self, sink: &str, seq: u64) -> Result<(), OutboxError> {
+        self.check_sink(sink)?;
+        self.submit(|tx| Op::Ack(sink.to_string(), seq, tx)).await
+    }
+
+    /// [`Outbox::ack`] for threads outside the async runtime.
+    pub fn ack_blocking(&self, sink: &str, seq: u64) -> Result<(), OutboxError> {
+        self.check_sink(sink)?;
+        self.submit_blocking(|tx| Op::Ack(sink.to_string(), seq, tx))
+    }
+
+    fn check_sink(&self, sink: &str) -> Result<(), OutboxError> {
+        if self.lock().cursors.contains_key(sink) {
+            Ok(())
+        } else {
+            Err(OutboxError::UnknownSink(sink.to_string()))
         }
-        state.cursors.insert(sink.to_string(), seq);
-        let low = state.cursors.values().copied().min().unwrap_or(seq);
-        let tx = self.db.begin_write().map_err(|e| self.storage(e))?;
-        let mut freed = 0u64;
-        {
-            let mut cursors = tx.open_table(CURSORS).map_err(|e| self.storage(e))?;
-            cursors.insert(sink, seq).map_err(|e| self.storage(e))?;
-            let mut table = tx.open_table(RECORDS).map_err(|e| self.storage(e))?;
-            let gone = table
-                .extract_from_if(..=low, |_, _| true)
-                .map_err(|e| self.storage(e))?;
-            for item in gone {
-                let (_, v) = item.map_err(|e| self.storage(e))?;
-                freed += v.value().len() as u64;
+    }
+
+    /// Keeps a record `sink` can never deliver, with why, and counts it; logged here, once.
+    /// The sink then moves past it with [`Outbox::ack`].
+    pub async fn dead_letter(
+        &self,
+        sink: &str,
+        seq: u64,
+        record: &Record,
+        reason: &str,
+    ) -> Result<(), OutboxError> {
+        tracing::error!(
+            sink,
+            seq,
+            kind = record.kind.as_str(),
+            topic = %record.topic,
+            bytes = record.payload.len(),
+            "undeliverable record moved to the outbox's dead letters: {reason}"
+        );
+        let dead = DeadLetter {
+            sink: sink.to_string(),
+            seq,
+            reason: reason.to_string(),
+            record: record.clone(),
+        };
+        self.submit(|tx| Op::Dead(Box::new(dead), tx)).await?;
+        *self
+            .inner
+            .dead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(sink.to_string())
+            .or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// The newest `max` dead letters, oldest first.
+    pub fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, OutboxError> {
+        let tx = self.inner.db.begin_read().map_err(|e| self.storage(e))?;
+        let table = tx.open_table(DEAD).map_err(|e| self.storage(e))?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| self.storage(e))?.rev() {
+            let (_, v) = item.map_err(|e| self.storage(e))?;
+            if let Some(d) = decode_dead(v.value()) {
+                out.push(d);
+            }
+            if out.len() >= max {
+                break;
             }
         }
-        tx.commit().map_err(|e| self.storage(e))?;
-        state.bytes = state.bytes.saturating_sub(freed);
-        Ok(())
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Records moved to the dead letters by each sink since the outbox was opened.
+    pub fn dead_counts(&self) -> BTreeMap<String, u64> {
+        self.inner
+            .dead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Records the sink has not delivered yet.
@@ -302,6 +503,16 @@ impl Outbox {
         (state.next_seq - 1).saturating_sub(cursor)
     }
 
+    /// The sinks, with what each has not delivered yet.
+    pub fn depths(&self) -> Vec<(String, u64)> {
+        let state = self.lock();
+        state
+            .cursors
+            .iter()
+            .map(|(k, c)| (k.clone(), (state.next_seq - 1).saturating_sub(*c)))
+            .collect()
+    }
+
     /// Bytes on disk in undelivered records.
     pub fn bytes(&self) -> u64 {
         self.lock().bytes
@@ -309,19 +520,190 @@ impl Outbox {
 
     /// Records deleted undelivered because the outbox was full.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.inner.dropped.load(Ordering::Relaxed)
     }
 
     /// Records refused because the outbox was full.
     pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+        self.inner.refused.load(Ordering::Relaxed)
+    }
+
+    /// Write transactions committed (each one fsync).
+    pub fn commits(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
     }
 
     /// Number of records stored (for tests and metrics).
     pub fn stored(&self) -> Result<u64, OutboxError> {
-        let tx = self.db.begin_read().map_err(|e| self.storage(e))?;
+        let tx = self.inner.db.begin_read().map_err(|e| self.storage(e))?;
         let table = tx.open_table(RECORDS).map_err(|e| self.storage(e))?;
         table.len().map_err(|e| self.storage(e))
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // The writer ends with its queue, after committing what it holds.
+        self.ops = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn storage(&self, e: impl std::fmt::Display) -> OutboxError {
+        OutboxError::Storage {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+/// What one op did to the state, answered once the transaction commits.
+enum Reply {
+    Append(oneshot::Sender<Result<u64, OutboxError>>, Result<u64, OutboxError>),
+    Unit(oneshot::Sender<Result<(), OutboxError>>, Result<(), OutboxError>),
+}
+
+/// The writer thread: takes what is queued (up to `max_group`), applies it in one transaction,
+/// commits once, then answers every caller.
+fn writer(inner: &Inner, mut rx: mpsc::Receiver<Op>, max_group: usize) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut ops = vec![first];
+        while ops.len() < max_group {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut state = inner.lock().clone();
+        let mut replies = Vec::with_capacity(ops.len());
+        let mut dropped = 0u64;
+        let outcome = (|| -> Result<(), OutboxError> {
+            let tx = inner.db.begin_write().map_err(|e| inner.storage(e))?;
+            {
+                let mut table = tx.open_table(RECORDS).map_err(|e| inner.storage(e))?;
+                let mut cursors = tx.open_table(CURSORS).map_err(|e| inner.storage(e))?;
+                let mut dead = tx.open_table(DEAD).map_err(|e| inner.storage(e))?;
+                for op in ops {
+                    match op {
+                        Op::Append(encoded, reply) => {
+                            let incoming: u64 = encoded.iter().map(|e| e.len() as u64).sum();
+                            if state.bytes + incoming > inner.cap_bytes {
+                                if inner.policy == FullPolicy::RejectNew {
+                                    inner
+                                        .refused
+                                        .fetch_add(encoded.len() as u64, Ordering::Relaxed);
+                                    let full = OutboxError::Full {
+                                        bytes: state.bytes,
+                                        cap: inner.cap_bytes,
+                                    };
+                                    replies.push(Reply::Append(reply, Err(full)));
+                                    continue;
+                                }
+                                while state.bytes + incoming > inner.cap_bytes {
+                                    let Some((_, v)) =
+                                        table.pop_first().map_err(|e| inner.storage(e))?
+                                    else {
+                                        break;
+                                    };
+                                    state.bytes -= v.value().len() as u64;
+                                    dropped += 1;
+                                }
+                            }
+                            for bytes in &encoded {
+                                table
+                                    .insert(state.next_seq, bytes.as_slice())
+                                    .map_err(|e| inner.storage(e))?;
+                                state.next_seq += 1;
+                            }
+                            state.bytes += incoming;
+                            replies.push(Reply::Append(reply, Ok(state.next_seq - 1)));
+                        }
+                        Op::Ack(sink, seq, reply) => {
+                            let current = state.cursors.get(&sink).copied().unwrap_or(0);
+                            if seq > current {
+                                state.cursors.insert(sink.clone(), seq);
+                                cursors
+                                    .insert(sink.as_str(), seq)
+                                    .map_err(|e| inner.storage(e))?;
+                                let low = state.cursors.values().copied().min().unwrap_or(seq);
+                                let gone = table
+                                    .extract_from_if(..=low, |_, _| true)
+                                    .map_err(|e| inner.storage(e))?;
+                                for item in gone {
+                                    let (_, v) = item.map_err(|e| inner.storage(e))?;
+                                    state.bytes =
+                                        state.bytes.saturating_sub(v.value().len() as u64);
+                                }
+                            }
+                            replies.push(Reply::Unit(reply, Ok(())));
+                        }
+                        Op::Dead(letter, reply) => {
+                            dead.insert(state.next_dead, encode_dead(&letter).as_slice())
+                                .map_err(|e| inner.storage(e))?;
+                            state.next_dead += 1;
+                            let keep_from = state.next_dead.saturating_sub(DEAD_KEPT);
+                            if keep_from > 0 {
+                                let old = dead
+                                    .extract_from_if(..keep_from, |_, _| true)
+                                    .map_err(|e| inner.storage(e))?;
+                                for item in old {
+                                    item.map_err(|e| inner.storage(e))?;
+                                }
+                            }
+                            replies.push(Reply::Unit(reply, Ok(())));
+                        }
+                    }
+                }
+            }
+            tx.commit().map_err(|e| inner.storage(e))?;
+            Ok(())
+        })();
+        match outcome {
+            Ok(()) => {
+                inner.commits.fetch_add(1, Ordering::Relaxed);
+                *inner.lock() = state;
+                if dropped > 0 {
+                    inner.dropped.fetch_add(dropped, Ordering::Relaxed);
+                    tracing::error!(
+                        dropped,
+                        cap_bytes = inner.cap_bytes,
+                        "outbox full: dropped the oldest undelivered records"
+                    );
+                }
+                for r in replies {
+                    match r {
+                        Reply::Append(tx, v) => {
+                            let _ = tx.send(v);
+                        }
+                        Reply::Unit(tx, v) => {
+                            let _ = tx.send(v);
+                        }
+                    }
+                }
+                inner.appended.notify_waiters();
+            }
+            Err(e) => {
+                // Nothing of this group is on disk; every caller hears why (the ops whose
+                // reply was not reached drop their sender and hear that the outbox closed).
+                for r in replies {
+                    match r {
+                        Reply::Append(tx, _) => {
+                            let _ = tx.send(Err(e.clone()));
+                        }
+                        Reply::Unit(tx, _) => {
+                            let _ = tx.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -332,7 +714,9 @@ mod tests {
 
     fn rec(i: u64) -> Record {
         Record {
-            key: format!("cam-{}", i % 3),
+            kind: Kind::Event,
+            topic: format!("pantau/kota/cam-{}/events/gate", i % 3),
+            retain: i % 2 == 0,
             payload: format!("event {i}").into_bytes(),
         }
     }
@@ -344,16 +728,16 @@ mod tests {
         {
             let ob = Outbox::open(&path, &["mqtt", "store"], 1 << 20, FullPolicy::DropOldest)
                 .expect("open");
-            ob.append(&(1..=10).map(rec).collect::<Vec<_>>())
+            ob.append_blocking(&(1..=10).map(rec).collect::<Vec<_>>())
                 .expect("append");
             let got = ob.read("mqtt", 4).expect("read");
             assert_eq!(got.len(), 4);
             assert_eq!(got[0], (1, rec(1)));
-            ob.ack("mqtt", 4).expect("ack");
+            ob.ack_blocking("mqtt", 4).expect("ack");
             assert_eq!(ob.depth("mqtt"), 6);
             assert_eq!(ob.depth("store"), 10);
             assert_eq!(ob.stored().expect("len"), 10, "store still needs them all");
-            ob.ack("store", 7).expect("ack");
+            ob.ack_blocking("store", 7).expect("ack");
             assert_eq!(ob.stored().expect("len"), 6, "1..=4 delivered everywhere");
         }
         // Reopen as after a crash: cursors and records are where they were.
@@ -361,7 +745,7 @@ mod tests {
             .expect("reopen");
         assert_eq!(ob.read("mqtt", 100).expect("read")[0].0, 5);
         assert_eq!(ob.read("store", 100).expect("read")[0].0, 8);
-        let last = ob.append(&[rec(11)]).expect("append");
+        let last = ob.append_blocking(&[rec(11)]).expect("append");
         assert_eq!(last, 11, "sequence continues");
     }
 
@@ -376,7 +760,7 @@ mod tests {
         )
         .expect("open");
         for i in 0..50 {
-            ob.append(&[rec(i)]).expect("append");
+            ob.append_blocking(&[rec(i)]).expect("append");
         }
         assert!(ob.bytes() <= 200);
         assert!(ob.dropped() > 0);
@@ -405,7 +789,7 @@ mod tests {
         .expect("open");
         let mut refused = 0;
         for i in 0..20 {
-            if ob.append(&[rec(i)]).is_err() {
+            if ob.append_blocking(&[rec(i)]).is_err() {
                 refused += 1;
             }
         }
@@ -435,11 +819,103 @@ mod tests {
             tokio::spawn(async move { ob.wait("mqtt").await })
         };
         tokio::task::yield_now().await;
-        ob.append(&[rec(1)]).expect("append");
+        ob.append(&[rec(1)]).await.expect("append");
         tokio::time::timeout(std::time::Duration::from_secs(2), waiter)
             .await
             .expect("woken")
             .expect("task");
+    }
+
+    #[test]
+    fn concurrent_appends_share_commits_and_keep_every_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ob = Outbox::open(
+            &dir.path().join("o.redb"),
+            &["mqtt"],
+            1 << 30,
+            FullPolicy::DropOldest,
+        )
+        .expect("open");
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let ob = &ob;
+                s.spawn(move || {
+                    for i in 0..25 {
+                        ob.append_blocking(&[rec(t * 1000 + i)]).expect("append");
+                    }
+                });
+            }
+        });
+        assert_eq!(ob.depth("mqtt"), 200);
+        let mut got: Vec<Record> = ob
+            .read("mqtt", 1000)
+            .expect("read")
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        got.sort_by(|a, b| a.payload.cmp(&b.payload));
+        let mut want: Vec<Record> = (0..8)
+            .flat_map(|t| (0..25).map(move |i| rec(t * 1000 + i)))
+            .collect();
+        want.sort_by(|a, b| a.payload.cmp(&b.payload));
+        assert_eq!(got, want);
+        assert!(ob.commits() <= 200, "at most one commit per append");
+    }
+
+    #[test]
+    fn dead_letters_keep_the_record_and_its_reason_across_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("o.redb");
+        {
+            let ob = Outbox::open(&path, &["mqtt"], 1 << 20, FullPolicy::DropOldest)
+                .expect("open");
+            ob.append_blocking(&[rec(1), rec(2)]).expect("append");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            rt.block_on(ob.dead_letter("mqtt", 1, &rec(1), "too large"))
+                .expect("dead letter");
+            ob.ack_blocking("mqtt", 2).expect("ack");
+            assert_eq!(ob.dead_counts()["mqtt"], 1);
+        }
+        let ob = Outbox::open(&path, &["mqtt"], 1 << 20, FullPolicy::DropOldest).expect("open");
+        let dead = ob.dead_letters(10).expect("read");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].reason, "too large");
+        assert_eq!(dead[0].record, rec(1));
+        assert_eq!(dead[0].seq, 1);
+        assert_eq!(ob.depth("mqtt"), 0);
+        assert_eq!(
+            ob.append_blocking(&[rec(3)]).expect("append"),
+            3,
+            "numbers continue after everything was delivered"
+        );
+    }
+
+    #[test]
+    fn records_of_the_first_format_are_converted_with_their_kind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("o.redb");
+        {
+            let db = Database::create(&path).expect("create");
+            let tx = db.begin_write().expect("tx");
+            {
+                let mut t = tx.open_table(LEGACY_RECORDS).expect("table");
+                for (seq, key) in [(5u64, "Rpantau/k/c/status"), (6, "Npantau/k/c/events/gate")] {
+                    let mut b = (key.len() as u16).to_le_bytes().to_vec();
+                    b.extend_from_slice(key.as_bytes());
+                    b.extend_from_slice(b"{}");
+                    t.insert(seq, b.as_slice()).expect("insert");
+                }
+            }
+            tx.commit().expect("commit");
+        }
+        let ob = Outbox::open(&path, &["mqtt"], 1 << 20, FullPolicy::DropOldest).expect("open");
+        let got = ob.read("mqtt", 10).expect("read");
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].0, got[0].1.kind, got[0].1.retain), (5, Kind::Status, true));
+        assert_eq!(got[1].1.kind, Kind::Event);
+        assert_eq!(got[1].1.topic, "pantau/k/c/events/gate");
     }
 
     proptest! {
@@ -456,13 +932,13 @@ mod tests {
                 match op {
                     0 => {
                         let batch: Vec<Record> = (0..n).map(|_| { next += 1; rec(next) }).collect();
-                        ob.append(&batch).expect("append");
+                        ob.append_blocking(&batch).expect("append");
                     }
                     _ => {
                         let sink = if op == 1 { "a" } else { "b" };
                         let got = ob.read(sink, n).expect("read");
                         if let Some((last, _)) = got.last() {
-                            ob.ack(sink, *last).expect("ack");
+                            ob.ack_blocking(sink, *last).expect("ack");
                         }
                         seen.entry(sink).or_default().extend(got.iter().map(|(s, _)| *s));
                     }

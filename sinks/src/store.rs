@@ -14,13 +14,19 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pantau_events::{CountAggregate, Event, TrackSummary};
+use pantau_events::{CountAggregate, Event, Kind, TrackSummary};
+
+use crate::outbox::Record;
 use tokio_postgres::{Client, NoTls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
     Db(String),
+    /// The server answered and refused what was sent (SQLSTATE and message): sending it again
+    /// gives the same answer.
+    #[error("database: {code}: {message}")]
+    Refused { code: String, message: String },
     #[error("schema name \"{0}\" is not valid: use lowercase letters, digits and '_'")]
     Schema(String),
     #[error("history bucket \"{0}\" is not one of 5m, 15m, 1h, 1d")]
@@ -30,11 +36,28 @@ pub enum StoreError {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         // The driver's Display hides the server's message; include it.
-        let detail = e
-            .as_db_error()
-            .map(|d| format!("{}: {}", d.code().code(), d.message()))
-            .unwrap_or_else(|| e.to_string());
-        StoreError::Db(detail)
+        match e.as_db_error() {
+            Some(d) => StoreError::Refused {
+                code: d.code().code().to_string(),
+                message: d.message().to_string(),
+            },
+            None => StoreError::Db(e.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// True when the server refused the data itself (a data exception, a broken constraint, a
+    /// row outside every partition): the same rows fail again, other rows may pass. Errors of
+    /// the connection, resources or the server's state are not refusals.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            StoreError::Refused { code, .. } => {
+                // 22: data exception, 23: integrity constraint violation.
+                code.starts_with("22") || code.starts_with("23")
+            }
+            _ => false,
+        }
     }
 }
 
@@ -123,6 +146,11 @@ pub struct Store {
     partitioned: std::sync::Mutex<BTreeSet<(i64, u32)>>,
 }
 
+/// How far back rows are taken (the longest retention, events: 400 days).
+const PAST_DAYS: u64 = 400;
+/// How far ahead rows are taken.
+const FUTURE_DAYS: u64 = 62;
+
 /// Migration number recorded once the TimescaleDB features are set up.
 const TIMESCALE_FEATURES: i32 = 1000;
 
@@ -132,6 +160,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "users, sessions, incidents and audit",
         include_str!("store/0002_console.sql"),
+    ),
+    (
+        3,
+        "dispatch messages written with their action",
+        include_str!("store/0003_incident_messages.sql"),
     ),
 ];
 
@@ -281,9 +314,18 @@ impl Store {
         Ok(())
     }
 
-    /// Monthly partitions covering [from, to] for the partitioned tables.
+    /// Monthly partitions covering [from, to] for the partitioned tables, within what a
+    /// sound clock can give: from [`PAST_DAYS`] ago to [`FUTURE_DAYS`] ahead. A row outside
+    /// (a camera clock in 1970) has no partition; the database refuses it and it goes to the
+    /// dead letters instead of creating partitions for decades.
     async fn ensure_partitions(&self, from: SystemTime, to: SystemTime) -> Result<(), StoreError> {
         let s = &self.schema;
+        let now = SystemTime::now();
+        let from = from.max(now - Duration::from_secs(86_400 * PAST_DAYS));
+        let to = to.min(now + Duration::from_secs(86_400 * FUTURE_DAYS));
+        if from > to {
+            return Ok(());
+        }
         let mut month = month_start(from);
         let end = month_start(to);
         let mut sql = String::new();
@@ -604,17 +646,82 @@ fn next_month((y, m): (i64, u32)) -> (i64, u32) {
     }
 }
 
-/// A message in the outbox as the store reads it.
-#[derive(Debug, serde::Deserialize)]
-#[serde(untagged)]
-enum Message {
+/// One record as the store takes it.
+#[derive(Debug)]
+enum Row {
+    Event(Box<Event>),
     Counts(CountAggregate),
     Track(TrackSummary),
-    Event(Box<Event>),
+}
+
+impl Row {
+    /// What the record's kind says it is; `None` for what the store does not keep (dispatch
+    /// actions are stored by the API itself).
+    fn parse(record: &Record) -> Option<Result<Row, String>> {
+        let bad = |e: serde_json::Error| format!("not a valid {} record: {e}", record.kind.as_str());
+        Some(match record.kind {
+            Kind::Event | Kind::Status => serde_json::from_slice(&record.payload)
+                .map(|e| Row::Event(Box::new(e)))
+                .map_err(bad),
+            Kind::Counts => serde_json::from_slice(&record.payload)
+                .map(Row::Counts)
+                .map_err(bad),
+            Kind::Track => serde_json::from_slice(&record.payload)
+                .map(Row::Track)
+                .map_err(bad),
+            Kind::Incident => return None,
+        })
+    }
+}
+
+impl Store {
+    /// Writes rows of any kind (events and counts in one transaction, then tracks).
+    async fn write_rows(&mut self, rows: &[&Row]) -> Result<(), StoreError> {
+        let mut events = Vec::new();
+        let mut counts = Vec::new();
+        let mut tracks = Vec::new();
+        for r in rows {
+            match r {
+                Row::Event(e) => events.push((**e).clone()),
+                Row::Counts(c) => counts.push(c.clone()),
+                Row::Track(t) => tracks.push(t.clone()),
+            }
+        }
+        self.write(&events, &counts).await?;
+        self.write_tracks(&tracks).await
+    }
+
+    /// Writes `rows`; when the database refuses the batch, splits it to find the rows it
+    /// refuses and returns them with the reason (the others are written). A lost connection is
+    /// an error: the caller reconnects and tries again.
+    async fn write_finding_refused<'a>(
+        &mut self,
+        rows: &[(u64, &'a Record, &'a Row)],
+    ) -> Result<Vec<(u64, &'a Record, String)>, StoreError> {
+        let mut refused = Vec::new();
+        let mut pending = vec![rows];
+        while let Some(part) = pending.pop() {
+            let only: Vec<&Row> = part.iter().map(|(_, _, r)| *r).collect();
+            match self.write_rows(&only).await {
+                Ok(()) => {}
+                Err(e) if self.is_closed() || !e.is_refusal() => return Err(e),
+                Err(e) => match part {
+                    [(seq, record, _)] => refused.push((*seq, *record, e.to_string())),
+                    _ => {
+                        let (a, b) = part.split_at(part.len() / 2);
+                        pending.push(b);
+                        pending.push(a);
+                    }
+                },
+            }
+        }
+        Ok(refused)
+    }
 }
 
 /// Writes what the outbox holds into the store (as sink `sink`) until `shutdown`; reconnects
-/// with back-off while the database is away, and acknowledges only committed batches.
+/// with back-off while the database is away, and acknowledges only committed batches. A record
+/// the database refuses goes to the dead letters; the rest of its batch is written.
 pub async fn run_sink(
     outbox: std::sync::Arc<crate::outbox::Outbox>,
     sink: String,
@@ -664,30 +771,40 @@ pub async fn run_sink(
                 continue;
             };
             let last = *last;
-            let mut events = Vec::new();
-            let mut counts = Vec::new();
-            let mut tracks = Vec::new();
-            for (seq, record) in &batch {
-                match serde_json::from_slice::<Message>(&record.payload) {
-                    Ok(Message::Event(e)) => events.push(*e),
-                    Ok(Message::Counts(c)) => counts.push(c),
-                    Ok(Message::Track(t)) => tracks.push(t),
-                    // Not for the store (e.g. availability); skip, never block the queue.
-                    Err(e) => tracing::debug!(seq, "outbox record is not an event: {e}"),
+            let parsed: Vec<(u64, &Record, Option<Result<Row, String>>)> = batch
+                .iter()
+                .map(|(seq, r)| (*seq, r, Row::parse(r)))
+                .collect();
+            let mut rows = Vec::new();
+            let mut dead = Vec::new();
+            for (seq, record, row) in &parsed {
+                match row {
+                    Some(Ok(row)) => rows.push((*seq, *record, row)),
+                    Some(Err(why)) => dead.push((*seq, *record, why.clone())),
+                    None => {}
                 }
             }
-            let written = match store.write(&events, &counts).await {
-                Ok(()) => store.write_tracks(&tracks).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
-                tracing::warn!(
-                    depth = outbox.depth(&sink),
-                    "database write failed, will retry: {e}"
-                );
-                continue 'connect;
+            match store.write_finding_refused(&rows).await {
+                Ok(refused) => dead.extend(
+                    refused
+                        .into_iter()
+                        .map(|(seq, r, why)| (seq, r, format!("the database refused the row: {why}"))),
+                ),
+                Err(e) => {
+                    tracing::warn!(
+                        depth = outbox.depth(&sink),
+                        "database write failed, will retry: {e}"
+                    );
+                    continue 'connect;
+                }
             }
-            if let Err(e) = outbox.ack(&sink, last) {
+            for (seq, record, why) in dead {
+                if let Err(e) = outbox.dead_letter(&sink, seq, record, &why).await {
+                    tracing::error!("outbox: {e}");
+                    continue 'connect;
+                }
+            }
+            if let Err(e) = outbox.ack(&sink, last).await {
                 tracing::error!("outbox: {e}");
             }
         }

@@ -5,11 +5,22 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pantau_sinks::mqtt::{record, run, MqttSettings};
+use pantau_sinks::mqtt::{run, MqttSettings};
 use pantau_sinks::outbox::{FullPolicy, Outbox};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// A message as the node would queue it.
+fn record(topic: &str, retain: bool, payload: Vec<u8>) -> pantau_events::Message {
+    pantau_events::Message {
+        kind: if retain { pantau_events::Kind::Status } else { pantau_events::Kind::Event },
+        topic: topic.to_string(),
+        retain,
+        payload,
+    }
+}
+
 
 mod common;
 use common::Proxy;
@@ -80,6 +91,7 @@ fn settings(port: u16, prefix: &str) -> MqttSettings {
         keep_alive: Duration::from_secs(5),
         batch: 64,
         tls: None,
+        max_packet_bytes: 256 * 1024,
     }
 }
 
@@ -132,7 +144,7 @@ async fn every_record_arrives_in_order_and_the_outbox_drains() {
         })
         .collect();
     for chunk in records.chunks(50) {
-        outbox.append(chunk).expect("append");
+        outbox.append(chunk).await.expect("append");
     }
     wait_until("300 messages", 20, || {
         events_only(&got.lock().expect("lock")).len() >= 300
@@ -180,7 +192,7 @@ async fn a_broker_outage_loses_nothing() {
                     false,
                     format!("{i}").into_bytes(),
                 );
-                outbox.append(&[r]).expect("append");
+                outbox.append(&[r]).await.expect("append");
                 tokio::time::sleep(Duration::from_millis(12)).await;
             }
         })
@@ -364,7 +376,7 @@ async fn publishes_over_tls() {
             )
         })
         .collect();
-    outbox.append(&records).expect("append");
+    outbox.append(&records).await.expect("append");
     wait_until("delivery over TLS", 15, || outbox.depth("mqtt") == 0).await;
     wait_until("20 messages", 5, || {
         got.lock()
@@ -380,4 +392,64 @@ async fn publishes_over_tls() {
     sub.abort();
     let _ = broker.kill();
     let _ = broker.wait();
+}
+
+/// A record over the packet limit goes to the dead letters with its reason; a 12 KB dispatch
+/// note (2000 escaped control characters, over rumqttc's old 10 KiB default) and everything
+/// after the bad record are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeliverable_record_is_set_aside_and_delivery_goes_on() {
+    let prefix = unique("dead");
+    let (got, _sub) = subscriber(&prefix).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (outbox, stop, publisher) = publish(dir.path(), settings(1883, &prefix));
+    let note: String = (0..2000).map(|i| char::from((i % 31 + 1) as u8)).collect();
+    let change = pantau_events::IncidentChange {
+        event_id: "01KAW0Z5R3X9M4T7B2C6D8F0GH".into(),
+        camera: "cam".into(),
+        site: "kota".into(),
+        action: "note".into(),
+        state: "assigned".into(),
+        assignee: None,
+        escalations: 0,
+        note: Some(note.clone()),
+        actor: "dina".into(),
+        at: "2026-11-30T10:00:00.000Z".into(),
+    };
+    let topics = pantau_events::Topics {
+        prefix: prefix.clone(),
+        site: "kota".into(),
+        node: "n".into(),
+    };
+    let big_note = pantau_events::Message::incident(&topics, &change);
+    assert!(big_note.payload.len() > 10 * 1024, "{}", big_note.payload.len());
+    let huge = record(&format!("{prefix}/cam/events/line"), false, vec![b'x'; 300 * 1024]);
+    outbox
+        .append(&[record(&format!("{prefix}/cam/events/line"), false, b"1".to_vec())])
+        .await
+        .expect("append");
+    outbox.append(&[huge.clone()]).await.expect("append");
+    outbox.append(&[big_note]).await.expect("append");
+    outbox
+        .append(&[record(&format!("{prefix}/cam/events/line"), false, b"2".to_vec())])
+        .await
+        .expect("append");
+    wait_until("delivery past the bad record", 15, || outbox.depth("mqtt") == 0).await;
+    wait_until("three messages", 5, || events_only(&got.lock().expect("lock")).len() >= 3).await;
+    let delivered = events_only(&got.lock().expect("lock"));
+    assert_eq!(delivered[0].1, "1");
+    let incident: serde_json::Value = serde_json::from_str(&delivered[1].1).expect("json");
+    assert_eq!(incident["note"].as_str(), Some(note.as_str()));
+    assert_eq!(delivered[2].1, "2");
+    let dead = outbox.dead_letters(10).expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].record, huge);
+    assert!(
+        dead[0].reason.contains("over the MQTT packet limit"),
+        "{}",
+        dead[0].reason
+    );
+    assert_eq!(outbox.dead_counts().get("mqtt"), Some(&1));
+    stop.cancel();
+    publisher.await.expect("publisher ends");
 }

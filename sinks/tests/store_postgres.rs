@@ -160,7 +160,6 @@ mod common;
 /// back every event is stored exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_loses_and_duplicates_nothing() {
-    use pantau_sinks::mqtt::record;
     use pantau_sinks::outbox::{FullPolicy, Outbox};
     use std::sync::Arc;
 
@@ -198,11 +197,13 @@ async fn a_database_outage_loses_and_duplicates_nothing() {
                 let e = crossing(&ids, i % 240, "car");
                 let payload = serde_json::to_vec(&e).expect("json");
                 outbox
-                    .append(&[record(
-                        "p/site/simpang-lima/events/stop-line",
-                        false,
+                    .append(&[pantau_events::Message {
+                        kind: pantau_events::Kind::Event,
+                        topic: "p/site/simpang-lima/events/stop-line".into(),
+                        retain: false,
                         payload,
-                    )])
+                    }])
+                    .await
                     .expect("append");
                 tokio::time::sleep(Duration::from_millis(15)).await;
             }
@@ -286,5 +287,86 @@ async fn camera_status_changes_are_kept_as_history() {
             ("streaming".to_string(), None)
         ]
     );
+    drop_schema(&schema).await;
+}
+
+/// Rows the database refuses (a camera clock in 1970 or 2090: no partition holds them) go to
+/// the dead letters with the reason; the rest of their batch and everything after is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_rows_are_set_aside_and_the_rest_is_stored() {
+    use pantau_sinks::outbox::{FullPolicy, Outbox};
+    use std::sync::Arc;
+
+    let schema = schema("dead");
+    drop_schema(&schema).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = Arc::new(
+        Outbox::open(
+            &dir.path().join("o.redb"),
+            &["store"],
+            1 << 26,
+            FullPolicy::DropOldest,
+        )
+        .expect("outbox"),
+    );
+    let ids = IdGenerator::new();
+    let now = SystemTime::now();
+    let mut events: Vec<Event> = (0..6).map(|i| crossing(&ids, i, "car")).collect();
+    events[2].captured_at = UNIX_EPOCH + Duration::from_secs(86_400);
+    events[2].id = ids.at(events[2].captured_at);
+    events[4].captured_at = now + Duration::from_secs(64 * 365 * 86_400);
+    events[4].id = ids.at(events[4].captured_at);
+    let message = |e: &Event| pantau_events::Message {
+        kind: pantau_events::Kind::Event,
+        topic: "p/kota/simpang-lima/events/stop-line".into(),
+        retain: false,
+        payload: serde_json::to_vec(e).expect("json"),
+    };
+    let batch: Vec<_> = events.iter().map(message).collect();
+    outbox.append(&batch).await.expect("append");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sink = tokio::spawn(pantau_sinks::store::run_sink(
+        outbox.clone(),
+        "store".into(),
+        URL.into(),
+        schema.clone(),
+        stop.clone(),
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while outbox.depth("store") > 0 {
+        assert!(std::time::Instant::now() < deadline, "the store sink is stuck");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Later events are stored too.
+    let later = crossing(&ids, 30, "bus");
+    outbox.append(&[message(&later)]).await.expect("append");
+    while outbox.depth("store") > 0 {
+        assert!(std::time::Instant::now() < deadline, "the store sink is stuck");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    sink.await.expect("sink");
+    let dead = outbox.dead_letters(10).expect("dead letters");
+    let dead_ids: Vec<String> = dead
+        .iter()
+        .map(|d| {
+            serde_json::from_slice::<Event>(&d.record.payload)
+                .expect("event")
+                .id
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        dead_ids,
+        [events[2].id.to_string(), events[4].id.to_string()]
+    );
+    assert!(
+        dead.iter().all(|d| d.reason.contains("no partition")),
+        "{:?}",
+        dead.iter().map(|d| &d.reason).collect::<Vec<_>>()
+    );
+    let store = Store::connect(URL, &schema).await.expect("connect");
+    assert_eq!(store.event_count().await.expect("count"), 5);
+    drop(store);
     drop_schema(&schema).await;
 }

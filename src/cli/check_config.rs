@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use pantau_core::{Config, ConfigError};
+use pantau_config::{Config, ConfigError};
 
 pub fn run(file: &Path) -> ExitCode {
     match Config::load(file) {

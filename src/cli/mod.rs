@@ -3,7 +3,6 @@
 mod annotate;
 mod check_config;
 mod mot_eval;
-mod outputs;
 mod replay;
 mod run;
 mod serve_rtsp;

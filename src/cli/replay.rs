@@ -13,8 +13,8 @@ use pantau_analytics::detect::onnx::Detector;
 use pantau_analytics::detect::service::InferenceService;
 use pantau_analytics::rules::Direction;
 use pantau_analytics::scene::Scene;
-use pantau_core::config::ValidConfig;
-use pantau_core::{
+use pantau_config::config::ValidConfig;
+use pantau_config::{
     CameraSettings, Config, DetectorConfig, LineConfig, ReconnectSettings, SourceSpec,
     TrackerConfig, ZoneConfig,
 };
@@ -128,7 +128,7 @@ impl SceneArgs {
                 severity: Default::default(),
             });
         }
-        let issues = pantau_core::analytics::validate_scene("replay", &lines, &zones);
+        let issues = pantau_config::analytics::validate_scene("replay", &lines, &zones);
         if !issues.is_empty() {
             bail!("{issues}");
         }
@@ -202,6 +202,7 @@ pub fn execute(
                 multiplier: 2.0,
                 jitter: 0.0,
             },
+            max_clock_skew: Duration::from_secs(300),
             lines: plan.lines.clone(),
             zones: plan.zones.clone(),
         };

@@ -9,17 +9,7 @@ use std::time::{Duration, SystemTime};
 use pantau_ingest::{CameraStatus, Ingest, StatusChange};
 use tokio::sync::broadcast::error::RecvError;
 
-/// What analysis knows per camera, for the status view.
-#[derive(Debug, Default, Clone)]
-pub struct CameraFacts {
-    /// Objects tracked in the newest analysed frame.
-    pub objects: usize,
-    /// Line name -> (in, out) totals.
-    pub lines: Vec<(String, (u64, u64))>,
-    pub inference_ms: f64,
-}
-
-pub type Facts = Arc<std::sync::Mutex<std::collections::BTreeMap<String, CameraFacts>>>;
+use pantau_node::Figures as Facts;
 
 pub struct StatusView {
     ingest: Arc<Ingest>,

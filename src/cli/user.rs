@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use pantau_core::{Config, ConfigError};
+use pantau_config::{Config, ConfigError};
 use pantau_dashboard_api::auth::{upsert_user, Role};
 use pantau_sinks::store::Store;
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::TensorRef;
-use pantau_core::DetectorConfig;
+use pantau_config::DetectorConfig;
 
 use super::decode::{clip, decode_yolox, nms, nms_kinds, yolox_grid, ClassFilter};
 use super::model::Model;

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use pantau_core::LineConfig;
+use pantau_config::LineConfig;
 use serde::Serialize;
 
 use crate::geometry::{projection, segment_distance, signed_distance, Point};

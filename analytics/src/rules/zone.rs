@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use pantau_core::ZoneConfig;
+use pantau_config::ZoneConfig;
 use serde::Serialize;
 
 use crate::geometry::{polygon_contains, polygon_edge_distance, Point};

@@ -32,7 +32,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use pantau_core::TrackerConfig;
+use pantau_config::TrackerConfig;
 use serde::Serialize;
 
 use super::appearance::Appearance;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use pantau_core::SourceSpec;
+use pantau_config::SourceSpec;
 
 use crate::pipeline::PipelineClock;
 use crate::status::Problem;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use pantau_core::{Credentials, Transport};
+use pantau_config::{Credentials, Transport};
 use url::Url;
 
 use crate::clock::{rtp_timestamp, SenderReport};

@@ -2,7 +2,7 @@
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use pantau_core::TestPattern;
+use pantau_config::TestPattern;
 
 use crate::status::Problem;
 

@@ -41,6 +41,15 @@ pub struct MqttConfig {
     pub client_cert: Option<PathBuf>,
     #[serde(default)]
     pub client_key: Option<PathBuf>,
+    /// The largest MQTT packet in KiB, sent or received; set it to the broker's limit
+    /// (Mosquitto's `message_size_limit`). A record larger than this goes to the outbox's dead
+    /// letters instead of being sent. Default 256. Range 1..=262144.
+    #[serde(default = "default_max_packet_kb")]
+    pub max_packet_kb: u32,
+}
+
+fn default_max_packet_kb() -> u32 {
+    256
 }
 
 fn default_mqtt_port() -> u16 {
@@ -102,6 +111,14 @@ pub struct OutboxConfig {
     /// Period of the count aggregates in seconds. Default 60. Range 10..=3600.
     #[serde(default = "default_count_period")]
     pub count_period_s: u32,
+    /// On shutdown, how long the sinks may take to deliver what the outbox holds; what is left
+    /// stays in the outbox for the next start. Default 10. Range 0..=600.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_s: u32,
+}
+
+fn default_drain_timeout() -> u32 {
+    10
 }
 
 impl Default for OutboxConfig {
@@ -111,6 +128,7 @@ impl Default for OutboxConfig {
             max_mb: default_max_mb(),
             when_full: WhenFull::default(),
             count_period_s: default_count_period(),
+            drain_timeout_s: default_drain_timeout(),
         }
     }
 }
@@ -313,6 +331,12 @@ pub(crate) fn check(
                 }
             }
         }
+        if !(1..=262_144).contains(&m.max_packet_kb) {
+            issues.push(
+                "mqtt.max_packet_kb",
+                format!("{} is out of range: use 1 to 262144 KiB", m.max_packet_kb),
+            );
+        }
         if let Some(var) = &m.password_env {
             if env(var).is_none() {
                 issues.push(
@@ -354,6 +378,9 @@ pub(crate) fn check(
     }
     if !(10..=3600).contains(&outbox.count_period_s) {
         issues.push("outbox.count_period_s", "use 10 to 3600 seconds");
+    }
+    if outbox.drain_timeout_s > 600 {
+        issues.push("outbox.drain_timeout_s", "use 0 to 600 seconds");
     }
     if config.api.listen.parse::<std::net::SocketAddr>().is_err() {
         issues.push(

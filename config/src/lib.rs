@@ -1,18 +1,22 @@
-//! Shared pieces of pantau: the configuration model with its validation, and small types used by
-//! every stage (sources -> analytics -> sinks -> API).
+//! pantau's configuration: the TOML schema (`config`), its checks (`validation`), cameras
+//! (`cameras`) and their sources (`sources`), analytics and outputs sections, secrets and the
+//! one URL-redaction function.
 //!
 //! The configuration is read once, validated up front with *every* problem listed with its path,
 //! and turned into resolved settings (`CameraSettings`) that the stages consume. Nothing starts
 //! on a config that has errors.
 
 pub mod analytics;
+pub mod cameras;
 pub mod config;
 pub mod outputs;
 pub mod secret;
+pub mod sources;
+pub mod validation;
 
 pub use config::{
     CameraConfig, CameraSettings, Config, ConfigError, ConfigIssue, ConfigIssues, Credentials,
     DetectorConfig, LineConfig, ReconnectSettings, SourceSpec, TestPattern, TrackerConfig,
     Transport, ZoneConfig,
 };
-pub use secret::Secret;
+pub use secret::{redact_url, Secret};

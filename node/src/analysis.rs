@@ -1,0 +1,296 @@
+//! The analysis stage: one task per camera takes frames from ingest (perishable: the queue
+//! drops the oldest), runs detection (the shared inference service), tracking and the scene's
+//! rules, and turns the results into typed facts for the publish stage. Nothing here calls
+//! back into ingest except to read the newest full-resolution frame for a snapshot.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pantau_analytics::camera::{analyse, Analysed};
+use pantau_analytics::detect::onnx::DetectError;
+use pantau_analytics::detect::service::InferenceService;
+use pantau_analytics::facts::Facts as EventFacts;
+use pantau_analytics::rules::Direction;
+use pantau_analytics::scene::Scene;
+use pantau_analytics::snapshot::{render, render_analysed};
+use pantau_config::config::CameraSettings;
+use pantau_config::TrackerConfig;
+use pantau_dashboard_api::cameras::BoxFuture;
+use pantau_dashboard_api::{CameraControl, Live, LiveMessage};
+use pantau_events::{IdGenerator, Message, Topics};
+use pantau_ingest::{FrameReceiver, Ingest};
+
+use crate::outputs::Publisher;
+
+/// What analysis knows per camera, for the status view.
+#[derive(Debug, Default, Clone)]
+pub struct CameraFigures {
+    /// Objects tracked in the newest analysed frame.
+    pub objects: usize,
+    /// Line name -> (in, out) totals.
+    pub lines: Vec<(String, (u64, u64))>,
+    pub inference_ms: f64,
+}
+
+/// Every camera's figures.
+pub type Figures = Arc<Mutex<BTreeMap<String, CameraFigures>>>;
+
+/// What every camera's analysis shares; starts, restarts and stops cameras (also for the API).
+#[derive(Clone)]
+pub(crate) struct Cameras {
+    pub ingest: Arc<Ingest>,
+    pub service: InferenceService,
+    pub labels: Arc<Vec<String>>,
+    pub publisher: Publisher,
+    pub topics: Topics,
+    pub ids: Arc<IdGenerator>,
+    pub figures: Figures,
+    /// Snapshot folder and JPEG quality, when snapshots are on.
+    pub snapshots: Option<(PathBuf, u8)>,
+    pub live: Arc<Live>,
+    pub site: String,
+    pub tracker: TrackerConfig,
+    pub count_period: Duration,
+    pub analysers: Arc<tokio::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Cameras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cameras")
+            .field("site", &self.site)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cameras {
+    /// Starts `camera` (ingest and analysis), replacing it when it runs; a disabled camera is
+    /// stopped.
+    pub async fn start(&self, camera: CameraSettings) -> Result<(), String> {
+        let mut analysers = self.analysers.lock().await;
+        let running = self.ingest.status(&camera.id).is_some();
+        if !camera.enabled {
+            if running {
+                self.ingest
+                    .remove(&camera.id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            if let Some(task) = analysers.remove(&camera.id) {
+                let _ = task.await;
+            }
+            return Ok(());
+        }
+        let frames = if running {
+            self.ingest.replace(camera.clone()).await
+        } else {
+            self.ingest.add(camera.clone())
+        }
+        .map_err(|e| e.to_string())?;
+        // The old analysis ends with its frame queue (and hands over its open counts).
+        if let Some(task) = analysers.remove(&camera.id) {
+            let _ = task.await;
+        }
+        let scene = Scene::new(&camera.lines, &camera.zones, &self.tracker);
+        let events = EventFacts::new(
+            &self.site,
+            &camera.id,
+            camera.lines.iter().map(|l| l.name.clone()).collect(),
+            self.labels.clone(),
+            self.ids.clone(),
+            self.count_period,
+        )
+        .with_zones(&camera.zones);
+        let task = tokio::spawn(analyse_camera(
+            camera.id.clone(),
+            frames,
+            self.service.clone(),
+            scene,
+            self.clone(),
+            events,
+        ));
+        analysers.insert(camera.id, task);
+        Ok(())
+    }
+
+    pub async fn stop(&self, id: &str) -> Result<(), String> {
+        let mut analysers = self.analysers.lock().await;
+        if self.ingest.status(id).is_some() {
+            self.ingest.remove(id).await.map_err(|e| e.to_string())?;
+        }
+        if let Some(task) = analysers.remove(id) {
+            let _ = task.await;
+        }
+        self.live.forget(id);
+        lock(&self.figures).remove(id);
+        Ok(())
+    }
+
+    /// Waits for every analysis to end (after ingest shut down).
+    pub async fn join(&self) {
+        let tasks: Vec<_> = self
+            .analysers
+            .lock()
+            .await
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+impl CameraControl for Cameras {
+    fn apply(&self, settings: CameraSettings) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.start(settings))
+    }
+
+    fn remove(&self, id: String) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.stop(&id).await })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One camera's analysis; ends when the camera's frame queue closes (removed, replaced or the
+/// node stopping), after handing over the counts of the open period.
+async fn analyse_camera(
+    id: String,
+    frames: FrameReceiver,
+    service: InferenceService,
+    scene: Scene,
+    node: Cameras,
+    mut events: EventFacts,
+) {
+    let labels = node.labels.clone();
+    let name = |c: u16| {
+        labels
+            .get(c as usize)
+            .cloned()
+            .unwrap_or_else(|| c.to_string())
+    };
+    let result = analyse(frames, service, scene, |a: Analysed<'_>| -> Result<(), DetectError> {
+        let (mut new_events, aggregates) = events.frame(
+            a.frame.capture_time,
+            &a.update.tracks,
+            &a.update.crossings,
+            &a.update.zone_events,
+        );
+        let mut snapshot = None;
+        if let (Some((dir, quality)), Some(first)) = (&node.snapshots, new_events.first()) {
+            let name = format!(
+                "{id}/{}/{}.jpg",
+                &pantau_events::time::format(first.captured_at)[..10],
+                first.id
+            );
+            // A snapshot is a few tens of ms of conversion and encoding: keep it off the
+            // other cameras' async workers.
+            let taken = tokio::task::block_in_place(|| -> Result<Vec<u8>, String> {
+                let jpeg = annotated_jpeg(&node.ingest, &id, &a, &labels, *quality)?;
+                let path = dir.join(&name);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                }
+                std::fs::write(&path, &jpeg).map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(jpeg)
+            });
+            match taken {
+                Ok(jpeg) => {
+                    for e in &mut new_events {
+                        e.snapshot = Some(name.clone());
+                    }
+                    snapshot = Some(jpeg);
+                }
+                Err(e) => tracing::warn!(camera = %id, "no snapshot for this event: {e}"),
+            }
+        }
+        let live = &node.live;
+        live.record_inference(&id, a.timings.inference_ms);
+        let now = std::time::SystemTime::now();
+        let mut messages: Vec<Message> = Vec::with_capacity(new_events.len() + aggregates.len());
+        for e in &new_events {
+            live.record_event(&id, now.duration_since(e.captured_at).unwrap_or_default());
+            let m = Message::event(&node.topics, e);
+            let json = String::from_utf8_lossy(&m.payload).into_owned();
+            live.publish(LiveMessage::new("event", &id, Some(&e.rule), json));
+            messages.push(m);
+        }
+        // The wall's annotated frame, a few times a second while someone watches (the
+        // snapshot just taken of this frame when there is one).
+        if live.frame_due(&id, Duration::from_millis(300)) {
+            let drawn = match snapshot {
+                Some(jpeg) => Ok(jpeg),
+                None => tokio::task::block_in_place(|| {
+                    annotated_jpeg(&node.ingest, &id, &a, &labels, 70)
+                }),
+            };
+            match drawn {
+                Ok(jpeg) => live.put_frame(&id, jpeg),
+                Err(e) => tracing::debug!(camera = %id, "no annotated frame: {e}"),
+            }
+        }
+        for t in events.track_summaries(a.frame.capture_time, &a.update.tracks) {
+            messages.push(Message::track(&node.topics, &t));
+        }
+        for agg in &aggregates {
+            messages.push(Message::counts(&node.topics, agg));
+        }
+        node.publisher.send_from_analysis(messages);
+        for c in &a.update.crossings {
+            tracing::info!(camera = %id, line = %c.line, direction = c.direction.as_str(), class = %name(c.class), track = c.track_id, "line crossing");
+        }
+        for z in &a.update.zone_events {
+            tracing::info!(camera = %id, zone = %z.zone, kind = ?z.kind, class = %name(z.class), track = z.track_id, "zone");
+        }
+        let mut all = lock(&node.figures);
+        let f = all.entry(id.clone()).or_default();
+        f.objects = a.update.tracks.iter().filter(|t| t.matched).count();
+        f.inference_ms = a.timings.inference_ms;
+        f.lines = a
+            .scene
+            .lines
+            .iter()
+            .map(|l| {
+                let total = |d| l.counts().get(&d).map(|m| m.values().sum()).unwrap_or(0);
+                (l.name().to_string(), (total(Direction::In), total(Direction::Out)))
+            })
+            .collect();
+        Ok(())
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::error!(camera = %id, "analysis stopped: {e}");
+    }
+    // The camera stopped or restarts with new settings: hand over the counts of the open
+    // period, so a restart or shutdown loses none.
+    let open: Vec<Message> = events
+        .finish()
+        .iter()
+        .map(|agg| Message::counts(&node.topics, agg))
+        .collect();
+    node.publisher.send(open).await;
+}
+
+/// The analysed frame's boxes, lines and zones drawn on the newest full-resolution frame, as
+/// JPEG; on the analysed frame itself once the full-resolution one is gone (the camera is
+/// stopping while its last frames are analysed).
+fn annotated_jpeg(
+    ingest: &Ingest,
+    id: &str,
+    a: &Analysed<'_>,
+    labels: &[String],
+    quality: u8,
+) -> Result<Vec<u8>, String> {
+    match ingest.latest_bgr(id) {
+        Ok((bgr, w, h)) => render(&bgr, w, h, a.scene, a.update, labels, quality),
+        Err(e) => {
+            tracing::debug!(camera = %id, "drawing on the analysed frame: {e}");
+            render_analysed(a.frame, a.scene, a.update, labels, quality)
+        }
+    }
+    .map_err(|e| e.to_string())
+}

@@ -1,0 +1,462 @@
+//! A running pantau node, one way through:
+//!
+//! ```text
+//! ingest (one pipeline per camera; frames are perishable: bounded queue, oldest dropped)
+//!   -> analysis (one task per camera: detect, track, rules -> typed events and counts)
+//!   -> publish (bounded queue; analysis waits when it is full, nothing is dropped)
+//!   -> outbox (durable, group commit on its own thread)
+//!   -> sinks (MQTT, store; each at its own pace, dead letters for what can never go)
+//! the HTTP API and console read ingest status, live messages and the store beside it.
+//! ```
+//!
+//! [`run`] is the testable entry point: it runs until `shutdown` is cancelled, then stops in
+//! order: sources first; analysis drains and hands over the open count window of every line;
+//! the outbox is flushed to every sink within `outbox.drain_timeout_s` (what is left stays for
+//! the next start); live (SSE) streams end; HTTP stops.
+
+mod analysis;
+mod outputs;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pantau_analytics::detect::onnx::Detector;
+use pantau_analytics::detect::service::{InferenceService, ServiceGuard};
+use pantau_config::config::ValidConfig;
+use pantau_dashboard_api::{ApiSettings, ApiState, CameraRegistry, Db, Live};
+use pantau_events::{camera_status, Message, Severity, StatusFacts};
+use pantau_ingest::{CameraState, CameraStatus, Ingest, StatusChange};
+use pantau_sinks::outbox::Outbox;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use analysis::{CameraFigures, Figures};
+pub use outputs::store_target;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{0}")]
+    Start(String),
+}
+
+/// What a node runs: the validated configuration and the folder relative paths in it start
+/// from (the config file's folder).
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub valid: ValidConfig,
+    pub base: PathBuf,
+}
+
+/// How a node stopped.
+#[derive(Debug, Clone)]
+pub struct Stopped {
+    /// Every camera's status just before the sources stopped.
+    pub cameras: Vec<CameraStatus>,
+    /// Records each sink did not deliver within the drain timeout (they stay in the outbox).
+    pub undelivered: Vec<(&'static str, u64)>,
+}
+
+/// Runs a node until `shutdown` is cancelled, then stops it cleanly.
+pub async fn run(
+    config: NodeConfig,
+    api_listener: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<Stopped, NodeError> {
+    let node = Node::start(config, api_listener).await?;
+    shutdown.cancelled().await;
+    Ok(node.stop().await)
+}
+
+/// A started node (for callers that show it while it runs, such as the binary's status view).
+#[derive(Debug)]
+pub struct Node {
+    ingest: Arc<Ingest>,
+    figures: Figures,
+    cameras: analysis::Cameras,
+    outputs: outputs::Outputs,
+    publish_task: JoinHandle<()>,
+    status_task: JoinHandle<()>,
+    retention: Option<JoinHandle<()>>,
+    api: Option<(std::net::SocketAddr, JoinHandle<()>)>,
+    /// Ends live streams, then the HTTP server.
+    api_stop: CancellationToken,
+    /// Tells the status watcher that the cameras have stopped.
+    closing: CancellationToken,
+    /// Tells the publish stage that every producer has stopped.
+    publish_closing: CancellationToken,
+    drain_timeout: Duration,
+    _inference: ServiceGuard,
+}
+
+impl Node {
+    /// Loads the detector, opens the outbox and sinks, starts every enabled camera and serves
+    /// the API on `api_listener` (when given and `api.enabled`).
+    pub async fn start(
+        config: NodeConfig,
+        api_listener: Option<tokio::net::TcpListener>,
+    ) -> Result<Self, NodeError> {
+        let NodeConfig { valid, base } = config;
+        let c = &valid.config;
+        let detector = {
+            let config = c.detector.clone();
+            let floor = c.tracker.low_score;
+            let base = base.clone();
+            tokio::task::spawn_blocking(move || Detector::load(&config, &base, floor))
+                .await
+                .map_err(|e| NodeError::Start(e.to_string()))?
+                .map_err(|e| NodeError::Start(e.to_string()))?
+        };
+        tracing::info!(model = detector.model_name(), "detector loaded");
+        let labels = Arc::new(detector.labels().to_vec());
+        let (service, guard) = InferenceService::start(detector);
+        let closing = CancellationToken::new();
+        let publish_closing = CancellationToken::new();
+        let (outputs, publisher, publish_task) =
+            outputs::Outputs::start(&valid, &base, publish_closing.clone()).await?;
+        let ingest = Arc::new(Ingest::new().map_err(|e| NodeError::Start(e.to_string()))?);
+        for problem in pantau_ingest::check_elements() {
+            tracing::warn!("{problem}");
+        }
+        let status_task = {
+            let mut changes = ingest.subscribe();
+            let publisher = publisher.clone();
+            let topics = outputs.topics.clone();
+            let ids = outputs.ids.clone();
+            let site = c.node.site.clone();
+            let stop = closing.clone();
+            tokio::spawn(async move {
+                use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+                loop {
+                    let change = tokio::select! {
+                        biased;
+                        next = changes.recv() => match next {
+                            Ok(change) => change,
+                            Err(RecvError::Lagged(n)) => {
+                                tracing::warn!(missed = n, "camera status changes were published late");
+                                continue;
+                            }
+                            Err(RecvError::Closed) => return,
+                        },
+                        // Stopping: what the cameras said while they stopped goes out too.
+                        _ = stop.cancelled() => match changes.try_recv() {
+                            Ok(change) => change,
+                            Err(TryRecvError::Lagged(_)) => continue,
+                            Err(_) => return,
+                        },
+                    };
+                    let e = status_event(&ids, &site, &change);
+                    publisher.send(vec![Message::event(&topics, &e)]).await;
+                }
+            })
+        };
+        let snapshots = c.snapshots.enabled.then(|| {
+            // `join` keeps an absolute path as it is.
+            (base.join(&c.snapshots.dir), c.snapshots.quality)
+        });
+        let retention = snapshots.as_ref().map(|(dir, _)| {
+            let dir = dir.clone();
+            let keep = Duration::from_secs(86_400 * u64::from(c.snapshots.retention_days));
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tick.tick().await;
+                    let dir = dir.clone();
+                    let removed = tokio::task::spawn_blocking(move || prune(&dir, keep))
+                        .await
+                        .unwrap_or(0);
+                    if removed > 0 {
+                        tracing::info!(removed, "old snapshots deleted");
+                    }
+                }
+            })
+        });
+        let live = Arc::new(Live::default());
+        let figures: Figures = Arc::default();
+        let cameras = analysis::Cameras {
+            ingest: ingest.clone(),
+            service,
+            labels,
+            publisher,
+            topics: outputs.topics.clone(),
+            ids: outputs.ids.clone(),
+            figures: figures.clone(),
+            snapshots: snapshots.clone(),
+            live: live.clone(),
+            site: c.node.site.clone(),
+            tracker: c.tracker.clone(),
+            count_period: Duration::from_secs(u64::from(c.outbox.count_period_s)),
+            analysers: Arc::default(),
+        };
+        let cameras_file = base.join(&c.api.cameras_file);
+        let loaded = CameraRegistry::load(
+            &cameras_file,
+            &c.cameras,
+            c.ingest.clone(),
+            &base,
+            Arc::new(cameras.clone()),
+        )
+        .map_err(NodeError::Start)?;
+        if !loaded.overridden.is_empty() {
+            tracing::info!(
+                file = %cameras_file.display(),
+                cameras = %loaded.overridden.join(", "),
+                "cameras changed from the console override the config file"
+            );
+        }
+        let registry = Arc::new(loaded.registry);
+        let mut started = 0;
+        for camera in &loaded.cameras {
+            // One bad camera (e.g. a password variable missing now) never stops the others.
+            match registry.validate(camera) {
+                Ok(settings) if settings.enabled => match cameras.start(settings).await {
+                    Ok(()) => started += 1,
+                    Err(e) => tracing::error!(camera = %camera.id, "camera not started: {e}"),
+                },
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(camera = %camera.id, "camera not started: {}", e.message)
+                }
+            }
+        }
+        tracing::info!(
+            node = %c.node.name,
+            site = %c.node.site,
+            cameras = started,
+            "pantau running"
+        );
+        let api_stop = CancellationToken::new();
+        let api = match api_listener {
+            Some(listener) if c.api.enabled => {
+                let a = &c.api;
+                let db = store_target(&valid).map(|(url, schema)| Arc::new(Db::new(url, schema)));
+                let mut state = ApiState::new(
+                    ingest.clone(),
+                    ApiSettings {
+                        session_hours: a.session_hours,
+                        login_attempts: a.login_attempts,
+                        cors_origins: a.cors_origins.clone(),
+                        topics: outputs.topics.clone(),
+                        snapshots_dir: snapshots.as_ref().map(|(d, _)| d.clone()),
+                    },
+                );
+                state.db = db.clone();
+                state.outbox = Some(outputs.outbox.clone());
+                state.broker = outputs.broker;
+                state.cameras = Some(registry.clone());
+                state.live = live.clone();
+                state.shutdown = api_stop.clone();
+                if let Some(db) = &db {
+                    tokio::spawn(relay_dispatch(
+                        db.clone(),
+                        outputs.outbox.clone(),
+                        outputs.topics.clone(),
+                    ));
+                }
+                match (&db, std::env::var(&a.admin_password_env)) {
+                    (Some(db), Ok(password)) => {
+                        tokio::spawn(first_admin(db.clone(), a.admin_user.clone(), password));
+                    }
+                    (None, _) => tracing::warn!(
+                        "no [store]: the console cannot log anyone in (users live in the database)"
+                    ),
+                    (Some(_), Err(_)) => {}
+                }
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| NodeError::Start(e.to_string()))?;
+                tracing::info!(url = %format!("http://{local}/"), docs = %format!("http://{local}/api/docs"), "web console and HTTP API listening");
+                let stop = api_stop.clone();
+                let task = tokio::spawn(async move {
+                    if let Err(e) =
+                        pantau_dashboard_api::serve(listener, state, stop.cancelled_owned()).await
+                    {
+                        tracing::error!("HTTP API stopped: {e}");
+                    }
+                });
+                Some((local, task))
+            }
+            _ => None,
+        };
+        Ok(Self {
+            ingest,
+            figures,
+            cameras,
+            outputs,
+            publish_task,
+            status_task,
+            retention,
+            api,
+            api_stop,
+            closing,
+            publish_closing,
+            drain_timeout: Duration::from_secs(u64::from(c.outbox.drain_timeout_s)),
+            _inference: guard,
+        })
+    }
+
+    pub fn ingest(&self) -> &Arc<Ingest> {
+        &self.ingest
+    }
+
+    pub fn figures(&self) -> &Figures {
+        &self.figures
+    }
+
+    /// Where the HTTP API listens, when it runs.
+    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
+        self.api.as_ref().map(|(a, _)| *a)
+    }
+
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outputs.outbox
+    }
+
+    /// Stops in order: sources, analysis (open count windows handed over), publish, sinks
+    /// (within the drain timeout), live streams and HTTP.
+    pub async fn stop(self) -> Stopped {
+        tracing::info!("shutting down");
+        let cameras = self.ingest.statuses();
+        self.ingest.shutdown().await;
+        self.cameras.join().await;
+        if let Some(r) = &self.retention {
+            r.abort();
+        }
+        // Every producer has stopped: the status watcher publishes the changes of the stop
+        // itself, then the publish stage appends what is queued and ends.
+        self.closing.cancel();
+        let _ = self.status_task.await;
+        self.publish_closing.cancel();
+        let Self {
+            outputs,
+            publish_task,
+            api,
+            api_stop,
+            drain_timeout,
+            _inference,
+            ..
+        } = self;
+        if tokio::time::timeout(drain_timeout, publish_task).await.is_err() {
+            tracing::warn!("the publish stage did not finish within the drain timeout");
+        }
+        let undelivered = outputs.stop(drain_timeout).await;
+        api_stop.cancel();
+        if let Some((_, task)) = api {
+            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                tracing::warn!("HTTP requests still open after 5 s were cut off");
+            }
+        }
+        drop(_inference);
+        tracing::info!("pantau stopped");
+        Stopped {
+            cameras,
+            undelivered,
+        }
+    }
+}
+
+/// A camera state change as a status event.
+fn status_event(
+    ids: &pantau_events::IdGenerator,
+    site: &str,
+    change: &StatusChange,
+) -> pantau_events::Event {
+    let severity = match change.state {
+        CameraState::Failed => Severity::Critical,
+        CameraState::Stalled | CameraState::BackingOff => Severity::Warning,
+        _ if change.problem.is_some() => Severity::Warning,
+        _ => Severity::Info,
+    };
+    camera_status(
+        ids,
+        site,
+        StatusFacts {
+            camera: &change.camera_id,
+            at: change.at,
+            state: change.state.as_str(),
+            severity,
+            problem: change
+                .problem
+                .as_ref()
+                .map(|p| (p.code, p.message.as_str())),
+        },
+    )
+}
+
+/// Moves dispatch messages a crash left in the database into the outbox, once the database
+/// answers.
+async fn relay_dispatch(db: Arc<Db>, outbox: Arc<Outbox>, topics: pantau_events::Topics) {
+    loop {
+        if let Ok(store) = db.store().await {
+            match pantau_dashboard_api::incidents::relay_messages(&store, &outbox, &topics).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    messages = n,
+                    "dispatch messages stored before a crash were queued for MQTT"
+                ),
+                Err(e) => tracing::error!("dispatch messages not relayed: {}", e.message),
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Creates the first admin (or sets its password) once the database answers.
+async fn first_admin(db: Arc<Db>, user: String, password: String) {
+    let mut warned = false;
+    loop {
+        match db.store().await {
+            Ok(store) => {
+                match pantau_dashboard_api::auth::upsert_user(
+                    &store,
+                    &user,
+                    pantau_dashboard_api::auth::Role::Admin,
+                    &password,
+                )
+                .await
+                {
+                    Ok(true) => tracing::info!(user = %user, "admin user created"),
+                    Ok(false) => {
+                        tracing::info!(user = %user, "admin user's password set from the environment")
+                    }
+                    Err(e) => tracing::error!(user = %user, "admin user not set up: {}", e.message),
+                }
+                return;
+            }
+            Err(e) => {
+                if !warned {
+                    tracing::warn!("admin user waits for the database: {}", e.message);
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    }
+}
+
+/// Deletes snapshots older than `keep` (and folders left empty); returns how many.
+fn prune(dir: &std::path::Path, keep: Duration) -> usize {
+    let mut removed = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            removed += prune(&path, keep);
+            let _ = std::fs::remove_dir(&path); // only succeeds when empty
+        } else if entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > keep)
+            && std::fs::remove_file(&path).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
