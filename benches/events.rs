@@ -28,13 +28,16 @@ use tokio_util::sync::CancellationToken;
 /// A message as the node would queue it.
 fn record(topic: &str, retain: bool, payload: Vec<u8>) -> pantau_events::Message {
     pantau_events::Message {
-        kind: if retain { pantau_events::Kind::Status } else { pantau_events::Kind::Event },
+        kind: if retain {
+            pantau_events::Kind::Status
+        } else {
+            pantau_events::Kind::Event
+        },
         topic: topic.to_string(),
         retain,
         payload,
     }
 }
-
 
 const DB: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 

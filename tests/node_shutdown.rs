@@ -17,11 +17,7 @@ fn repo(path: &str) -> std::path::PathBuf {
 }
 
 /// One HTTP/1.1 request on a fresh connection; returns the stream after the request was sent.
-async fn request(
-    addr: std::net::SocketAddr,
-    head: &str,
-    body: &str,
-) -> tokio::net::TcpStream {
+async fn request(addr: std::net::SocketAddr, head: &str, body: &str) -> tokio::net::TcpStream {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let text = format!(
         "{head}\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -177,7 +173,10 @@ points = [[0, 205], [640, 205]]
         .expect("reader");
     let live_text = String::from_utf8_lossy(&live_seen);
     assert!(live_text.starts_with("HTTP/1.1 200"), "{live_text}");
-    assert!(live_text.contains("event: event"), "live events: {live_text}");
+    assert!(
+        live_text.contains("event: event"),
+        "live events: {live_text}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     subscriber.abort();
     server.stop();
@@ -211,7 +210,9 @@ points = [[0, 205], [640, 205]]
     // to the crossings.
     let counted: i64 = db
         .query_one(
-            &format!("select coalesce(sum(n), 0)::bigint from {schema}.counts where line = 'midblock'"),
+            &format!(
+                "select coalesce(sum(n), 0)::bigint from {schema}.counts where line = 'midblock'"
+            ),
             &[],
         )
         .await

@@ -56,10 +56,7 @@ impl Facts {
 
     /// Entries into these zones get this severity (alerts when warning or critical).
     pub fn with_zones(mut self, zones: &[pantau_config::ZoneConfig]) -> Self {
-        self.zone_severity = zones
-            .iter()
-            .map(|z| (z.name.clone(), z.severity))
-            .collect();
+        self.zone_severity = zones.iter().map(|z| (z.name.clone(), z.severity)).collect();
         self
     }
 

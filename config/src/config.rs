@@ -9,10 +9,10 @@
 use serde::{Deserialize, Serialize};
 
 pub use crate::analytics::{DetectorConfig, LineConfig, TrackerConfig, ZoneConfig};
+pub use crate::cameras::{CameraConfig, CameraSettings, ReconnectSettings};
 pub use crate::outputs::{
     ApiConfig, EmbeddedConfig, MqttConfig, OutboxConfig, SnapshotConfig, StoreConfig, WhenFull,
 };
-pub use crate::cameras::{CameraConfig, CameraSettings, ReconnectSettings};
 pub use crate::sources::{Credentials, SourceSpec, TestPattern, Transport};
 pub use crate::validation::{ConfigError, ConfigIssue, ConfigIssues, ValidConfig};
 

@@ -68,7 +68,10 @@ mod redact_tests {
     fn the_whole_password_is_hidden_even_with_at_signs() {
         assert_eq!(redact_url("rtsp://u:p@h:554/x"), "rtsp://u:***@h:554/x");
         assert_eq!(redact_url("rtsp://u:p@ss@h/"), "rtsp://u:***@h/");
-        assert_eq!(redact_url("rtsp://u:a@b@c@h:554/s?x=1"), "rtsp://u:***@h:554/s?x=1");
+        assert_eq!(
+            redact_url("rtsp://u:a@b@c@h:554/s?x=1"),
+            "rtsp://u:***@h:554/s?x=1"
+        );
         assert_eq!(redact_url("rtsp://h/x@y"), "rtsp://h/x@y");
         assert_eq!(redact_url("rtsp://u@h/x"), "rtsp://u@h/x");
         assert_eq!(redact_url("file:///a.mp4"), "file:///a.mp4");

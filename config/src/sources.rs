@@ -141,7 +141,11 @@ impl SourceSpec {
     }
 }
 
-pub(crate) fn resolve_test(path: &str, text: &str, issues: &mut ConfigIssues) -> Option<SourceSpec> {
+pub(crate) fn resolve_test(
+    path: &str,
+    text: &str,
+    issues: &mut ConfigIssues,
+) -> Option<SourceSpec> {
     let url = match Url::parse(text) {
         Ok(u) => u,
         Err(e) => {
@@ -217,4 +221,3 @@ pub(crate) fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
-

@@ -10,11 +10,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::cameras::*;
 #[allow(unused_imports)]
 use crate::config::*;
 #[allow(unused_imports)]
 use crate::secret::Secret;
-use crate::cameras::*;
 use crate::sources::*;
 
 /// One problem in a configuration: where, and what to do.
@@ -303,4 +303,3 @@ pub(crate) fn check_width(issues: &mut ConfigIssues, path: &str, width: u32) {
         );
     }
 }
-

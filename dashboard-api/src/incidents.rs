@@ -585,11 +585,17 @@ pub async fn relay_messages(
                     .map_err(|e| ApiError::store(format!("outbox: {e}")))?;
                 moved += 1;
             }
-            Err(e) => tracing::error!(id, "a stored dispatch message is unreadable and was removed: {e}"),
+            Err(e) => tracing::error!(
+                id,
+                "a stored dispatch message is unreadable and was removed: {e}"
+            ),
         }
         store
             .client()
-            .execute(&format!("delete from {sc}.incident_messages where id = $1"), &[&id])
+            .execute(
+                &format!("delete from {sc}.incident_messages where id = $1"),
+                &[&id],
+            )
             .await?;
     }
     Ok(moved)

@@ -1080,7 +1080,9 @@ async fn events_search_dispatch_audit_mqtt_and_live() {
     let records = outbox.read("mqtt", 100).expect("read");
     let changes: Vec<Value> = records
         .iter()
-        .filter(|(_, r)| r.topic == "pantau/kota/gate/incidents" && r.kind == pantau_events::Kind::Incident)
+        .filter(|(_, r)| {
+            r.topic == "pantau/kota/gate/incidents" && r.kind == pantau_events::Kind::Incident
+        })
         .map(|(_, r)| serde_json::from_slice(&r.payload).expect("json"))
         .collect();
     let states: Vec<&str> = changes.iter().filter_map(|c| c["state"].as_str()).collect();

@@ -144,7 +144,11 @@ impl CaptureTimeline {
     }
 
     /// `camera`: the camera's time of this frame when known; `arrival`: when it arrived.
-    pub fn place(&mut self, camera: Option<SystemTime>, arrival: SystemTime) -> (SystemTime, Placed) {
+    pub fn place(
+        &mut self,
+        camera: Option<SystemTime>,
+        arrival: SystemTime,
+    ) -> (SystemTime, Placed) {
         let skew = self.max_skew.as_secs_f64();
         let (t, placed) = match camera {
             Some(c) if signed_secs(c, arrival).abs() > skew => {

@@ -337,13 +337,19 @@ impl Node {
             _inference,
             ..
         } = self;
-        if tokio::time::timeout(drain_timeout, publish_task).await.is_err() {
+        if tokio::time::timeout(drain_timeout, publish_task)
+            .await
+            .is_err()
+        {
             tracing::warn!("the publish stage did not finish within the drain timeout");
         }
         let undelivered = outputs.stop(drain_timeout).await;
         api_stop.cancel();
         if let Some((_, task)) = api {
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
                 tracing::warn!("HTTP requests still open after 5 s were cut off");
             }
         }

@@ -98,7 +98,10 @@ fn publish_stage(outbox: Arc<Outbox>, closing: CancellationToken) -> (Publisher,
                 }
             }
             if let Err(e) = outbox.append(&batch).await {
-                tracing::error!(records = batch.len(), "events not accepted by the outbox: {e}");
+                tracing::error!(
+                    records = batch.len(),
+                    "events not accepted by the outbox: {e}"
+                );
             }
         }
     });
@@ -124,8 +127,9 @@ impl Outputs {
             WhenFull::RejectNew => FullPolicy::RejectNew,
         };
         let outbox = Arc::new(
-            Outbox::open(&path, &names, c.outbox.max_mb << 20, policy)
-                .map_err(|e| NodeError::Start(format!("{e}; set outbox.path to a writable file")))?,
+            Outbox::open(&path, &names, c.outbox.max_mb << 20, policy).map_err(|e| {
+                NodeError::Start(format!("{e}; set outbox.path to a writable file"))
+            })?,
         );
         let stop = CancellationToken::new();
         let (host, port, prefix, credentials, client_id, keep_alive, max_packet_kb) = match &c.mqtt
@@ -147,13 +151,12 @@ impl Outputs {
                 )
             }
             None => {
-                let addr: std::net::SocketAddr =
-                    c.embedded.mqtt_listen.parse().map_err(|_| {
-                        NodeError::Start(format!(
-                            "embedded.mqtt_listen \"{}\" is not an address:port",
-                            c.embedded.mqtt_listen
-                        ))
-                    })?;
+                let addr: std::net::SocketAddr = c.embedded.mqtt_listen.parse().map_err(|_| {
+                    NodeError::Start(format!(
+                        "embedded.mqtt_listen \"{}\" is not an address:port",
+                        c.embedded.mqtt_listen
+                    ))
+                })?;
                 broker::start(addr).map_err(|e| NodeError::Start(e.to_string()))?;
                 tracing::info!(
                     listen = %addr,
@@ -176,13 +179,14 @@ impl Outputs {
         let tls = match &c.mqtt {
             Some(m) if m.tls => {
                 let read = |p: &std::path::PathBuf| {
-                    std::fs::read(base.join(p)).map_err(|e| {
-                        NodeError::Start(format!("cannot read {}: {e}", p.display()))
-                    })
+                    std::fs::read(base.join(p))
+                        .map_err(|e| NodeError::Start(format!("cannot read {}: {e}", p.display())))
                 };
-                let ca = read(m.ca_file.as_ref().ok_or_else(|| {
-                    NodeError::Start("mqtt.tls needs mqtt.ca_file".into())
-                })?)?;
+                let ca = read(
+                    m.ca_file
+                        .as_ref()
+                        .ok_or_else(|| NodeError::Start("mqtt.tls needs mqtt.ca_file".into()))?,
+                )?;
                 let client = match (&m.client_cert, &m.client_key) {
                     (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
                     _ => None,

@@ -21,7 +21,7 @@ use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::outbox::{Outbox, Record};
+use crate::outbox::Outbox;
 
 /// Where and how to publish.
 #[derive(Debug, Clone)]
@@ -187,7 +187,10 @@ async fn connection(
                             .dead_letter(sink, *seq, rec, &reason)
                             .await
                             .map_err(|e| e.to_string())?;
-                    } else if suspects.strikes.is_some_and(|(q, n)| q == *seq && n >= STRIKES) {
+                    } else if suspects
+                        .strikes
+                        .is_some_and(|(q, n)| q == *seq && n >= STRIKES)
+                    {
                         let reason = format!(
                             "the broker closed the connection {STRIKES} times while this message alone was in flight (refused: check the broker's message size limit and topic permissions)"
                         );
@@ -208,7 +211,12 @@ async fn connection(
                 batch_len = publish.len();
                 for (seq, rec) in publish {
                     client
-                        .publish(&rec.topic, QoS::AtLeastOnce, rec.retain, rec.payload.clone())
+                        .publish(
+                            &rec.topic,
+                            QoS::AtLeastOnce,
+                            rec.retain,
+                            rec.payload.clone(),
+                        )
                         .await
                         .map_err(|e| e.to_string())?;
                     unsent.push_back(seq);

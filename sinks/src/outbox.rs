@@ -260,7 +260,10 @@ impl Outbox {
                 }
             }
             if converted > 0 {
-                tracing::info!(records = converted, "outbox: records of the first format converted");
+                tracing::info!(
+                    records = converted,
+                    "outbox: records of the first format converted"
+                );
             }
             let mut cursor_table = tx.open_table(CURSORS).map_err(|e| err(&e))?;
             let last = records.last().map_err(|e| err(&e))?.map(|(k, _)| k.value());
@@ -292,9 +295,10 @@ impl Outbox {
                 .map(|(k, _)| k.value() + 1)
                 .unwrap_or(1);
             // A sequence number is never reused, even after everything was delivered.
-            let next_seq = last.map(|l| l + 1).unwrap_or(1).max(
-                cursors.values().copied().max().unwrap_or(0) + 1,
-            );
+            let next_seq = last
+                .map(|l| l + 1)
+                .unwrap_or(1)
+                .max(cursors.values().copied().max().unwrap_or(0) + 1);
             (next_seq, bytes, first, cursors, next_dead)
         };
         tx.commit().map_err(|e| err(&e))?;
@@ -566,8 +570,14 @@ impl Inner {
 
 /// What one op did to the state, answered once the transaction commits.
 enum Reply {
-    Append(oneshot::Sender<Result<u64, OutboxError>>, Result<u64, OutboxError>),
-    Unit(oneshot::Sender<Result<(), OutboxError>>, Result<(), OutboxError>),
+    Append(
+        oneshot::Sender<Result<u64, OutboxError>>,
+        Result<u64, OutboxError>,
+    ),
+    Unit(
+        oneshot::Sender<Result<(), OutboxError>>,
+        Result<(), OutboxError>,
+    ),
 }
 
 /// The writer thread: takes what is queued (up to `max_group`), applies it in one transaction,
@@ -867,8 +877,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("o.redb");
         {
-            let ob = Outbox::open(&path, &["mqtt"], 1 << 20, FullPolicy::DropOldest)
-                .expect("open");
+            let ob = Outbox::open(&path, &["mqtt"], 1 << 20, FullPolicy::DropOldest).expect("open");
             ob.append_blocking(&[rec(1), rec(2)]).expect("append");
             let rt = tokio::runtime::Builder::new_current_thread()
                 .build()
@@ -913,7 +922,10 @@ mod tests {
         let ob = Outbox::open(&path, &["mqtt"], 1 << 20, FullPolicy::DropOldest).expect("open");
         let got = ob.read("mqtt", 10).expect("read");
         assert_eq!(got.len(), 2);
-        assert_eq!((got[0].0, got[0].1.kind, got[0].1.retain), (5, Kind::Status, true));
+        assert_eq!(
+            (got[0].0, got[0].1.kind, got[0].1.retain),
+            (5, Kind::Status, true)
+        );
         assert_eq!(got[1].1.kind, Kind::Event);
         assert_eq!(got[1].1.topic, "pantau/k/c/events/gate");
     }

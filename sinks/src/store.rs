@@ -658,7 +658,8 @@ impl Row {
     /// What the record's kind says it is; `None` for what the store does not keep (dispatch
     /// actions are stored by the API itself).
     fn parse(record: &Record) -> Option<Result<Row, String>> {
-        let bad = |e: serde_json::Error| format!("not a valid {} record: {e}", record.kind.as_str());
+        let bad =
+            |e: serde_json::Error| format!("not a valid {} record: {e}", record.kind.as_str());
         Some(match record.kind {
             Kind::Event | Kind::Status => serde_json::from_slice(&record.payload)
                 .map(|e| Row::Event(Box::new(e)))
@@ -785,11 +786,11 @@ pub async fn run_sink(
                 }
             }
             match store.write_finding_refused(&rows).await {
-                Ok(refused) => dead.extend(
-                    refused
-                        .into_iter()
-                        .map(|(seq, r, why)| (seq, r, format!("the database refused the row: {why}"))),
-                ),
+                Ok(refused) => {
+                    dead.extend(refused.into_iter().map(|(seq, r, why)| {
+                        (seq, r, format!("the database refused the row: {why}"))
+                    }))
+                }
                 Err(e) => {
                     tracing::warn!(
                         depth = outbox.depth(&sink),

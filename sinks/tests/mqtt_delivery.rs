@@ -14,13 +14,16 @@ use tokio_util::sync::CancellationToken;
 /// A message as the node would queue it.
 fn record(topic: &str, retain: bool, payload: Vec<u8>) -> pantau_events::Message {
     pantau_events::Message {
-        kind: if retain { pantau_events::Kind::Status } else { pantau_events::Kind::Event },
+        kind: if retain {
+            pantau_events::Kind::Status
+        } else {
+            pantau_events::Kind::Event
+        },
         topic: topic.to_string(),
         retain,
         payload,
     }
 }
-
 
 mod common;
 use common::Proxy;
@@ -29,6 +32,7 @@ use common::Proxy;
 async fn subscriber(prefix: &str) -> (Arc<Mutex<Vec<(String, String)>>>, JoinHandle<()>) {
     let mut opts = MqttOptions::new(format!("sub-{prefix}"), "127.0.0.1", 1883);
     opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut events) = AsyncClient::new(opts, 100);
     client
         .subscribe(format!("{prefix}/#"), QoS::AtLeastOnce)
@@ -422,20 +426,42 @@ async fn an_undeliverable_record_is_set_aside_and_delivery_goes_on() {
         node: "n".into(),
     };
     let big_note = pantau_events::Message::incident(&topics, &change);
-    assert!(big_note.payload.len() > 10 * 1024, "{}", big_note.payload.len());
-    let huge = record(&format!("{prefix}/cam/events/line"), false, vec![b'x'; 300 * 1024]);
+    assert!(
+        big_note.payload.len() > 10 * 1024,
+        "{}",
+        big_note.payload.len()
+    );
+    let huge = record(
+        &format!("{prefix}/cam/events/line"),
+        false,
+        vec![b'x'; 300 * 1024],
+    );
     outbox
-        .append(&[record(&format!("{prefix}/cam/events/line"), false, b"1".to_vec())])
+        .append(&[record(
+            &format!("{prefix}/cam/events/line"),
+            false,
+            b"1".to_vec(),
+        )])
         .await
         .expect("append");
     outbox.append(&[huge.clone()]).await.expect("append");
     outbox.append(&[big_note]).await.expect("append");
     outbox
-        .append(&[record(&format!("{prefix}/cam/events/line"), false, b"2".to_vec())])
+        .append(&[record(
+            &format!("{prefix}/cam/events/line"),
+            false,
+            b"2".to_vec(),
+        )])
         .await
         .expect("append");
-    wait_until("delivery past the bad record", 15, || outbox.depth("mqtt") == 0).await;
-    wait_until("three messages", 5, || events_only(&got.lock().expect("lock")).len() >= 3).await;
+    wait_until("delivery past the bad record", 15, || {
+        outbox.depth("mqtt") == 0
+    })
+    .await;
+    wait_until("three messages", 5, || {
+        events_only(&got.lock().expect("lock")).len() >= 3
+    })
+    .await;
     let delivered = events_only(&got.lock().expect("lock"));
     assert_eq!(delivered[0].1, "1");
     let incident: serde_json::Value = serde_json::from_str(&delivered[1].1).expect("json");

@@ -334,14 +334,20 @@ async fn refused_rows_are_set_aside_and_the_rest_is_stored() {
     ));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while outbox.depth("store") > 0 {
-        assert!(std::time::Instant::now() < deadline, "the store sink is stuck");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store sink is stuck"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Later events are stored too.
     let later = crossing(&ids, 30, "bus");
     outbox.append(&[message(&later)]).await.expect("append");
     while outbox.depth("store") > 0 {
-        assert!(std::time::Instant::now() < deadline, "the store sink is stuck");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store sink is stuck"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.cancel();

@@ -86,7 +86,9 @@ pub fn run(opts: Options) -> anyhow::Result<ExitCode> {
         let listener = if valid.config.api.enabled {
             let addr: std::net::SocketAddr = valid.config.api.listen.parse()?;
             Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot listen on {addr} for the HTTP API; set api.listen to a free address")
+                format!(
+                    "cannot listen on {addr} for the HTTP API; set api.listen to a free address"
+                )
             })?)
         } else {
             None
@@ -183,4 +185,3 @@ fn random_password() -> String {
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
         .collect()
 }
-

@@ -37,7 +37,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let Some((url, schema)) = super::outputs::store_target(&valid) else {
+    let Some((url, schema)) = pantau_node::store_target(&valid) else {
         eprintln!(
             "{}: users live in the database; configure [store] first",
             config.display()
