@@ -231,7 +231,17 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("pantau starts");
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // Kill once events flow (at least 5 published), not after a fixed time: a loaded
+    // machine analyses slower.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while got.lock().expect("lock").len() < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no events within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     let before = got.lock().expect("lock").len();
@@ -275,6 +285,119 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
         stored_ids.len(),
         mqtt_ids.len(),
         before
+    );
+    db.batch_execute(&format!("drop schema {schema} cascade"))
+        .await
+        .expect("clean up");
+}
+
+/// `pantau run` as a service manager stops it: SIGTERM ends it cleanly and promptly, with the
+/// counts of the open period stored and everything published also stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_cleanly_and_keeps_the_open_counts() {
+    let tag = format!("term{}", std::process::id());
+    let prefix = format!("pantau-test-{tag}");
+    let schema = format!("pantau_test_{tag}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("pantau.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nname = \"term\"\nsite = \"kota\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = 1883\nprefix = \"{prefix}\"\n\
+             [store]\nurl = \"host=127.0.0.1 port=5432 user=postgres dbname=test\"\nschema = \"{schema}\"\n\
+             [outbox]\npath = \"var/outbox.redb\"\ncount_period_s = 3600\n[api]\nlisten = \"127.0.0.1:0\"\n\
+             [[cameras]]\nid = \"traffic\"\nurl = \"file://{}\"\nloop = true\nrealtime = true\nanalysis_fps = 5\n\
+             [[cameras.lines]]\nname = \"midblock\"\npoints = [[320, 0], [320, 360]]\n",
+            repo("demo/videos/traffic.mp4")
+        ),
+    )
+    .expect("config");
+    let (got, subscriber) = subscribe(&format!("sub-{tag}"), &format!("{prefix}/#")).await;
+    // The log goes to a file: a pipe nobody reads while pantau runs would fill and block it.
+    let log_path = dir.path().join("pantau.log");
+    let log_file = std::fs::File::create(&log_path).expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pantau"))
+        .args(["run", "--view", "log", "--config"])
+        .arg(&config)
+        .stderr(log_file)
+        .spawn()
+        .expect("pantau starts");
+    let crossing_topic = format!("{prefix}/kota/traffic/events/midblock");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while got
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(t, _)| *t == crossing_topic)
+        .count()
+        < 3
+    {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "no crossings within 60 s\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    let stopping = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(status.success(), "exit status {status:?}\n{log}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "stopped in {:?}\n{log}",
+        stopping.elapsed()
+    );
+    assert!(log.contains("pantau stopped"), "{log}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    subscriber.abort();
+    let published: HashSet<String> = got
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(t, _)| *t == crossing_topic)
+        .filter_map(|(_, v)| v["id"].as_str().map(String::from))
+        .collect();
+    let (db, conn) = tokio_postgres::connect(
+        "host=127.0.0.1 user=postgres dbname=test",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("database");
+    tokio::spawn(conn);
+    let stored: HashSet<String> = db
+        .query(
+            &format!("select id from {schema}.events where kind = 'line_crossing'"),
+            &[],
+        )
+        .await
+        .expect("query")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(published, stored);
+    let counted: i64 = db
+        .query_one(
+            &format!("select coalesce(sum(n), 0)::bigint from {schema}.counts"),
+            &[],
+        )
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(
+        counted,
+        stored.len() as i64,
+        "the open hour's counts were stored at the stop"
     );
     db.batch_execute(&format!("drop schema {schema} cascade"))
         .await

@@ -97,7 +97,7 @@ analysis_fps = 5
 
 [[cameras.lines]]
 name = "midblock"
-points = [[0, 205], [640, 205]]
+points = [[320, 0], [320, 360]]
 "#,
         url = server.url("/traffic"),
         model = repo("models/yolox_nano.toml").display(),

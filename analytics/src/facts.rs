@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pantau_events::{
-    CountAggregate, Event, EventKind, IdGenerator, Lifecycle, ObjectRef, Severity, TrackSummary,
-    SCHEMA_VERSION,
+    CountAggregate, Event, IdGenerator, ObjectRef, Origin, Severity, TrackSummary,
 };
 
 use crate::rules::{Crossing, ZoneEvent, ZoneEventKind};
@@ -16,8 +15,7 @@ use crate::track::TrackedObject;
 /// Builds one camera's events.
 #[derive(Debug)]
 pub struct Facts {
-    site: String,
-    camera: String,
+    origin: Origin,
     labels: Arc<Vec<String>>,
     ids: Arc<IdGenerator>,
     period: Duration,
@@ -41,8 +39,7 @@ impl Facts {
         period: Duration,
     ) -> Self {
         Self {
-            site: site.to_string(),
-            camera: camera.to_string(),
+            origin: Origin::new(site, camera),
             labels,
             ids,
             period,
@@ -65,25 +62,6 @@ impl Facts {
             .get(class as usize)
             .cloned()
             .unwrap_or_else(|| class.to_string())
-    }
-
-    fn event(&self, rule: &str, kind: EventKind, lifecycle: Lifecycle, at: SystemTime) -> Event {
-        Event {
-            id: self.ids.at(at),
-            schema: SCHEMA_VERSION,
-            site: self.site.clone(),
-            camera: self.camera.clone(),
-            rule: rule.to_string(),
-            kind,
-            lifecycle,
-            incident: None,
-            captured_at: at,
-            severity: Severity::Info,
-            object: None,
-            direction: None,
-            snapshot: None,
-            details: BTreeMap::new(),
-        }
     }
 
     fn object(&self, track: Option<&TrackedObject>, track_id: u64, class: u16) -> ObjectRef {
@@ -111,10 +89,14 @@ impl Facts {
         let find = |id: u64| tracks.iter().find(|t| t.id == id);
         let mut events = Vec::new();
         for c in crossings {
-            let mut e = self.event(&c.line, EventKind::LineCrossing, Lifecycle::Single, at);
-            e.object = Some(self.object(find(c.track_id), c.track_id, c.class));
-            e.direction = Some(c.direction.as_str().to_string());
-            events.push(e);
+            let object = self.object(find(c.track_id), c.track_id, c.class);
+            events.push(self.origin.line_crossing(
+                &self.ids,
+                &c.line,
+                at,
+                object,
+                c.direction.as_str(),
+            ));
             let class = self.label(c.class);
             *self
                 .window
@@ -126,23 +108,21 @@ impl Facts {
                 .or_insert(0) += 1;
         }
         for z in zone_events {
-            let lifecycle = match z.kind {
-                ZoneEventKind::Enter => Lifecycle::New,
-                ZoneEventKind::Exit => Lifecycle::End,
-            };
-            let mut e = self.event(&z.zone, EventKind::ZonePresence, lifecycle, at);
-            e.incident = Some(format!("{}/{}/{}", self.camera, z.zone, z.track_id));
-            e.object = Some(self.object(find(z.track_id), z.track_id, z.class));
-            e.details
-                .insert("crossed_edge".into(), z.crossed_edge.into());
-            if z.kind == ZoneEventKind::Enter {
-                e.severity = self
-                    .zone_severity
-                    .get(&z.zone)
-                    .copied()
-                    .unwrap_or(Severity::Info);
-            }
-            events.push(e);
+            let object = self.object(find(z.track_id), z.track_id, z.class);
+            let severity = self
+                .zone_severity
+                .get(&z.zone)
+                .copied()
+                .unwrap_or(Severity::Info);
+            events.push(self.origin.zone_presence(
+                &self.ids,
+                &z.zone,
+                at,
+                z.kind == ZoneEventKind::Enter,
+                object,
+                z.crossed_edge,
+                severity,
+            ));
         }
         (events, aggregates)
     }
@@ -175,19 +155,16 @@ impl Facts {
             .collect();
         finished
             .into_iter()
-            .map(
-                |(track_id, (class, first_seen, last_seen, frames))| TrackSummary {
-                    id: self.ids.at(first_seen),
-                    schema: SCHEMA_VERSION,
-                    site: self.site.clone(),
-                    camera: self.camera.clone(),
+            .map(|(track_id, (class, first_seen, last_seen, frames))| {
+                self.origin.track_summary(
+                    &self.ids,
                     track_id,
-                    class: self.label(class),
+                    self.label(class),
                     first_seen,
                     last_seen,
                     frames,
-                },
-            )
+                )
+            })
             .collect()
     }
 
@@ -225,16 +202,8 @@ impl Facts {
                 for dir in ["in", "out"] {
                     counts.entry(dir.to_string()).or_default();
                 }
-                CountAggregate {
-                    id: self.ids.at(open),
-                    schema: SCHEMA_VERSION,
-                    site: self.site.clone(),
-                    camera: self.camera.clone(),
-                    line: line.clone(),
-                    period_start: open,
-                    period_s: self.period.as_secs() as u32,
-                    counts,
-                }
+                self.origin
+                    .counts(&self.ids, line, open, self.period.as_secs() as u32, counts)
             })
             .collect()
     }

@@ -1091,6 +1091,47 @@ async fn events_search_dispatch_audit_mqtt_and_live() {
         ["acknowledged", "assigned", "escalated", "closed", "closed"]
     );
     assert_eq!(changes[1]["actor"], "dina");
+    // Each message was written with its action and removed once in the outbox.
+    let store = h.state.store().await.expect("store");
+    let pending_sql = format!("select count(*) from {}.incident_messages", h.schema);
+    let pending: i64 = store
+        .client()
+        .query_one(&pending_sql, &[])
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(pending, 0);
+    // A message a crash left behind (stored, never in the outbox) is moved at the next start.
+    let mut left = changes[0].clone();
+    left["note"] = json!("left by a crash");
+    store
+        .client()
+        .execute(
+            &format!(
+                "insert into {}.incident_messages (payload) values ($1)",
+                h.schema
+            ),
+            &[&left],
+        )
+        .await
+        .expect("insert");
+    let moved =
+        pantau_dashboard_api::incidents::relay_messages(&store, outbox, &h.state.settings.topics)
+            .await
+            .expect("relay");
+    assert_eq!(moved, 1);
+    let relayed = outbox.read("mqtt", 100).expect("read");
+    let last = relayed.last().expect("a record");
+    assert_eq!(last.1.kind, pantau_events::Kind::Incident);
+    let last: Value = serde_json::from_slice(&last.1.payload).expect("json");
+    assert_eq!(last["note"], "left by a crash");
+    let pending: i64 = store
+        .client()
+        .query_one(&pending_sql, &[])
+        .await
+        .expect("query")
+        .get(0);
+    assert_eq!(pending, 0);
 
     // ... and to live clients.
     let mut text = String::new();

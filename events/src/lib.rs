@@ -6,6 +6,7 @@
 //! version, where it happened (site, camera, rule), what (kind, lifecycle, object), when (the
 //! frame's capture time, not the processing time) and how much it matters (severity).
 
+pub mod build;
 pub mod id;
 pub mod outgoing;
 pub mod time;
@@ -15,6 +16,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+pub use build::Origin;
 pub use id::{EventId, IdGenerator};
 pub use outgoing::{camera_status, IncidentChange, Kind, Message, StatusFacts, Topics};
 

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CountAggregate, Event, EventKind, IdGenerator, Lifecycle, Severity, TrackSummary};
+use crate::{CountAggregate, Event, EventKind, IdGenerator, Severity, TrackSummary};
 
 /// Topic names (docs/mqtt.md): `<prefix>/<site>/<camera>/...` and `<prefix>/<node>/available`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,28 +186,7 @@ pub struct StatusFacts<'a> {
 
 /// A camera status event.
 pub fn camera_status(ids: &IdGenerator, site: &str, s: StatusFacts<'_>) -> Event {
-    let mut e = Event {
-        id: ids.at(s.at),
-        schema: crate::SCHEMA_VERSION,
-        site: site.to_string(),
-        camera: s.camera.to_string(),
-        rule: "camera".into(),
-        kind: EventKind::CameraStatus,
-        lifecycle: Lifecycle::Single,
-        incident: None,
-        captured_at: s.at,
-        severity: s.severity,
-        object: None,
-        direction: None,
-        snapshot: None,
-        details: Default::default(),
-    };
-    e.details.insert("state".into(), s.state.into());
-    if let Some((code, message)) = s.problem {
-        e.details.insert("problem".into(), code.into());
-        e.details.insert("message".into(), message.into());
-    }
-    e
+    crate::Origin::new(site, s.camera).camera_status(ids, s.at, s.state, s.severity, s.problem)
 }
 
 #[cfg(test)]

@@ -1,0 +1,163 @@
+//! Every event, count aggregate and track summary is built here, from what a stage knows, so
+//! the wire format has one owner.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::{
+    CountAggregate, Event, EventKind, IdGenerator, Lifecycle, ObjectRef, Severity, TrackSummary,
+    SCHEMA_VERSION,
+};
+
+/// Where facts come from: one camera of one site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub site: String,
+    pub camera: String,
+}
+
+impl Origin {
+    pub fn new(site: &str, camera: &str) -> Self {
+        Self {
+            site: site.to_string(),
+            camera: camera.to_string(),
+        }
+    }
+
+    fn event(
+        &self,
+        ids: &IdGenerator,
+        rule: &str,
+        kind: EventKind,
+        lifecycle: Lifecycle,
+        at: SystemTime,
+    ) -> Event {
+        Event {
+            id: ids.at(at),
+            schema: SCHEMA_VERSION,
+            site: self.site.clone(),
+            camera: self.camera.clone(),
+            rule: rule.to_string(),
+            kind,
+            lifecycle,
+            incident: None,
+            captured_at: at,
+            severity: Severity::Info,
+            object: None,
+            direction: None,
+            snapshot: None,
+            details: BTreeMap::new(),
+        }
+    }
+
+    /// An object crossed `line` in `direction` (`in` or `out`) in the frame captured at `at`.
+    pub fn line_crossing(
+        &self,
+        ids: &IdGenerator,
+        line: &str,
+        at: SystemTime,
+        object: ObjectRef,
+        direction: &str,
+    ) -> Event {
+        let mut e = self.event(ids, line, EventKind::LineCrossing, Lifecycle::Single, at);
+        e.object = Some(object);
+        e.direction = Some(direction.to_string());
+        e
+    }
+
+    /// An object entered (`new`, with the zone's severity) or left (`end`) `zone`; both carry
+    /// the same incident key.
+    pub fn zone_presence(
+        &self,
+        ids: &IdGenerator,
+        zone: &str,
+        at: SystemTime,
+        entered: bool,
+        object: ObjectRef,
+        crossed_edge: bool,
+        severity: Severity,
+    ) -> Event {
+        let lifecycle = if entered {
+            Lifecycle::New
+        } else {
+            Lifecycle::End
+        };
+        let mut e = self.event(ids, zone, EventKind::ZonePresence, lifecycle, at);
+        e.incident = Some(format!("{}/{zone}/{}", self.camera, object.track_id));
+        e.object = Some(object);
+        e.details.insert("crossed_edge".into(), crossed_edge.into());
+        if entered {
+            e.severity = severity;
+        }
+        e
+    }
+
+    /// A camera's state change; `problem` is its code and the operator's message.
+    pub fn camera_status(
+        &self,
+        ids: &IdGenerator,
+        at: SystemTime,
+        state: &str,
+        severity: Severity,
+        problem: Option<(&str, &str)>,
+    ) -> Event {
+        let mut e = self.event(
+            ids,
+            "camera",
+            EventKind::CameraStatus,
+            Lifecycle::Single,
+            at,
+        );
+        e.severity = severity;
+        e.details.insert("state".into(), state.into());
+        if let Some((code, message)) = problem {
+            e.details.insert("problem".into(), code.into());
+            e.details.insert("message".into(), message.into());
+        }
+        e
+    }
+
+    /// The counts of `line` over the period starting at `start`: `counts[direction][class]`.
+    pub fn counts(
+        &self,
+        ids: &IdGenerator,
+        line: &str,
+        start: SystemTime,
+        period_s: u32,
+        counts: BTreeMap<String, BTreeMap<String, u64>>,
+    ) -> CountAggregate {
+        CountAggregate {
+            id: ids.at(start),
+            schema: SCHEMA_VERSION,
+            site: self.site.clone(),
+            camera: self.camera.clone(),
+            line: line.to_string(),
+            period_start: start,
+            period_s,
+            counts,
+        }
+    }
+
+    /// One object's track after it ended.
+    pub fn track_summary(
+        &self,
+        ids: &IdGenerator,
+        track_id: u64,
+        class: String,
+        first_seen: SystemTime,
+        last_seen: SystemTime,
+        frames: u32,
+    ) -> TrackSummary {
+        TrackSummary {
+            id: ids.at(first_seen),
+            schema: SCHEMA_VERSION,
+            site: self.site.clone(),
+            camera: self.camera.clone(),
+            track_id,
+            class,
+            first_seen,
+            last_seen,
+            frames,
+        }
+    }
+}
