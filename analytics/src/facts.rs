@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pantau_events::{
-    CountAggregate, Event, IdGenerator, ObjectRef, Origin, Severity, TrackSummary,
+    CountAggregate, Event, IdGenerator, ObjectRef, Origin, Severity, TrackSummary, ZoneChange,
 };
 
 use crate::rules::{Crossing, ZoneEvent, ZoneEventKind};
@@ -116,12 +116,14 @@ impl Facts {
                 .unwrap_or(Severity::Info);
             events.push(self.origin.zone_presence(
                 &self.ids,
-                &z.zone,
                 at,
-                z.kind == ZoneEventKind::Enter,
+                ZoneChange {
+                    zone: &z.zone,
+                    entered: z.kind == ZoneEventKind::Enter,
+                    crossed_edge: z.crossed_edge,
+                    severity,
+                },
                 object,
-                z.crossed_edge,
-                severity,
             ));
         }
         (events, aggregates)

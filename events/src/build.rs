@@ -9,6 +9,18 @@ use crate::{
     SCHEMA_VERSION,
 };
 
+/// An object entering or leaving a zone.
+#[derive(Debug, Clone, Copy)]
+pub struct ZoneChange<'a> {
+    pub zone: &'a str,
+    /// Entered (else left).
+    pub entered: bool,
+    /// It came in or went out across the picture's edge.
+    pub crossed_edge: bool,
+    /// The zone's severity (for entries).
+    pub severity: Severity,
+}
+
 /// Where facts come from: one camera of one site.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -65,29 +77,28 @@ impl Origin {
         e
     }
 
-    /// An object entered (`new`, with the zone's severity) or left (`end`) `zone`; both carry
+    /// An object entered (`new`, with the zone's severity) or left (`end`) a zone; both carry
     /// the same incident key.
     pub fn zone_presence(
         &self,
         ids: &IdGenerator,
-        zone: &str,
         at: SystemTime,
-        entered: bool,
+        change: ZoneChange<'_>,
         object: ObjectRef,
-        crossed_edge: bool,
-        severity: Severity,
     ) -> Event {
-        let lifecycle = if entered {
+        let lifecycle = if change.entered {
             Lifecycle::New
         } else {
             Lifecycle::End
         };
+        let zone = change.zone;
         let mut e = self.event(ids, zone, EventKind::ZonePresence, lifecycle, at);
         e.incident = Some(format!("{}/{zone}/{}", self.camera, object.track_id));
         e.object = Some(object);
-        e.details.insert("crossed_edge".into(), crossed_edge.into());
-        if entered {
-            e.severity = severity;
+        e.details
+            .insert("crossed_edge".into(), change.crossed_edge.into());
+        if change.entered {
+            e.severity = change.severity;
         }
         e
     }

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-pub use build::Origin;
+pub use build::{Origin, ZoneChange};
 pub use id::{EventId, IdGenerator};
 pub use outgoing::{camera_status, IncidentChange, Kind, Message, StatusFacts, Topics};
 

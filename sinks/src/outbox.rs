@@ -726,7 +726,7 @@ mod tests {
         Record {
             kind: Kind::Event,
             topic: format!("pantau/kota/cam-{}/events/gate", i % 3),
-            retain: i % 2 == 0,
+            retain: i.is_multiple_of(2),
             payload: format!("event {i}").into_bytes(),
         }
     }

@@ -646,6 +646,9 @@ fn next_month((y, m): (i64, u32)) -> (i64, u32) {
     }
 }
 
+/// A record read for the store: a row, why it cannot be one, or nothing for the store.
+type Parsed = Option<Result<Row, String>>;
+
 /// One record as the store takes it.
 #[derive(Debug)]
 enum Row {
@@ -772,7 +775,7 @@ pub async fn run_sink(
                 continue;
             };
             let last = *last;
-            let parsed: Vec<(u64, &Record, Option<Result<Row, String>>)> = batch
+            let parsed: Vec<(u64, &Record, Parsed)> = batch
                 .iter()
                 .map(|(seq, r)| (*seq, r, Row::parse(r)))
                 .collect();

@@ -444,7 +444,10 @@ async fn an_undeliverable_record_is_set_aside_and_delivery_goes_on() {
         )])
         .await
         .expect("append");
-    outbox.append(&[huge.clone()]).await.expect("append");
+    outbox
+        .append(std::slice::from_ref(&huge))
+        .await
+        .expect("append");
     outbox.append(&[big_note]).await.expect("append");
     outbox
         .append(&[record(
