@@ -52,6 +52,55 @@ impl Trails {
 }
 
 /// Draws onto `img`, whose size is the full-resolution size times `scale`.
+/// What is drawn over a frame, owned, so drawing can happen away from analysis: the zones
+/// (with how many objects are in each), the lines (with their totals) and the tracks.
+#[derive(Debug, Clone, Default)]
+pub struct Overlay {
+    pub zones: Vec<(String, Vec<Point>, u64)>,
+    pub lines: Vec<(String, Vec<Point>, u64, u64)>,
+    pub tracks: Vec<crate::track::TrackedObject>,
+}
+
+impl Overlay {
+    /// The scene's geometry and figures after `update`.
+    pub fn of(scene: &Scene, update: &SceneUpdate) -> Self {
+        let total = |counts: &std::collections::BTreeMap<
+            Direction,
+            std::collections::BTreeMap<u16, u64>,
+        >,
+                     d: Direction| {
+            counts.get(&d).map(|m| m.values().sum::<u64>()).unwrap_or(0)
+        };
+        Self {
+            zones: scene
+                .zones
+                .iter()
+                .map(|z| {
+                    (
+                        z.config.name.clone(),
+                        z.polygon().to_vec(),
+                        z.occupancy().values().sum(),
+                    )
+                })
+                .collect(),
+            lines: scene
+                .lines
+                .iter()
+                .map(|l| {
+                    (
+                        l.name().to_string(),
+                        l.points().to_vec(),
+                        total(l.counts(), Direction::In),
+                        total(l.counts(), Direction::Out),
+                    )
+                })
+                .collect(),
+            tracks: update.tracks.clone(),
+        }
+    }
+}
+
+/// Draws the scene and tracks of one analysed frame (see [`draw_overlay`]).
 pub fn draw(
     img: &mut Mat,
     scale: f32,
@@ -60,8 +109,19 @@ pub fn draw(
     trails: &Trails,
     labels: &[String],
 ) -> opencv::Result<()> {
-    for zone in &scene.zones {
-        let pts: Vector<CvPoint> = zone.polygon().iter().map(|p| pt(*p, scale)).collect();
+    draw_overlay(img, scale, &Overlay::of(scene, update), trails, labels)
+}
+
+/// Draws zones, lines (with an arrow to the "in" side and the totals), trails and boxes.
+pub fn draw_overlay(
+    img: &mut Mat,
+    scale: f32,
+    overlay: &Overlay,
+    trails: &Trails,
+    labels: &[String],
+) -> opencv::Result<()> {
+    for (name, polygon, occ) in &overlay.zones {
+        let pts: Vector<CvPoint> = polygon.iter().map(|p| pt(*p, scale)).collect();
         let polys: Vector<Vector<CvPoint>> = std::iter::once(pts).collect();
         imgproc::polylines(
             img,
@@ -72,18 +132,17 @@ pub fn draw(
             imgproc::LINE_AA,
             0,
         )?;
-        let occ: u64 = zone.occupancy().values().sum();
-        if let Some(p) = zone.polygon().first() {
+        if let Some(p) = polygon.first() {
             label(
                 img,
-                &format!("{}: {occ}", zone.config.name),
+                &format!("{name}: {occ}"),
                 pt(*p, scale),
                 Scalar::new(0.0, 200.0, 255.0, 0.0),
             )?;
         }
     }
-    for line in &scene.lines {
-        let pts: Vec<CvPoint> = line.points().iter().map(|p| pt(*p, scale)).collect();
+    for (name, points, total_in, total_out) in &overlay.lines {
+        let pts: Vec<CvPoint> = points.iter().map(|p| pt(*p, scale)).collect();
         for w in pts.windows(2) {
             imgproc::line(
                 img,
@@ -96,7 +155,7 @@ pub fn draw(
             )?;
         }
         // Arrow from the first segment's middle towards its right-hand side: the "in" direction.
-        if let [a, b, ..] = line.points() {
+        if let [a, b, ..] = points.as_slice() {
             let (mx, my) = ((a.x + b.x) / 2.0, (a.y + b.y) / 2.0);
             let (dx, dy) = (b.x - a.x, b.y - a.y);
             let len = (dx * dx + dy * dy).sqrt().max(1.0);
@@ -112,17 +171,10 @@ pub fn draw(
                 0.3,
             )?;
         }
-        let counts = line.counts();
-        let total = |d: Direction| counts.get(&d).map(|m| m.values().sum::<u64>()).unwrap_or(0);
         if let Some(a) = pts.first() {
             label(
                 img,
-                &format!(
-                    "{}  in {}  out {}",
-                    line.name(),
-                    total(Direction::In),
-                    total(Direction::Out)
-                ),
+                &format!("{name}  in {total_in}  out {total_out}"),
                 CvPoint::new(a.x, (a.y - 8).max(14)),
                 Scalar::new(0.0, 0.0, 255.0, 0.0),
             )?;
@@ -134,7 +186,7 @@ pub fn draw(
             imgproc::line(img, w[0], w[1], color(*id), 2, imgproc::LINE_AA, 0)?;
         }
     }
-    for t in &update.tracks {
+    for t in &overlay.tracks {
         let b = t.bbox.scaled(scale, scale);
         let rect = Rect::new(
             b.x1 as i32,

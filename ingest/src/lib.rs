@@ -175,34 +175,16 @@ impl Ingest {
     /// The newest full-resolution frame as packed BGR: (pixels, width, height). Blocks while
     /// converting; call from a blocking context.
     pub fn latest_bgr(&self, id: &str) -> Result<(Vec<u8>, u32, u32), IngestError> {
-        let sample = self.latest_sample(id)?;
-        let fail = |reason: String| IngestError::Snapshot {
+        self.latest_frame(id)?.to_bgr()
+    }
+
+    /// The newest full-resolution frame, held as decoded (cheap: a reference); convert it
+    /// later, elsewhere, with [`FullFrame::to_bgr`].
+    pub fn latest_frame(&self, id: &str) -> Result<FullFrame, IngestError> {
+        Ok(FullFrame {
             camera: id.to_string(),
-            reason,
-        };
-        let caps = gst::Caps::builder("video/x-raw")
-            .field("format", "BGR")
-            .build();
-        let bgr =
-            gstreamer_video::convert_sample(&sample, &caps, Some(gst::ClockTime::from_seconds(5)))
-                .map_err(|e| fail(e.to_string()))?;
-        let info = bgr
-            .caps()
-            .and_then(|c| gstreamer_video::VideoInfo::from_caps(c).ok())
-            .ok_or_else(|| fail("converted frame has no video caps".into()))?;
-        let buffer = bgr
-            .buffer()
-            .ok_or_else(|| fail("converter returned no buffer".into()))?;
-        let map = buffer.map_readable().map_err(|e| fail(e.to_string()))?;
-        let (w, h) = (info.width(), info.height());
-        let stride = info.stride()[0] as usize;
-        let row = w as usize * 3;
-        let mut packed = Vec::with_capacity(row * h as usize);
-        for y in 0..h as usize {
-            let start = info.offset()[0] + y * stride;
-            packed.extend_from_slice(&map[start..start + row]);
-        }
-        Ok((packed, w, h))
+            sample: self.latest_sample(id)?,
+        })
     }
 
     /// The newest full-resolution frame as JPEG.
@@ -225,6 +207,49 @@ impl Ingest {
             .ok_or_else(|| fail("converter returned no buffer".into()))?;
         let map = buffer.map_readable().map_err(|e| fail(e.to_string()))?;
         Ok(map.to_vec())
+    }
+}
+
+/// A decoded full-resolution frame as GStreamer holds it.
+#[derive(Debug, Clone)]
+pub struct FullFrame {
+    camera: String,
+    sample: gst::Sample,
+}
+
+impl FullFrame {
+    /// Packed BGR: (pixels, width, height). Blocks while converting.
+    pub fn to_bgr(&self) -> Result<(Vec<u8>, u32, u32), IngestError> {
+        let fail = |reason: String| IngestError::Snapshot {
+            camera: self.camera.clone(),
+            reason,
+        };
+        let caps = gst::Caps::builder("video/x-raw")
+            .field("format", "BGR")
+            .build();
+        let bgr = gstreamer_video::convert_sample(
+            &self.sample,
+            &caps,
+            Some(gst::ClockTime::from_seconds(5)),
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        let info = bgr
+            .caps()
+            .and_then(|c| gstreamer_video::VideoInfo::from_caps(c).ok())
+            .ok_or_else(|| fail("converted frame has no video caps".into()))?;
+        let buffer = bgr
+            .buffer()
+            .ok_or_else(|| fail("converter returned no buffer".into()))?;
+        let map = buffer.map_readable().map_err(|e| fail(e.to_string()))?;
+        let (w, h) = (info.width(), info.height());
+        let stride = info.stride()[0] as usize;
+        let row = w as usize * 3;
+        let mut packed = Vec::with_capacity(row * h as usize);
+        for y in 0..h as usize {
+            let start = info.offset()[0] + y * stride;
+            packed.extend_from_slice(&map[start..start + row]);
+        }
+        Ok((packed, w, h))
     }
 }
 

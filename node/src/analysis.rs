@@ -11,10 +11,11 @@ use std::time::Duration;
 use pantau_analytics::camera::{analyse, Analysed};
 use pantau_analytics::detect::onnx::DetectError;
 use pantau_analytics::detect::service::InferenceService;
+use pantau_analytics::draw::Overlay;
 use pantau_analytics::facts::Facts as EventFacts;
 use pantau_analytics::rules::Direction;
 use pantau_analytics::scene::Scene;
-use pantau_analytics::snapshot::{render, render_analysed};
+use pantau_analytics::snapshot::packed_bgr;
 use pantau_config::config::CameraSettings;
 use pantau_config::TrackerConfig;
 use pantau_dashboard_api::cameras::BoxFuture;
@@ -22,6 +23,7 @@ use pantau_dashboard_api::{CameraControl, Live, LiveMessage};
 use pantau_events::{IdGenerator, Message, Topics};
 use pantau_ingest::{FrameReceiver, Ingest};
 
+use crate::images::{ImageJob, Images, Picture};
 use crate::outputs::Publisher;
 
 /// What analysis knows per camera, for the status view.
@@ -44,6 +46,7 @@ pub(crate) struct Cameras {
     pub service: InferenceService,
     pub labels: Arc<Vec<String>>,
     pub publisher: Publisher,
+    pub images: Images,
     pub topics: Topics,
     pub ids: Arc<IdGenerator>,
     pub figures: Figures,
@@ -180,6 +183,9 @@ async fn analyse_camera(
             &a.update.crossings,
             &a.update.zone_events,
         );
+        // Pictures are made by the image stage: a snapshot for the frame's events (named
+        // now, so the events carry it) and the wall's frame while someone watches.
+        let live = &node.live;
         let mut snapshot = None;
         if let (Some((dir, quality)), Some(first)) = (&node.snapshots, new_events.first()) {
             let name = format!(
@@ -187,28 +193,30 @@ async fn analyse_camera(
                 &pantau_events::time::format(first.captured_at)[..10],
                 first.id
             );
-            // A snapshot is a few tens of ms of conversion and encoding: keep it off the
-            // other cameras' async workers.
-            let taken = tokio::task::block_in_place(|| -> Result<Vec<u8>, String> {
-                let jpeg = annotated_jpeg(&node.ingest, &id, &a, &labels, *quality)?;
-                let path = dir.join(&name);
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-                }
-                std::fs::write(&path, &jpeg).map_err(|e| format!("{}: {e}", path.display()))?;
-                Ok(jpeg)
-            });
-            match taken {
-                Ok(jpeg) => {
-                    for e in &mut new_events {
-                        e.snapshot = Some(name.clone());
-                    }
-                    snapshot = Some(jpeg);
-                }
-                Err(e) => tracing::warn!(camera = %id, "no snapshot for this event: {e}"),
+            for e in &mut new_events {
+                e.snapshot = Some(name.clone());
             }
+            snapshot = Some((dir.join(&name), *quality));
         }
-        let live = &node.live;
+        let wall = live.frame_due(&id, Duration::from_millis(300));
+        if snapshot.is_some() || wall {
+            let picture = match node.ingest.latest_frame(&id) {
+                Ok(full) => Picture::Full(full),
+                // The camera is stopping while its last frames are analysed.
+                Err(_) => {
+                    let (bgr, w, h, scale) = packed_bgr(a.frame);
+                    Picture::Analysed(bgr, w, h, scale)
+                }
+            };
+            node.images.submit(ImageJob {
+                camera: id.clone(),
+                picture,
+                overlay: Overlay::of(a.scene, a.update),
+                quality: snapshot.as_ref().map_or(70, |(_, q)| *q),
+                snapshot: snapshot.map(|(path, _)| path),
+                wall,
+            });
+        }
         live.record_inference(&id, a.timings.inference_ms);
         let now = std::time::SystemTime::now();
         let mut messages: Vec<Message> = Vec::with_capacity(new_events.len() + aggregates.len());
@@ -218,20 +226,6 @@ async fn analyse_camera(
             let json = String::from_utf8_lossy(&m.payload).into_owned();
             live.publish(LiveMessage::new("event", &id, Some(&e.rule), json));
             messages.push(m);
-        }
-        // The wall's annotated frame, a few times a second while someone watches (the
-        // snapshot just taken of this frame when there is one).
-        if live.frame_due(&id, Duration::from_millis(300)) {
-            let drawn = match snapshot {
-                Some(jpeg) => Ok(jpeg),
-                None => tokio::task::block_in_place(|| {
-                    annotated_jpeg(&node.ingest, &id, &a, &labels, 70)
-                }),
-            };
-            match drawn {
-                Ok(jpeg) => live.put_frame(&id, jpeg),
-                Err(e) => tracing::debug!(camera = %id, "no annotated frame: {e}"),
-            }
         }
         for t in events.track_summaries(a.frame.capture_time, &a.update.tracks) {
             messages.push(Message::track(&node.topics, &t));
@@ -273,24 +267,4 @@ async fn analyse_camera(
         .map(|agg| Message::counts(&node.topics, agg))
         .collect();
     node.publisher.send(open).await;
-}
-
-/// The analysed frame's boxes, lines and zones drawn on the newest full-resolution frame, as
-/// JPEG; on the analysed frame itself once the full-resolution one is gone (the camera is
-/// stopping while its last frames are analysed).
-fn annotated_jpeg(
-    ingest: &Ingest,
-    id: &str,
-    a: &Analysed<'_>,
-    labels: &[String],
-    quality: u8,
-) -> Result<Vec<u8>, String> {
-    match ingest.latest_bgr(id) {
-        Ok((bgr, w, h)) => render(&bgr, w, h, a.scene, a.update, labels, quality),
-        Err(e) => {
-            tracing::debug!(camera = %id, "drawing on the analysed frame: {e}");
-            render_analysed(a.frame, a.scene, a.update, labels, quality)
-        }
-    }
-    .map_err(|e| e.to_string())
 }

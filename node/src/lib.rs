@@ -15,6 +15,7 @@
 //! the next start); live (SSE) streams end; HTTP stops.
 
 mod analysis;
+mod images;
 mod outputs;
 
 use std::path::PathBuf;
@@ -86,6 +87,8 @@ pub struct Node {
     closing: CancellationToken,
     /// Tells the publish stage that every producer has stopped.
     publish_closing: CancellationToken,
+    images_task: JoinHandle<()>,
+    images_closing: CancellationToken,
     drain_timeout: Duration,
     _inference: ServiceGuard,
 }
@@ -173,12 +176,16 @@ impl Node {
             })
         });
         let live = Arc::new(Live::default());
+        let images_closing = CancellationToken::new();
+        let (images, images_task) =
+            images::Images::start(live.clone(), labels.clone(), images_closing.clone());
         let figures: Figures = Arc::default();
         let cameras = analysis::Cameras {
             ingest: ingest.clone(),
             service,
             labels,
             publisher,
+            images,
             topics: outputs.topics.clone(),
             ids: outputs.ids.clone(),
             figures: figures.clone(),
@@ -291,6 +298,8 @@ impl Node {
             api_stop,
             closing,
             publish_closing,
+            images_task,
+            images_closing,
             drain_timeout: Duration::from_secs(u64::from(c.outbox.drain_timeout_s)),
             _inference: guard,
         })
@@ -328,6 +337,12 @@ impl Node {
         self.closing.cancel();
         let _ = self.status_task.await;
         self.publish_closing.cancel();
+        // Snapshots of the last events are written before the node reports it has stopped.
+        self.images_closing.cancel();
+        let drain = self.drain_timeout.max(Duration::from_secs(1));
+        if tokio::time::timeout(drain, self.images_task).await.is_err() {
+            tracing::warn!("snapshots still being written at the drain timeout were left");
+        }
         let Self {
             outputs,
             publish_task,
