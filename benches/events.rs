@@ -21,7 +21,7 @@ use pantau_events::{
 use pantau_ingest::serve::{Mount, RtspServer, ServeOptions};
 use pantau_sinks::mqtt::{run, MqttSettings};
 use pantau_sinks::outbox::{FullPolicy, Outbox};
-use pantau_sinks::store::Store;
+use pantau_store::Store;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
@@ -68,7 +68,7 @@ fn event(ids: &IdGenerator, i: u64) -> Event {
 
 async fn rows_per_second() -> f64 {
     let schema = format!("pantau_bench_{}", std::process::id());
-    let mut store = Store::connect(DB, &schema)
+    let store = Store::connect(DB, &schema)
         .await
         .expect("PostgreSQL (make setup)");
     let ids = IdGenerator::new();

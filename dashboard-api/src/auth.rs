@@ -164,7 +164,7 @@ impl FromRequestParts<ApiState> for Session {
         let store = s.store().await?;
         let sc = store.schema();
         let row = store
-            .client()
+            .client().await?
             .query_opt(
                 &format!(
                     "select u.name, u.role from {sc}.sessions s join {sc}.users u on u.name = s.user_name
@@ -302,7 +302,7 @@ fn check_user_name(name: &str) -> Result<(), ApiError> {
 /// Creates `name` with `role` and `password`, or updates role and password when it exists.
 /// Used at start for the first admin and by `pantau user add`.
 pub async fn upsert_user(
-    store: &pantau_sinks::store::Store,
+    store: &pantau_store::Store,
     name: &str,
     role: Role,
     password: &str,
@@ -313,6 +313,7 @@ pub async fn upsert_user(
     let sc = store.schema();
     let created = store
         .client()
+        .await?
         .query_one(
             &format!(
                 "insert into {sc}.users (name, role, password_hash) values ($1, $2, $3)
@@ -341,7 +342,7 @@ pub async fn upsert_user(
 
 /// Appends to the audit trail.
 pub async fn audit(
-    store: &pantau_sinks::store::Store,
+    store: &pantau_store::Store,
     actor: &str,
     action: &str,
     target: &str,
@@ -350,6 +351,7 @@ pub async fn audit(
     let sc = store.schema();
     store
         .client()
+        .await?
         .execute(
             &format!(
                 "insert into {sc}.audit (actor, action, target, detail) values ($1, $2, $3, $4)"
@@ -425,6 +427,7 @@ pub async fn login(
     let sc = store.schema();
     let row = store
         .client()
+        .await?
         .query_opt(
             &format!("select role, password_hash from {sc}.users where name = $1 and not disabled"),
             &[&req.user],
@@ -460,12 +463,13 @@ pub async fn login(
     let expires = SystemTime::now() + Duration::from_secs(3600 * u64::from(hours));
     store
         .client()
+        .await?
         .batch_execute(&format!(
             "delete from {sc}.sessions where expires_at < now()"
         ))
         .await?;
     store
-        .client()
+        .client().await?
         .execute(
             &format!("insert into {sc}.sessions (token_sha256, user_name, expires_at) values ($1, $2, $3)"),
             &[&sha256_hex(&token), &req.user, &expires],
@@ -516,6 +520,7 @@ pub async fn logout(State(s): State<ApiState>, headers: HeaderMap) -> Result<Res
         let sc = store.schema();
         store
             .client()
+            .await?
             .execute(
                 &format!("delete from {sc}.sessions where token_sha256 = $1"),
                 &[&sha256_hex(&token)],
@@ -574,6 +579,7 @@ pub async fn list_users(
     let sc = store.schema();
     let rows = store
         .client()
+        .await?
         .query(
             &format!("select name, role, disabled, created_at from {sc}.users order by name"),
             &[],
@@ -608,7 +614,7 @@ pub async fn create_user(
     let sc = store.schema();
     let hash = hash_off_thread(u.password.clone()).await?;
     let n = store
-        .client()
+        .client().await?
         .execute(
             &format!("insert into {sc}.users (name, role, password_hash) values ($1, $2, $3) on conflict do nothing"),
             &[&u.name, &u.role.as_str(), &hash],
@@ -667,7 +673,7 @@ pub async fn change_user(
         None => None,
     };
     let n = store
-        .client()
+        .client().await?
         .execute(
             &format!(
                 "update {sc}.users set role = coalesce($2, role), password_hash = coalesce($3, password_hash),
@@ -686,6 +692,7 @@ pub async fn change_user(
         // A new password or a disabled account ends its sessions.
         store
             .client()
+            .await?
             .execute(
                 &format!("delete from {sc}.sessions where user_name = $1"),
                 &[&name],
@@ -714,6 +721,7 @@ pub async fn delete_user(
     let sc = store.schema();
     let n = store
         .client()
+        .await?
         .execute(&format!("delete from {sc}.users where name = $1"), &[&name])
         .await?;
     if n == 0 {
@@ -734,10 +742,10 @@ pub async fn delete_user(
 }
 
 /// Refuses to remove or demote the last enabled admin.
-async fn last_admin_guard(store: &pantau_sinks::store::Store, name: &str) -> Result<(), ApiError> {
+async fn last_admin_guard(store: &pantau_store::Store, name: &str) -> Result<(), ApiError> {
     let sc = store.schema();
     let others: i64 = store
-        .client()
+        .client().await?
         .query_one(
             &format!("select count(*) from {sc}.users where role = 'admin' and not disabled and name <> $1"),
             &[&name],
@@ -746,6 +754,7 @@ async fn last_admin_guard(store: &pantau_sinks::store::Store, name: &str) -> Res
         .get(0);
     let is_admin = store
         .client()
+        .await?
         .query_opt(
             &format!(
                 "select 1 from {sc}.users where name = $1 and role = 'admin' and not disabled"

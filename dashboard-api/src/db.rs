@@ -1,10 +1,11 @@
-//! The API's connection to the store: connected on first use and again after the database
-//! went away, so a database restart never needs a pantau restart.
+//! The API's store: connected (and migrated) on first use, then a pool of connections that
+//! replaces lost ones, so a database restart never needs a pantau restart and one slow query
+//! holds up only its own request.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use pantau_sinks::store::Store;
+use pantau_store::Store;
 
 use crate::error::ApiError;
 
@@ -28,7 +29,9 @@ impl Db {
     /// The open store, connecting (and migrating) when there is none or the last one closed.
     pub async fn store(&self) -> Result<Arc<Store>, ApiError> {
         let mut current = self.current.lock().await;
-        if let Some(s) = current.as_ref().filter(|s| !s.is_closed()) {
+        // The pool replaces lost connections itself; only the first connection (and the
+        // migrations) happens here.
+        if let Some(s) = current.as_ref() {
             return Ok(s.clone());
         }
         match tokio::time::timeout(

@@ -84,9 +84,15 @@ impl ApiError {
     }
 }
 
+impl From<pantau_store::StoreError> for ApiError {
+    fn from(e: pantau_store::StoreError) -> Self {
+        ApiError::store(e)
+    }
+}
+
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
-        ApiError::store(pantau_sinks::store::StoreError::from(e))
+        ApiError::store(pantau_store::StoreError::from(e))
     }
 }
 

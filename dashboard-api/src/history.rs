@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use pantau_sinks::store::{Bucket, HistoryQuery, HistoryRow};
+use pantau_store::{Bucket, HistoryQuery, HistoryRow};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Permission, Session};

@@ -198,6 +198,7 @@ pub async fn search(
     let sc = store.schema();
     let rows = store
         .client()
+        .await?
         .query(
             &format!(
                 "{}
@@ -283,6 +284,7 @@ pub async fn detail(
     let sc = store.schema();
     let row = store
         .client()
+        .await?
         .query_opt(
             &format!("{} where e.id = $1", event_with_dispatch(sc)),
             &[&id],
@@ -293,6 +295,7 @@ pub async fn detail(
     let event: serde_json::Value = row.get(2);
     let audit = store
         .client()
+        .await?
         .query(
             &format!(
                 "select at, actor, action, detail from {sc}.audit where target = $1 order by seq"
@@ -313,6 +316,7 @@ pub async fn detail(
             let at: SystemTime = row.get(1);
             store
                 .client()
+                .await?
                 .query(
                     &format!(
                         "select payload from {sc}.events where camera = $1 and at >= $2 and at < $3
@@ -425,7 +429,7 @@ pub async fn act(
     }
     let store = s.store().await?;
     let sc = store.schema();
-    let c = store.client();
+    let c = store.client().await?;
     let ev = c
         .query_opt(
             &format!(
@@ -442,9 +446,9 @@ pub async fn act(
             "event \"{id}\" is information, not an alert; dispatch works on warning and critical events"
         )));
     }
-    // One connection serves all requests, so no multi-statement transaction: the row is
-    // created if missing, then changed by one statement that also writes the audit entry and
-    // only applies if nobody changed the incident in between (optimistic concurrency).
+    // The row is created if missing, then changed by one statement that also writes the audit
+    // entry and the MQTT message, and only applies if nobody changed the incident in between
+    // (optimistic concurrency).
     c.execute(
         &format!(
             "insert into {sc}.incidents (event_id, camera, captured_at, state, updated_at, updated_by)
@@ -561,13 +565,14 @@ pub async fn act(
 /// Moves dispatch messages left in the database by a crash (stored with their action, never
 /// appended to the outbox) into the outbox; returns how many.
 pub async fn relay_messages(
-    store: &pantau_sinks::store::Store,
+    store: &pantau_store::Store,
     outbox: &pantau_sinks::outbox::Outbox,
     topics: &pantau_events::Topics,
 ) -> Result<usize, ApiError> {
     let sc = store.schema();
     let rows = store
         .client()
+        .await?
         .query(
             &format!("select id, payload from {sc}.incident_messages order by id limit 10000"),
             &[],
@@ -592,6 +597,7 @@ pub async fn relay_messages(
         }
         store
             .client()
+            .await?
             .execute(
                 &format!("delete from {sc}.incident_messages where id = $1"),
                 &[&id],

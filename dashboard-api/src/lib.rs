@@ -26,7 +26,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use pantau_ingest::Ingest;
 use pantau_sinks::outbox::Outbox;
-use pantau_sinks::store::Store;
+use pantau_store::Store;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;

@@ -760,6 +760,8 @@ async fn cameras_are_validated_applied_persisted_and_role_checked() {
     let store = h.state.store().await.expect("store");
     let n: i64 = store
         .client()
+        .await
+        .expect("connection")
         .query_one(
             &format!(
                 "select count(*) from {}.audit where action like 'camera.%' and actor = 'ana'",
@@ -840,7 +842,7 @@ async fn events_search_dispatch_audit_mqtt_and_live() {
         .collect();
     assert_eq!(alerts.len(), 8);
     {
-        let mut sink = pantau_sinks::store::Store::connect(DB, &h.schema)
+        let sink = pantau_store::Store::connect(DB, &h.schema)
             .await
             .expect("store");
         sink.write(&events, &[]).await.expect("write");
@@ -1096,6 +1098,8 @@ async fn events_search_dispatch_audit_mqtt_and_live() {
     let pending_sql = format!("select count(*) from {}.incident_messages", h.schema);
     let pending: i64 = store
         .client()
+        .await
+        .expect("connection")
         .query_one(&pending_sql, &[])
         .await
         .expect("query")
@@ -1106,6 +1110,8 @@ async fn events_search_dispatch_audit_mqtt_and_live() {
     left["note"] = json!("left by a crash");
     store
         .client()
+        .await
+        .expect("connection")
         .execute(
             &format!(
                 "insert into {}.incident_messages (payload) values ($1)",
@@ -1127,6 +1133,8 @@ async fn events_search_dispatch_audit_mqtt_and_live() {
     assert_eq!(last["note"], "left by a crash");
     let pending: i64 = store
         .client()
+        .await
+        .expect("connection")
         .query_one(&pending_sql, &[])
         .await
         .expect("query")
@@ -1170,7 +1178,7 @@ async fn history_json_csv_snapshots_health_metrics_docs_and_console() {
         })
         .collect();
     {
-        let mut sink = pantau_sinks::store::Store::connect(DB, &h.schema)
+        let sink = pantau_store::Store::connect(DB, &h.schema)
             .await
             .expect("store");
         sink.write(&[], &counts).await.expect("write");

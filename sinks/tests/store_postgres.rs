@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use pantau_events::{
     CountAggregate, Event, EventKind, IdGenerator, Lifecycle, ObjectRef, Severity, SCHEMA_VERSION,
 };
-use pantau_sinks::store::{Bucket, Flavour, HistoryQuery, Store};
+use pantau_store::{Bucket, Flavour, HistoryQuery, Store};
 
 const URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 
@@ -80,7 +80,7 @@ fn minute_counts(ids: &IdGenerator, minute: u64, cars_in: u64, cars_out: u64) ->
 async fn writes_are_idempotent_and_history_rolls_up() {
     let schema = schema("history");
     drop_schema(&schema).await;
-    let mut store = Store::connect(URL, &schema)
+    let store = Store::connect(URL, &schema)
         .await
         .expect("connect and migrate");
     assert_eq!(store.flavour(), Flavour::Postgres);
@@ -241,7 +241,7 @@ async fn a_database_outage_loses_and_duplicates_nothing() {
 async fn camera_status_changes_are_kept_as_history() {
     let schema = schema("status");
     drop_schema(&schema).await;
-    let mut store = Store::connect(URL, &schema).await.expect("connect");
+    let store = Store::connect(URL, &schema).await.expect("connect");
     let ids = IdGenerator::new();
     let mut events = Vec::new();
     for (minute, state, problem) in [

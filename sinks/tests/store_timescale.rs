@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pantau_events::{CountAggregate, IdGenerator, SCHEMA_VERSION};
-use pantau_sinks::store::{Bucket, Flavour, HistoryQuery, Store};
+use pantau_store::{Bucket, Flavour, HistoryQuery, Store};
 
 struct Server(Child);
 
@@ -57,7 +57,7 @@ async fn timescaledb_path_gives_the_same_history() {
         .expect("free port");
     let _server = start(port);
     let url = format!("host=127.0.0.1 port={port} user=postgres password=postgres dbname=postgres");
-    let mut store = Store::connect(&url, "pantau")
+    let store = Store::connect(&url, "pantau")
         .await
         .expect("connect and migrate");
     assert_eq!(store.flavour(), Flavour::Timescale);

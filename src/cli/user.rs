@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use pantau_config::{Config, ConfigError};
 use pantau_dashboard_api::auth::{upsert_user, Role};
-use pantau_sinks::store::Store;
+use pantau_store::Store;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
