@@ -482,3 +482,91 @@ async fn an_undeliverable_record_is_set_aside_and_delivery_goes_on() {
     stop.cancel();
     publisher.await.expect("publisher ends");
 }
+
+/// A broker whose limit is below pantau's (`message_size_limit` smaller than
+/// `mqtt.max_packet_kb`): the message it refuses never holds up the ones after it. Whether the
+/// broker drops it quietly or closes the connection each time, delivery goes on; in the second
+/// case the message ends in the dead letters with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_broker_refuses_does_not_stall_delivery() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    std::fs::write(
+        d.join("mosquitto.conf"),
+        format!("allow_anonymous true\nmessage_size_limit 20000\nlistener {port} 127.0.0.1\n"),
+    )
+    .expect("conf");
+    let mut broker = Command::new("mosquitto")
+        .arg("-c")
+        .arg(d.join("mosquitto.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto starts");
+    wait_until("the small broker", 10, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    let prefix = unique("refused");
+    let mut opts = MqttOptions::new(format!("sub-{prefix}"), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = AsyncClient::new(opts, 100);
+    client
+        .subscribe(format!("{prefix}/#"), QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = got.clone();
+    let sub = tokio::spawn(async move {
+        let _client = client;
+        while let Ok(ev) = events.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                sink.lock()
+                    .expect("lock")
+                    .push(String::from_utf8_lossy(&p.payload).into_owned());
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let store = tempfile::tempdir().expect("tempdir");
+    let (outbox, stop, publisher) = publish(store.path(), settings(port, &prefix));
+    let topic = format!("{prefix}/cam/events/line");
+    let big = record(&topic, false, vec![b'x'; 30_000]);
+    outbox
+        .append(&[record(&topic, false, b"1".to_vec())])
+        .await
+        .expect("append");
+    outbox
+        .append(std::slice::from_ref(&big))
+        .await
+        .expect("append");
+    outbox
+        .append(&[record(&topic, false, b"2".to_vec())])
+        .await
+        .expect("append");
+    wait_until("delivery past the refused message", 40, || {
+        outbox.depth("mqtt") == 0
+    })
+    .await;
+    wait_until("both small messages", 5, || {
+        let g = got.lock().expect("lock");
+        g.contains(&"1".to_string()) && g.contains(&"2".to_string())
+    })
+    .await;
+    for d in outbox.dead_letters(10).expect("dead letters") {
+        assert_eq!(d.record, big);
+        assert!(d.reason.contains("closed the connection"), "{}", d.reason);
+    }
+    stop.cancel();
+    publisher.await.expect("publisher");
+    sub.abort();
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
