@@ -162,25 +162,14 @@ impl FromRequestParts<ApiState> for Session {
     async fn from_request_parts(parts: &mut Parts, s: &ApiState) -> Result<Self, ApiError> {
         let token = token_from(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
         let store = s.store().await?;
-        let sc = store.schema();
-        let row = store
-            .client().await?
-            .query_opt(
-                &format!(
-                    "select u.name, u.role from {sc}.sessions s join {sc}.users u on u.name = s.user_name
-                     where s.token_sha256 = $1 and s.expires_at > now() and not u.disabled"
-                ),
-                &[&sha256_hex(&token)],
-            )
-            .await?;
-        let row = row.ok_or_else(|| {
+        let row = store.session_user(&sha256_hex(&token)).await?;
+        let (user, role) = row.ok_or_else(|| {
             let mut e = ApiError::unauthenticated();
             e.message = "the session has expired or was ended; log in again".into();
             e
         })?;
-        let role: String = row.get(1);
         Ok(Session {
-            user: row.get(0),
+            user,
             role: Role::parse(&role).ok_or_else(|| ApiError::store("unknown role in users"))?,
         })
     }
@@ -310,21 +299,7 @@ pub async fn upsert_user(
     check_user_name(name)?;
     check_password(password)?;
     let hash = hash_off_thread(password.to_string()).await?;
-    let sc = store.schema();
-    let created = store
-        .client()
-        .await?
-        .query_one(
-            &format!(
-                "insert into {sc}.users (name, role, password_hash) values ($1, $2, $3)
-                 on conflict (name) do update set role = excluded.role,
-                   password_hash = excluded.password_hash, disabled = false
-                 returning (xmax = 0)"
-            ),
-            &[&name, &role.as_str(), &hash],
-        )
-        .await?
-        .get::<_, bool>(0);
+    let created = store.upsert_user(name, role.as_str(), &hash).await?;
     audit(
         store,
         "pantau",
@@ -348,17 +323,7 @@ pub async fn audit(
     target: &str,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let sc = store.schema();
-    store
-        .client()
-        .await?
-        .execute(
-            &format!(
-                "insert into {sc}.audit (actor, action, target, detail) values ($1, $2, $3, $4)"
-            ),
-            &[&actor, &action, &target, &detail],
-        )
-        .await?;
+    store.audit(actor, action, target, &detail).await?;
     Ok(())
 }
 
@@ -424,20 +389,9 @@ pub async fn login(
         return Err(e);
     }
     let store = s.store().await?;
-    let sc = store.schema();
-    let row = store
-        .client()
-        .await?
-        .query_opt(
-            &format!("select role, password_hash from {sc}.users where name = $1 and not disabled"),
-            &[&req.user],
-        )
-        .await?;
-    let role = row
-        .as_ref()
-        .map(|r| r.get::<_, String>(0))
-        .unwrap_or_default();
-    let hash: Option<String> = row.as_ref().map(|r| r.get(1));
+    let row = store.login_user(&req.user).await?;
+    let role = row.as_ref().map(|r| r.0.clone()).unwrap_or_default();
+    let hash: Option<String> = row.map(|r| r.1);
     let password = req.password.clone();
     // Without such a user, still spend the time of a verification.
     let ok = tokio::task::spawn_blocking(move || {
@@ -462,18 +416,7 @@ pub async fn login(
     let hours = s.settings.session_hours;
     let expires = SystemTime::now() + Duration::from_secs(3600 * u64::from(hours));
     store
-        .client()
-        .await?
-        .batch_execute(&format!(
-            "delete from {sc}.sessions where expires_at < now()"
-        ))
-        .await?;
-    store
-        .client().await?
-        .execute(
-            &format!("insert into {sc}.sessions (token_sha256, user_name, expires_at) values ($1, $2, $3)"),
-            &[&sha256_hex(&token), &req.user, &expires],
-        )
+        .create_session(&sha256_hex(&token), &req.user, expires)
         .await?;
     audit(
         &store,
@@ -517,15 +460,7 @@ fn dummy_hash() -> String {
 pub async fn logout(State(s): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let (Some(token), Some(db)) = (token_from(&headers), s.db.as_ref()) {
         let store = db.store().await?;
-        let sc = store.schema();
-        store
-            .client()
-            .await?
-            .execute(
-                &format!("delete from {sc}.sessions where token_sha256 = $1"),
-                &[&sha256_hex(&token)],
-            )
-            .await?;
+        store.delete_session(&sha256_hex(&token)).await?;
     }
     let clear = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
@@ -575,23 +510,14 @@ pub async fn list_users(
     session: Session,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
     session.allow(Permission::Admin)?;
-    let store = s.store().await?;
-    let sc = store.schema();
-    let rows = store
-        .client()
-        .await?
-        .query(
-            &format!("select name, role, disabled, created_at from {sc}.users order by name"),
-            &[],
-        )
-        .await?;
+    let rows = s.store().await?.users().await?;
     Ok(Json(
-        rows.iter()
+        rows.into_iter()
             .map(|r| UserView {
-                name: r.get(0),
-                role: Role::parse(r.get(1)).unwrap_or(Role::Operator),
-                disabled: r.get(2),
-                created_at: pantau_events::time::format(r.get(3)),
+                role: Role::parse(&r.role).unwrap_or(Role::Operator),
+                name: r.name,
+                disabled: r.disabled,
+                created_at: pantau_events::time::format(r.created_at),
             })
             .collect(),
     ))
@@ -611,16 +537,8 @@ pub async fn create_user(
     check_user_name(&u.name)?;
     check_password(&u.password)?;
     let store = s.store().await?;
-    let sc = store.schema();
     let hash = hash_off_thread(u.password.clone()).await?;
-    let n = store
-        .client().await?
-        .execute(
-            &format!("insert into {sc}.users (name, role, password_hash) values ($1, $2, $3) on conflict do nothing"),
-            &[&u.name, &u.role.as_str(), &hash],
-        )
-        .await?;
-    if n == 0 {
+    if !store.create_user(&u.name, u.role.as_str(), &hash).await? {
         return Err(ApiError::conflict(format!(
             "user \"{}\" exists; PATCH /api/v1/users/{} changes it",
             u.name, u.name
@@ -663,7 +581,6 @@ pub async fn change_user(
         check_password(p)?;
     }
     let store = s.store().await?;
-    let sc = store.schema();
     let demotes = c.role.is_some_and(|r| r != Role::Admin) || c.disabled == Some(true);
     if demotes {
         last_admin_guard(&store, &name).await?;
@@ -672,32 +589,22 @@ pub async fn change_user(
         Some(p) => Some(hash_off_thread(p).await?),
         None => None,
     };
-    let n = store
-        .client().await?
-        .execute(
-            &format!(
-                "update {sc}.users set role = coalesce($2, role), password_hash = coalesce($3, password_hash),
-                   disabled = coalesce($4, disabled) where name = $1"
-            ),
-            &[&name, &c.role.map(Role::as_str), &hash, &c.disabled],
+    // A new password or a disabled account ends its sessions (in the same transaction).
+    let found = store
+        .update_user(
+            &name,
+            pantau_store::UserUpdate {
+                role: c.role.map(Role::as_str),
+                password_hash: hash.as_deref(),
+                disabled: c.disabled,
+            },
         )
         .await?;
-    if n == 0 {
+    if !found {
         return Err(ApiError::not_found(
             "user_not_found",
             format!("no user \"{name}\""),
         ));
-    }
-    if c.password.is_some() || c.disabled == Some(true) {
-        // A new password or a disabled account ends its sessions.
-        store
-            .client()
-            .await?
-            .execute(
-                &format!("delete from {sc}.sessions where user_name = $1"),
-                &[&name],
-            )
-            .await?;
     }
     audit(&store, &session.user, "user.update", &format!("user:{name}"), serde_json::json!({
         "role": c.role.map(Role::as_str), "password_changed": c.password.is_some(), "disabled": c.disabled,
@@ -718,13 +625,7 @@ pub async fn delete_user(
     session.allow(Permission::Admin)?;
     let store = s.store().await?;
     last_admin_guard(&store, &name).await?;
-    let sc = store.schema();
-    let n = store
-        .client()
-        .await?
-        .execute(&format!("delete from {sc}.users where name = $1"), &[&name])
-        .await?;
-    if n == 0 {
+    if !store.delete_user(&name).await? {
         return Err(ApiError::not_found(
             "user_not_found",
             format!("no user \"{name}\""),
@@ -743,26 +644,7 @@ pub async fn delete_user(
 
 /// Refuses to remove or demote the last enabled admin.
 async fn last_admin_guard(store: &pantau_store::Store, name: &str) -> Result<(), ApiError> {
-    let sc = store.schema();
-    let others: i64 = store
-        .client().await?
-        .query_one(
-            &format!("select count(*) from {sc}.users where role = 'admin' and not disabled and name <> $1"),
-            &[&name],
-        )
-        .await?
-        .get(0);
-    let is_admin = store
-        .client()
-        .await?
-        .query_opt(
-            &format!(
-                "select 1 from {sc}.users where name = $1 and role = 'admin' and not disabled"
-            ),
-            &[&name],
-        )
-        .await?
-        .is_some();
+    let (is_admin, others) = store.admin_standing(name).await?;
     if is_admin && others == 0 {
         return Err(ApiError::conflict(format!(
             "\"{name}\" is the last admin; make another user admin first"

@@ -18,6 +18,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use pantau_events::{CountAggregate, Event, TrackSummary};
 use tokio_postgres::NoTls;
 
+pub mod users;
+pub use users::{UserRow, UserUpdate};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
