@@ -90,12 +90,6 @@ impl From<pantau_store::StoreError> for ApiError {
     }
 }
 
-impl From<tokio_postgres::Error> for ApiError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        ApiError::store(pantau_store::StoreError::from(e))
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry = self.retry_after;

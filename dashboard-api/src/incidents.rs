@@ -72,14 +72,6 @@ pub struct EventPage {
 
 /// Selects event rows with their dispatch columns (read by [`dispatch_of`] from column 4)
 /// from schema `sc`.
-fn event_with_dispatch(sc: &str) -> String {
-    format!(
-        "select e.id, e.at, e.payload, e.payload->>'severity',
-                i.state, i.assignee, i.escalations, i.updated_at, i.updated_by
-         from {sc}.events e left join {sc}.incidents i on i.event_id = e.id"
-    )
-}
-
 const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
 const STATES: [&str; 5] = ["new", "acknowledged", "assigned", "escalated", "closed"];
 
@@ -126,12 +118,11 @@ fn decode_cursor(c: &str) -> Result<(SystemTime, String), ApiError> {
     Ok((UNIX_EPOCH + Duration::from_micros(micros), id.to_string()))
 }
 
-fn dispatch_of(row: &tokio_postgres::Row, severity: &str, offset: usize) -> Option<Dispatch> {
-    if severity == "info" {
+fn dispatch_of(row: &pantau_store::EventRow) -> Option<Dispatch> {
+    if row.severity == "info" {
         return None;
     }
-    let state: Option<String> = row.get(offset);
-    Some(match state {
+    Some(match &row.dispatch {
         None => Dispatch {
             state: "new".into(),
             assignee: None,
@@ -139,14 +130,12 @@ fn dispatch_of(row: &tokio_postgres::Row, severity: &str, offset: usize) -> Opti
             updated_at: None,
             updated_by: None,
         },
-        Some(state) => Dispatch {
-            state,
-            assignee: row.get(offset + 1),
-            escalations: row.get(offset + 2),
-            updated_at: row
-                .get::<_, Option<SystemTime>>(offset + 3)
-                .map(pantau_events::time::format),
-            updated_by: row.get(offset + 4),
+        Some(d) => Dispatch {
+            state: d.state.clone(),
+            assignee: d.assignee.clone(),
+            escalations: d.escalations,
+            updated_at: Some(pantau_events::time::format(d.updated_at)),
+            updated_by: Some(d.updated_by.clone()),
         },
     })
 }
@@ -187,58 +176,33 @@ pub async fn search(
             ));
         }
     }
-    let (after_at, after_id) = match &q.cursor {
-        Some(c) => {
-            let (at, id) = decode_cursor(c)?;
-            (Some(at), Some(id))
-        }
-        None => (None, None),
+    let before = match &q.cursor {
+        Some(c) => Some(decode_cursor(c)?),
+        None => None,
     };
-    let store = s.store().await?;
-    let sc = store.schema();
-    let rows = store
-        .client()
+    let rows = s
+        .store()
         .await?
-        .query(
-            &format!(
-                "{}
-                 where e.at >= $1 and e.at < $2
-                   and ($3::text is null or e.camera = $3)
-                   and ($4::text is null or e.rule = $4)
-                   and ($5::text is null or e.kind = $5)
-                   and ($6::text[] is null or e.payload->>'severity' = any($6))
-                   and ($7::text[] is null or (e.payload->>'severity' <> 'info'
-                                               and coalesce(i.state, 'new') = any($7)))
-                   and ($8::timestamptz is null or (e.at, e.id) < ($8, $9::text))
-                 order by e.at desc, e.id desc
-                 limit $10",
-                event_with_dispatch(sc)
-            ),
-            &[
-                &from,
-                &to,
-                &q.camera,
-                &q.rule,
-                &q.kind,
-                &severity,
-                &state,
-                &after_at,
-                &after_id,
-                &(i64::from(limit) + 1),
-            ],
-        )
+        .search_events(&pantau_store::EventSearch {
+            from: Some(from),
+            to: Some(to),
+            camera: q.camera.clone(),
+            rule: q.rule.clone(),
+            kind: q.kind.clone(),
+            severity,
+            state,
+            before,
+            limit: i64::from(limit) + 1,
+        })
         .await?;
     let more = rows.len() > limit as usize;
     let mut items = Vec::with_capacity(rows.len().min(limit as usize));
     let mut last = None;
-    for row in rows.iter().take(limit as usize) {
-        let severity: Option<String> = row.get(3);
-        let id: String = row.get(0);
-        let at: SystemTime = row.get(1);
-        last = Some(encode_cursor(at, &id));
+    for row in rows.into_iter().take(limit as usize) {
+        last = Some(encode_cursor(row.at, &row.id));
         items.push(EventItem {
-            event: row.get(2),
-            dispatch: dispatch_of(row, severity.as_deref().unwrap_or("info"), 4),
+            dispatch: dispatch_of(&row),
+            event: row.payload,
         });
     }
     Ok(Json(EventPage {
@@ -281,68 +245,35 @@ pub async fn detail(
 ) -> Result<Json<EventDetail>, ApiError> {
     session.allow(Permission::View)?;
     let store = s.store().await?;
-    let sc = store.schema();
     let row = store
-        .client()
-        .await?
-        .query_opt(
-            &format!("{} where e.id = $1", event_with_dispatch(sc)),
-            &[&id],
-        )
+        .event(&id)
         .await?
         .ok_or_else(|| event_not_found(&id))?;
-    let severity: Option<String> = row.get(3);
-    let event: serde_json::Value = row.get(2);
     let audit = store
-        .client()
+        .audit_trail(&format!("event:{id}"))
         .await?
-        .query(
-            &format!(
-                "select at, actor, action, detail from {sc}.audit where target = $1 order by seq"
-            ),
-            &[&format!("event:{id}")],
-        )
-        .await?
-        .iter()
+        .into_iter()
         .map(|r| AuditEntry {
-            at: pantau_events::time::format(r.get(0)),
-            actor: r.get(1),
-            action: r.get(2),
-            detail: r.get(3),
+            at: pantau_events::time::format(r.at),
+            actor: r.actor,
+            action: r.action,
+            detail: r.detail,
         })
         .collect();
+    let event = &row.payload;
     let related = match event.get("incident").and_then(|v| v.as_str()) {
         Some(key) => {
-            let at: SystemTime = row.get(1);
-            store
-                .client()
-                .await?
-                .query(
-                    &format!(
-                        "select payload from {sc}.events where camera = $1 and at >= $2 and at < $3
-                           and payload->>'incident' = $4 and id <> $5 order by at"
-                    ),
-                    &[
-                        &event
-                            .get("camera")
-                            .and_then(|v| v.as_str())
-                            .unwrap_or_default(),
-                        &(at - Duration::from_secs(3600)),
-                        &(at + Duration::from_secs(86_400)),
-                        &key,
-                        &id,
-                    ],
-                )
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect()
+            let camera = event
+                .get("camera")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            store.incident_events(camera, key, row.at, &id).await?
         }
         None => Vec::new(),
     };
     Ok(Json(EventDetail {
-        dispatch: dispatch_of(&row, severity.as_deref().unwrap_or("info"), 4),
-        event,
+        dispatch: dispatch_of(&row),
+        event: row.payload.clone(),
         audit,
         related,
     }))
@@ -428,43 +359,29 @@ pub async fn act(
         }
     }
     let store = s.store().await?;
-    let sc = store.schema();
-    let c = store.client().await?;
-    let ev = c
-        .query_opt(
-            &format!(
-                "select camera, at, payload->>'severity', site from {sc}.events where id = $1"
-            ),
-            &[&id],
-        )
+    let ev = store
+        .event(&id)
         .await?
         .ok_or_else(|| event_not_found(&id))?;
-    let (camera, captured_at, severity, site): (String, SystemTime, Option<String>, String) =
-        (ev.get(0), ev.get(1), ev.get(2), ev.get(3));
-    if severity.as_deref().unwrap_or("info") == "info" {
+    if ev.severity == "info" {
         return Err(ApiError::conflict(format!(
             "event \"{id}\" is information, not an alert; dispatch works on warning and critical events"
         )));
     }
+    let text = |k: &str| {
+        ev.payload
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (camera, site) = (text("camera"), text("site"));
     // The row is created if missing, then changed by one statement that also writes the audit
     // entry and the MQTT message, and only applies if nobody changed the incident in between
     // (optimistic concurrency).
-    c.execute(
-        &format!(
-            "insert into {sc}.incidents (event_id, camera, captured_at, state, updated_at, updated_by)
-             values ($1, $2, $3, 'new', now(), $4) on conflict do nothing"
-        ),
-        &[&id, &camera, &captured_at, &session.user],
-    )
-    .await?;
-    let cur = c
-        .query_one(
-            &format!("select state, assignee, escalations from {sc}.incidents where event_id = $1"),
-            &[&id],
-        )
+    let (state, assignee, escalations) = store
+        .open_incident(&id, &camera, ev.at, &session.user)
         .await?;
-    let (state, assignee, escalations): (String, Option<String>, i32) =
-        (cur.get(0), cur.get(1), cur.get(2));
     let (new_state, new_assignee, new_escalations) = match &action {
         Action::Note { .. } => (state.clone(), assignee.clone(), escalations),
         _ if state == "closed" => {
@@ -505,35 +422,20 @@ pub async fn act(
     // The change, its audit entry and its MQTT message in one statement: all or nothing. The
     // message moves to the outbox below; after a crash in between, the node's next start
     // moves it ([`relay_messages`]).
-    let pending: Option<i64> = c
-        .query_opt(
-            &format!(
-                "with changed as (
-                   update {sc}.incidents set state = $2, assignee = $3, escalations = $4,
-                     updated_at = now(), updated_by = $5
-                   where event_id = $1 and state = $6 and escalations = $7 returning event_id),
-                 audited as (
-                   insert into {sc}.audit (actor, action, target, detail)
-                   select $5, $8, $9, $10 from changed)
-                 insert into {sc}.incident_messages (payload)
-                 select $11 from changed returning id"
-            ),
-            &[
-                &id,
-                &new_state,
-                &new_assignee,
-                &new_escalations,
-                &session.user,
-                &state,
-                &escalations,
-                &format!("incident.{}", action.name()),
-                &format!("event:{id}"),
-                &detail,
-                &message,
-            ],
-        )
-        .await?
-        .map(|r| r.get(0));
+    let action_name = format!("incident.{}", action.name());
+    let pending = store
+        .apply_dispatch(&pantau_store::DispatchChange {
+            event_id: &id,
+            actor: &session.user,
+            from: (&state, escalations),
+            state: &new_state,
+            assignee: new_assignee.as_deref(),
+            escalations: new_escalations,
+            action: &action_name,
+            detail: &detail,
+            message: &message,
+        })
+        .await?;
     let Some(pending) = pending else {
         return Err(ApiError::conflict(format!(
             "incident \"{id}\" was changed by someone else just now; reload and try again"
@@ -544,13 +446,7 @@ pub async fn act(
     if let Some(outbox) = &s.outbox {
         let m = pantau_events::Message::incident(&s.settings.topics, &change);
         match outbox.append(&[m]).await {
-            Ok(_) => {
-                c.execute(
-                    &format!("delete from {sc}.incident_messages where id = $1"),
-                    &[&pending],
-                )
-                .await?;
-            }
+            Ok(_) => store.message_sent(pending).await?,
             Err(e) => tracing::error!(
                 event = %change.event_id,
                 "incident change kept in the database for the next start, not queued for MQTT: {e}"
@@ -569,18 +465,9 @@ pub async fn relay_messages(
     outbox: &pantau_sinks::outbox::Outbox,
     topics: &pantau_events::Topics,
 ) -> Result<usize, ApiError> {
-    let sc = store.schema();
-    let rows = store
-        .client()
-        .await?
-        .query(
-            &format!("select id, payload from {sc}.incident_messages order by id limit 10000"),
-            &[],
-        )
-        .await?;
+    let rows = store.pending_messages().await?;
     let mut moved = 0;
-    for row in rows {
-        let (id, payload): (i64, serde_json::Value) = (row.get(0), row.get(1));
+    for (id, payload) in rows {
         match serde_json::from_value::<IncidentChange>(payload) {
             Ok(change) => {
                 let m = pantau_events::Message::incident(topics, &change);
@@ -595,14 +482,7 @@ pub async fn relay_messages(
                 "a stored dispatch message is unreadable and was removed: {e}"
             ),
         }
-        store
-            .client()
-            .await?
-            .execute(
-                &format!("delete from {sc}.incident_messages where id = $1"),
-                &[&id],
-            )
-            .await?;
+        store.message_sent(id).await?;
     }
     Ok(moved)
 }

@@ -18,7 +18,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use pantau_events::{CountAggregate, Event, TrackSummary};
 use tokio_postgres::NoTls;
 
+pub mod incidents;
 pub mod users;
+pub use incidents::{AuditRow, DispatchChange, DispatchRow, EventRow, EventSearch};
 pub use users::{UserRow, UserUpdate};
 
 #[derive(Debug, thiserror::Error)]

@@ -93,7 +93,9 @@ impl Store {
             .client()
             .await?
             .query_opt(
-                &format!("select role, password_hash from {sc}.users where name = $1 and not disabled"),
+                &format!(
+                    "select role, password_hash from {sc}.users where name = $1 and not disabled"
+                ),
                 &[&name],
             )
             .await?
@@ -185,7 +187,9 @@ impl Store {
         let sc = self.schema();
         let client = self.client().await?;
         client
-            .batch_execute(&format!("delete from {sc}.sessions where expires_at < now()"))
+            .batch_execute(&format!(
+                "delete from {sc}.sessions where expires_at < now()"
+            ))
             .await?;
         client
             .execute(
