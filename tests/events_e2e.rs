@@ -86,7 +86,8 @@ points = [[320, 0], [320, 360]]
     // Subscribe before pantau starts.
     let (got, subscriber) = subscribe(&format!("sub-{tag}"), &format!("{prefix}/#")).await;
 
-    let log = run_pantau(config, 15).await;
+    // Long enough for the whole clip even on a loaded machine (it does not loop).
+    let log = run_pantau(config, 25).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     subscriber.abort();
 
