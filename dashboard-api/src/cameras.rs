@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pantau_config::config::{CameraConfig, CameraSettings, ConfigIssues, IngestConfig};
-use pantau_ingest::CameraStatus;
+use pantau_events::camera::CameraStatus;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{audit, Permission, Session};
@@ -292,7 +292,7 @@ pub async fn list(
         None => BTreeMap::new(),
     };
     let mut out: Vec<CameraView> = s
-        .ingest
+        .feed
         .statuses()
         .into_iter()
         .map(|st| CameraView {
@@ -321,7 +321,7 @@ pub async fn one(
         Some(r) => r.get(&id).await,
         None => None,
     };
-    let status = s.ingest.status(&id);
+    let status = s.feed.status(&id);
     if status.is_none() && config.is_none() {
         return Err(ApiError::not_found(
             "camera_not_found",
@@ -363,7 +363,7 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         Json(CameraView {
-            status: s.ingest.status(&id),
+            status: s.feed.status(&id),
             config: Some(shown(c)),
         }),
     )
@@ -396,7 +396,7 @@ pub async fn update(
     r.put(c, false).await?;
     changed(&s, &session, "camera.update", &id).await;
     Ok(Json(CameraView {
-        status: s.ingest.status(&id),
+        status: s.feed.status(&id),
         config: r.get(&id).await.map(shown),
     }))
 }

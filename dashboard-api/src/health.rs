@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use pantau_ingest::CameraStatus;
+use pantau_events::camera::CameraStatus;
 use serde::Serialize;
 
 use crate::live::{Analysis, LATENCY_BUCKETS};
@@ -96,7 +96,7 @@ fn per_camera<T>(out: &mut String, families: &[Family<T>], items: &[(&str, &T)])
     responses((status = 200, content_type = "text/plain", description = "Prometheus text format 0.0.4")))]
 pub async fn metrics(State(s): State<ApiState>) -> Response {
     let mut out = String::new();
-    let statuses = s.ingest.statuses();
+    let statuses = s.feed.statuses();
     let families: [Family<CameraStatus>; 6] = [
         (
             "pantau_camera_fps",
@@ -132,7 +132,11 @@ pub async fn metrics(State(s): State<ApiState>) -> Response {
             "pantau_camera_streaming",
             "gauge",
             "1 while the camera streams",
-            |c| f64::from(u8::from(c.state == pantau_ingest::CameraState::Streaming)),
+            |c| {
+                f64::from(u8::from(
+                    c.state == pantau_events::camera::CameraState::Streaming,
+                ))
+            },
         ),
     ];
     let cameras: Vec<(&str, &CameraStatus)> = statuses.iter().map(|c| (c.id.as_str(), c)).collect();

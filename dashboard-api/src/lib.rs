@@ -24,7 +24,6 @@ use std::time::Duration;
 use axum::http::{header, HeaderValue, Method};
 use axum::routing::{get, post};
 use axum::Router;
-use pantau_ingest::Ingest;
 use pantau_sinks::outbox::Outbox;
 use pantau_store::Store;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -46,6 +45,20 @@ pub use cameras::{CameraControl, CameraRegistry};
 pub use db::Db;
 pub use error::ApiError;
 pub use live::{Live, LiveMessage};
+pub use pantau_events::camera::{CameraState, CameraStatus, StatusChange};
+
+/// What the API reads of the running cameras. The node gives it its ingest; a test can give it
+/// anything that answers, so the router runs without the video stack.
+pub trait CameraFeed: Send + Sync + std::fmt::Debug {
+    /// Every camera's status.
+    fn statuses(&self) -> Vec<CameraStatus>;
+    /// One camera's status; `None` when no such camera runs.
+    fn status(&self, id: &str) -> Option<CameraStatus>;
+    /// State changes of all cameras, as they happen.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StatusChange>;
+    /// The camera's newest full-resolution frame as JPEG.
+    fn frame_jpeg(&self, id: &str) -> cameras::BoxFuture<'_, Result<Vec<u8>, String>>;
+}
 
 /// Settings of the API taken from the config.
 #[derive(Debug, Clone)]
@@ -78,7 +91,8 @@ impl Default for ApiSettings {
 /// What the handlers need.
 #[derive(Debug, Clone)]
 pub struct ApiState {
-    pub ingest: Arc<Ingest>,
+    /// The running cameras: status, changes and the newest frame.
+    pub feed: Arc<dyn CameraFeed>,
     /// Users, sessions, events, dispatch and history; `None` when pantau runs without a store.
     pub db: Option<Arc<Db>>,
     pub outbox: Option<Arc<Outbox>>,
@@ -94,9 +108,9 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    pub fn new(ingest: Arc<Ingest>, settings: ApiSettings) -> Self {
+    pub fn new(feed: Arc<dyn CameraFeed>, settings: ApiSettings) -> Self {
         Self {
-            ingest,
+            feed,
             db: None,
             outbox: None,
             broker: None,

@@ -230,7 +230,7 @@ pub async fn stream(
             }
         }
     });
-    let statuses = stream::unfold(s.ingest.subscribe(), |mut rx| async move {
+    let statuses = stream::unfold(s.feed.subscribe(), |mut rx| async move {
         loop {
             match rx.recv().await {
                 Ok(c) => {
@@ -286,7 +286,7 @@ pub async fn frame(
             )))
         }
     };
-    if s.ingest.status(&id).is_none() {
+    if s.feed.status(&id).is_none() {
         return Err(ApiError::not_found(
             "camera_not_found",
             format!("no camera \"{id}\" is running"),
@@ -296,7 +296,7 @@ pub async fn frame(
     let (jpeg, overlay) = match drawn {
         Some(j) => (j.as_ref().clone(), "drawn"),
         None => (
-            s.ingest.snapshot_jpeg(&id).await.map_err(|e| {
+            s.feed.frame_jpeg(&id).await.map_err(|e| {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "no_frame",

@@ -24,6 +24,26 @@ use tower::ServiceExt;
 const DB: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 const PASSWORD: &str = "correct horse battery";
 
+/// The API's view of real test cameras (what the node gives it).
+#[derive(Debug)]
+struct Feed(Arc<Ingest>);
+
+impl pantau_dashboard_api::CameraFeed for Feed {
+    fn statuses(&self) -> Vec<pantau_dashboard_api::CameraStatus> {
+        self.0.statuses()
+    }
+    fn status(&self, id: &str) -> Option<pantau_dashboard_api::CameraStatus> {
+        self.0.status(id)
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<pantau_dashboard_api::StatusChange> {
+        self.0.subscribe()
+    }
+    fn frame_jpeg(&self, id: &str) -> BoxFuture<'_, Result<Vec<u8>, String>> {
+        let id = id.to_string();
+        Box::pin(async move { self.0.snapshot_jpeg(&id).await.map_err(|e| e.to_string()) })
+    }
+}
+
 /// Starts and stops cameras in ingest only (no detector): what the API asks of the node.
 #[derive(Debug)]
 struct IngestControl {
@@ -57,6 +77,8 @@ impl CameraControl for IngestControl {
 
 struct Harness {
     state: ApiState,
+    /// The real cameras behind `state.feed`.
+    ingest: Arc<Ingest>,
     schema: String,
     tokens: HashMap<&'static str, String>,
     dir: tempfile::TempDir,
@@ -123,7 +145,7 @@ async fn harness(name: &str) -> Harness {
     }
     std::fs::create_dir_all(dir.path().join("snapshots/gate/2026-11-24")).expect("mkdir");
     let mut state = ApiState::new(
-        ingest,
+        Arc::new(Feed(ingest.clone())),
         ApiSettings {
             snapshots_dir: Some(dir.path().join("snapshots")),
             ..ApiSettings::default()
@@ -142,6 +164,7 @@ async fn harness(name: &str) -> Harness {
     ));
     let mut h = Harness {
         state,
+        ingest,
         schema,
         tokens: HashMap::new(),
         dir,
@@ -230,7 +253,7 @@ impl Harness {
     }
 
     async fn finish(self) {
-        self.state.ingest.shutdown().await;
+        self.ingest.shutdown().await;
         let (client, conn) = tokio_postgres::connect(DB, tokio_postgres::NoTls)
             .await
             .expect("database");
@@ -655,10 +678,7 @@ async fn cameras_are_validated_applied_persisted_and_role_checked() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
-    assert!(
-        h.state.ingest.status("simpang-lima").is_some(),
-        "runs at once"
-    );
+    assert!(h.ingest.status("simpang-lima").is_some(), "runs at once");
     let (s, b) = h
         .call(
             Method::POST,
@@ -739,14 +759,14 @@ async fn cameras_are_validated_applied_persisted_and_role_checked() {
         .call(Method::DELETE, "/api/v1/cameras/gate", Some("admin"), None)
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    assert!(h.state.ingest.status("gate").is_none(), "stopped at once");
+    assert!(h.ingest.status("gate").is_none(), "stopped at once");
     let (s, b) = h
         .call(Method::DELETE, "/api/v1/cameras/gate", Some("admin"), None)
         .await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "camera_not_found", "gate");
 
     // A restart reads the file: the change and the removal stay.
-    let (reloaded, _) = registry(h.dir.path(), &h.state.ingest);
+    let (reloaded, _) = registry(h.dir.path(), &h.ingest);
     let ids: Vec<&str> = reloaded.cameras.iter().map(|c| c.id.as_str()).collect();
     assert_eq!(ids, ["simpang-lima"]);
     assert_eq!(reloaded.cameras[0].lines.len(), 2);
@@ -1357,7 +1377,7 @@ async fn history_json_csv_snapshots_health_metrics_docs_and_console() {
             .expect("request")
     };
     let mut with_cors = ApiState::new(
-        h.state.ingest.clone(),
+        h.state.feed.clone(),
         ApiSettings {
             cors_origins: vec!["https://wall.example.org".into()],
             ..ApiSettings::default()

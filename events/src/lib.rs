@@ -7,6 +7,7 @@
 //! frame's capture time, not the processing time) and how much it matters (severity).
 
 pub mod build;
+pub mod camera;
 pub mod id;
 pub mod outgoing;
 pub mod time;

@@ -239,7 +239,7 @@ impl Node {
                 let a = &c.api;
                 let db = store_target(&valid).map(|(url, schema)| Arc::new(Db::new(url, schema)));
                 let mut state = ApiState::new(
-                    ingest.clone(),
+                    Arc::new(IngestFeed(ingest.clone())),
                     ApiSettings {
                         session_hours: a.session_hours,
                         login_attempts: a.login_attempts,
@@ -374,6 +374,32 @@ impl Node {
             cameras,
             undelivered,
         }
+    }
+}
+
+/// The API's view of the cameras: this node's ingest.
+#[derive(Debug)]
+struct IngestFeed(Arc<Ingest>);
+
+impl pantau_dashboard_api::CameraFeed for IngestFeed {
+    fn statuses(&self) -> Vec<CameraStatus> {
+        self.0.statuses()
+    }
+
+    fn status(&self, id: &str) -> Option<CameraStatus> {
+        self.0.status(id)
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StatusChange> {
+        self.0.subscribe()
+    }
+
+    fn frame_jpeg(
+        &self,
+        id: &str,
+    ) -> pantau_dashboard_api::cameras::BoxFuture<'_, Result<Vec<u8>, String>> {
+        let id = id.to_string();
+        Box::pin(async move { self.0.snapshot_jpeg(&id).await.map_err(|e| e.to_string()) })
     }
 }
 
