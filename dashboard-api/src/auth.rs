@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, SaltString};
@@ -192,10 +192,29 @@ impl LoginLimiter {
         }
     }
 
-    /// Seconds until `keys` may try again, if any of them is over the limit.
-    fn blocked(&self, keys: &[String]) -> Option<u64> {
-        let now = Instant::now();
+    /// Takes one attempt for `keys` before the password is checked, in one step: refused (with
+    /// the seconds to wait) when any key is over its limit, otherwise counted as a failure
+    /// until [`LoginLimiter::succeed`] takes it back. Checking first and counting after the
+    /// (slow) verification would let parallel attempts all pass the check.
+    fn begin(&self, keys: &[String]) -> Result<(), u64> {
         let mut all = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(wait) = self.blocked_in(&mut all, keys) {
+            return Err(wait);
+        }
+        all.retain(|_, q| q.back().is_some_and(|t| t.elapsed() <= self.window));
+        for k in keys {
+            all.entry(k.clone()).or_default().push_back(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Seconds until `keys` may try again, if any of them is over the limit.
+    fn blocked_in(
+        &self,
+        all: &mut HashMap<String, VecDeque<Instant>>,
+        keys: &[String],
+    ) -> Option<u64> {
+        let now = Instant::now();
         let mut wait = None;
         for k in keys {
             // Several people may share an address (a command center behind one proxy).
@@ -221,19 +240,26 @@ impl LoginLimiter {
         wait
     }
 
-    fn fail(&self, keys: &[String]) {
-        let mut all = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        all.retain(|_, q| q.back().is_some_and(|t| t.elapsed() <= self.window));
-        for k in keys {
-            all.entry(k.clone()).or_default().push_back(Instant::now());
-        }
-    }
-
-    fn succeed(&self, user_key: &str) {
+    /// The keys it holds failures for (`user:<name>`, `addr:<address>`).
+    pub fn keys(&self) -> Vec<String> {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(user_key);
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// A right password: the user's failures are forgotten, and this attempt no longer counts
+    /// against the address.
+    fn succeed(&self, user_key: &str, keys: &[String]) {
+        let mut all = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        all.remove(user_key);
+        for k in keys.iter().filter(|k| *k != user_key) {
+            if let Some(q) = all.get_mut(k) {
+                q.pop_back();
+            }
+        }
     }
 }
 
@@ -250,6 +276,27 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
                 format!("password hashing failed: {e}"),
             )
         })
+}
+
+/// Password hashing and verification running at once, at most.
+pub const HASHING_AT_ONCE: usize = 2;
+
+/// A turn to hash or verify a password: waits up to 2 s, then answers 503 with Retry-After.
+async fn hashing_permit(
+    hashing: &Arc<tokio::sync::Semaphore>,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    match tokio::time::timeout(Duration::from_secs(2), hashing.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many logins at once; try again in a second",
+            );
+            e.retry_after = Some(1);
+            Err(e)
+        }
+    }
 }
 
 /// [`hash_password`] on a blocking thread (argon2 takes tens of milliseconds on purpose).
@@ -371,6 +418,15 @@ pub async fn login(
     body: Result<Json<LoginRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let req = json_body(body)?;
+    // Bounded before anything is kept or logged: a long or odd name never reaches the
+    // limiter's map or the log.
+    if !pantau_config::outputs::valid_user_name(&req.user) || req.password.len() > 1024 {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong user name or password",
+        ));
+    }
     let https = headers
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
@@ -379,7 +435,7 @@ pub async fn login(
     if let Some(addr) = client_addr(&extensions) {
         keys.push(format!("addr:{addr}"));
     }
-    if let Some(wait) = s.limiter.blocked(&keys) {
+    if let Err(wait) = s.limiter.begin(&keys) {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_attempts",
@@ -393,7 +449,9 @@ pub async fn login(
     let role = row.as_ref().map(|r| r.0.clone()).unwrap_or_default();
     let hash: Option<String> = row.map(|r| r.1);
     let password = req.password.clone();
-    // Without such a user, still spend the time of a verification.
+    // Without such a user, still spend the time of a verification. At most a few run at once
+    // (each takes ~19 MiB and a core for tens of ms); the rest are told to come back.
+    let _permit = hashing_permit(&s.hashing).await?;
     let ok = tokio::task::spawn_blocking(move || {
         let known = hash.is_some();
         verify_password(&password, &hash.unwrap_or_else(dummy_hash)) && known
@@ -401,7 +459,6 @@ pub async fn login(
     .await
     .unwrap_or(false);
     let Some(role) = ok.then(|| Role::parse(&role)).flatten() else {
-        s.limiter.fail(&keys);
         tracing::info!(user = %req.user, "failed login");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -409,7 +466,7 @@ pub async fn login(
             "wrong user name or password",
         ));
     };
-    s.limiter.succeed(&user_key);
+    s.limiter.succeed(&user_key, &keys);
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
     let token = hex(&raw);

@@ -103,6 +103,8 @@ pub struct ApiState {
     pub live: Arc<Live>,
     pub settings: Arc<ApiSettings>,
     pub limiter: Arc<auth::LoginLimiter>,
+    /// Turns for password hashing and verification ([`auth::HASHING_AT_ONCE`]).
+    pub hashing: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the node stops: live streams end, so the HTTP server can.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -121,6 +123,7 @@ impl ApiState {
                 Duration::from_secs(300),
             )),
             settings: Arc::new(settings),
+            hashing: Arc::new(tokio::sync::Semaphore::new(auth::HASHING_AT_ONCE)),
             shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }

@@ -418,6 +418,74 @@ async fn login_sessions_rate_limit_and_users() {
         .expect("seconds");
     assert!((1..=300).contains(&wait), "{wait}");
 
+    // Parallel wrong logins for one name: the attempt is counted before the password is
+    // checked, so no more than the limit (5) ever reach the check; the rest wait (429) or are
+    // told the server is busy (503), each with Retry-After.
+    let app = app(h.state.clone());
+    let tries: Vec<_> = (0..40)
+        .map(|_| {
+            let app = app.clone();
+            let body = login("dina", "guess guess guess").to_string();
+            tokio::spawn(async move {
+                let req = Request::builder()
+                    .method(Method::POST)
+                    .uri("/api/v1/auth/login")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body))
+                    .expect("request");
+                let res = app.oneshot(req).await.expect("response");
+                (
+                    res.status(),
+                    res.headers().contains_key(header::RETRY_AFTER),
+                )
+            })
+        })
+        .collect();
+    let mut seen: HashMap<StatusCode, usize> = HashMap::new();
+    for t in tries {
+        let (status, retry_after) = t.await.expect("task");
+        if status != StatusCode::UNAUTHORIZED {
+            assert!(retry_after, "{status} without Retry-After");
+        }
+        *seen.entry(status).or_default() += 1;
+    }
+    let checked = seen.get(&StatusCode::UNAUTHORIZED).copied().unwrap_or(0);
+    assert!(
+        checked <= 5,
+        "{checked} wrong passwords were checked: {seen:?}"
+    );
+    assert_eq!(
+        seen.values().sum::<usize>() - checked,
+        seen.get(&StatusCode::TOO_MANY_REQUESTS)
+            .copied()
+            .unwrap_or(0)
+            + seen
+                .get(&StatusCode::SERVICE_UNAVAILABLE)
+                .copied()
+                .unwrap_or(0),
+        "{seen:?}"
+    );
+    // A 100 KB name, or a name with a newline, is refused before it is kept or logged.
+    for bad in ["x".repeat(100_000), "ana\nforged log line".to_string()] {
+        let (s, b) = h
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(login(&bad, "guess guess guess")),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    }
+    assert!(
+        h.state
+            .limiter
+            .keys()
+            .iter()
+            .all(|k| k.len() <= 80 && !k.contains('\n')),
+        "the limiter keeps only valid names"
+    );
+
     // Users: admin only.
     for role in ["operator", "dispatcher", "planner"] {
         h.forbidden(Method::GET, "/api/v1/users", role, None).await;
