@@ -128,6 +128,11 @@ impl Session {
     }
 }
 
+/// The SHA-256 of the request's session token, as the store keeps it.
+pub(crate) fn token_sha256(headers: &HeaderMap) -> Option<String> {
+    token_from(headers).map(|t| sha256_hex(&t))
+}
+
 fn token_from(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers
         .get(header::AUTHORIZATION)

@@ -195,9 +195,31 @@ fn split(v: &Option<String>) -> Option<Vec<String>> {
 pub async fn stream(
     State(s): State<ApiState>,
     session: Session,
+    headers: axum::http::HeaderMap,
     q: Result<axum::extract::Query<LiveQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     session.allow(Permission::View)?;
+    // The session is checked again every 2 s: a logout, an expired session, a disabled user or
+    // a changed password ends the stream (the store unreachable does not).
+    let revoked = {
+        let db = s.db.clone();
+        let token = crate::auth::token_sha256(&headers);
+        async move {
+            let (Some(db), Some(token)) = (db, token) else {
+                return std::future::pending().await;
+            };
+            let mut tick = tokio::time::interval(SESSION_RECHECK);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Ok(store) = db.store().await {
+                    if let Ok(None) = store.session_user(&token).await {
+                        return;
+                    }
+                }
+            }
+        }
+    };
     let q = query(q)?;
     let cameras = split(&q.camera);
     let rules = split(&q.rule);
@@ -246,10 +268,14 @@ pub async fn stream(
     // on open consoles.
     let events = stream::select(hub, statuses)
         .take_until(s.shutdown.clone().cancelled_owned())
+        .take_until(revoked)
         .filter(move |m| std::future::ready(keep(m)))
         .map(|m| Ok(SseEvent::default().event(m.kind).data(&*m.data)));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
+
+/// How often an open live stream checks that its session still holds.
+const SESSION_RECHECK: Duration = Duration::from_secs(2);
 
 /// Options of the frame endpoint.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

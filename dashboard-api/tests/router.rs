@@ -486,6 +486,32 @@ async fn login_sessions_rate_limit_and_users() {
         "the limiter keeps only valid names"
     );
 
+    // A live stream ends within seconds of its session's logout.
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(login("oki", PASSWORD)),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let token = b["token"].as_str().expect("token").to_string();
+    let res = h.raw(Method::GET, "/api/v1/live", Some(&token), None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut live = res.into_body();
+    let res = h
+        .raw(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let ended = tokio::time::timeout(Duration::from_secs(6), async {
+        while let Some(frame) = live.frame().await {
+            frame.expect("frame");
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the live stream outlived its session by 6 s");
+
     // Users: admin only.
     for role in ["operator", "dispatcher", "planner"] {
         h.forbidden(Method::GET, "/api/v1/users", role, None).await;
