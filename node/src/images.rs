@@ -56,18 +56,7 @@ impl Images {
     ) -> (Self, JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<ImageJob>(QUEUE);
         let task = tokio::spawn(async move {
-            loop {
-                let job = tokio::select! {
-                    biased;
-                    next = rx.recv() => match next {
-                        Some(job) => job,
-                        None => return,
-                    },
-                    _ = closing.cancelled() => match rx.try_recv() {
-                        Ok(job) => job,
-                        Err(_) => return,
-                    },
-                };
+            while let Some(job) = crate::next_until_closed(&mut rx, &closing).await {
                 let labels = labels.clone();
                 let camera = job.camera.clone();
                 let wall = job.wall;

@@ -379,6 +379,19 @@ impl Node {
     }
 }
 
+/// The next item of a stage's queue; once `closing` is cancelled (its producers have stopped),
+/// only what is already queued, then `None`.
+pub(crate) async fn next_until_closed<T>(
+    rx: &mut tokio::sync::mpsc::Receiver<T>,
+    closing: &CancellationToken,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        next = rx.recv() => next,
+        _ = closing.cancelled() => rx.try_recv().ok(),
+    }
+}
+
 /// The API's view of the cameras: this node's ingest.
 #[derive(Debug)]
 struct IngestFeed(Arc<Ingest>);

@@ -78,18 +78,7 @@ impl Publisher {
 fn publish_stage(outbox: Arc<Outbox>, closing: CancellationToken) -> (Publisher, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Vec<Message>>(PUBLISH_QUEUE);
     let task = tokio::spawn(async move {
-        loop {
-            let mut batch = tokio::select! {
-                biased;
-                next = rx.recv() => match next {
-                    Some(batch) => batch,
-                    None => return,
-                },
-                _ = closing.cancelled() => match rx.try_recv() {
-                    Ok(batch) => batch,
-                    Err(_) => return,
-                },
-            };
+        while let Some(mut batch) = crate::next_until_closed(&mut rx, &closing).await {
             // Whatever else is queued goes in the same append.
             while let Ok(more) = rx.try_recv() {
                 batch.extend(more);
