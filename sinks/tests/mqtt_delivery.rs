@@ -28,9 +28,18 @@ fn record(topic: &str, retain: bool, payload: Vec<u8>) -> pantau_events::Message
 mod common;
 use common::Proxy;
 
-/// Subscribes to `prefix/#` and collects (topic, payload) in arrival order.
+/// Subscribes to `prefix/#` on the local Mosquitto and collects (topic, payload) in arrival
+/// order.
 async fn subscriber(prefix: &str) -> (Arc<Mutex<Vec<(String, String)>>>, JoinHandle<()>) {
-    let mut opts = MqttOptions::new(format!("sub-{prefix}"), "127.0.0.1", 1883);
+    subscriber_on(1883, prefix).await
+}
+
+/// [`subscriber`] on the broker at `port`.
+async fn subscriber_on(
+    port: u16,
+    prefix: &str,
+) -> (Arc<Mutex<Vec<(String, String)>>>, JoinHandle<()>) {
+    let mut opts = MqttOptions::new(format!("sub-{prefix}"), "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut events) = AsyncClient::new(opts, 100);
@@ -97,6 +106,31 @@ fn settings(port: u16, prefix: &str) -> MqttSettings {
         tls: None,
         max_packet_bytes: 256 * 1024,
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A Mosquitto of the test's own with `conf` (in `dir`), once it accepts connections on
+/// `port`.
+async fn start_mosquitto(dir: &std::path::Path, conf: &str, port: u16) -> std::process::Child {
+    std::fs::write(dir.join("mosquitto.conf"), conf).expect("conf");
+    let broker = std::process::Command::new("mosquitto")
+        .arg("-c")
+        .arg(dir.join("mosquitto.conf"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("mosquitto starts");
+    wait_until("the test's broker", 10, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    broker
 }
 
 fn unique(name: &str) -> String {
@@ -314,56 +348,16 @@ async fn publishes_over_tls() {
     for f in ["ca.pem", "server.pem", "server.key"] {
         std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).expect("chmod");
     }
-    let port = |_: ()| {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port")
-    };
-    let (tls_port, plain_port) = (port(()), port(()));
-    std::fs::write(
-        d.join("mosquitto.conf"),
-        format!(
-            "per_listener_settings false\nallow_anonymous true\n\
-             listener {tls_port} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n\
-             listener {plain_port} 127.0.0.1\n",
-            d.display()
-        ),
-    )
-    .expect("conf");
-    let mut broker = Command::new("mosquitto")
-        .arg("-c")
-        .arg(d.join("mosquitto.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto starts");
-    wait_until("the TLS broker", 10, || {
-        std::net::TcpStream::connect(("127.0.0.1", plain_port)).is_ok()
-    })
-    .await;
-
+    let (tls_port, plain_port) = (free_port(), free_port());
+    let conf = format!(
+        "per_listener_settings false\nallow_anonymous true\n\
+         listener {tls_port} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n\
+         listener {plain_port} 127.0.0.1\n",
+        d.display()
+    );
+    let mut broker = start_mosquitto(d, &conf, plain_port).await;
     let prefix = unique("tls");
-    let mut opts = MqttOptions::new(format!("sub-{prefix}"), "127.0.0.1", plain_port);
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut events) = AsyncClient::new(opts, 100);
-    client
-        .subscribe(format!("{prefix}/#"), QoS::AtLeastOnce)
-        .await
-        .expect("subscribe");
-    let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sink = got.clone();
-    let sub = tokio::spawn(async move {
-        let _client = client;
-        while let Ok(ev) = events.poll().await {
-            if let Event::Incoming(Packet::Publish(p)) = ev {
-                sink.lock()
-                    .expect("lock")
-                    .push(String::from_utf8_lossy(&p.payload).into_owned());
-            }
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (got, sub) = subscriber_on(plain_port, &prefix).await;
 
     let mut s = settings(tls_port, &prefix);
     s.tls = Some(pantau_sinks::mqtt::TlsFiles {
@@ -386,7 +380,7 @@ async fn publishes_over_tls() {
         got.lock()
             .expect("lock")
             .iter()
-            .filter(|p| p.parse::<u32>().is_ok())
+            .filter(|(_, p)| p.parse::<u32>().is_ok())
             .count()
             >= 20
     })
@@ -489,52 +483,16 @@ async fn an_undeliverable_record_is_set_aside_and_delivery_goes_on() {
 /// case the message ends in the dead letters with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_the_broker_refuses_does_not_stall_delivery() {
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    std::fs::write(
-        d.join("mosquitto.conf"),
-        format!("allow_anonymous true\nmessage_size_limit 20000\nlistener {port} 127.0.0.1\n"),
-    )
-    .expect("conf");
-    let mut broker = Command::new("mosquitto")
-        .arg("-c")
-        .arg(d.join("mosquitto.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto starts");
-    wait_until("the small broker", 10, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await;
+    let port = free_port();
+    let conf =
+        format!("allow_anonymous true\nmessage_size_limit 20000\nlistener {port} 127.0.0.1\n");
+    let mut broker = start_mosquitto(d, &conf, port).await;
     let prefix = unique("refused");
-    let mut opts = MqttOptions::new(format!("sub-{prefix}"), "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut events) = AsyncClient::new(opts, 100);
-    client
-        .subscribe(format!("{prefix}/#"), QoS::AtLeastOnce)
-        .await
-        .expect("subscribe");
-    let got: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sink = got.clone();
-    let sub = tokio::spawn(async move {
-        let _client = client;
-        while let Ok(ev) = events.poll().await {
-            if let Event::Incoming(Packet::Publish(p)) = ev {
-                sink.lock()
-                    .expect("lock")
-                    .push(String::from_utf8_lossy(&p.payload).into_owned());
-            }
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (got, sub) = subscriber_on(port, &prefix).await;
     let store = tempfile::tempdir().expect("tempdir");
     let (outbox, stop, publisher) = publish(store.path(), settings(port, &prefix));
     let topic = format!("{prefix}/cam/events/line");
@@ -557,7 +515,9 @@ async fn a_message_the_broker_refuses_does_not_stall_delivery() {
     .await;
     wait_until("both small messages", 5, || {
         let g = got.lock().expect("lock");
-        g.contains(&"1".to_string()) && g.contains(&"2".to_string())
+        ["1", "2"]
+            .iter()
+            .all(|want| g.iter().any(|(_, p)| p == want))
     })
     .await;
     for d in outbox.dead_letters(10).expect("dead letters") {
