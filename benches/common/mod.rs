@@ -15,17 +15,36 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The bundled clips, plus the unbundled 720p one from ../shared/assets when present.
+/// The bundled clips, plus a 1280x720 30 fps H.264 one made from `traffic.mp4` (the size most
+/// street cameras send), so the benchmarks need nothing outside the repository.
 pub fn clips() -> Vec<PathBuf> {
     let mut clips: Vec<PathBuf> = ["traffic.mp4", "stadtmitte.mp4", "vtest.avi"]
         .iter()
         .map(|c| root().join("demo/videos").join(c))
         .collect();
-    let shared = root().join("../shared/assets/video/rknn_cars_1280x720.mp4");
-    if shared.exists() {
-        clips.push(shared);
-    }
+    clips.push(clip_720p());
     clips
+}
+
+/// `target/bench-clips/traffic_1280x720.mp4`, made once (scaled, re-timed to 30 fps and
+/// encoded with x264, as `serve-rtsp` does) and reused.
+pub fn clip_720p() -> PathBuf {
+    let out = root().join("target/bench-clips/traffic_1280x720.mp4");
+    if out.exists() {
+        return out;
+    }
+    std::fs::create_dir_all(out.parent().expect("a folder")).expect("bench clip folder");
+    let partial = out.with_extension("part.mp4");
+    let (frames, _) = count_to_eos(&format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! videoscale ! videorate \
+         ! video/x-raw,width=1280,height=720,framerate=30/1 ! x264enc speed-preset=veryfast key-int-max=30 \
+         ! h264parse ! mp4mux ! filesink name=sink location=\"{}\"",
+        root().join("demo/videos/traffic.mp4").display(),
+        partial.display()
+    ));
+    assert!(frames > 0, "no 720p bench clip was made");
+    std::fs::rename(&partial, &out).expect("bench clip in place");
+    out
 }
 
 /// The clips a benchmark runs: all of them, or those whose name contains the first non-flag
