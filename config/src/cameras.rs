@@ -80,6 +80,17 @@ pub(crate) fn default_latency_ms() -> u32 {
     200
 }
 
+/// `value` seconds, kept within `min..=max`. A camera is resolved even when the `[ingest]`
+/// default it takes is out of range (that problem is reported under `ingest.`), so NaN must not
+/// reach `Duration::from_secs_f64`, which panics on it.
+fn seconds(value: f64, min: f64, max: f64) -> Duration {
+    Duration::from_secs_f64(if value.is_nan() {
+        min
+    } else {
+        value.clamp(min, max)
+    })
+}
+
 /// Reconnect back-off, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReconnectSettings {
@@ -187,10 +198,10 @@ impl CameraConfig {
             analysis_fps,
             analysis_width,
             queue_capacity: defaults.queue_capacity,
-            stall_timeout: Duration::from_secs_f64(stall.clamp(0.5, 600.0)),
-            connect_timeout: Duration::from_secs_f64(defaults.connect_timeout_s.clamp(1.0, 600.0)),
+            stall_timeout: seconds(stall, 0.5, 600.0),
+            connect_timeout: seconds(defaults.connect_timeout_s, 1.0, 600.0),
             reconnect: defaults.reconnect_settings(),
-            max_clock_skew: Duration::from_secs_f64(defaults.max_clock_skew_s.clamp(1.0, 86_400.0)),
+            max_clock_skew: seconds(defaults.max_clock_skew_s, 1.0, 86_400.0),
             lines: self.lines.clone(),
             zones: self.zones.clone(),
         })
@@ -243,9 +254,17 @@ impl CameraConfig {
                 } else {
                     base.join(rest)
                 };
-                match std::fs::File::open(&file) {
-                    Ok(f) => {
-                        if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+                // Looked at before it is opened: opening a FIFO would wait for a writer.
+                let opened = std::fs::metadata(&file).and_then(|m| {
+                    if m.is_file() {
+                        std::fs::File::open(&file).map(|_| m)
+                    } else {
+                        Ok(m)
+                    }
+                });
+                match opened {
+                    Ok(m) => {
+                        if m.is_dir() {
                             issues.push(
                                 path,
                                 format!("{} is a folder; name a video file", file.display()),

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::analytics::{DetectorConfig, LineConfig, TrackerConfig, ZoneConfig};
 pub use crate::cameras::{CameraConfig, CameraSettings, ReconnectSettings};
 pub use crate::outputs::{
-    ApiConfig, EmbeddedConfig, MqttConfig, OutboxConfig, SnapshotConfig, StoreConfig, WhenFull,
+    ApiConfig, ApiLimits, EmbeddedConfig, MetricsAccess, MqttConfig, OutboxConfig, SnapshotConfig,
+    StoreConfig, WhenFull,
 };
 pub use crate::sources::{Credentials, SourceSpec, TestPattern, Transport};
 pub use crate::validation::{ConfigError, ConfigIssue, ConfigIssues, ValidConfig};
@@ -317,6 +318,50 @@ mod tests {
             (
                 "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\n[[cameras.lines]]\nname = \"x\"\npoints = [[0, 0], [5, 5]]\n[[cameras.zones]]\nname = \"x\"\npolygon = [[0, 0], [10, 0], [10, 10]]\n",
                 "cameras[0].zones[0].name: \"x\" is used twice on this camera",
+            ),
+            (
+                "[embedded]\nmqtt_listen = \"0.0.0.0:1884\"\n",
+                "embedded.mqtt_listen: 0.0.0.0:1884 would let anyone on the network publish and read events without a login",
+            ),
+            (
+                "[embedded]\nmqtt_username = \"pantau\"\nmqtt_password_env = \"PANTAU_NOPE\"\n",
+                "embedded.mqtt_password_env: environment variable PANTAU_NOPE is not set",
+            ),
+            (
+                "[embedded]\nmqtt_memory_mb = 0\n",
+                "embedded.mqtt_memory_mb: use 1 to 1024 MiB",
+            ),
+            (
+                "[api]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+                "api.trusted_proxies[0]: \"10.0.0.0/33\" is not an address or network",
+            ),
+            (
+                "[api]\ncamera_env_prefix = \"PANTAU_\"\n",
+                "api.camera_env_prefix: \"PANTAU_\" would let the API read pantau's own secrets",
+            ),
+            (
+                "[api]\ncamera_env_prefix = \"\"\n",
+                "api.camera_env_prefix: \"\" would let the API read pantau's own secrets",
+            ),
+            (
+                "[api]\nmedia_dirs = [\"/nonexistent/media\"]\n",
+                "api.media_dirs[0]: /nonexistent/media is not a folder",
+            ),
+            (
+                "[api]\nmetrics = \"token\"\nmetrics_token_env = \"PANTAU_NOPE\"\n",
+                "api.metrics_token_env: metrics = \"token\" needs a token of 16 or more characters in PANTAU_NOPE",
+            ),
+            (
+                "[api]\nmetrics = \"sometimes\"\n",
+                "unknown variant `sometimes`, expected one of `open`, `token`, `off`",
+            ),
+            (
+                "[api.limits]\nmax_connections = 0\n",
+                "api.limits.max_connections: 0 is out of range: use 1 to 65536",
+            ),
+            (
+                "[api.limits]\nheader_timeout_s = 1000\n",
+                "api.limits.header_timeout_s: 1000 is out of range: use 1 to 300",
             ),
             (
                 "[detector]\nmin_score = 0\n",

@@ -218,6 +218,116 @@ pub struct ApiConfig {
     /// at start, overriding config cameras with the same id). Default `var/cameras.toml`.
     #[serde(default = "default_cameras_file")]
     pub cameras_file: PathBuf,
+    /// Addresses (`10.0.0.5`) or networks (`10.0.0.0/24`) of reverse proxies whose
+    /// `X-Forwarded-For` header names the real client. From any other peer the header is
+    /// ignored. Default none: the connecting address is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Cameras added or changed from the API may read their password only from environment
+    /// variables whose names start with this. Default `PANTAU_CAM_`. The config file itself
+    /// may name any variable.
+    #[serde(default = "default_camera_env_prefix")]
+    pub camera_env_prefix: String,
+    /// Folders whose videos `file://` cameras added or changed from the API may play. Default
+    /// none: from the API only network cameras. The config file itself may name any file.
+    #[serde(default)]
+    pub media_dirs: Vec<PathBuf>,
+    /// Who may read `/metrics`: `open` (anyone who reaches the port, the Prometheus
+    /// convention), `token` (`Authorization: Bearer` with the value of `metrics_token_env`) or
+    /// `off`. Default `open`.
+    #[serde(default)]
+    pub metrics: MetricsAccess,
+    /// Environment variable holding the `/metrics` token when `metrics = "token"`. Default
+    /// `PANTAU_METRICS_TOKEN`.
+    #[serde(default = "default_metrics_token_env")]
+    pub metrics_token_env: String,
+    /// Limits on what clients may hold and send.
+    #[serde(default)]
+    pub limits: ApiLimits,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAccess {
+    #[default]
+    Open,
+    Token,
+    Off,
+}
+
+/// Limits on HTTP clients. Every one is on by default.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiLimits {
+    /// Seconds a client has to send a request's headers; slower connections are closed.
+    /// Default 10. Range 1..=300.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_s: u32,
+    /// Seconds a request (other than the live stream) may take, body included; then 408.
+    /// Default 30. Range 1..=3600.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_s: u32,
+    /// Open connections at most; more are answered 503 and closed. Default 512.
+    /// Range 1..=65536.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// Live event streams (`/api/v1/live`) open at once, in all. Default 64. Range 1..=10000.
+    #[serde(default = "default_max_streams")]
+    pub max_streams: u32,
+    /// Live event streams one user may hold open. Default 8. Range 1..=1000.
+    #[serde(default = "default_max_streams_per_user")]
+    pub max_streams_per_user: u32,
+    /// Rows one JSON `/history` answer may hold; a larger query gets 422 and should be
+    /// narrowed or exported as CSV (streamed). Default 100000. Range 100..=10000000.
+    #[serde(default = "default_history_rows")]
+    pub history_rows: u32,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout_s: default_header_timeout(),
+            request_timeout_s: default_request_timeout(),
+            max_connections: default_max_connections(),
+            max_streams: default_max_streams(),
+            max_streams_per_user: default_max_streams_per_user(),
+            history_rows: default_history_rows(),
+        }
+    }
+}
+
+fn default_header_timeout() -> u32 {
+    10
+}
+fn default_request_timeout() -> u32 {
+    30
+}
+fn default_max_connections() -> u32 {
+    512
+}
+fn default_max_streams() -> u32 {
+    64
+}
+fn default_max_streams_per_user() -> u32 {
+    8
+}
+fn default_history_rows() -> u32 {
+    100_000
+}
+fn default_camera_env_prefix() -> String {
+    "PANTAU_CAM_".into()
+}
+fn default_metrics_token_env() -> String {
+    "PANTAU_METRICS_TOKEN".into()
+}
+
+/// An address (`10.0.0.5`, `::1`) or a network (`10.0.0.0/24`) of `api.trusted_proxies`.
+pub fn parse_network(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 impl Default for ApiConfig {
@@ -231,6 +341,12 @@ impl Default for ApiConfig {
             login_attempts: default_login_attempts(),
             cors_origins: Vec::new(),
             cameras_file: default_cameras_file(),
+            trusted_proxies: Vec::new(),
+            camera_env_prefix: default_camera_env_prefix(),
+            media_dirs: Vec::new(),
+            metrics: MetricsAccess::Open,
+            metrics_token_env: default_metrics_token_env(),
+            limits: ApiLimits::default(),
         }
     }
 }
@@ -259,17 +375,39 @@ fn default_cameras_file() -> PathBuf {
 #[serde(deny_unknown_fields)]
 pub struct EmbeddedConfig {
     /// Address of the embedded MQTT broker. Default `127.0.0.1:1884` (1883 is usually taken
-    /// by a system broker).
+    /// by a system broker). An address other than loopback needs `mqtt_username`.
     #[serde(default = "default_embedded_mqtt")]
     pub mqtt_listen: String,
+    /// User name clients of the embedded broker must give (with the password in
+    /// `mqtt_password_env`). Default none: no login, so the broker listens on loopback only.
+    #[serde(default)]
+    pub mqtt_username: Option<String>,
+    /// Environment variable holding the embedded broker's password. Default
+    /// `PANTAU_MQTT_PASSWORD`.
+    #[serde(default = "default_embedded_password_env")]
+    pub mqtt_password_env: String,
+    /// Memory the embedded broker may keep for messages not yet delivered, in MiB, per topic
+    /// filter a client subscribes to. Default 16. Range 1..=1024.
+    #[serde(default = "default_embedded_memory")]
+    pub mqtt_memory_mb: u32,
 }
 
 impl Default for EmbeddedConfig {
     fn default() -> Self {
         Self {
             mqtt_listen: default_embedded_mqtt(),
+            mqtt_username: None,
+            mqtt_password_env: default_embedded_password_env(),
+            mqtt_memory_mb: default_embedded_memory(),
         }
     }
+}
+
+fn default_embedded_password_env() -> String {
+    "PANTAU_MQTT_PASSWORD".into()
+}
+fn default_embedded_memory() -> u32 {
+    16
 }
 
 fn default_embedded_mqtt() -> String {
@@ -417,6 +555,102 @@ pub(crate) fn check(
                 format!("\"{origin}\" is not an origin; write scheme://host[:port] with no path, e.g. https://wall.example.org"),
             );
         }
+    }
+    for (i, p) in api.trusted_proxies.iter().enumerate() {
+        if parse_network(p).is_none() {
+            issues.push(
+                format!("api.trusted_proxies[{i}]"),
+                format!("\"{p}\" is not an address or network; write e.g. 10.0.0.5 or 10.0.0.0/24"),
+            );
+        }
+    }
+    if !api.camera_env_prefix.starts_with("PANTAU_")
+        || api.camera_env_prefix.len() < "PANTAU_".len() + 2
+        || !api
+            .camera_env_prefix
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    {
+        issues.push(
+            "api.camera_env_prefix",
+            format!(
+                "\"{}\" would let the API read pantau's own secrets; use PANTAU_ and a name of \
+                 upper-case letters, digits and '_', e.g. PANTAU_CAM_",
+                api.camera_env_prefix
+            ),
+        );
+    }
+    for (i, dir) in api.media_dirs.iter().enumerate() {
+        if !base.join(dir).is_dir() {
+            issues.push(
+                format!("api.media_dirs[{i}]"),
+                format!("{} is not a folder; check the path", dir.display()),
+            );
+        }
+    }
+    if api.metrics == MetricsAccess::Token
+        && env(&api.metrics_token_env).is_none_or(|t| t.len() < 16)
+    {
+        issues.push(
+            "api.metrics_token_env",
+            format!(
+                "metrics = \"token\" needs a token of 16 or more characters in {}; export it \
+                 before starting pantau",
+                api.metrics_token_env
+            ),
+        );
+    }
+    let l = &api.limits;
+    for (field, value, range) in [
+        ("header_timeout_s", l.header_timeout_s, 1..=300),
+        ("request_timeout_s", l.request_timeout_s, 1..=3600),
+        ("max_connections", l.max_connections, 1..=65_536),
+        ("max_streams", l.max_streams, 1..=10_000),
+        ("max_streams_per_user", l.max_streams_per_user, 1..=1000),
+        ("history_rows", l.history_rows, 100..=10_000_000),
+    ] {
+        if !range.contains(&value) {
+            issues.push(
+                format!("api.limits.{field}"),
+                format!(
+                    "{value} is out of range: use {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+        }
+    }
+    if !(1..=1024).contains(&embedded.mqtt_memory_mb) {
+        issues.push("embedded.mqtt_memory_mb", "use 1 to 1024 MiB");
+    }
+    match (
+        &embedded.mqtt_username,
+        embedded.mqtt_listen.parse::<std::net::SocketAddr>(),
+    ) {
+        (Some(user), _) => {
+            if user.is_empty() || user.len() > 64 {
+                issues.push("embedded.mqtt_username", "use 1 to 64 characters");
+            }
+            if env(&embedded.mqtt_password_env).is_none_or(|p| p.is_empty()) {
+                issues.push(
+                    "embedded.mqtt_password_env",
+                    format!(
+                        "environment variable {} is not set; export the embedded broker's \
+                         password before starting pantau",
+                        embedded.mqtt_password_env
+                    ),
+                );
+            }
+        }
+        (None, Ok(addr)) if !addr.ip().is_loopback() => issues.push(
+            "embedded.mqtt_listen",
+            format!(
+                "{addr} would let anyone on the network publish and read events without a \
+                 login; listen on 127.0.0.1, or set embedded.mqtt_username and \
+                 embedded.mqtt_password_env"
+            ),
+        ),
+        _ => {}
     }
     if !(1..=3650).contains(&snapshots.retention_days) {
         issues.push("snapshots.retention_days", "use 1 to 3650 days");

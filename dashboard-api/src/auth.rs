@@ -3,12 +3,15 @@
 //! Passwords are stored as argon2id hashes; a login creates a random session token whose
 //! SHA-256 is stored with an expiry. Browsers get it as an `HttpOnly`, `SameSite=Strict`
 //! cookie; programs send `Authorization: Bearer <token>`. Every route names the permission it
-//! needs ([`Permission`]) and [`Session::allow`] checks it. Failed logins are counted per user
-//! name and per client address ([`LoginLimiter`]; an address may fail four times as often, as
-//! a whole control room can sit behind one). Passwords and tokens are never logged.
+//! needs ([`Permission`]) and [`Session::allow`] checks it. Failed logins are counted per
+//! (user name, client address) and per client address ([`LoginLimiter`]; an address may fail
+//! four times as often, as a whole control room can sit behind one); behind a reverse proxy the
+//! client address comes from `X-Forwarded-For` when the proxy is trusted ([`client_ip`]).
+//! Password hashing runs a few at a time ([`HASHING_AT_ONCE`]). Passwords and tokens are never
+//! logged.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -180,13 +183,43 @@ impl FromRequestParts<ApiState> for Session {
     }
 }
 
-/// Counts failed logins per key (user name, client address) in a sliding window.
+/// Counts failed logins in a sliding window, per (user name, client address) and per client
+/// address, so that wrong passwords from one place never lock a user out everywhere. A name
+/// that fails from many places gets a growing delay instead of a lock ([`LoginLimiter::delay`]).
 #[derive(Debug)]
 pub struct LoginLimiter {
     window: Duration,
     limit: usize,
     failures: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
+
+/// The keys one login attempt counts against.
+#[derive(Debug, Clone)]
+pub struct AttemptKeys {
+    /// `pair:<name>|<address>`: blocks at the limit.
+    pair: String,
+    /// `addr:<address>`: blocks at four times the limit (a control room may share one).
+    addr: String,
+    /// `user:<name>`: never blocks; slows every attempt on the name down once it fails often.
+    user: String,
+}
+
+impl AttemptKeys {
+    /// `name` is already checked ([`pantau_config::outputs::valid_user_name`]).
+    pub fn new(name: &str, client: Option<IpAddr>) -> Self {
+        let name = name.to_lowercase();
+        let addr = client.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        Self {
+            pair: format!("pair:{name}|{addr}"),
+            addr: format!("addr:{addr}"),
+            user: format!("user:{name}"),
+        }
+    }
+}
+
+/// Keys the limiter holds at most; past that, attempts with new keys are refused until old
+/// ones expire (an attacker rotating addresses cannot grow the map without bound).
+const LIMITER_KEYS: usize = 100_000;
 
 impl LoginLimiter {
     pub fn new(limit: u32, window: Duration) -> Self {
@@ -197,55 +230,71 @@ impl LoginLimiter {
         }
     }
 
-    /// Takes one attempt for `keys` before the password is checked, in one step: refused (with
-    /// the seconds to wait) when any key is over its limit, otherwise counted as a failure
-    /// until [`LoginLimiter::succeed`] takes it back. Checking first and counting after the
-    /// (slow) verification would let parallel attempts all pass the check.
-    fn begin(&self, keys: &[String]) -> Result<(), u64> {
+    /// Takes one attempt before the password is checked, in one step: refused (with the
+    /// seconds to wait) when the pair or the address is over its limit, otherwise counted as
+    /// a failure until [`LoginLimiter::succeed`] takes it back. Checking first and counting
+    /// after the (slow) verification would let parallel attempts all pass the check.
+    pub fn begin(&self, keys: &AttemptKeys) -> Result<(), u64> {
         let mut all = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(wait) = self.blocked_in(&mut all, keys) {
+        let now = Instant::now();
+        let mut wait = None;
+        for (key, limit) in [(&keys.pair, self.limit), (&keys.addr, self.limit * 4)] {
+            if let Some(q) = all.get_mut(key) {
+                self.expire(q, now);
+                if q.len() >= limit {
+                    let oldest = q.front().copied().unwrap_or(now);
+                    let left = self.window.saturating_sub(now.duration_since(oldest));
+                    wait = wait.max(Some(left.as_secs().max(1)));
+                }
+            }
+        }
+        if let Some(wait) = wait {
             return Err(wait);
         }
-        all.retain(|_, q| q.back().is_some_and(|t| t.elapsed() <= self.window));
-        for k in keys {
-            all.entry(k.clone()).or_default().push_back(Instant::now());
+        if all.len() >= LIMITER_KEYS {
+            all.retain(|_, q| {
+                q.back()
+                    .is_some_and(|t| now.duration_since(*t) <= self.window)
+            });
+            if all.len() >= LIMITER_KEYS {
+                return Err(self.window.as_secs().max(1));
+            }
+        }
+        for k in [&keys.pair, &keys.addr, &keys.user] {
+            all.entry(k.clone()).or_default().push_back(now);
         }
         Ok(())
     }
 
-    /// Seconds until `keys` may try again, if any of them is over the limit.
-    fn blocked_in(
-        &self,
-        all: &mut HashMap<String, VecDeque<Instant>>,
-        keys: &[String],
-    ) -> Option<u64> {
-        let now = Instant::now();
-        let mut wait = None;
-        for k in keys {
-            // Several people may share an address (a command center behind one proxy).
-            let limit = if k.starts_with("addr:") {
-                self.limit * 4
-            } else {
-                self.limit
-            };
-            if let Some(q) = all.get_mut(k) {
-                while q
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) > self.window)
-                {
-                    q.pop_front();
-                }
-                if q.len() >= limit {
-                    let oldest = q.front().copied().unwrap_or(now);
-                    let left = self.window.saturating_sub(now.duration_since(oldest));
-                    wait = Some(left.as_secs().max(1));
-                }
-            }
+    fn expire(&self, q: &mut VecDeque<Instant>, now: Instant) {
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
+            q.pop_front();
         }
-        wait
     }
 
-    /// The keys it holds failures for (`user:<name>`, `addr:<address>`).
+    /// How long to wait before checking a password for this name: nothing while the name's
+    /// failures (from every address, this attempt included) are within the limit, then 250 ms
+    /// doubling with each further failure, at most 4 s. A right password still works, only
+    /// slower; guessing from many addresses at once gets slow.
+    pub fn delay(&self, keys: &AttemptKeys) -> Duration {
+        let mut all = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(q) = all.get_mut(&keys.user) else {
+            return Duration::ZERO;
+        };
+        self.expire(q, Instant::now());
+        let over = q.len().saturating_sub(self.limit) as u32;
+        if over == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(250u64 << (over - 1).min(4))
+        }
+    }
+
+    /// The keys it holds failures for (`pair:<name>|<address>`, `addr:<address>`,
+    /// `user:<name>`).
     pub fn keys(&self) -> Vec<String> {
         self.failures
             .lock()
@@ -255,17 +304,58 @@ impl LoginLimiter {
             .collect()
     }
 
-    /// A right password: the user's failures are forgotten, and this attempt no longer counts
-    /// against the address.
-    fn succeed(&self, user_key: &str, keys: &[String]) {
+    /// A right password: the name's failures from this address are forgotten, and this
+    /// attempt no longer counts against the address or the name.
+    pub fn succeed(&self, keys: &AttemptKeys) {
         let mut all = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        all.remove(user_key);
-        for k in keys.iter().filter(|k| *k != user_key) {
+        all.remove(&keys.pair);
+        for k in [&keys.addr, &keys.user] {
             if let Some(q) = all.get_mut(k) {
                 q.pop_back();
+                if q.is_empty() {
+                    all.remove(k);
+                }
             }
         }
     }
+}
+
+/// The client's address: the peer's, or, when the peer is a trusted proxy, the last address in
+/// `X-Forwarded-For` that is not itself a trusted proxy. A malformed header from a trusted
+/// proxy counts as no header.
+pub fn client_ip(
+    extensions: &axum::http::Extensions,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> Option<IpAddr> {
+    let peer = extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let mut hops = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else {
+            return Some(peer);
+        };
+        for hop in text.split(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip),
+                Err(_) => return Some(peer),
+            }
+            if hops.len() > 32 {
+                return Some(peer);
+            }
+        }
+    }
+    Some(
+        hops.iter()
+            .rev()
+            .find(|ip| !is_trusted(ip))
+            .or(hops.first())
+            .copied()
+            .unwrap_or(peer),
+    )
 }
 
 /// Hashes a password with argon2id (a random salt each time).
@@ -286,7 +376,8 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
 /// Password hashing and verification running at once, at most.
 pub const HASHING_AT_ONCE: usize = 2;
 
-/// A turn to hash or verify a password: waits up to 2 s, then answers 503 with Retry-After.
+/// A turn to hash or verify a password (login, user create and change): waits up to 2 s, then
+/// answers 503 with Retry-After.
 async fn hashing_permit(
     hashing: &Arc<tokio::sync::Semaphore>,
 ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
@@ -340,8 +431,8 @@ fn check_user_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Creates `name` with `role` and `password`, or updates role and password when it exists.
-/// Used at start for the first admin and by `pantau user add`.
+/// Creates `name` with `role` and `password`, or sets role and password (and enables it) when
+/// it exists, ending its sessions. Used by `pantau user add`.
 pub async fn upsert_user(
     store: &pantau_store::Store,
     name: &str,
@@ -361,10 +452,74 @@ pub async fn upsert_user(
             "user.update"
         },
         &format!("user:{name}"),
-        serde_json::json!({ "role": role.as_str() }),
+        serde_json::json!({ "role": role.as_str(), "password_changed": !created }),
     )
     .await?;
     Ok(created)
+}
+
+/// What [`first_admin`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstAdmin {
+    /// There was no such user: it was created as admin.
+    Created,
+    /// The user has this password already: nothing changed.
+    Unchanged,
+    /// The password differed: it was set, and the user's sessions ended.
+    PasswordSet,
+}
+
+/// The start-up admin from `api.admin_user` and its password variable: created as admin when
+/// missing; otherwise only its password is set, when it differs (ending its sessions). A user
+/// that an admin disabled or demoted stays so: restarting pantau never undoes that.
+pub async fn first_admin(
+    store: &pantau_store::Store,
+    name: &str,
+    password: &str,
+) -> Result<(FirstAdmin, Option<Role>, bool), ApiError> {
+    check_user_name(name)?;
+    check_password(password)?;
+    if let Some((role, hash, disabled)) = store.user_secret(name).await? {
+        let role = Role::parse(&role);
+        let given = password.to_string();
+        let same = tokio::task::spawn_blocking(move || verify_password(&given, &hash))
+            .await
+            .unwrap_or(false);
+        if same {
+            return Ok((FirstAdmin::Unchanged, role, disabled));
+        }
+        let hash = hash_off_thread(password.to_string()).await?;
+        store
+            .update_user(
+                name,
+                pantau_store::UserUpdate {
+                    password_hash: Some(&hash),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        audit(
+            store,
+            "pantau",
+            "user.update",
+            &format!("user:{name}"),
+            serde_json::json!({ "password_changed": true, "from": "environment" }),
+        )
+        .await?;
+        return Ok((FirstAdmin::PasswordSet, role, disabled));
+    }
+    let hash = hash_off_thread(password.to_string()).await?;
+    if store.create_user(name, Role::Admin.as_str(), &hash).await? {
+        audit(
+            store,
+            "pantau",
+            "user.create",
+            &format!("user:{name}"),
+            serde_json::json!({ "role": "admin", "from": "environment" }),
+        )
+        .await?;
+    }
+    Ok((FirstAdmin::Created, Some(Role::Admin), false))
 }
 
 /// Appends to the audit trail.
@@ -403,12 +558,6 @@ pub struct LoginResponse {
     pub expires_at: String,
 }
 
-fn client_addr(parts: &axum::http::Extensions) -> Option<String> {
-    parts
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-}
-
 /// Log in with user name and password.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
@@ -435,12 +584,10 @@ pub async fn login(
     let https = headers
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
-    let user_key = format!("user:{}", req.user.to_lowercase());
-    let mut keys = vec![user_key.clone()];
-    if let Some(addr) = client_addr(&extensions) {
-        keys.push(format!("addr:{addr}"));
-    }
+    let client = client_ip(&extensions, &headers, &s.settings.trusted_proxies);
+    let keys = AttemptKeys::new(&req.user, client);
     if let Err(wait) = s.limiter.begin(&keys) {
+        tracing::info!(user = %req.user, client = ?client, "login refused: too many failures");
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_attempts",
@@ -448,6 +595,10 @@ pub async fn login(
         );
         e.retry_after = Some(wait);
         return Err(e);
+    }
+    let delay = s.limiter.delay(&keys);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let store = s.store().await?;
     let row = store.login_user(&req.user).await?;
@@ -464,14 +615,14 @@ pub async fn login(
     .await
     .unwrap_or(false);
     let Some(role) = ok.then(|| Role::parse(&role)).flatten() else {
-        tracing::info!(user = %req.user, "failed login");
+        tracing::info!(user = %req.user, client = ?client, "failed login");
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
             "wrong user name or password",
         ));
     };
-    s.limiter.succeed(&user_key, &keys);
+    s.limiter.succeed(&keys);
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
     let token = hex(&raw);
@@ -485,10 +636,10 @@ pub async fn login(
         &req.user,
         "login",
         &format!("user:{}", req.user),
-        serde_json::json!({}),
+        serde_json::json!({ "client": client.map(|c| c.to_string()) }),
     )
     .await?;
-    tracing::info!(user = %req.user, role = role.as_str(), "login");
+    tracing::info!(user = %req.user, role = role.as_str(), client = ?client, "login");
     // Behind a TLS proxy the cookie is only ever sent over TLS.
     let secure = if https { "; Secure" } else { "" };
     let cookie = format!(
@@ -599,7 +750,10 @@ pub async fn create_user(
     check_user_name(&u.name)?;
     check_password(&u.password)?;
     let store = s.store().await?;
-    let hash = hash_off_thread(u.password.clone()).await?;
+    let hash = {
+        let _permit = hashing_permit(&s.hashing).await?;
+        hash_off_thread(u.password.clone()).await?
+    };
     if !store.create_user(&u.name, u.role.as_str(), &hash).await? {
         return Err(ApiError::conflict(format!(
             "user \"{}\" exists; PATCH /api/v1/users/{} changes it",
@@ -648,7 +802,10 @@ pub async fn change_user(
         last_admin_guard(&store, &name).await?;
     }
     let hash = match c.password.clone() {
-        Some(p) => Some(hash_off_thread(p).await?),
+        Some(p) => {
+            let _permit = hashing_permit(&s.hashing).await?;
+            Some(hash_off_thread(p).await?)
+        }
         None => None,
     };
     // A new password or a disabled account ends its sessions (in the same transaction).

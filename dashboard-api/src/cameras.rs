@@ -154,8 +154,14 @@ impl CameraRegistry {
         self.state.lock().await.current.values().cloned().collect()
     }
 
-    /// Adds (`create`) or replaces a camera: validate, start, persist.
-    async fn put(&self, mut c: CameraConfig, create: bool) -> Result<(), ApiError> {
+    /// Adds (`create`) or replaces a camera: validate, check what the API may reach, start,
+    /// persist.
+    async fn put(
+        &self,
+        mut c: CameraConfig,
+        create: bool,
+        reach: &crate::ApiSettings,
+    ) -> Result<(), ApiError> {
         let mut st = self.state.lock().await;
         let existing = st.current.get(&c.id).cloned();
         match (&existing, create) {
@@ -176,6 +182,10 @@ impl CameraRegistry {
         if let Some(old) = &existing {
             keep_secrets(&mut c, old);
         }
+        // Checked before validation reads the variable or opens the file: whether a variable
+        // outside the prefix is set, or a file outside the media folders exists, is none of
+        // the API's business.
+        within_reach(&c, existing.as_ref(), &self.base, reach)?;
         let settings = self.validate(&c)?;
         self.control.apply(settings).await.map_err(|e| {
             ApiError::new(
@@ -212,7 +222,7 @@ impl CameraRegistry {
         self.save(&st.file)
     }
 
-    /// Writes the file atomically (temporary file, then rename).
+    /// Writes the file atomically and readable by pantau's user only ([`write_private`]).
     fn save(&self, file: &CamerasFile) -> Result<(), ApiError> {
         let fail = |e: String| {
             tracing::error!("{e}");
@@ -229,16 +239,110 @@ impl CameraRegistry {
             "# Written by pantau: cameras added, changed (`cameras`) or removed (`removed`) from the\n\
              # console or API. Read at start on top of the config file. Edit with care.\n\n{text}"
         );
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
-        }
-        let tmp = self.path.with_extension("toml.tmp");
-        std::fs::write(&tmp, text)
-            .map_err(|e| fail(format!("cannot write {}: {e}", tmp.display())))?;
-        std::fs::rename(&tmp, &self.path)
-            .map_err(|e| fail(format!("cannot replace {}: {e}", self.path.display())))
+        write_private(&self.path, text.as_bytes()).map_err(fail)
     }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old file or the new one, never a
+/// part: a temporary file (mode 0600: it may hold camera passwords) is written, flushed to
+/// disk, renamed over `path`, and the folder is flushed too.
+pub fn write_private(path: &FsPath, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension("toml.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let write = || -> std::io::Result<()> {
+        let mut f = options.open(&tmp)?;
+        // An existing temporary file keeps its mode; make sure.
+        #[cfg(unix)]
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace {}: {e}", path.display()))?;
+    if let Some(dir) = dir {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// What a camera from the API may read on this machine: password variables with
+/// `api.camera_env_prefix` only, and `file://` videos under `api.media_dirs` only (regular
+/// files: a FIFO would block ingest). What the camera already had (from the config file) stays
+/// allowed, so its lines and zones can still be edited.
+fn within_reach(
+    c: &CameraConfig,
+    existing: Option<&CameraConfig>,
+    base: &FsPath,
+    reach: &crate::ApiSettings,
+) -> Result<(), ApiError> {
+    let refuse = |path: &str, message: String| {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_camera",
+            format!("camera \"{}\" is not valid: {path}: {message}", c.id),
+        );
+        e.issues = vec![Issue {
+            path: path.into(),
+            message,
+        }];
+        e
+    };
+    if let Some(var) = &c.password_env {
+        let kept = existing.is_some_and(|old| old.password_env.as_ref() == Some(var));
+        if !kept && !var.starts_with(&reach.camera_env_prefix) {
+            return Err(refuse(
+                "camera.password_env",
+                format!(
+                    "cameras from the API may only read variables whose names start with {} \
+                     (api.camera_env_prefix); export the password as {}<NAME> and name that",
+                    reach.camera_env_prefix, reach.camera_env_prefix
+                ),
+            ));
+        }
+    }
+    if let Some(rest) = c.url.strip_prefix("file://") {
+        let kept = existing.is_some_and(|old| old.url == c.url);
+        if !kept {
+            let path = base.join(rest);
+            let inside = std::fs::canonicalize(&path).ok().filter(|real| {
+                reach.media_dirs.iter().any(|dir| real.starts_with(dir))
+                    && std::fs::metadata(real).is_ok_and(|m| m.is_file())
+            });
+            if inside.is_none() {
+                let dirs = if reach.media_dirs.is_empty() {
+                    "none are configured, so only network cameras can be added from the API"
+                        .to_string()
+                } else {
+                    reach
+                        .media_dirs
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                return Err(refuse(
+                    "camera.url",
+                    format!(
+                        "file:// cameras from the API may only play regular files under \
+                         api.media_dirs ({dirs}); add the folder there or the camera to the \
+                         config file"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A PUT without a password keeps the stored one; a URL whose password was shown redacted
@@ -358,7 +462,7 @@ pub async fn create(
     session.allow(Permission::Admin)?;
     let c = json_body(body)?;
     let id = c.id.clone();
-    registry(&s)?.put(c.clone(), true).await?;
+    registry(&s)?.put(c.clone(), true, &s.settings).await?;
     changed(&s, &session, "camera.create", &id).await;
     Ok((
         StatusCode::CREATED,
@@ -393,7 +497,7 @@ pub async fn update(
         )));
     }
     let r = registry(&s)?;
-    r.put(c, false).await?;
+    r.put(c, false, &s.settings).await?;
     changed(&s, &session, "camera.update", &id).await;
     Ok(Json(CameraView {
         status: s.feed.status(&id),

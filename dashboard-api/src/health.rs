@@ -1,4 +1,5 @@
-//! `/healthz`, `/readyz` and Prometheus `/metrics` (no login: for probes and scrapers).
+//! `/healthz`, `/readyz` and Prometheus `/metrics` (no login: for probes and scrapers;
+//! `/metrics` may need a token or be off, `api.metrics`).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -10,8 +11,21 @@ use axum::Json;
 use pantau_events::camera::CameraStatus;
 use serde::Serialize;
 
+use crate::error::ApiError;
 use crate::live::{Analysis, LATENCY_BUCKETS};
 use crate::ApiState;
+use pantau_config::config::MetricsAccess;
+
+/// Compares without stopping at the first difference, so the time taken tells nothing about
+/// the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use sha2::Digest;
+    let (a, b) = (sha2::Sha256::digest(a), sha2::Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = String)))]
@@ -93,8 +107,35 @@ fn per_camera<T>(out: &mut String, families: &[Family<T>], items: &[(&str, &T)])
 /// Prometheus text format: per-camera fps, frames, drops, reconnects, inference time, events
 /// and event latency; outbox depth and drops.
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, content_type = "text/plain", description = "Prometheus text format 0.0.4")))]
-pub async fn metrics(State(s): State<ApiState>) -> Response {
+    responses((status = 200, content_type = "text/plain", description = "Prometheus text format 0.0.4"),
+              (status = 401, description = "`api.metrics = \"token\"` and no or a wrong bearer token", body = ApiError),
+              (status = 404, description = "`api.metrics = \"off\"`", body = ApiError)))]
+pub async fn metrics(State(s): State<ApiState>, headers: axum::http::HeaderMap) -> Response {
+    match s.settings.metrics {
+        MetricsAccess::Open => {}
+        MetricsAccess::Off => {
+            return ApiError::not_found("not_found", "metrics are off on this pantau (api.metrics)")
+                .into_response()
+        }
+        MetricsAccess::Token => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            let right = match (given, s.settings.metrics_token.as_deref()) {
+                (Some(g), Some(t)) => constant_time_eq(g.as_bytes(), t.as_bytes()),
+                _ => false,
+            };
+            if !right {
+                let mut e = ApiError::unauthenticated();
+                e.message = "metrics need `Authorization: Bearer <token>` with the token of \
+                             api.metrics_token_env"
+                    .into();
+                return e.into_response();
+            }
+        }
+    }
     let mut out = String::new();
     let statuses = s.feed.statuses();
     let families: [Family<CameraStatus>; 6] = [

@@ -1,12 +1,14 @@
 //! Traffic history for planners: counts per 5 min / 15 min / 1 h / 1 day bucket, by camera,
 //! line, class and direction, from the store's rollups; JSON and CSV.
 
-use std::fmt::Write as _;
+use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::StreamExt as _;
 use pantau_store::{Bucket, HistoryQuery, HistoryRow};
 use serde::{Deserialize, Serialize};
 
@@ -65,7 +67,8 @@ fn default_bucket() -> String {
     "1h".into()
 }
 
-async fn history(s: &ApiState, p: HistoryParams) -> Result<Vec<HistoryRow>, ApiError> {
+/// The query the parameters ask for, checked.
+fn history_query(p: HistoryParams) -> Result<HistoryQuery, ApiError> {
     let (from, to) = (parse_time("from", &p.from)?, parse_time("to", &p.to)?);
     if to <= from {
         return Err(ApiError::bad_request("to must be after from"));
@@ -83,38 +86,60 @@ async fn history(s: &ApiState, p: HistoryParams) -> Result<Vec<HistoryRow>, ApiE
             return Err(ApiError::bad_request("direction is in or out"));
         }
     }
-    let store = s.store().await?;
-    store
-        .history(&HistoryQuery {
-            from,
-            to,
-            bucket,
-            camera: p.camera,
-            line: p.line,
-            class: p.class,
-            direction: p.direction,
-        })
-        .await
-        .map_err(ApiError::store)
+    Ok(HistoryQuery {
+        from,
+        to,
+        bucket,
+        camera: p.camera,
+        line: p.line,
+        class: p.class,
+        direction: p.direction,
+    })
 }
 
-/// Counts per bucket, camera, line, class and direction (planner, admin).
+/// Counts per bucket, camera, line, class and direction (planner, admin). At most
+/// `api.limits.history_rows` rows; a larger answer is refused with 422 (narrow the query or
+/// use the CSV export, which streams).
 #[utoipa::path(get, path = "/api/v1/history", tag = "history", params(HistoryParams),
     responses((status = 200, body = [HistoryRowView]), (status = 400, body = ApiError),
-              (status = 403, body = ApiError)))]
+              (status = 403, body = ApiError),
+              (status = 422, description = "More rows than `api.limits.history_rows`", body = ApiError)))]
 pub async fn history_json(
     State(s): State<ApiState>,
     session: Session,
     q: Result<axum::extract::Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<HistoryRowView>>, ApiError> {
     session.allow(Permission::History)?;
-    let p = query(q)?;
-    Ok(Json(
-        history(&s, p).await?.into_iter().map(Into::into).collect(),
-    ))
+    let q = history_query(query(q)?)?;
+    let max = s.settings.limits.history_rows;
+    let (rows, more) = s
+        .store()
+        .await?
+        .history_limited(&q, max)
+        .await
+        .map_err(ApiError::store)?;
+    if more {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_rows",
+            format!(
+                "the answer has more than {max} rows (api.limits.history_rows); narrow it with \
+                 camera, line, class or direction, a shorter from..to or a larger bucket, or \
+                 download /api/v1/history.csv, which streams any size"
+            ),
+        ));
+    }
+    Ok(Json(rows.into_iter().map(Into::into).collect()))
 }
 
-/// The same as CSV, for spreadsheets (planner, admin).
+/// Rows sent to a CSV download ahead of the client, at most.
+const CSV_AHEAD: usize = 256;
+
+/// How long a CSV download may take, at most (it holds a database connection).
+const CSV_TIME: Duration = Duration::from_secs(600);
+
+/// The same as CSV, for spreadsheets (planner, admin). Streamed as the database returns rows,
+/// so any size is fine; a download ends after 10 minutes.
 #[utoipa::path(get, path = "/api/v1/history.csv", tag = "history", params(HistoryParams),
     responses((status = 200, content_type = "text/csv", description = "bucket_start,camera,line,class,direction,count"),
               (status = 400, body = ApiError), (status = 403, body = ApiError)))]
@@ -124,21 +149,37 @@ pub async fn history_csv(
     q: Result<axum::extract::Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::History)?;
-    let p = query(q)?;
-    let rows = history(&s, p).await?;
-    let mut csv = String::from("bucket_start,camera,line,class,direction,count\n");
-    for r in rows {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{}",
+    let q = history_query(query(q)?)?;
+    let store = s.store().await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(CSV_AHEAD);
+    let shutdown = s.shutdown.clone();
+    tokio::spawn(async move {
+        let run = tokio::time::timeout(CSV_TIME, store.history_into(&q, tx));
+        tokio::select! {
+            r = run => match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("history CSV ended early: {e}"),
+                Err(_) => tracing::warn!("history CSV ended after {} s", CSV_TIME.as_secs()),
+            },
+            () = shutdown.cancelled() => {}
+        }
+    });
+    let header = futures_util::stream::once(async {
+        Ok::<_, std::convert::Infallible>(String::from(
+            "bucket_start,camera,line,class,direction,count\n",
+        ))
+    });
+    let rows = tokio_stream_of(rx).map(|r| {
+        Ok(format!(
+            "{},{},{},{},{},{}\n",
             pantau_events::time::format(r.bucket_start),
             csv_field(&r.camera),
             csv_field(&r.line),
             csv_field(&r.class),
             r.direction,
             r.count
-        );
-    }
+        ))
+    });
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -147,15 +188,29 @@ pub async fn history_csv(
                 "attachment; filename=\"pantau-history.csv\"",
             ),
         ],
-        csv,
+        Body::from_stream(header.chain(rows)),
     )
         .into_response())
 }
 
+/// The receiver as a stream of what it receives.
+fn tokio_stream_of<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}
+
+/// A field that may hold a comma, quote or line break, quoted; one that starts with `=`, `+`,
+/// `-` or `@` gets a leading `'` so that a spreadsheet never runs it as a formula.
 fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
+    let v = if v.starts_with(['=', '+', '-', '@']) {
+        format!("'{v}")
     } else {
         v.to_string()
+    };
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v
     }
 }

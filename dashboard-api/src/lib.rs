@@ -14,6 +14,7 @@
 //! | [`live`] | SSE stream, latest annotated frame, snapshots, analysis metrics |
 //! | [`history`] | planners' counts (JSON, CSV) |
 //! | [`health`] | `/healthz`, `/readyz`, `/metrics` |
+//! | [`limits`] | the HTTP server, connection, request and live-stream limits |
 //! | [`console`] | the embedded web console |
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use axum::http::{header, HeaderValue, Method};
 use axum::routing::{get, post};
 use axum::Router;
+use pantau_config::config::{ApiLimits, MetricsAccess};
 use pantau_sinks::outbox::Outbox;
 use pantau_store::Store;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -38,6 +40,7 @@ pub mod error;
 pub mod health;
 pub mod history;
 pub mod incidents;
+pub mod limits;
 pub mod live;
 pub mod openapi;
 
@@ -70,6 +73,19 @@ pub struct ApiSettings {
     pub topics: pantau_events::Topics,
     /// Where event snapshots are, when snapshots are on.
     pub snapshots_dir: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` names the client (`api.trusted_proxies`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The only environment variables cameras from the API may take a password from start
+    /// with this (`api.camera_env_prefix`).
+    pub camera_env_prefix: String,
+    /// The only folders `file://` cameras from the API may play from (`api.media_dirs`,
+    /// absolute).
+    pub media_dirs: Vec<PathBuf>,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
+    /// The bearer token of `/metrics` when `metrics` is `token`.
+    pub metrics_token: Option<String>,
+    pub limits: ApiLimits,
 }
 
 impl Default for ApiSettings {
@@ -84,6 +100,12 @@ impl Default for ApiSettings {
                 node: "pantau".into(),
             },
             snapshots_dir: None,
+            trusted_proxies: Vec::new(),
+            camera_env_prefix: "PANTAU_CAM_".into(),
+            media_dirs: Vec::new(),
+            metrics: MetricsAccess::Open,
+            metrics_token: None,
+            limits: ApiLimits::default(),
         }
     }
 }
@@ -107,6 +129,8 @@ pub struct ApiState {
     pub hashing: Arc<tokio::sync::Semaphore>,
     /// Cancelled when the node stops: live streams end, so the HTTP server can.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Live streams open now ([`limits::live_slot`]).
+    pub streams: Arc<limits::StreamSlots>,
 }
 
 impl ApiState {
@@ -121,6 +145,10 @@ impl ApiState {
             limiter: Arc::new(auth::LoginLimiter::new(
                 settings.login_attempts,
                 Duration::from_secs(300),
+            )),
+            streams: Arc::new(limits::StreamSlots::new(
+                settings.limits.max_streams,
+                settings.limits.max_streams_per_user,
             )),
             settings: Arc::new(settings),
             hashing: Arc::new(tokio::sync::Semaphore::new(auth::HASHING_AT_ONCE)),
@@ -140,6 +168,7 @@ impl ApiState {
 
 /// The router: API, console and documentation.
 pub fn app(state: ApiState) -> Router {
+    let timeout = axum::middleware::from_fn_with_state(state.clone(), limits::request_timeout);
     let api = Router::new()
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
@@ -157,16 +186,23 @@ pub fn app(state: ApiState) -> Router {
                 .delete(cameras::remove),
         )
         .route("/cameras/{id}/frame.jpg", get(live::frame))
-        .route("/live", get(live::stream))
         .route("/snapshots/{*path}", get(live::snapshot))
         .route("/events", get(incidents::search))
         .route("/events/{id}", get(incidents::detail))
         .route("/events/{id}/actions", post(incidents::act))
         .route("/history", get(history::history_json))
         .route("/history.csv", get(history::history_csv))
-        .route("/openapi.json", get(openapi::json));
+        .route("/openapi.json", get(openapi::json))
+        .layer(timeout.clone())
+        // Streams last; they have their own limit instead of the request timeout.
+        .route(
+            "/live",
+            get(live::stream).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                limits::live_slot,
+            )),
+        );
     let mut router = Router::new()
-        .nest("/api/v1", api)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -174,7 +210,12 @@ pub fn app(state: ApiState) -> Router {
         .fallback(|| async {
             ApiError::not_found("not_found", "no such endpoint; see /api/docs for the API")
         })
+        .layer(timeout)
+        .nest("/api/v1", api)
         .layer(RequestBodyLimitLayer::new(1 << 20))
+        .layer(axum::middleware::map_response(
+            error::body_limit_in_api_shape,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -212,17 +253,13 @@ pub fn app(state: ApiState) -> Router {
     router.with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes. Client addresses are passed to the
-/// handlers (login rate limit per address).
+/// Serves `app` on `listener` until `shutdown` completes, within the limits of
+/// `[api.limits]` ([`limits::serve`]). Client addresses are passed to the handlers (login rate
+/// limit per address).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    limits::serve(listener, state, shutdown).await
 }

@@ -645,6 +645,628 @@ async fn login_sessions_rate_limit_and_users() {
     h.finish().await;
 }
 
+/// A login as it arrives over the network: from `peer`, maybe through a proxy.
+async fn login_from(
+    state: &ApiState,
+    peer: &str,
+    forwarded_for: Option<&str>,
+    user: &str,
+    password: &str,
+) -> StatusCode {
+    let mut req = Request::post("/api/v1/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .extension(axum::extract::ConnectInfo(
+            format!("{peer}:40000")
+                .parse::<std::net::SocketAddr>()
+                .expect("peer"),
+        ));
+    if let Some(f) = forwarded_for {
+        req = req.header("x-forwarded-for", f);
+    }
+    let req = req
+        .body(Body::from(
+            json!({"user": user, "password": password}).to_string(),
+        ))
+        .expect("request");
+    app(state.clone())
+        .oneshot(req)
+        .await
+        .expect("response")
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_is_per_address_proxies_are_trusted_only_when_configured() {
+    let h = harness("lockout").await;
+    let mut state = ApiState::new(
+        h.state.feed.clone(),
+        ApiSettings {
+            login_attempts: 3,
+            trusted_proxies: vec!["10.0.0.0/24".parse().expect("net")],
+            ..ApiSettings::default()
+        },
+    );
+    state.db = h.state.db.clone();
+    let (ok, no, wait) = (
+        StatusCode::OK,
+        StatusCode::UNAUTHORIZED,
+        StatusCode::TOO_MANY_REQUESTS,
+    );
+
+    // Three wrong passwords for ana from one address lock ana there only: the right password
+    // from another address still logs in (before, the name was locked for everyone).
+    for _ in 0..3 {
+        assert_eq!(
+            login_from(&state, "192.0.2.7", None, "ana", "guess guess guess").await,
+            no
+        );
+    }
+    assert_eq!(
+        login_from(&state, "192.0.2.7", None, "ana", PASSWORD).await,
+        wait
+    );
+    assert_eq!(
+        login_from(&state, "192.0.2.8", None, "ana", PASSWORD).await,
+        ok
+    );
+
+    // One address trying many names is stopped at four times the limit.
+    for i in 0..12 {
+        let name = format!("guess{i}");
+        assert_eq!(
+            login_from(&state, "192.0.2.9", None, &name, "guess guess guess").await,
+            no
+        );
+    }
+    assert_eq!(
+        login_from(&state, "192.0.2.9", None, "oki", PASSWORD).await,
+        wait
+    );
+    assert_eq!(
+        login_from(&state, "192.0.2.10", None, "oki", PASSWORD).await,
+        ok
+    );
+
+    // Behind a trusted proxy the client is the address the proxy forwards: one client's
+    // failures do not lock out another behind the same proxy.
+    for _ in 0..3 {
+        let s = login_from(
+            &state,
+            "10.0.0.1",
+            Some("198.51.100.1"),
+            "dina",
+            "guess guess guess",
+        )
+        .await;
+        assert_eq!(s, no);
+    }
+    assert_eq!(
+        login_from(&state, "10.0.0.1", Some("198.51.100.1"), "dina", PASSWORD).await,
+        wait
+    );
+    assert_eq!(
+        login_from(
+            &state,
+            "10.0.0.1",
+            Some("203.0.113.5, 198.51.100.2"),
+            "dina",
+            PASSWORD
+        )
+        .await,
+        ok
+    );
+    // From anyone else the header is ignored: changing it does not escape the lock.
+    for i in 0..3 {
+        let spoof = format!("198.51.100.{}", 50 + i);
+        let s = login_from(
+            &state,
+            "192.0.2.20",
+            Some(&spoof),
+            "pak-budi",
+            "guess guess guess",
+        )
+        .await;
+        assert_eq!(s, no);
+    }
+    assert_eq!(
+        login_from(
+            &state,
+            "192.0.2.20",
+            Some("198.51.100.99"),
+            "pak-budi",
+            PASSWORD
+        )
+        .await,
+        wait
+    );
+    let keys = state.limiter.keys();
+    assert!(keys.contains(&"addr:192.0.2.20".to_string()), "{keys:?}");
+    assert!(keys.contains(&"addr:198.51.100.1".to_string()), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.contains("198.51.100.5")), "{keys:?}");
+
+    // A name failing from many addresses is slowed down for everyone, never locked.
+    for i in 0..5 {
+        let peer = format!("192.0.2.{}", 100 + i);
+        assert_eq!(
+            login_from(&state, &peer, None, "oki", "guess guess guess").await,
+            no
+        );
+    }
+    let keys = pantau_dashboard_api::auth::AttemptKeys::new(
+        "oki",
+        Some("192.0.2.200".parse().expect("ip")),
+    );
+    assert!(state.limiter.delay(&keys) >= Duration::from_millis(250));
+    assert_eq!(
+        login_from(&state, "192.0.2.200", None, "oki", PASSWORD).await,
+        ok
+    );
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_changes_end_sessions_and_start_up_admin_keeps_console_changes() {
+    use pantau_dashboard_api::auth::{first_admin, FirstAdmin};
+    let h = harness("sessions").await;
+    let store = h.state.store().await.expect("store");
+
+    // `pantau user add` on an existing user: new password, old sessions end.
+    let (s, _) = h.get("/api/v1/auth/me", "operator").await;
+    assert_eq!(s, StatusCode::OK);
+    upsert_user(&store, "oki", Role::Operator, "a brand new passphrase")
+        .await
+        .expect("upsert");
+    let (s, _) = h.get("/api/v1/auth/me", "operator").await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "the old session outlived a new password"
+    );
+
+    // The start-up admin: created once; the same password changes nothing.
+    let made = first_admin(&store, "boss", PASSWORD).await.expect("first");
+    assert_eq!(made.0, FirstAdmin::Created);
+    let again = first_admin(&store, "boss", PASSWORD).await.expect("again");
+    assert_eq!(again, (FirstAdmin::Unchanged, Some(Role::Admin), false));
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"user": "boss", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let boss = b["token"].as_str().expect("token").to_string();
+    // Disabled and demoted in the console, it stays so across restarts.
+    let (s, b) = h
+        .call(
+            Method::PATCH,
+            "/api/v1/users/boss",
+            Some("admin"),
+            Some(json!({"role": "operator", "disabled": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{b}");
+    let restart = first_admin(&store, "boss", PASSWORD)
+        .await
+        .expect("restart");
+    assert_eq!(restart, (FirstAdmin::Unchanged, Some(Role::Operator), true));
+    let changed = first_admin(&store, "boss", "the variable changed")
+        .await
+        .expect("changed");
+    assert_eq!(
+        changed,
+        (FirstAdmin::PasswordSet, Some(Role::Operator), true)
+    );
+    let (s, _) = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"user": "boss", "password": "the variable changed"})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "a disabled admin came back on restart"
+    );
+    let (s, _) = h.get("/api/v1/auth/me", &boss).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_streams_are_limited_per_user_and_in_all() {
+    let h = harness("streams").await;
+    let mut state = ApiState::new(
+        h.state.feed.clone(),
+        ApiSettings {
+            limits: pantau_config::config::ApiLimits {
+                max_streams: 2,
+                max_streams_per_user: 1,
+                ..Default::default()
+            },
+            ..ApiSettings::default()
+        },
+    );
+    state.db = h.state.db.clone();
+    let open = |role: &str| {
+        let req = Request::get("/api/v1/live")
+            .header(header::AUTHORIZATION, format!("Bearer {}", h.tokens[role]))
+            .body(Body::empty())
+            .expect("request");
+        app(state.clone()).oneshot(req)
+    };
+    let first = open("operator").await.expect("response");
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = open("operator").await.expect("response");
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(second.headers().contains_key(header::RETRY_AFTER));
+    let other = open("dispatcher").await.expect("response");
+    assert_eq!(other.status(), StatusCode::OK);
+    let third = open("admin").await.expect("response");
+    assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(state.streams.open(), 2);
+    // A closed stream gives its slot back.
+    drop(first);
+    assert_eq!(state.streams.open(), 1);
+    let again = open("operator").await.expect("response");
+    assert_eq!(again.status(), StatusCode::OK);
+    // Without a session the stream is refused before it takes a slot.
+    let res = app(state.clone())
+        .oneshot(
+            Request::get("/api/v1/live")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(state.streams.open(), 2);
+    drop((other, again));
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_limits_hold_on_a_real_socket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = harness("http_limits").await;
+    let serve = |limits: pantau_config::config::ApiLimits| {
+        let mut state = ApiState::new(
+            h.state.feed.clone(),
+            ApiSettings {
+                limits,
+                ..ApiSettings::default()
+            },
+        );
+        state.db = h.state.db.clone();
+        async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let stop = tokio_util::sync::CancellationToken::new();
+            let task = tokio::spawn(pantau_dashboard_api::serve(
+                listener,
+                state,
+                stop.clone().cancelled_owned(),
+            ));
+            (addr, stop, task)
+        }
+    };
+    /// Everything the server sends until it closes, or what came within `within`.
+    async fn read_all(stream: &mut tokio::net::TcpStream, within: Duration) -> (String, bool) {
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(within, stream.read_to_end(&mut buf))
+            .await
+            .is_ok();
+        (String::from_utf8_lossy(&buf).into_owned(), closed)
+    }
+
+    // Headers sent too slowly: the connection is closed (before, it stayed open for good).
+    let (addr, stop, task) = serve(pantau_config::config::ApiLimits {
+        header_timeout_s: 1,
+        request_timeout_s: 1,
+        ..Default::default()
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: pantau\r\n")
+        .await
+        .expect("write");
+    let (_, closed) = read_all(&mut slow, Duration::from_secs(5)).await;
+    assert!(
+        closed,
+        "a connection that never finished its headers stayed open"
+    );
+
+    // A body that never arrives: 408 after the request timeout.
+    let mut stuck = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stuck
+        .write_all(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: pantau\r\ncontent-type: application/json\r\n\
+              content-length: 100\r\n\r\n{\"user\":",
+        )
+        .await
+        .expect("write");
+    let (answer, _) = read_all(&mut stuck, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    stop.cancel();
+    task.await.expect("task").expect("served");
+
+    // Connections over the limit: 503 with Retry-After, then closed.
+    let (addr, stop, task) = serve(pantau_config::config::ApiLimits {
+        max_connections: 2,
+        ..Default::default()
+    })
+    .await;
+    let idle = [
+        tokio::net::TcpStream::connect(addr).await.expect("connect"),
+        tokio::net::TcpStream::connect(addr).await.expect("connect"),
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: pantau\r\n\r\n")
+        .await
+        .expect("write");
+    let (answer, closed) = read_all(&mut extra, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("retry-after: 1") && answer.contains("max_connections"),
+        "{answer}"
+    );
+    assert!(closed);
+    // Once one goes, a new client is served.
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut next = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    next.write_all(b"GET /healthz HTTP/1.1\r\nHost: pantau\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let (answer, _) = read_all(&mut next, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    stop.cancel();
+    task.await.expect("task").expect("served");
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cameras_from_the_api_reach_only_allowed_secrets_and_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = harness("reach").await;
+    let media = h.dir.path().join("media");
+    std::fs::create_dir_all(&media).expect("mkdir");
+    let mut state = h.state.clone();
+    state.settings = Arc::new(ApiSettings {
+        media_dirs: vec![media.canonicalize().expect("media")],
+        ..ApiSettings::default()
+    });
+    let post = |body: Value| {
+        let req = Request::post("/api/v1/cameras")
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", h.tokens["admin"]),
+            )
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let app = app(state.clone());
+        async move {
+            let res = app.oneshot(req).await.expect("response");
+            let status = res.status();
+            let bytes = res.into_body().collect().await.expect("body").to_bytes();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null),
+            )
+        }
+    };
+    // pantau's own secrets are out of reach, whether or not the variable is set.
+    // nextest runs each test in its own process, so this reaches no other test.
+    std::env::set_var("PANTAU_ADMIN_PASSWORD", "the admin's secret");
+    for var in ["PANTAU_ADMIN_PASSWORD", "HOME", "PANTAU_NOT_SET"] {
+        let (s, b) = post(json!({
+            "id": "thief", "url": "rtsp://192.0.2.1/stream", "username": "u", "password_env": var
+        }))
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{var}: {b}");
+        assert_eq!(b["issues"][0]["path"], "camera.password_env", "{b}");
+        assert!(
+            b["message"].as_str().unwrap_or("").contains("PANTAU_CAM_"),
+            "{b}"
+        );
+    }
+    std::env::set_var("PANTAU_CAM_GATE2", "camera secret");
+    let (s, b) = post(json!({
+        "id": "gate2", "url": "rtsp://127.0.0.1:9/stream", "username": "u",
+        "password_env": "PANTAU_CAM_GATE2", "enabled": false
+    }))
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    // The cameras file may hold passwords: only pantau's user reads it.
+    let mode = std::fs::metadata(h.dir.path().join("cameras.toml"))
+        .expect("cameras file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    // Files: only regular files under api.media_dirs.
+    let fifo = media.join("pipe.mp4");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    std::os::unix::fs::symlink("/etc/hosts", media.join("hosts.mp4")).expect("symlink");
+    std::fs::write(media.join("clip.mp4"), b"not really a video").expect("write");
+    for (url, ok) in [
+        ("file:///etc/hosts".to_string(), false),
+        (format!("file://{}", fifo.display()), false),
+        (
+            format!("file://{}", media.join("hosts.mp4").display()),
+            false,
+        ),
+        (format!("file://{}/../cameras.toml", media.display()), false),
+        (format!("file://{}", media.join("clip.mp4").display()), true),
+    ] {
+        let (s, b) = post(json!({"id": "f", "url": url, "enabled": false})).await;
+        if ok {
+            assert_eq!(s, StatusCode::CREATED, "{url}: {b}");
+        } else {
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {b}");
+            assert_eq!(b["issues"][0]["path"], "camera.url", "{url}: {b}");
+            assert!(
+                b["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("api.media_dirs"),
+                "{b}"
+            );
+        }
+    }
+    // Without media folders (the default) no file camera comes from the API at all.
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/cameras",
+            Some("admin"),
+            Some(json!({"id": "g", "url": format!("file://{}", media.join("clip.mp4").display())})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("none are configured"),
+        "{b}"
+    );
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_access_and_history_row_limits() {
+    use pantau_config::config::MetricsAccess;
+    let h = harness("metrics_history").await;
+    let with = |settings: ApiSettings| {
+        let mut state = h.state.clone();
+        state.settings = Arc::new(settings);
+        state
+    };
+    let scrape = |state: ApiState, token: Option<&str>| {
+        let mut req = Request::get("/metrics");
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.body(Body::empty()).expect("request");
+        async move { app(state).oneshot(req).await.expect("response").status() }
+    };
+    let token = "a-long-scrape-token-0123456789";
+    let locked = with(ApiSettings {
+        metrics: MetricsAccess::Token,
+        metrics_token: Some(token.into()),
+        ..ApiSettings::default()
+    });
+    assert_eq!(scrape(locked.clone(), None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        scrape(locked.clone(), Some("a-long-scrape-token-0123456780")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(scrape(locked, Some(token)).await, StatusCode::OK);
+    let off = with(ApiSettings {
+        metrics: MetricsAccess::Off,
+        ..ApiSettings::default()
+    });
+    assert_eq!(scrape(off, None).await, StatusCode::NOT_FOUND);
+    assert_eq!(scrape(h.state.clone(), None).await, StatusCode::OK);
+
+    // History: 2 h of 5-minute buckets for 3 classes and 2 directions is 144 rows.
+    let ids = IdGenerator::new();
+    let at = |m: u64| UNIX_EPOCH + Duration::from_secs(1_795_507_200 + m * 60);
+    let counts: Vec<CountAggregate> = (0..120)
+        .map(|m| CountAggregate {
+            id: ids.at(at(m)),
+            schema: SCHEMA_VERSION,
+            site: "kota".into(),
+            camera: "simpang-lima".into(),
+            line: "stop-line".into(),
+            period_start: at(m),
+            period_s: 60,
+            counts: ["in", "out"]
+                .into_iter()
+                .map(|d| {
+                    let classes = ["car", "motorcycle", "=cmd|' /C calc'!A0"]
+                        .into_iter()
+                        .map(|c| (c.to_string(), 1u64))
+                        .collect();
+                    (d.to_string(), classes)
+                })
+                .collect(),
+        })
+        .collect();
+    pantau_store::Store::connect(DB, &h.schema)
+        .await
+        .expect("store")
+        .write(&[], &counts)
+        .await
+        .expect("write");
+    let small = with(ApiSettings {
+        limits: pantau_config::config::ApiLimits {
+            history_rows: 100,
+            ..Default::default()
+        },
+        ..ApiSettings::default()
+    });
+    let get = |state: ApiState, uri: String| {
+        let req = Request::get(uri)
+            .header(
+                header::AUTHORIZATION,
+                format!("Bearer {}", h.tokens["planner"]),
+            )
+            .body(Body::empty())
+            .expect("request");
+        async move {
+            let res = app(state).oneshot(req).await.expect("response");
+            let status = res.status();
+            let bytes = res.into_body().collect().await.expect("body").to_bytes();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let range = "from=2026-11-24T08:00:00Z&to=2026-11-24T10:00:00Z&bucket=5m";
+    let (s, b) = get(small.clone(), format!("/api/v1/history?{range}")).await;
+    let b: Value = serde_json::from_str(&b).expect("json");
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "too_many_rows",
+        "more than 100 rows",
+    );
+    assert!(
+        b["message"].as_str().unwrap_or("").contains("history.csv"),
+        "{b}"
+    );
+    let (s, b) = get(small.clone(), format!("/api/v1/history?{range}&class=car")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let rows: Value = serde_json::from_str(&b).expect("json");
+    assert_eq!(rows.as_array().map(Vec::len), Some(48));
+    // The CSV streams whatever the size, and never hands a spreadsheet a formula.
+    let (s, csv) = get(small, format!("/api/v1/history.csv?{range}")).await;
+    assert_eq!(s, StatusCode::OK);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 1 + 144, "{csv}");
+    assert!(
+        lines.iter().skip(1).all(|l| !l.contains(",=")),
+        "a formula reached the CSV: {csv}"
+    );
+    assert!(csv.contains(",'=cmd|' /C calc'!A0,"), "{csv}");
+    h.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cameras_are_validated_applied_persisted_and_role_checked() {
     let h = harness("cameras").await;
@@ -687,6 +1309,27 @@ async fn cameras_are_validated_applied_persisted_and_role_checked() {
     }
     let jpeg = jpeg.expect("a frame within 10 s");
     assert_eq!(&jpeg[..3], &[0xFF, 0xD8, 0xFF]);
+    // Many viewers of one frame: encoded once, not once per request.
+    let before = h.ingest.jpeg_encodings();
+    let viewers: Vec<_> = (0..8)
+        .map(|_| {
+            h.raw(
+                Method::GET,
+                "/api/v1/cameras/gate/frame.jpg?overlay=none",
+                Some(&h.tokens["operator"]),
+                None,
+            )
+        })
+        .collect();
+    for res in futures_util::future::join_all(viewers).await {
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let encoded = h.ingest.jpeg_encodings() - before;
+    // At most a new frame arriving meanwhile adds one; without the cache this is 8.
+    assert!(
+        encoded <= 2,
+        "8 requests for the newest frame encoded {encoded} JPEGs"
+    );
     h.forbidden(
         Method::GET,
         "/api/v1/cameras/gate/frame.jpg",
@@ -1506,5 +2149,108 @@ async fn history_json_csv_snapshots_health_metrics_docs_and_console() {
         .headers()
         .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
         .is_none());
+    h.finish().await;
+}
+
+/// `docs/security.md` lists every route with who may call it. The table is made here, by
+/// calling each route of the OpenAPI document without a login and with each role, so it
+/// cannot drift from the router. `PANTAU_BLESS=1` rewrites it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_doc_lists_every_route_with_the_roles_the_router_allows() {
+    let h = harness("routes").await;
+    let doc = pantau_dashboard_api::openapi::document();
+    let mut rows = Vec::new();
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, item) in paths {
+        for (method, _) in item.as_object().expect("methods") {
+            let m: Method = method.to_uppercase().parse().expect("method");
+            // Placeholders that exist nowhere: nothing is changed, only permissions show.
+            let uri = path
+                .replace("{id}", "nobody")
+                .replace("{name}", "nobody")
+                .replace("{path}", "nobody/2026-01-01/nothing.jpg");
+            // The permission of an action depends on the action: ask with each kind.
+            let bodies: Vec<(&str, Option<Value>)> = if path.ends_with("/actions") {
+                vec![
+                    ("acknowledge: ", Some(json!({"action": "acknowledge"}))),
+                    ("other actions: ", Some(json!({"action": "close"}))),
+                ]
+            } else if matches!(m, Method::POST | Method::PUT | Method::PATCH) {
+                vec![("", Some(json!({})))]
+            } else {
+                vec![("", None)]
+            };
+            let mut whos = Vec::new();
+            for (label, body) in bodies {
+                let status_for = |role: Option<&'static str>| {
+                    let (m, uri, body) = (m.clone(), uri.clone(), body.clone());
+                    let h = &h;
+                    async move {
+                        let token = role.map(|r| h.tokens[r].clone());
+                        let res = h.raw(m, &uri, token.as_deref(), body).await;
+                        res.status()
+                    }
+                };
+                let anonymous = status_for(None).await;
+                let who = if uri == "/api/v1/auth/logout" {
+                    // Calling it would end the sessions this test uses.
+                    "any logged-in user (ends that session)".to_string()
+                } else if anonymous != StatusCode::UNAUTHORIZED {
+                    "anyone, no login".to_string()
+                } else {
+                    let mut allowed = Vec::new();
+                    for role in ["operator", "dispatcher", "planner", "admin"] {
+                        let s = status_for(Some(role)).await;
+                        if s != StatusCode::FORBIDDEN && s != StatusCode::UNAUTHORIZED {
+                            allowed.push(role);
+                        }
+                    }
+                    if allowed.len() == 4 {
+                        "any logged-in user".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
+                };
+                whos.push(format!("{label}{who}"));
+            }
+            let who = whos.join("; ");
+            let text = item[method]["summary"]
+                .as_str()
+                .or(item[method]["description"].as_str())
+                .unwrap_or("")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let summary = match text.find(". ") {
+                Some(end) => text[..=end].to_string(),
+                None => text,
+            };
+            rows.push(format!(
+                "| `{}` | `{path}` | {who} | {summary} |",
+                method.to_uppercase()
+            ));
+        }
+    }
+    rows.sort();
+    let table = format!(
+        "| method | route | who may call it | what it does |\n|---|---|---|---|\n{}\n",
+        rows.join("\n")
+    );
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/security.md");
+    let text = std::fs::read_to_string(&file).expect("docs/security.md");
+    let (begin, end) = ("<!-- routes:begin -->\n", "<!-- routes:end -->");
+    let start = text.find(begin).expect("routes:begin marker") + begin.len();
+    let stop = text.find(end).expect("routes:end marker");
+    if std::env::var_os("PANTAU_BLESS").is_some() {
+        let new = format!("{}{table}{}", &text[..start], &text[stop..]);
+        std::fs::write(&file, new).expect("write docs/security.md");
+    } else {
+        assert_eq!(
+            &text[start..stop],
+            table,
+            "docs/security.md's route table differs from the router; rerun this test with \
+             PANTAU_BLESS=1 to rewrite it, and read the difference"
+        );
+    }
     h.finish().await;
 }

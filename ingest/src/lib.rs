@@ -60,6 +60,10 @@ struct Entry {
     camera: Arc<Camera>,
     cancel: CancellationToken,
     task: JoinHandle<()>,
+    /// The newest frame's JPEG, with the frame it was made from: every request for the same
+    /// frame gets it without encoding again, and requests that come together wait for one
+    /// encoding.
+    jpeg: Arc<tokio::sync::Mutex<Option<(gst::Sample, Vec<u8>)>>>,
 }
 
 /// All cameras of this node.
@@ -67,6 +71,7 @@ struct Entry {
 pub struct Ingest {
     cameras: Mutex<BTreeMap<String, Entry>>,
     changes: broadcast::Sender<StatusChange>,
+    jpeg_encodings: std::sync::atomic::AtomicU64,
 }
 
 impl Ingest {
@@ -76,6 +81,7 @@ impl Ingest {
         Ok(Self {
             cameras: Mutex::new(BTreeMap::new()),
             changes,
+            jpeg_encodings: Default::default(),
         })
     }
 
@@ -104,6 +110,7 @@ impl Ingest {
                 camera,
                 cancel,
                 task,
+                jpeg: Arc::default(),
             },
         );
         Ok(rx)
@@ -187,9 +194,34 @@ impl Ingest {
         })
     }
 
-    /// The newest full-resolution frame as JPEG.
+    /// The newest full-resolution frame as JPEG, encoded once per frame however many ask.
     pub async fn snapshot_jpeg(&self, id: &str) -> Result<Vec<u8>, IngestError> {
+        let cache = lock(&self.cameras)
+            .get(id)
+            .map(|e| e.jpeg.clone())
+            .ok_or_else(|| IngestError::Unknown(id.to_string()))?;
+        let mut cached = cache.lock().await;
         let sample = self.latest_sample(id)?;
+        // The cache holds its frame, so a new frame can never be the same object.
+        if let Some((frame, jpeg)) = cached.as_ref() {
+            if frame.as_ptr() == sample.as_ptr() {
+                return Ok(jpeg.clone());
+            }
+        }
+        self.jpeg_encodings
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let jpeg = Self::encode_jpeg(id, sample.clone()).await?;
+        *cached = Some((sample, jpeg.clone()));
+        Ok(jpeg)
+    }
+
+    /// How many times a frame was encoded as JPEG for [`Ingest::snapshot_jpeg`] (for tests).
+    pub fn jpeg_encodings(&self) -> u64 {
+        self.jpeg_encodings
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn encode_jpeg(id: &str, sample: gst::Sample) -> Result<Vec<u8>, IngestError> {
         let camera = id.to_string();
         let fail = |reason: String| IngestError::Snapshot {
             camera: camera.clone(),

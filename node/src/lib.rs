@@ -246,6 +246,20 @@ impl Node {
                         cors_origins: a.cors_origins.clone(),
                         topics: outputs.topics.clone(),
                         snapshots_dir: snapshots.as_ref().map(|(d, _)| d.clone()),
+                        trusted_proxies: a
+                            .trusted_proxies
+                            .iter()
+                            .filter_map(|p| pantau_config::outputs::parse_network(p))
+                            .collect(),
+                        camera_env_prefix: a.camera_env_prefix.clone(),
+                        media_dirs: a
+                            .media_dirs
+                            .iter()
+                            .filter_map(|d| base.join(d).canonicalize().ok())
+                            .collect(),
+                        metrics: a.metrics,
+                        metrics_token: std::env::var(&a.metrics_token_env).ok(),
+                        limits: a.limits.clone(),
                     },
                 );
                 state.db = db.clone();
@@ -471,17 +485,24 @@ async fn first_admin(db: Arc<Db>, user: String, password: String) {
     loop {
         match db.store().await {
             Ok(store) => {
-                match pantau_dashboard_api::auth::upsert_user(
-                    &store,
-                    &user,
-                    pantau_dashboard_api::auth::Role::Admin,
-                    &password,
-                )
-                .await
-                {
-                    Ok(true) => tracing::info!(user = %user, "admin user created"),
-                    Ok(false) => {
-                        tracing::info!(user = %user, "admin user's password set from the environment")
+                use pantau_dashboard_api::auth::{first_admin, FirstAdmin, Role};
+                match first_admin(&store, &user, &password).await {
+                    Ok((done, role, disabled)) => {
+                        match done {
+                            FirstAdmin::Created => tracing::info!(user = %user, "admin user created"),
+                            FirstAdmin::Unchanged => {}
+                            FirstAdmin::PasswordSet => tracing::info!(
+                                user = %user,
+                                "admin user's password set from the environment; its sessions ended"
+                            ),
+                        }
+                        if disabled || role != Some(Role::Admin) {
+                            tracing::warn!(
+                                user = %user,
+                                "the start-up admin was disabled or demoted in the console and stays so; \
+                                 `pantau user add {user} --role admin` restores it"
+                            );
+                        }
                     }
                     Err(e) => tracing::error!(user = %user, "admin user not set up: {}", e.message),
                 }

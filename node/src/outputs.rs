@@ -146,7 +146,16 @@ impl Outputs {
                         c.embedded.mqtt_listen
                     ))
                 })?;
-                broker::start(addr).map_err(|e| NodeError::Start(e.to_string()))?;
+                let credentials = c.embedded.mqtt_username.clone().map(|u| {
+                    let password = std::env::var(&c.embedded.mqtt_password_env).unwrap_or_default();
+                    (u, password)
+                });
+                broker::start(broker::BrokerOptions {
+                    addr,
+                    credentials: credentials.clone(),
+                    memory_mb: c.embedded.mqtt_memory_mb,
+                })
+                .map_err(|e| NodeError::Start(e.to_string()))?;
                 tracing::info!(
                     listen = %addr,
                     "no [mqtt] configured: started the embedded MQTT broker; watch with `mosquitto_sub -h {} -p {} -t 'pantau/#' -v`",
@@ -157,7 +166,7 @@ impl Outputs {
                     addr.ip().to_string(),
                     addr.port(),
                     "pantau".to_string(),
-                    None,
+                    credentials,
                     None,
                     Duration::from_secs(15),
                     // The embedded broker's own limit (sinks::broker).

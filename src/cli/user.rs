@@ -58,7 +58,10 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             .context("cannot reach the database of [store]")?;
         match upsert_user(&store, &name, role, &password).await {
             Ok(true) => println!("user {name} created with role {}", role.as_str()),
-            Ok(false) => println!("user {name} updated: role {}, new password", role.as_str()),
+            Ok(false) => println!(
+                "user {name} updated: role {}, new password, enabled; its sessions ended",
+                role.as_str()
+            ),
             Err(e) => anyhow::bail!("{}", e.message),
         }
         anyhow::Ok(())

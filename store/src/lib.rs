@@ -556,37 +556,89 @@ impl Store {
 
     /// Counts per bucket, camera, line, class and direction over [from, to).
     pub async fn history(&self, q: &HistoryQuery) -> Result<Vec<HistoryRow>, StoreError> {
-        let s = &self.schema;
-        let source = q.bucket.source(self.flavour);
-        let width = q.bucket.seconds() as f64;
+        Ok(self.history_limited(q, u32::MAX).await?.0)
+    }
+
+    /// Like [`Store::history`], at most `max` rows; true when there were more.
+    pub async fn history_limited(
+        &self,
+        q: &HistoryQuery,
+        max: u32,
+    ) -> Result<(Vec<HistoryRow>, bool), StoreError> {
+        let limit = i64::from(max) + 1;
+        let (sql, width) = self.history_sql(q);
         let rows = self
             .client()
             .await?
             .query(
-                &format!(
-                    "select to_timestamp(floor(extract(epoch from bucket) / $3::float8) * $3::float8) as b,
-                            camera, line, class, direction, sum(n)::bigint
-                     from {s}.{source}
-                     where bucket >= $1 and bucket < $2
-                       and ($4::text is null or camera = $4) and ($5::text is null or line = $5)
-                       and ($6::text is null or class = $6) and ($7::text is null or direction = $7)
-                     group by 1, 2, 3, 4, 5
-                     order by 1, 2, 3, 4, 5"
-                ),
-                &[&q.from, &q.to, &width, &q.camera, &q.line, &q.class, &q.direction],
+                &format!("{sql} limit $8"),
+                &[
+                    &q.from,
+                    &q.to,
+                    &width,
+                    &q.camera,
+                    &q.line,
+                    &q.class,
+                    &q.direction,
+                    &limit,
+                ],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| HistoryRow {
-                bucket_start: r.get(0),
-                camera: r.get(1),
-                line: r.get(2),
-                class: r.get(3),
-                direction: r.get(4),
-                count: r.get(5),
-            })
-            .collect())
+        let more = rows.len() as i64 > i64::from(max);
+        Ok((
+            rows.iter()
+                .take(max as usize)
+                .map(history_row)
+                .collect(),
+            more,
+        ))
+    }
+
+    /// Sends the rows of `q` into `tx` as the database returns them: a slow reader slows the
+    /// query down and nothing piles up in memory. Ends early, without error, when `tx` closes.
+    pub async fn history_into(
+        &self,
+        q: &HistoryQuery,
+        tx: tokio::sync::mpsc::Sender<HistoryRow>,
+    ) -> Result<(), StoreError> {
+        use futures_util::StreamExt as _;
+        let (sql, width) = self.history_sql(q);
+        let client = self.client().await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+            &q.from,
+            &q.to,
+            &width,
+            &q.camera,
+            &q.line,
+            &q.class,
+            &q.direction,
+        ];
+        let rows = client.query_raw(&sql, params).await?;
+        let mut rows = std::pin::pin!(rows);
+        while let Some(row) = rows.next().await {
+            if tx.send(history_row(&row?)).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn history_sql(&self, q: &HistoryQuery) -> (String, f64) {
+        let s = &self.schema;
+        let source = q.bucket.source(self.flavour);
+        (
+            format!(
+                "select to_timestamp(floor(extract(epoch from bucket) / $3::float8) * $3::float8) as b,
+                        camera, line, class, direction, sum(n)::bigint
+                 from {s}.{source}
+                 where bucket >= $1 and bucket < $2
+                   and ($4::text is null or camera = $4) and ($5::text is null or line = $5)
+                   and ($6::text is null or class = $6) and ($7::text is null or direction = $7)
+                 group by 1, 2, 3, 4, 5
+                 order by 1, 2, 3, 4, 5"
+            ),
+            q.bucket.seconds() as f64,
+        )
     }
 
     /// Checks the connection.
@@ -675,5 +727,16 @@ fn next_month((y, m): (i64, u32)) -> (i64, u32) {
         (y + 1, 1)
     } else {
         (y, m + 1)
+    }
+}
+
+fn history_row(r: &tokio_postgres::Row) -> HistoryRow {
+    HistoryRow {
+        bucket_start: r.get(0),
+        camera: r.get(1),
+        line: r.get(2),
+        class: r.get(3),
+        direction: r.get(4),
+        count: r.get(5),
     }
 }

@@ -43,7 +43,8 @@ impl Store {
             .map(|r| (r.get(0), r.get(1))))
     }
 
-    /// Creates the user or sets its role and password (enabling it); true when created.
+    /// Creates the user or sets its role and password (enabling it); true when created. A
+    /// changed password ends the user's sessions, in the same transaction.
     pub async fn upsert_user(
         &self,
         name: &str,
@@ -51,9 +52,9 @@ impl Store {
         password_hash: &str,
     ) -> Result<bool, StoreError> {
         let sc = self.schema();
-        Ok(self
-            .client()
-            .await?
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let created: bool = tx
             .query_one(
                 &format!(
                     "insert into {sc}.users (name, role, password_hash) values ($1, $2, $3)
@@ -64,7 +65,33 @@ impl Store {
                 &[&name, &role, &password_hash],
             )
             .await?
-            .get(0))
+            .get(0);
+        if !created {
+            tx.execute(
+                &format!("delete from {sc}.sessions where user_name = $1"),
+                &[&name],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// A user's role, password hash and whether it is disabled, enabled or not.
+    pub async fn user_secret(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, String, bool)>, StoreError> {
+        let sc = self.schema();
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                &format!("select role, password_hash, disabled from {sc}.users where name = $1"),
+                &[&name],
+            )
+            .await?
+            .map(|r| (r.get(0), r.get(1), r.get(2))))
     }
 
     /// Creates a user; false when the name is taken.
