@@ -489,7 +489,9 @@ async fn first_admin(db: Arc<Db>, user: String, password: String) {
                 match first_admin(&store, &user, &password).await {
                     Ok((done, role, disabled)) => {
                         match done {
-                            FirstAdmin::Created => tracing::info!(user = %user, "admin user created"),
+                            FirstAdmin::Created => {
+                                tracing::info!(user = %user, "admin user created")
+                            }
                             FirstAdmin::Unchanged => {}
                             FirstAdmin::PasswordSet => tracing::info!(
                                 user = %user,

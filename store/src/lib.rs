@@ -586,10 +586,7 @@ impl Store {
             .await?;
         let more = rows.len() as i64 > i64::from(max);
         Ok((
-            rows.iter()
-                .take(max as usize)
-                .map(history_row)
-                .collect(),
+            rows.iter().take(max as usize).map(history_row).collect(),
             more,
         ))
     }
