@@ -63,8 +63,11 @@ struct Entry {
     /// The newest frame's JPEG, with the frame it was made from: every request for the same
     /// frame gets it without encoding again, and requests that come together wait for one
     /// encoding.
-    jpeg: Arc<tokio::sync::Mutex<Option<(gst::Sample, Vec<u8>)>>>,
+    jpeg: Arc<tokio::sync::Mutex<Option<CachedJpeg>>>,
 }
+
+/// A frame and its JPEG.
+type CachedJpeg = (gst::Sample, Vec<u8>);
 
 /// All cameras of this node.
 #[derive(Debug)]

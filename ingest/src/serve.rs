@@ -6,6 +6,10 @@
 //! separate pipeline that reads the file in real time, passes H.264 through untouched (or
 //! transcodes anything else with x264), and on reaching the end seeks back to the start while
 //! keeping timestamps increasing. The RTSP side only sees a live `appsrc`.
+//!
+//! A [`LaunchMount`] serves a gst-rtsp-server launch line instead of a file, for streams a
+//! file cannot describe: tests use them for hostile cameras (audio only, H.265, a recording
+//! that ends mid-frame).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +33,8 @@ pub enum ServeError {
         "mount path \"{0}\" must start with '/' and contain only letters, digits, '-', '_' and '/'"
     )]
     Mount(String),
+    #[error("cannot serve {path}: the launch line does not parse: {reason}")]
+    Launch { path: String, reason: String },
     #[error(
         "cannot listen on {address}:{port}: {reason}; pick another --port or stop what uses it"
     )]
@@ -70,6 +76,15 @@ impl Mount {
     }
 }
 
+/// One stream described by a gst-rtsp-server launch line, e.g.
+/// `( audiotestsrc is-live=true ! opusenc ! rtpopuspay name=pay0 pt=97 )`: its payloaders are
+/// named `pay0`, `pay1`, ... Every client gets its own media built from it.
+#[derive(Debug, Clone)]
+pub struct LaunchMount {
+    pub path: String,
+    pub launch: String,
+}
+
 /// What to serve and where.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -95,18 +110,27 @@ pub struct RtspServer {
 impl RtspServer {
     /// Starts serving on a thread of its own.
     pub fn start(options: ServeOptions) -> Result<Self, ServeError> {
+        Self::start_with(options, Vec::new())
+    }
+
+    /// Starts serving the file mounts of `options` and `launched` besides them.
+    pub fn start_with(
+        options: ServeOptions,
+        launched: Vec<LaunchMount>,
+    ) -> Result<Self, ServeError> {
         gst::init().map_err(|e| ServeError::Init(e.to_string()))?;
         for m in &options.mounts {
-            let ok = m.path.starts_with('/')
-                && m.path.len() > 1
-                && m.path[1..]
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'));
-            if !ok {
-                return Err(ServeError::Mount(m.path.clone()));
-            }
+            check_mount_path(&m.path)?;
             std::fs::File::open(&m.file).map_err(|e| ServeError::File {
                 path: m.file.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        for m in &launched {
+            check_mount_path(&m.path)?;
+            // gst-rtsp-server parses the line only when a client asks; say now what is wrong.
+            gst::parse::launch(&m.launch).map_err(|e| ServeError::Launch {
+                path: m.path.clone(),
                 reason: e.to_string(),
             })?;
         }
@@ -117,7 +141,7 @@ impl RtspServer {
         let loop_for_thread = main_loop.clone();
         let thread = std::thread::Builder::new()
             .name("rtsp-server".into())
-            .spawn(move || serve_thread(opts, context, loop_for_thread, ready_tx))
+            .spawn(move || serve_thread(opts, launched, context, loop_for_thread, ready_tx))
             .map_err(|e| ServeError::Init(e.to_string()))?;
         match ready_rx.recv() {
             Ok(Ok(port)) => Ok(Self {
@@ -167,8 +191,39 @@ impl Drop for RtspServer {
     }
 }
 
+fn check_mount_path(path: &str) -> Result<(), ServeError> {
+    let ok = path.starts_with('/')
+        && path.len() > 1
+        && path[1..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ServeError::Mount(path.to_string()))
+    }
+}
+
+/// A factory for `launch`: one media per client, like a camera's unicast stream (each starts
+/// at a key frame), open to the `viewer` role when the server asks for credentials.
+fn media_factory(launch: &str, with_credentials: bool) -> rtsp::RTSPMediaFactory {
+    let factory = rtsp::RTSPMediaFactory::new();
+    factory.set_launch(launch);
+    factory.set_shared(false);
+    if with_credentials {
+        factory.add_role_from_structure(
+            &gst::Structure::builder("viewer")
+                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                .build(),
+        );
+    }
+    factory
+}
+
 fn serve_thread(
     options: ServeOptions,
+    launched: Vec<LaunchMount>,
     context: glib::MainContext,
     main_loop: glib::MainLoop,
     ready: mpsc::Sender<Result<u16, ServeError>>,
@@ -188,21 +243,11 @@ fn serve_thread(
         server.set_auth(Some(&auth));
     }
     for m in &options.mounts {
-        let factory = rtsp::RTSPMediaFactory::new();
-        factory.set_launch(
+        let factory = media_factory(
             "( appsrc name=src is-live=true format=time do-timestamp=false \
                ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
+            options.credentials.is_some(),
         );
-        // One media per client, like a camera's unicast stream: each starts at a key frame.
-        factory.set_shared(false);
-        if options.credentials.is_some() {
-            factory.add_role_from_structure(
-                &gst::Structure::builder("viewer")
-                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
-                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
-                    .build(),
-            );
-        }
         let file = m.file.clone();
         factory.connect_media_configure(move |_, media| {
             let element = media.element();
@@ -234,6 +279,10 @@ fn serve_thread(
                 }
             }
         });
+        mounts.add_factory(&m.path, factory);
+    }
+    for m in &launched {
+        let factory = media_factory(&m.launch, options.credentials.is_some());
         mounts.add_factory(&m.path, factory);
     }
     let source = match server.attach(Some(&context)) {
@@ -292,6 +341,7 @@ impl Player {
 
         let pipeline_weak = pipeline.downgrade();
         let sink_pad = sink.static_pad("sink").ok_or("appsink has no sink pad")?;
+        stamp_missing_times(&sink_pad);
         parse.connect_pad_added(move |_, pad| {
             let Some(pipeline) = pipeline_weak.upgrade() else {
                 return;
@@ -451,6 +501,36 @@ impl Drop for Player {
     fn drop(&mut self) {
         self.halt();
     }
+}
+
+/// Gives every buffer reaching `pad` a presentation time, so the appsink plays it in real
+/// time. Elementary H.264 files (`.h264`) carry decode times only (without B-frames those are
+/// the presentation times), and lose even those after damaged data; such buffers continue
+/// from the previous one.
+fn stamp_missing_times(pad: &gst::Pad) {
+    let next: Mutex<Option<gst::ClockTime>> = Mutex::new(None);
+    let mask = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM;
+    pad.add_probe(mask, move |_, info| {
+        match &mut info.data {
+            Some(gst::PadProbeData::Buffer(buffer)) => {
+                let mut next = next.lock().unwrap_or_else(|p| p.into_inner());
+                let pts = buffer.pts().or(buffer.dts()).or(*next);
+                if buffer.pts().is_none() {
+                    buffer.make_mut().set_pts(pts);
+                }
+                let duration = buffer
+                    .duration()
+                    .unwrap_or(gst::ClockTime::from_mseconds(40));
+                *next = pts.map(|p| p + duration);
+            }
+            Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::FlushStop => {
+                // Looped: the file starts again from its own times.
+                *next.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            _ => {}
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
 
 fn make(factory: &str) -> Result<gst::Element, String> {

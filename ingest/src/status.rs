@@ -30,6 +30,9 @@ pub enum Problem {
     Network(String),
     /// The stream could not be decoded (detail from GStreamer).
     Decode(String),
+    /// The stream has no video track; the detail says what it carries instead (e.g.
+    /// "audio (OPUS)"), empty when nothing pantau recognises.
+    NoVideo(String),
     /// A GStreamer element is missing: retrying cannot help.
     MissingPlugin(String),
     /// The pipeline could not be built or started.
@@ -54,6 +57,7 @@ impl Problem {
             Problem::StreamEnded => "stream_ended",
             Problem::Network(_) => "network",
             Problem::Decode(_) => "decode",
+            Problem::NoVideo(_) => "no_video",
             Problem::MissingPlugin(_) => "missing_plugin",
             Problem::Pipeline(_) => "pipeline",
             Problem::CameraClock(_) => "camera_clock",
@@ -80,6 +84,15 @@ impl fmt::Display for Problem {
             Problem::StreamEnded => f.write_str("the camera ended the stream; reconnecting"),
             Problem::Network(d) => write!(f, "network error: {d}"),
             Problem::Decode(d) => write!(f, "cannot decode the stream: {d}"),
+            Problem::NoVideo(carries) => {
+                f.write_str("the stream has no video track")?;
+                if !carries.is_empty() {
+                    write!(f, ", only {carries}")?;
+                }
+                f.write_str(
+                    "; point the camera URL at a video stream (check the path or the camera's stream profile)",
+                )
+            }
             Problem::MissingPlugin(d) => write!(
                 f,
                 "a GStreamer plugin is missing ({d}); run `make setup` to install gstreamer1.0-plugins-* and gstreamer1.0-libav"

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::pipeline::{self, lock, CameraPipeline, Shared};
+use crate::sources;
 use crate::status::{CameraState, CameraStatus, Problem, ProblemView, StatusChange};
 
 /// The mutable part of a camera's status.
@@ -350,6 +351,10 @@ pub(crate) fn classify(err: &gst::message::Error) -> Problem {
     let message = e.message().to_string();
     let debug = err.debug().map(|d| d.to_string()).unwrap_or_default();
     let text = format!("{message} {debug}").to_lowercase();
+    if let Some(details) = err.details().filter(|d| d.name() == sources::NO_VIDEO) {
+        let carries = details.get::<String>("carries").unwrap_or_default();
+        return Problem::NoVideo(carries);
+    }
     if let Some(kind) = e.kind::<gst::ResourceError>() {
         return match kind {
             gst::ResourceError::NotAuthorized => Problem::Unauthorized,
@@ -365,7 +370,8 @@ pub(crate) fn classify(err: &gst::message::Error) -> Problem {
         return Problem::MissingPlugin(message);
     }
     if text.contains("not-linked") {
-        return Problem::Decode("the stream has no video track pantau can decode".into());
+        // Data on a track nothing consumes: the stream had no video track pantau could use.
+        return Problem::NoVideo(String::new());
     }
     if e.kind::<gst::StreamError>().is_some() {
         return Problem::Decode(message);
@@ -392,5 +398,35 @@ async fn diagnose(url: &url::Url) -> Option<Problem> {
             Some(Problem::ConnectionRefused)
         }
         Ok(Err(e)) => Some(Problem::Network(format!("cannot reach {host}:{port}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a source posts for a stream without video becomes `no_video`, naming what
+    /// the stream carries.
+    #[test]
+    fn a_stream_without_video_is_named_as_such() {
+        gst::init().expect("gstreamer");
+        let element = gst::ElementFactory::make("identity")
+            .build()
+            .expect("identity");
+        let bus = gst::Bus::new();
+        element.set_bus(Some(&bus));
+        sources::post_no_video(&element, &["audio (OPUS)".to_string()]);
+        let msg = bus
+            .pop_filtered(&[gst::MessageType::Error])
+            .expect("an error was posted");
+        let gst::MessageView::Error(err) = msg.view() else {
+            unreachable!("filtered for errors")
+        };
+        let problem = classify(err);
+        assert_eq!(problem, Problem::NoVideo("audio (OPUS)".into()));
+        assert_eq!(problem.code(), "no_video");
+        assert!(problem
+            .to_string()
+            .starts_with("the stream has no video track, only audio (OPUS); "));
     }
 }

@@ -46,8 +46,43 @@ pub(crate) fn add(
     }
 }
 
+/// Name of the details structure of the error a source posts when its stream has no video
+/// track; the supervisor turns it into [`Problem::NoVideo`].
+pub(crate) const NO_VIDEO: &str = "pantau-no-video";
+
+/// Posts the error that says the stream has no video track, only `carries` (e.g. "audio
+/// (OPUS)"). Without it the camera would fail later and vaguely: data on the unlinked track
+/// stops the pipeline as "not-linked", or nothing arrives before the connect timeout.
+pub(crate) fn post_no_video(element: &gst::Element, carries: &[String]) {
+    let carries = carries.join(", ");
+    tracing::debug!(carries, "the stream has no video track");
+    let details = gst::Structure::builder(NO_VIDEO)
+        .field("carries", &carries)
+        .build();
+    let message =
+        gst::message::Error::builder(gst::StreamError::WrongType, "the stream has no video track")
+            .src(element)
+            .details(details)
+            .build();
+    let _ = element.post_message(message);
+}
+
+/// What a track is, for people: "audio" for `audio/x-raw`, "audio (OPUS)" for an RTP track
+/// (whose caps say `media` and `encoding-name`).
+pub(crate) fn track_kind(caps: &gst::CapsRef) -> Option<String> {
+    let s = caps.structure(0)?;
+    if let Ok(media) = s.get::<&str>("media") {
+        return Some(match s.get::<&str>("encoding-name") {
+            Ok(encoding) => format!("{media} ({encoding})"),
+            Err(_) => media.to_string(),
+        });
+    }
+    Some(s.name().split('/').next().unwrap_or_default().to_string())
+}
+
 /// A `decodebin` that links its first raw video pad to `tail` and ignores everything else
-/// (audio tracks, metadata).
+/// (audio tracks, metadata). When it has exposed all its tracks and none is video, it says
+/// so (a file or stream with only audio).
 pub(crate) fn decodebin(
     pipeline: &gst::Pipeline,
     tail: &gst::Pad,
@@ -71,5 +106,34 @@ pub(crate) fn decodebin(
             }
         }
     });
+    decodebin.connect_no_more_pads(|decodebin| {
+        let kinds: Vec<String> = decodebin
+            .src_pads()
+            .iter()
+            .filter_map(|p| track_kind(&p.current_caps().unwrap_or_else(|| p.query_caps(None))))
+            .collect();
+        // A video track left undecoded is a missing decoder; decodebin reports that itself.
+        if !kinds.is_empty() && !kinds.iter().any(|k| k == "video") {
+            post_no_video(decodebin, &kinds);
+        }
+    });
     Ok(decodebin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracks_are_named_by_media_and_encoding() {
+        gst::init().expect("gstreamer");
+        let rtp = gst::Caps::builder("application/x-rtp")
+            .field("media", "audio")
+            .field("encoding-name", "OPUS")
+            .build();
+        assert_eq!(track_kind(&rtp).as_deref(), Some("audio (OPUS)"));
+        let raw = gst::Caps::builder("audio/x-raw").build();
+        assert_eq!(track_kind(&raw).as_deref(), Some("audio"));
+        assert_eq!(track_kind(&gst::Caps::new_empty()), None);
+    }
 }

@@ -86,6 +86,25 @@ pub(super) fn add(
         None
     });
 
+    // The tracks the camera offers (from its SDP, before any data): once every track has its
+    // pad and none of them is video, say so instead of failing on the first audio packet.
+    let offered: Arc<Mutex<Vec<String>>> = Arc::default();
+    let offered_select = offered.clone();
+    src.connect("select-stream", false, move |args| {
+        if let Some(Ok(caps)) = args.get(2).map(|v| v.get::<gst::Caps>()) {
+            if let Some(kind) = super::track_kind(&caps) {
+                lock(&offered_select).push(kind);
+            }
+        }
+        Some(true.to_value())
+    });
+    src.connect_no_more_pads(move |src| {
+        let offered = lock(&offered).clone();
+        if !offered.is_empty() && !offered.iter().any(|k| k.starts_with("video")) {
+            super::post_no_video(src, &offered);
+        }
+    });
+
     // Link the video RTP stream to the decoder and note each packet's RTP timestamp.
     let clock_pts = rtp_clock.clone();
     let decode_sink = decode
