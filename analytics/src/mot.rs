@@ -24,8 +24,11 @@ pub struct MotBox {
 pub type MotFile = BTreeMap<u64, Vec<MotBox>>;
 
 /// Parses MOTChallenge CSV. Rows with `conf` 0 in ground truth are "ignore" rows and skipped.
+/// An id twice in one frame is refused: the scores count each (frame, id) once, and a repeat
+/// would push IDF1 above 1.
 pub fn parse(text: &str) -> Result<MotFile, String> {
     let mut out: MotFile = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() {
@@ -42,6 +45,12 @@ pub fn parse(text: &str) -> Result<MotFile, String> {
         let (l, t, w, h) = (num(2)?, num(3)?, num(4)?, num(5)?);
         if f.len() > 6 && num(6)? == 0.0 {
             continue;
+        }
+        if !seen.insert((frame, id)) {
+            return Err(format!(
+                "line {}: id {id} appears twice in frame {frame}",
+                n + 1
+            ));
         }
         out.entry(frame).or_default().push(MotBox {
             id,
@@ -310,5 +319,10 @@ mod tests {
     fn malformed_rows_name_the_line() {
         let err = parse("1,1,0,0,10,10\n2,x,0,0,10,10\n").expect_err("bad id");
         assert!(err.contains("line 2"), "{err}");
+        let err = parse("1,1,0,0,10,10\n1,1,5,5,10,10\n").expect_err("repeated id");
+        assert!(
+            err.contains("line 2: id 1 appears twice in frame 1"),
+            "{err}"
+        );
     }
 }

@@ -264,6 +264,35 @@ fn default_zone_hysteresis() -> f32 {
     4.0
 }
 
+/// Why a `NAME=x1,y1,x2,y2,...` argument (`pantau replay --line` or `--zone`) could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PointsArgError {
+    #[error("write NAME=x1,y1,x2,y2...")]
+    NoName,
+    #[error("coordinates must be numbers")]
+    NotNumbers,
+    #[error("coordinates come in x,y pairs")]
+    OddCount,
+}
+
+/// Reads `NAME=x1,y1,x2,y2,...` (a line or zone given on the command line) into its name and
+/// points. Only the syntax: [`validate_scene`] checks the name and the points.
+pub fn parse_named_points(text: &str) -> Result<(String, Vec<[f32; 2]>), PointsArgError> {
+    let (name, coords) = text.split_once('=').ok_or(PointsArgError::NoName)?;
+    let nums: Vec<f32> = coords
+        .split(',')
+        .map(|n| n.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| PointsArgError::NotNumbers)?;
+    if !nums.len().is_multiple_of(2) {
+        return Err(PointsArgError::OddCount);
+    }
+    Ok((
+        name.to_string(),
+        nums.chunks(2).map(|c| [c[0], c[1]]).collect(),
+    ))
+}
+
 /// Checks lines and zones given outside a config file (e.g. on the command line); returns
 /// every problem, with paths under `prefix`.
 pub fn validate_scene(prefix: &str, lines: &[LineConfig], zones: &[ZoneConfig]) -> ConfigIssues {
@@ -370,4 +399,29 @@ fn polygon_area(points: &[[f32; 2]]) -> f32 {
         })
         .sum::<f32>()
         / 2.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_points_read_pairs_and_say_what_is_wrong() {
+        assert_eq!(
+            parse_named_points("mid=320,0, 320 ,360"),
+            Ok(("mid".to_string(), vec![[320.0, 0.0], [320.0, 360.0]]))
+        );
+        assert_eq!(
+            parse_named_points("320,0,320,360"),
+            Err(PointsArgError::NoName)
+        );
+        assert_eq!(
+            parse_named_points("mid=320,x"),
+            Err(PointsArgError::NotNumbers)
+        );
+        assert_eq!(
+            parse_named_points("mid=1,2,3"),
+            Err(PointsArgError::OddCount)
+        );
+    }
 }

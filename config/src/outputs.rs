@@ -206,8 +206,9 @@ pub struct ApiConfig {
     /// How long a login lasts, in hours. Default 12. Range 1..=720.
     #[serde(default = "default_session_hours")]
     pub session_hours: u32,
-    /// Failed logins allowed per user name and per client address within 5 minutes; more are
-    /// refused until the window passes. Default 5. Range 1..=100.
+    /// Failed logins allowed per (user name, client address) within 5 minutes, and four times
+    /// as many per client address; more are refused from there until the window passes (the
+    /// name still logs in from elsewhere). Default 5. Range 1..=100.
     #[serde(default = "default_login_attempts")]
     pub login_attempts: u32,
     /// Origins (e.g. `https://wall.example.org`) whose pages may call the API from a browser

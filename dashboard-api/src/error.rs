@@ -86,7 +86,16 @@ impl ApiError {
 
 impl From<pantau_store::StoreError> for ApiError {
     fn from(e: pantau_store::StoreError) -> Self {
-        ApiError::store(e)
+        match &e {
+            // Text PostgreSQL cannot hold (a NUL character, in text or JSON) can only have come
+            // from the request's path, query or body: the client's mistake, not an outage.
+            pantau_store::StoreError::Refused { code, .. }
+                if code == "22021" || code == "22P05" =>
+            {
+                ApiError::bad_request("text in the request holds a NUL character; remove it")
+            }
+            _ => ApiError::store(e),
+        }
     }
 }
 
@@ -101,6 +110,24 @@ impl IntoResponse for ApiError {
         }
         res
     }
+}
+
+/// The body limit layer refuses a request whose `Content-Length` is too large with a plain-text
+/// 413 before any handler runs; this gives that answer the API's shape too.
+pub async fn body_limit_in_api_shape(res: Response) -> Response {
+    let json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the request body is larger than 1 MiB",
+        )
+        .into_response();
+    }
+    res
 }
 
 /// Turns axum's JSON body rejection into our shape, keeping its precise message.

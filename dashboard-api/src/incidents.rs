@@ -346,13 +346,16 @@ pub async fn act(
         Action::Acknowledge { .. } => Permission::Acknowledge,
         _ => Permission::Dispatch,
     })?;
+    // PostgreSQL text cannot hold NUL: refused here, not by the database as a 503.
     if let Some(n) = action.note() {
-        if n.trim().is_empty() || n.chars().count() > 2000 {
-            return Err(ApiError::bad_request("note: write 1 to 2000 characters"));
+        if n.trim().is_empty() || n.chars().count() > 2000 || n.contains('\0') {
+            return Err(ApiError::bad_request(
+                "note: write 1 to 2000 characters (no NUL)",
+            ));
         }
     }
     if let Action::Assign { unit, .. } = &action {
-        if unit.trim().is_empty() || unit.chars().count() > 100 {
+        if unit.trim().is_empty() || unit.chars().count() > 100 || unit.contains('\0') {
             return Err(ApiError::bad_request(
                 "unit: name the unit in 1 to 100 characters",
             ));

@@ -440,21 +440,8 @@ pub struct CrossingRow {
 }
 
 fn parse_points(text: &str, what: &str) -> anyhow::Result<(String, Vec<[f32; 2]>)> {
-    let (name, coords) = text
-        .split_once('=')
-        .with_context(|| format!("--{what} {text}: write NAME=x1,y1,x2,y2..."))?;
-    let nums: Vec<f32> = coords
-        .split(',')
-        .map(|n| n.trim().parse::<f32>())
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("--{what} {text}: coordinates must be numbers"))?;
-    if !nums.len().is_multiple_of(2) {
-        bail!("--{what} {text}: coordinates come in x,y pairs");
-    }
-    Ok((
-        name.to_string(),
-        nums.chunks(2).map(|c| [c[0], c[1]]).collect(),
-    ))
+    pantau_config::analytics::parse_named_points(text)
+        .map_err(|e| anyhow::anyhow!("--{what} {text}: {e}"))
 }
 
 /// The config camera a replay takes its scene and rate from: `--camera`, else the first.
