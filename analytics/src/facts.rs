@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pantau_events::{
-    CountAggregate, Event, IdGenerator, ObjectRef, Origin, Severity, TrackSummary, ZoneChange,
+    CountAggregate, Event, EventKind, IdGenerator, Lifecycle, ObjectRef, Origin, Severity,
+    TrackSummary, ZoneChange,
 };
 
-use crate::rules::{Crossing, ZoneEvent, ZoneEventKind};
+use crate::rules::{Crossing, Phase, TrafficEvent, TrafficKind, ZoneEvent, ZoneEventKind};
 use crate::track::TrackedObject;
 
 /// Builds one camera's events.
@@ -90,13 +91,15 @@ impl Facts {
         let mut events = Vec::new();
         for c in crossings {
             let object = self.object(find(c.track_id), c.track_id, c.class);
-            events.push(self.origin.line_crossing(
-                &self.ids,
-                &c.line,
-                at,
-                object,
-                c.direction.as_str(),
-            ));
+            let mut crossing =
+                self.origin
+                    .line_crossing(&self.ids, &c.line, at, object, c.direction.as_str());
+            if let Some(kmh) = c.speed_kmh {
+                crossing
+                    .details
+                    .insert("speed_kmh".into(), ((kmh * 10.0).round() / 10.0).into());
+            }
+            events.push(crossing);
             let class = self.label(c.class);
             *self
                 .window
@@ -127,6 +130,54 @@ impl Facts {
             ));
         }
         (events, aggregates)
+    }
+
+    /// Events of the traffic and incident rules for one analysed frame captured at `at`.
+    pub fn traffic(
+        &self,
+        at: SystemTime,
+        tracks: &[TrackedObject],
+        facts: &[TrafficEvent],
+    ) -> Vec<Event> {
+        facts
+            .iter()
+            .map(|f| {
+                let object = f.track_id.map(|id| {
+                    let track = tracks.iter().find(|t| t.id == id);
+                    self.object(track, id, f.class.unwrap_or_default())
+                });
+                let lifecycle = match f.phase {
+                    Phase::Single => Lifecycle::Single,
+                    Phase::New => Lifecycle::New,
+                    Phase::Update => Lifecycle::Update,
+                    Phase::End => Lifecycle::End,
+                };
+                // The end of a situation is news, not an alert.
+                let severity = if f.alert && lifecycle != Lifecycle::End {
+                    Severity::Warning
+                } else {
+                    Severity::Info
+                };
+                let kind = match f.kind {
+                    TrafficKind::Speeding => EventKind::Speeding,
+                    TrafficKind::WrongWay => EventKind::WrongWay,
+                    TrafficKind::StoppedVehicle => EventKind::StoppedVehicle,
+                    TrafficKind::BoxBlocked => EventKind::BoxBlocked,
+                    TrafficKind::PersonOnCarriageway => EventKind::PersonOnCarriageway,
+                    TrafficKind::Loitering => EventKind::Loitering,
+                    TrafficKind::Crowding => EventKind::Crowding,
+                };
+                let mut details = f.details.clone();
+                if object.is_none() {
+                    if let Some(class) = f.class {
+                        details.insert("class".into(), self.label(class).into());
+                    }
+                }
+                self.origin.traffic(
+                    &self.ids, at, kind, lifecycle, &f.rule, severity, object, details,
+                )
+            })
+            .collect()
     }
 
     /// Follows tracks; returns a summary for each track that ended (no longer reported by the
@@ -245,6 +296,7 @@ mod tests {
             class: 0,
             direction: Direction::In,
             at: Point { x: 1.0, y: 1.0 },
+            speed_kmh: None,
         };
         let _ = f.frame(t0, &[], std::slice::from_ref(&crossing), &[]);
         let aggs = f.finish();
@@ -325,6 +377,7 @@ mod tests {
             class: 2,
             direction: Direction::In,
             at: Point::new(2.0, 4.0),
+            speed_kmh: None,
         };
         let (events, aggs) = f.frame(
             t0 + Duration::from_secs(5),

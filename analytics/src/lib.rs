@@ -4,6 +4,7 @@
 //!  Frame -> detect (letterbox, ONNX, decode, NMS) -> track (ByteTrack) -> rules (lines, zones)
 //! ```
 
+pub mod calibration;
 pub mod camera;
 pub mod detect;
 pub mod draw;

@@ -7,7 +7,9 @@ use pantau_config::{LineConfig, TrackerConfig, ZoneConfig};
 use serde::Serialize;
 
 use crate::detect::Detection;
-use crate::rules::{Crossing, LineCounter, ZoneEvent, ZoneMonitor};
+use crate::rules::{
+    Crossing, LineCounter, TrafficEvent, TrafficRules, TrafficSetup, ZoneEvent, ZoneMonitor,
+};
 use crate::track::{Appearance, TrackedObject, Tracker};
 
 /// What one analysed frame produced.
@@ -17,6 +19,8 @@ pub struct SceneUpdate {
     pub tracks: Vec<TrackedObject>,
     pub crossings: Vec<Crossing>,
     pub zone_events: Vec<ZoneEvent>,
+    /// Speeding, wrong way, stopped vehicles, persons on the road, loitering, crowds.
+    pub traffic: Vec<TrafficEvent>,
     pub tracking_ms: f64,
     pub rules_ms: f64,
 }
@@ -26,6 +30,8 @@ pub struct Scene {
     tracker: Tracker,
     pub lines: Vec<LineCounter>,
     pub zones: Vec<ZoneMonitor>,
+    /// The traffic and incident rules, when the camera has lanes or zones that ask for them.
+    pub traffic: Option<TrafficRules>,
 }
 
 impl Scene {
@@ -34,7 +40,14 @@ impl Scene {
             tracker: Tracker::new(tracker.clone()),
             lines: lines.iter().cloned().map(LineCounter::new).collect(),
             zones: zones.iter().cloned().map(ZoneMonitor::new).collect(),
+            traffic: None,
         }
+    }
+
+    /// Adds the traffic and incident rules of the camera (none when nothing asks for them).
+    pub fn with_traffic(mut self, setup: TrafficSetup) -> Self {
+        self.traffic = TrafficRules::new(setup);
+        self
     }
 
     /// The size of the full-resolution frames (for objects leaving the picture).
@@ -58,6 +71,19 @@ impl Scene {
         let t1 = Instant::now();
         let mut crossings = Vec::new();
         let mut zone_events = Vec::new();
+        let mut traffic = Vec::new();
+        if let Some(rules) = &mut self.traffic {
+            for t in tracks.iter().filter(|t| t.matched) {
+                let b = &t.bbox;
+                traffic.extend(rules.observe(
+                    t.id,
+                    t.class,
+                    b.bottom_center(),
+                    b.height(),
+                    seconds,
+                ));
+            }
+        }
         // Rules look at tracks matched this frame: a coasting prediction never counts. A track
         // confirmed now also replays its tentative sightings, so a crossing made before it was
         // confirmed counts.
@@ -65,7 +91,12 @@ impl Scene {
             for b in t.earlier.iter().chain([&t.bbox]) {
                 let anchor = b.bottom_center();
                 for line in &mut self.lines {
-                    crossings.extend(line.observe(t.id, t.class, anchor, b.height()));
+                    crossings.extend(line.observe(t.id, t.class, anchor, b.height()).map(
+                        |mut c| {
+                            c.speed_kmh = self.traffic.as_ref().and_then(|r| r.speed_kmh(t.id));
+                            c
+                        },
+                    ));
                 }
                 for zone in &mut self.zones {
                     zone_events.extend(zone.observe(t.id, t.class, anchor));
@@ -79,11 +110,15 @@ impl Scene {
         for zone in &mut self.zones {
             zone_events.extend(zone.retain(&live));
         }
+        if let Some(rules) = &mut self.traffic {
+            traffic.extend(rules.frame_done(&live, seconds));
+        }
         let t2 = Instant::now();
         SceneUpdate {
             tracks,
             crossings,
             zone_events,
+            traffic,
             tracking_ms: (t1 - t0).as_secs_f64() * 1000.0,
             rules_ms: (t2 - t1).as_secs_f64() * 1000.0,
         }
@@ -108,6 +143,10 @@ mod tests {
             polygon: vec![[0.0, 320.0], [640.0, 320.0], [640.0, 480.0], [0.0, 480.0]],
             hysteresis_px: 4.0,
             severity: Default::default(),
+            kind: Default::default(),
+            max_persons: None,
+            max_density: None,
+            loitering_s: None,
         };
         let mut scene = Scene::new(&[line], &[zone], &TrackerConfig::default());
         let mut crossings = Vec::new();

@@ -248,6 +248,35 @@ pub struct ZoneConfig {
     /// dispatched.
     #[serde(default)]
     pub severity: Severity,
+    /// What the zone is for: `watch` (default: entries and exits), `parking`, `crossing`,
+    /// `box_junction` or `no_stopping` (see the traffic rules).
+    #[serde(default)]
+    pub kind: crate::traffic::ZoneKind,
+    /// `crowding` when more persons than this are in the zone.
+    #[serde(default)]
+    pub max_persons: Option<u32>,
+    /// `crowding` when persons per square metre exceed this (needs a calibration).
+    #[serde(default)]
+    pub max_density: Option<f64>,
+    /// `loitering` when a person stays in the zone longer than this many seconds.
+    #[serde(default)]
+    pub loitering_s: Option<f64>,
+}
+
+impl ZoneConfig {
+    /// A watch zone with default settings.
+    pub fn watch(name: &str, polygon: Vec<[f32; 2]>, severity: Severity) -> Self {
+        Self {
+            name: name.to_string(),
+            polygon,
+            hysteresis_px: default_zone_hysteresis(),
+            severity,
+            kind: crate::traffic::ZoneKind::Watch,
+            max_persons: None,
+            max_density: None,
+            loitering_s: None,
+        }
+    }
 }
 
 /// How urgent an event is.
@@ -334,25 +363,32 @@ pub(crate) fn check_scene(
     for (i, zone) in zones.iter().enumerate() {
         let p = format!("{prefix}.zones[{i}]");
         check_rule_name(issues, &format!("{p}.name"), &zone.name, &mut names);
-        if zone.polygon.len() < 3 {
-            issues.push(
-                format!("{p}.polygon"),
-                "a zone needs at least three corners, e.g. [[0, 0], [100, 0], [100, 100]]",
-            );
-        } else if polygon_area(&zone.polygon).abs() < 1.0 {
-            issues.push(
-                format!("{p}.polygon"),
-                "the corners enclose no area; check their order",
-            );
-        }
-        check_points(issues, &format!("{p}.polygon"), &zone.polygon);
+        check_polygon(issues, &format!("{p}.polygon"), &zone.polygon, "zone");
         if !(0.0..=200.0).contains(&zone.hysteresis_px) {
             issues.push(format!("{p}.hysteresis_px"), "use 0 to 200 pixels");
         }
     }
 }
 
-fn check_rule_name(
+/// A polygon of three or more corners that encloses an area, on the frame.
+pub(crate) fn check_polygon(
+    issues: &mut ConfigIssues,
+    path: &str,
+    polygon: &[[f32; 2]],
+    what: &str,
+) {
+    if polygon.len() < 3 {
+        issues.push(
+            path,
+            format!("a {what} needs at least three corners, e.g. [[0, 0], [100, 0], [100, 100]]"),
+        );
+    } else if polygon_area(polygon).abs() < 1.0 {
+        issues.push(path, "the corners enclose no area; check their order");
+    }
+    check_points(issues, path, polygon);
+}
+
+pub(crate) fn check_rule_name(
     issues: &mut ConfigIssues,
     path: &str,
     name: &str,

@@ -71,6 +71,15 @@ pub struct CameraConfig {
     /// Zones with occupancy and entries/exits.
     #[serde(default)]
     pub zones: Vec<ZoneConfig>,
+    /// Image points with their ground positions in metres, and the camera's map position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::traffic::CalibrationConfig>,
+    /// Lanes with their direction of travel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lanes: Vec<crate::traffic::LaneConfig>,
+    /// Parameters of the traffic and incident rules.
+    #[serde(default)]
+    pub rules: crate::traffic::RulesConfig,
 }
 
 pub(crate) fn default_true() -> bool {
@@ -135,6 +144,9 @@ pub struct CameraSettings {
     pub max_clock_skew: Duration,
     pub lines: Vec<LineConfig>,
     pub zones: Vec<ZoneConfig>,
+    pub calibration: Option<crate::traffic::CalibrationConfig>,
+    pub lanes: Vec<crate::traffic::LaneConfig>,
+    pub rules: crate::traffic::RulesConfig,
 }
 
 impl CameraConfig {
@@ -186,6 +198,15 @@ impl CameraConfig {
             " ms",
         );
         crate::analytics::check_scene(issues, prefix, &self.lines, &self.zones);
+        crate::traffic::check_traffic(
+            issues,
+            prefix,
+            self.calibration.as_ref(),
+            &self.lanes,
+            &self.rules,
+            &self.zones,
+            &self.lines,
+        );
         let source = self.resolve_source(prefix, base, env, issues);
         if issues.0.len() > before {
             return None;
@@ -204,6 +225,9 @@ impl CameraConfig {
             max_clock_skew: seconds(defaults.max_clock_skew_s, 1.0, 86_400.0),
             lines: self.lines.clone(),
             zones: self.zones.clone(),
+            calibration: self.calibration.clone(),
+            lanes: self.lanes.clone(),
+            rules: self.rules.clone(),
         })
     }
 

@@ -320,6 +320,38 @@ mod tests {
                 "cameras[0].zones[0].name: \"x\" is used twice on this camera",
             ),
             (
+                "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\n[[cameras.lanes]]\nname = \"east\"\npolygon = [[0, 0], [100, 0], [100, 50], [0, 50]]\ndirection = [[90, 25], [10, 25]]\nspeed_limit_kmh = 50\n",
+                "cameras[0].lanes[0].speed_limit_kmh: speeding needs metres: add [cameras.calibration]",
+            ),
+            (
+                "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\n[[cameras.lanes]]\nname = \"east\"\npolygon = [[0, 0], [100, 0], [100, 50], [0, 50]]\ndirection = [[10, 25], [10, 25]]\n",
+                "cameras[0].lanes[0].direction: draw the direction of travel as an arrow of two different points",
+            ),
+            (
+                "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\n[[cameras.zones]]\nname = \"plaza\"\npolygon = [[0, 0], [100, 0], [100, 50]]\nmax_density = 2.0\n",
+                "cameras[0].zones[0].max_density: a density per square metre needs metres",
+            ),
+            (
+                "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\n[cameras.calibration]\nimage = [[0, 0], [10, 10], [20, 20], [30, 30]]\nground = [[0, 0], [1, 0], [1, 1], [0, 1]]\n",
+                "cameras[0].calibration: the points lie on one line",
+            ),
+            (
+                "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\n[cameras.calibration]\nimage = [[0, 0], [100, 0], [100, 100], [0, 100]]\nground = [[0, 0], [1, 0], [1, 1]]\nlatitude = -3.29\n",
+                "cameras[0].calibration.ground: 3 ground points for 4 image points",
+            ),
+            (
+                "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\n[cameras.calibration]\nimage = [[0, 0], [100, 0], [100, 100], [0, 100]]\nground = [[0, 0], [1, 0], [1, 1], [0, 1]]\nlatitude = -3.29\n",
+                "cameras[0].calibration.longitude: give latitude and longitude together",
+            ),
+            (
+                "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\n[cameras.rules]\nstopped_s = 0\n",
+                "cameras[0].rules.stopped_s: 0 is out of range: use 1 to 3600",
+            ),
+            (
+                "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\n[[cameras.lines]]\nname = \"x\"\npoints = [[0, 0], [5, 5]]\n[[cameras.lanes]]\nname = \"x\"\npolygon = [[0, 0], [100, 0], [100, 50], [0, 50]]\ndirection = [[90, 25], [10, 25]]\n",
+                "cameras[0].lanes[0].name: \"x\" is used twice on this camera",
+            ),
+            (
                 "[embedded]\nmqtt_listen = \"0.0.0.0:1884\"\n",
                 "embedded.mqtt_listen: 0.0.0.0:1884 would let anyone on the network publish and read events without a login",
             ),
@@ -395,6 +427,27 @@ mod tests {
                 "config:\n{text}\nexpected an error containing:\n  {expected}\ngot:\n  {errors:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_traffic_example_of_the_issue_is_valid() {
+        let valid = validate(
+            "[[cameras]]\nid = \"a\"\nurl = \"test://ball\"\n\
+             [cameras.calibration]\nimage = [[412, 300], [866, 300], [1010, 700], [260, 700]]\n\
+             ground = [[0, 0], [7, 0], [7, 30], [0, 30]]\nlatitude = -3.2946\nlongitude = 102.8617\n\
+             heading_deg = 90\nfov_deg = 60\n\
+             [[cameras.lanes]]\nname = \"eastbound\"\npolygon = [[0, 180], [640, 180], [640, 260], [0, 260]]\n\
+             direction = [[600, 220], [40, 220]]\nspeed_limit_kmh = 50\nstopping = false\n\
+             [[cameras.zones]]\nname = \"bus-stop\"\npolygon = [[0, 0], [100, 0], [100, 50]]\nkind = \"parking\"\n\
+             [cameras.rules]\nstopped_s = 45\n",
+        )
+        .expect("valid");
+        let cam = &valid.cameras[0];
+        assert_eq!(cam.lanes[0].speed_limit_kmh, Some(50.0));
+        assert_eq!(cam.rules.stopped_s, 45.0);
+        assert_eq!(cam.rules.wrong_way_s, 2.0, "defaults for the rest");
+        assert_eq!(cam.zones[0].kind, crate::traffic::ZoneKind::Parking);
+        assert_eq!(cam.calibration.as_ref().map(|c| c.image.len()), Some(4));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! pantau's configuration: the TOML schema (`config`), its checks (`validation`), cameras
-//! (`cameras`) and their sources (`sources`), analytics and outputs sections, secrets and the
-//! one URL-redaction function.
+//! (`cameras`) and their sources (`sources`), analytics, traffic (calibration, lanes, rules) and
+//! outputs sections, secrets and the one URL-redaction function.
 //!
 //! The configuration is read once, validated up front with *every* problem listed with its path,
 //! and turned into resolved settings (`CameraSettings`) that the stages consume. Nothing starts
@@ -12,6 +12,7 @@ pub mod config;
 pub mod outputs;
 pub mod secret;
 pub mod sources;
+pub mod traffic;
 pub mod validation;
 
 pub use config::{

@@ -103,6 +103,33 @@ impl Origin {
         e
     }
 
+    /// A fact of the traffic and incident rules about `rule` (a lane or zone). Lasting ones
+    /// (`new`, `update`, `end`) share an incident key per rule, place and object.
+    #[allow(clippy::too_many_arguments)]
+    pub fn traffic(
+        &self,
+        ids: &IdGenerator,
+        at: SystemTime,
+        kind: EventKind,
+        lifecycle: Lifecycle,
+        rule: &str,
+        severity: Severity,
+        object: Option<ObjectRef>,
+        details: BTreeMap<String, serde_json::Value>,
+    ) -> Event {
+        let mut e = self.event(ids, rule, kind, lifecycle, at);
+        if lifecycle != Lifecycle::Single {
+            let who = object
+                .as_ref()
+                .map_or_else(|| "all".to_string(), |o| o.track_id.to_string());
+            e.incident = Some(format!("{}/{}/{rule}/{who}", self.camera, kind.as_str()));
+        }
+        e.severity = severity;
+        e.object = object;
+        e.details = details;
+        e
+    }
+
     /// A camera's state change; `problem` is its code and the operator's message.
     pub fn camera_status(
         &self,

@@ -34,6 +34,20 @@ pub enum EventKind {
     ZonePresence,
     /// A camera changed state (connecting, streaming, stalled, ...).
     CameraStatus,
+    /// A vehicle faster than its lane's limit (single, once per track).
+    Speeding,
+    /// A vehicle moving against its lane's direction (single, once per track).
+    WrongWay,
+    /// A vehicle standing where stopping is not allowed (new, update, end).
+    StoppedVehicle,
+    /// A vehicle standing in a box junction (new, update, end).
+    BoxBlocked,
+    /// A person in a lane outside a crossing (new, update, end).
+    PersonOnCarriageway,
+    /// A person dwelling in a zone (new, update, end).
+    Loitering,
+    /// More persons in a zone than its limit (new, update, end).
+    Crowding,
 }
 
 impl EventKind {
@@ -42,6 +56,13 @@ impl EventKind {
             EventKind::LineCrossing => "line_crossing",
             EventKind::ZonePresence => "zone_presence",
             EventKind::CameraStatus => "camera_status",
+            EventKind::Speeding => "speeding",
+            EventKind::WrongWay => "wrong_way",
+            EventKind::StoppedVehicle => "stopped_vehicle",
+            EventKind::BoxBlocked => "box_blocked",
+            EventKind::PersonOnCarriageway => "person_on_carriageway",
+            EventKind::Loitering => "loitering",
+            EventKind::Crowding => "crowding",
         }
     }
 }

@@ -95,7 +95,9 @@ impl Cameras {
         if let Some(task) = analysers.remove(&camera.id) {
             let _ = task.await;
         }
-        let scene = Scene::new(&camera.lines, &camera.zones, &self.tracker);
+        let scene = Scene::new(&camera.lines, &camera.zones, &self.tracker).with_traffic(
+            pantau_analytics::rules::TrafficSetup::for_camera(&camera, &self.labels),
+        );
         let events = EventFacts::new(
             &self.site,
             &camera.id,
@@ -183,6 +185,11 @@ async fn analyse_camera(
             &a.update.crossings,
             &a.update.zone_events,
         );
+        new_events.extend(events.traffic(
+            a.frame.capture_time,
+            &a.update.tracks,
+            &a.update.traffic,
+        ));
         // Pictures are made by the image stage: a snapshot for the frame's events (named
         // now, so the events carry it) and the wall's frame while someone watches.
         let live = &node.live;

@@ -82,7 +82,7 @@ pub fn run(mut args: Args) -> anyhow::Result<ExitCode> {
             let plan = args.scene.plan(video, false)?;
             let mut tracks = MotFile::new();
             let mut analysed = BTreeSet::new();
-            let (report, scene) = execute(&plan, false, |a, _| {
+            let (report, scene) = execute(&plan, false, |a, _, _| {
                 let frame = source_frame(a);
                 analysed.insert(frame);
                 let boxes: Vec<MotBox> = a

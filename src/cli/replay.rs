@@ -11,7 +11,8 @@ use anyhow::{bail, Context};
 use pantau_analytics::camera::{analyse, Analysed};
 use pantau_analytics::detect::onnx::Detector;
 use pantau_analytics::detect::service::InferenceService;
-use pantau_analytics::rules::Direction;
+use pantau_analytics::facts::Facts as EventFacts;
+use pantau_analytics::rules::{Direction, TrafficSetup};
 use pantau_analytics::scene::Scene;
 use pantau_config::config::ValidConfig;
 use pantau_config::{
@@ -67,6 +68,10 @@ pub struct Args {
     /// Write confirmed tracks in MOTChallenge CSV (frame numbers of the source video).
     #[arg(long, value_name = "FILE")]
     tracks_out: Option<PathBuf>,
+    /// Write every event (crossings, zones, traffic and incident rules) as a JSON line in the
+    /// MQTT payload schema.
+    #[arg(long, value_name = "FILE")]
+    events_out: Option<PathBuf>,
     /// Write an annotated MP4 (boxes, ids, trails, lines, counts).
     #[arg(long, value_name = "OUT.mp4")]
     annotate: Option<PathBuf>,
@@ -85,6 +90,10 @@ pub struct Plan {
     tracker: TrackerConfig,
     pub lines: Vec<LineConfig>,
     pub zones: Vec<ZoneConfig>,
+    /// The config camera's calibration, lanes and rule parameters (defaults without one).
+    pub calibration: Option<pantau_config::traffic::CalibrationConfig>,
+    pub lanes: Vec<pantau_config::traffic::LaneConfig>,
+    pub rules: pantau_config::traffic::RulesConfig,
     /// `None`: every frame.
     pub analysis_fps: Option<f64>,
     width: u32,
@@ -126,6 +135,10 @@ impl SceneArgs {
                 polygon,
                 hysteresis_px: 4.0,
                 severity: Default::default(),
+                kind: Default::default(),
+                max_persons: None,
+                max_density: None,
+                loitering_s: None,
             });
         }
         let issues = pantau_config::analytics::validate_scene("replay", &lines, &zones);
@@ -152,6 +165,9 @@ impl SceneArgs {
             tracker: valid.config.tracker.clone(),
             lines,
             zones,
+            calibration: camera.and_then(|c| c.calibration.clone()),
+            lanes: camera.map(|c| c.lanes.clone()).unwrap_or_default(),
+            rules: camera.map(|c| c.rules.clone()).unwrap_or_default(),
             analysis_fps,
             width: self.width,
             realtime,
@@ -167,7 +183,7 @@ const EVERY_FRAME_FPS: f64 = 1000.0;
 pub fn execute(
     plan: &Plan,
     progress: bool,
-    mut observe: impl FnMut(&Analysed<'_>, &[String]) -> anyhow::Result<()>,
+    mut observe: impl FnMut(&Analysed<'_>, &[String], &[pantau_events::Event]) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Report, Scene)> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -205,9 +221,30 @@ pub fn execute(
             max_clock_skew: Duration::from_secs(300),
             lines: plan.lines.clone(),
             zones: plan.zones.clone(),
+            calibration: plan.calibration.clone(),
+            lanes: plan.lanes.clone(),
+            rules: plan.rules.clone(),
         };
         let frames_rx = ingest.add(settings)?;
-        let scene = Scene::new(&plan.lines, &plan.zones, &plan.tracker);
+        let scene =
+            Scene::new(&plan.lines, &plan.zones, &plan.tracker).with_traffic(TrafficSetup::new(
+                plan.calibration.clone(),
+                plan.lanes.clone(),
+                plan.zones.clone(),
+                plan.rules.clone(),
+                &labels,
+            ));
+        // The same events a live camera publishes, from the same code.
+        let mut facts = EventFacts::new(
+            "replay",
+            "replay",
+            plan.lines.iter().map(|l| l.name.clone()).collect(),
+            std::sync::Arc::new(labels.clone()),
+            std::sync::Arc::new(pantau_events::IdGenerator::new()),
+            Duration::from_secs(60),
+        )
+        .with_zones(&plan.zones);
+        let mut event_counts: BTreeMap<String, u64> = BTreeMap::new();
         let mut stages = Stages::default();
         let mut frames = 0u64;
         let mut max_id = 0u64;
@@ -242,7 +279,17 @@ pub fn execute(
                         track: c.track_id,
                     });
                 }
-                observe(&a, &labels)?;
+                let (mut events, _) = facts.frame(
+                    t,
+                    &a.update.tracks,
+                    &a.update.crossings,
+                    &a.update.zone_events,
+                );
+                events.extend(facts.traffic(t, &a.update.tracks, &a.update.traffic));
+                for e in &events {
+                    *event_counts.entry(e.kind.as_str().to_string()).or_default() += 1;
+                }
+                observe(&a, &labels, &events)?;
                 frames += 1;
                 if progress && last_progress.elapsed() > Duration::from_millis(250) {
                     last_progress = Instant::now();
@@ -324,6 +371,7 @@ pub fn execute(
             crossings,
             lines: line_report,
             zones: zone_report,
+            events: event_counts,
             tracks: max_id,
         };
         anyhow::Ok((report, scene))
@@ -341,9 +389,21 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
     };
     let mut annotator: Option<Annotator> = None;
     let progress = std::io::stderr().is_terminal() && !args.json;
-    let (report, _) = execute(&plan, progress, |a, labels| {
+    let mut events_out = match &args.events_out {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let (report, _) = execute(&plan, progress, |a, labels, events| {
         if let Some(out) = tracks_out.as_mut() {
             write_mot_rows(out, a)?;
+        }
+        if let Some(out) = events_out.as_mut() {
+            for e in events {
+                serde_json::to_writer(&mut *out, e)?;
+                out.write_all(b"\n")?;
+            }
         }
         if let Some(path) = &args.annotate {
             if annotator.is_none() {
@@ -355,7 +415,10 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
         }
         Ok(())
     })?;
-    if let Some(mut out) = tracks_out {
+    for out in [tracks_out.as_mut(), events_out.as_mut()]
+        .into_iter()
+        .flatten()
+    {
         out.flush()?;
     }
     if let Some(a) = annotator {
@@ -426,6 +489,8 @@ pub struct Report {
     pub lines: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
     /// zone -> {entries, exits, occupancy_end} -> class -> n
     pub zones: BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>,
+    /// Events by kind, as a live camera would have published them.
+    pub events: BTreeMap<String, u64>,
     pub tracks: u64,
 }
 

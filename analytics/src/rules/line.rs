@@ -47,6 +47,8 @@ pub struct Crossing {
     pub direction: Direction,
     /// Where the anchor was when the crossing was confirmed.
     pub at: Point,
+    /// The object's smoothed ground speed then, km/h (cameras with a calibration).
+    pub speed_kmh: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +197,7 @@ impl LineCounter {
             class,
             direction,
             at: anchor,
+            speed_kmh: None,
         })
     }
 

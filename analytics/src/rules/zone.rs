@@ -143,6 +143,10 @@ mod tests {
             ],
             hysteresis_px: 4.0,
             severity: Default::default(),
+            kind: Default::default(),
+            max_persons: None,
+            max_density: None,
+            loitering_s: None,
         })
     }
 
