@@ -311,3 +311,102 @@ fn bad_replay_arguments_are_explained() {
     let err = replay_fails(&[traffic, "--classes", "tuk-tuk"]);
     assert!(err.contains("tuk-tuk") && err.contains("labels"), "{err}");
 }
+
+/// The traffic clip with its two carriageways as lanes, one drawn the wrong way round on
+/// purpose, and a calibration from the dashed lane markings (3.05 m dashes every 12.19 m, the
+/// US standard; rows 6.8 m apart): wrong-way events come for the vehicles in the reversed lane
+/// only, and speeds at the counting line are those of city traffic.
+#[test]
+fn traffic_rules_on_the_bundled_clip_wrong_way_and_speeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("pantau.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[cameras]]\nid = \"street\"\nurl = \"file://{}\"\nanalysis_fps = 5\n\
+             [[cameras.lines]]\nname = \"mid\"\npoints = [[320, 0], [320, 360]]\n\
+             [cameras.calibration]\n\
+             image = [[58, 218], [498, 218], [565, 40], [203, 40]]\n\
+             ground = [[-9.07, 0], [6.16, 0], [10.29, 6.8], [-4.92, 6.8]]\n\
+             [[cameras.lanes]]\nname = \"westbound\"\n\
+             polygon = [[0, 0], [640, 0], [640, 148], [0, 148]]\ndirection = [[600, 80], [40, 80]]\n\
+             # Vehicles below the centre line drive east; this arrow points west.\n\
+             [[cameras.lanes]]\nname = \"eastbound-reversed\"\n\
+             polygon = [[0, 152], [640, 152], [640, 360], [0, 360]]\ndirection = [[600, 250], [40, 250]]\n\
+             [cameras.rules]\nwrong_way_s = 1.5\n",
+            repo("demo/videos/traffic.mp4").display()
+        ),
+    )
+    .expect("config");
+    let events_out = dir.path().join("events.jsonl");
+    let r = json(
+        &pantau()
+            .arg("replay")
+            .arg(repo("demo/videos/traffic.mp4"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--camera", "street", "--json", "--events-out"])
+            .arg(&events_out)
+            .output()
+            .expect("runs"),
+    );
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&events_out)
+        .expect("events file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let wrong: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["kind"] == "wrong_way").collect();
+    assert!(
+        wrong.iter().all(|e| e["rule"] == "eastbound-reversed"),
+        "wrong way in the right lane: {wrong:?}"
+    );
+    // About 15 vehicles drive east in the clip; most are seen long enough to judge.
+    assert!(
+        (8..=20).contains(&wrong.len()),
+        "{} wrong-way events: {wrong:?}",
+        wrong.len()
+    );
+    let tracks: std::collections::HashSet<u64> = wrong
+        .iter()
+        .filter_map(|e| e["object"]["track_id"].as_u64())
+        .collect();
+    assert_eq!(tracks.len(), wrong.len(), "one event per vehicle");
+    assert_eq!(
+        r["events"]["wrong_way"],
+        serde_json::json!(wrong.len()),
+        "{r}"
+    );
+    // Speeds at the line: city traffic (measured here: a median near 30 km/h).
+    let mut speeds: Vec<f64> = events
+        .iter()
+        .filter(|e| e["kind"] == "line_crossing")
+        .filter_map(|e| e["details"]["speed_kmh"].as_f64())
+        .collect();
+    assert!(speeds.len() >= 15, "{speeds:?}");
+    speeds.sort_by(f64::total_cmp);
+    let median = speeds[speeds.len() / 2];
+    assert!(
+        (15.0..=60.0).contains(&median),
+        "median {median} km/h: {speeds:?}"
+    );
+    assert!(
+        speeds.iter().all(|s| (3.0..=120.0).contains(s)),
+        "{speeds:?}"
+    );
+    // Every line is one event in the MQTT payload schema.
+    for e in &events {
+        for key in [
+            "id",
+            "site",
+            "camera",
+            "rule",
+            "kind",
+            "lifecycle",
+            "captured_at",
+            "severity",
+        ] {
+            assert!(e.get(key).is_some(), "{key} missing: {e}");
+        }
+    }
+}
