@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export ORT_DYLIB_PATH ?= $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1.32.0
 NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: setup demo test bench lint fmt screenshots
+.PHONY: setup demo test bench fuzz lint fmt screenshots
 
 setup:
 	@scripts/setup.sh
@@ -26,6 +26,12 @@ bench: setup
 	cargo bench --bench replay
 	cargo build --release --bin pantau
 	cargo bench --bench events
+
+## The long fuzz run (a short one is part of `make test`); see fuzz/README.md.
+fuzz: setup
+	PANTAU_FUZZ_CASES=1000000 cargo nextest run -p pantau-config --test fuzz
+	PANTAU_FUZZ_CASES=1000000 cargo nextest run -p pantau-analytics --test fuzz_mot
+	PANTAU_FUZZ_CASES=20000 cargo nextest run -p pantau-dashboard-api --test fuzz_bodies
 
 ## Refresh the console screenshots in docs/ (the browser test, run against the demo).
 screenshots: setup

@@ -290,13 +290,12 @@ impl TrafficRules {
                 Some(true) => {
                     state.stationary_since.get_or_insert(t);
                 }
-                Some(false) => {
-                    if motion.is_some_and(|m| m.moving(&r)) {
-                        state.moved = true;
-                        state.stationary_since = None;
-                    }
+                // Between stationary and clearly moving nothing changes (no flapping).
+                Some(false) if motion.is_some_and(|m| m.moving(&r)) => {
+                    state.moved = true;
+                    state.stationary_since = None;
                 }
-                None => {}
+                _ => {}
             }
             if let (Some(i), Some(m)) = (lane, motion) {
                 let l = &self.lanes[i];
