@@ -119,17 +119,78 @@ pub async fn history_json(
         .await
         .map_err(ApiError::store)?;
     if more {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_rows",
-            format!(
-                "the answer has more than {max} rows (api.limits.history_rows); narrow it with \
-                 camera, line, class or direction, a shorter from..to or a larger bucket, or \
-                 download /api/v1/history.csv, which streams any size"
-            ),
-        ));
+        return Err(too_many_rows(max));
     }
     Ok(Json(rows.into_iter().map(Into::into).collect()))
+}
+
+/// Speed percentiles of one bucket, camera, line and direction.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SpeedRowView {
+    /// RFC 3339.
+    pub bucket_start: String,
+    pub camera: String,
+    pub line: String,
+    /// `in` or `out`.
+    pub direction: String,
+    /// Crossings with a measured speed in the bucket.
+    pub vehicles: i64,
+    /// 15th, 50th and 85th percentile of ground speed, km/h.
+    pub p15_kmh: f64,
+    pub p50_kmh: f64,
+    pub p85_kmh: f64,
+}
+
+/// Ground speeds at each counting line: the 15th, 50th and 85th percentiles per bucket, camera,
+/// line and direction (planner, admin). Only cameras with a calibration measure speeds.
+#[utoipa::path(get, path = "/api/v1/history/speeds", tag = "history", params(HistoryParams),
+    responses((status = 200, body = [SpeedRowView]), (status = 400, body = ApiError),
+              (status = 403, body = ApiError),
+              (status = 422, description = "More rows than `api.limits.history_rows`", body = ApiError)))]
+pub async fn speeds_json(
+    State(s): State<ApiState>,
+    session: Session,
+    q: Result<axum::extract::Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<SpeedRowView>>, ApiError> {
+    session.allow(Permission::History)?;
+    let q = history_query(query(q)?)?;
+    let max = s.settings.limits.history_rows;
+    let (rows, more) = s
+        .store()
+        .await?
+        .speeds(&q, max)
+        .await
+        .map_err(ApiError::store)?;
+    if more {
+        return Err(too_many_rows(max));
+    }
+    let round = |v: f64| (v * 10.0).round() / 10.0;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| SpeedRowView {
+                bucket_start: pantau_events::time::format(r.bucket_start),
+                camera: r.camera,
+                line: r.line,
+                direction: r.direction,
+                vehicles: r.vehicles,
+                p15_kmh: round(r.p15_kmh),
+                p50_kmh: round(r.p50_kmh),
+                p85_kmh: round(r.p85_kmh),
+            })
+            .collect(),
+    ))
+}
+
+fn too_many_rows(max: u32) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "too_many_rows",
+        format!(
+            "the answer has more than {max} rows (api.limits.history_rows); narrow it with \
+             camera, line, class or direction, a shorter from..to or a larger bucket, or \
+             download /api/v1/history.csv, which streams any size"
+        ),
+    )
 }
 
 /// Rows sent to a CSV download ahead of the client, at most.

@@ -192,6 +192,7 @@ pub fn app(state: ApiState) -> Router {
         .route("/events/{id}/actions", post(incidents::act))
         .route("/history", get(history::history_json))
         .route("/history.csv", get(history::history_csv))
+        .route("/history/speeds", get(history::speeds_json))
         .route("/openapi.json", get(openapi::json))
         .layer(timeout.clone())
         // Streams last; they have their own limit instead of the request timeout.

@@ -24,7 +24,7 @@ use crate::{auth, cameras, health, history, incidents, live};
         cameras::list, cameras::one, cameras::create, cameras::update, cameras::remove,
         live::stream, live::frame, live::snapshot,
         incidents::search, incidents::detail, incidents::act,
-        history::history_json, history::history_csv,
+        history::history_json, history::history_csv, history::speeds_json,
         json,
     ),
     modifiers(&Security),

@@ -1264,6 +1264,77 @@ async fn metrics_access_and_history_row_limits() {
         "a formula reached the CSV: {csv}"
     );
     assert!(csv.contains(",'=cmd|' /C calc'!A0,"), "{csv}");
+
+    // Speeds at the line: percentiles of the crossings' ground speeds per bucket and direction.
+    let crossings: Vec<Event> = (0..=20)
+        .map(|k| {
+            let mut e = event(
+                &ids,
+                at(k) + Duration::from_secs(1),
+                "stop-line",
+                Severity::Info,
+                EventKind::LineCrossing,
+            );
+            e.direction = Some("in".into());
+            e.details
+                .insert("speed_kmh".into(), json!(10.0 + f64::from(k as u32)));
+            e
+        })
+        .collect();
+    let mut slow_out = event(
+        &ids,
+        at(3),
+        "stop-line",
+        Severity::Info,
+        EventKind::LineCrossing,
+    );
+    slow_out.direction = Some("out".into());
+    slow_out.details.insert("speed_kmh".into(), json!(5.0));
+    let mut unmeasured = slow_out.clone();
+    unmeasured.id = ids.at(at(4));
+    unmeasured.details.clear();
+    pantau_store::Store::connect(DB, &h.schema)
+        .await
+        .expect("store")
+        .write(
+            &crossings
+                .into_iter()
+                .chain([slow_out, unmeasured])
+                .collect::<Vec<_>>(),
+            &[],
+        )
+        .await
+        .expect("write");
+    let (s, b) = get(
+        h.state.clone(),
+        "/api/v1/history/speeds?from=2026-11-24T08:00:00Z&to=2026-11-24T10:00:00Z&bucket=1h"
+            .to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let rows: Value = serde_json::from_str(&b).expect("json");
+    assert_eq!(
+        rows,
+        json!([
+            {"bucket_start": "2026-11-24T08:00:00.000Z", "camera": "gate", "line": "stop-line",
+             "direction": "in", "vehicles": 21, "p15_kmh": 13.0, "p50_kmh": 20.0, "p85_kmh": 27.0},
+            {"bucket_start": "2026-11-24T08:00:00.000Z", "camera": "gate", "line": "stop-line",
+             "direction": "out", "vehicles": 1, "p15_kmh": 5.0, "p50_kmh": 5.0, "p85_kmh": 5.0}
+        ])
+    );
+    let (s, _) = get(
+        h.state.clone(),
+        format!("/api/v1/history/speeds?{range}&direction=out&camera=elsewhere"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    h.forbidden(
+        Method::GET,
+        &format!("/api/v1/history/speeds?{range}"),
+        "operator",
+        None,
+    )
+    .await;
     h.finish().await;
 }
 

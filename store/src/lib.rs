@@ -136,6 +136,21 @@ pub struct HistoryRow {
     pub count: i64,
 }
 
+/// Speed percentiles of one bucket, camera, line and direction.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SpeedRow {
+    #[serde(with = "pantau_events::time")]
+    pub bucket_start: SystemTime,
+    pub camera: String,
+    pub line: String,
+    pub direction: String,
+    /// Crossings with a measured speed.
+    pub vehicles: i64,
+    pub p15_kmh: f64,
+    pub p50_kmh: f64,
+    pub p85_kmh: f64,
+}
+
 /// What a history query asks for.
 #[derive(Debug, Clone)]
 pub struct HistoryQuery {
@@ -618,6 +633,69 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Ground speeds of the vehicles that crossed each line (cameras with a calibration): the
+    /// 15th, 50th and 85th percentiles per bucket, camera, line and direction, at most `max`
+    /// rows; true when there were more. Made from the crossing events, so every bucket size
+    /// and filter works on plain PostgreSQL and TimescaleDB alike.
+    pub async fn speeds(
+        &self,
+        q: &HistoryQuery,
+        max: u32,
+    ) -> Result<(Vec<SpeedRow>, bool), StoreError> {
+        let s = &self.schema;
+        let width = q.bucket.seconds() as f64;
+        let limit = i64::from(max) + 1;
+        let rows = self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "select to_timestamp(floor(extract(epoch from at) / $3::float8) * $3::float8) as b,
+                            camera, rule, payload->>'direction', count(*),
+                            percentile_cont(0.15) within group (order by (payload->'details'->>'speed_kmh')::float8),
+                            percentile_cont(0.5) within group (order by (payload->'details'->>'speed_kmh')::float8),
+                            percentile_cont(0.85) within group (order by (payload->'details'->>'speed_kmh')::float8)
+                     from {s}.events
+                     where kind = 'line_crossing' and at >= $1 and at < $2
+                       and payload->'details' ? 'speed_kmh'
+                       and ($4::text is null or camera = $4) and ($5::text is null or rule = $5)
+                       and ($6::text is null or class = $6)
+                       and ($7::text is null or payload->>'direction' = $7)
+                     group by 1, 2, 3, 4
+                     order by 1, 2, 3, 4
+                     limit $8"
+                ),
+                &[
+                    &q.from,
+                    &q.to,
+                    &width,
+                    &q.camera,
+                    &q.line,
+                    &q.class,
+                    &q.direction,
+                    &limit,
+                ],
+            )
+            .await?;
+        let more = rows.len() as i64 > i64::from(max);
+        Ok((
+            rows.iter()
+                .take(max as usize)
+                .map(|r| SpeedRow {
+                    bucket_start: r.get(0),
+                    camera: r.get(1),
+                    line: r.get(2),
+                    direction: r.get::<_, Option<String>>(3).unwrap_or_default(),
+                    vehicles: r.get(4),
+                    p15_kmh: r.get(5),
+                    p50_kmh: r.get(6),
+                    p85_kmh: r.get(7),
+                })
+                .collect(),
+            more,
+        ))
     }
 
     fn history_sql(&self, q: &HistoryQuery) -> (String, f64) {
