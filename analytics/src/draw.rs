@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use opencv::core::{Mat, Point as CvPoint, Rect, Scalar, Vector};
+use opencv::core::{Mat, MatTraitConst, Point as CvPoint, Rect, Scalar, Vector};
 use opencv::imgproc;
 
 use crate::geometry::Point;
@@ -58,7 +58,11 @@ impl Trails {
 pub struct Overlay {
     pub zones: Vec<(String, Vec<Point>, u64)>,
     pub lines: Vec<(String, Vec<Point>, u64, u64)>,
+    /// Lanes: name, polygon, the arrow of travel (tail, head) and the speed limit.
+    pub lanes: Vec<(String, Vec<Point>, [Point; 2], Option<f64>)>,
     pub tracks: Vec<crate::track::TrackedObject>,
+    /// Ground speeds of tracks, km/h (calibrated cameras).
+    pub speeds: std::collections::HashMap<u64, f64>,
 }
 
 impl Overlay {
@@ -94,6 +98,25 @@ impl Overlay {
                         total(l.counts(), Direction::Out),
                     )
                 })
+                .collect(),
+            lanes: scene
+                .traffic
+                .iter()
+                .flat_map(|r| r.lanes())
+                .map(|(l, polygon)| {
+                    let [a, b] = [l.direction[0], l.direction[1]];
+                    (
+                        l.name.clone(),
+                        polygon.to_vec(),
+                        [Point::new(a[0], a[1]), Point::new(b[0], b[1])],
+                        l.speed_limit_kmh,
+                    )
+                })
+                .collect(),
+            speeds: update
+                .tracks
+                .iter()
+                .filter_map(|t| Some((t.id, scene.traffic.as_ref()?.speed_kmh(t.id)?)))
                 .collect(),
             tracks: update.tracks.clone(),
         }
@@ -140,6 +163,30 @@ pub fn draw_overlay(
                 Scalar::new(0.0, 200.0, 255.0, 0.0),
             )?;
         }
+    }
+    for (name, polygon, [tail, head], limit) in &overlay.lanes {
+        let green = Scalar::new(80.0, 200.0, 80.0, 0.0);
+        let pts: Vector<CvPoint> = polygon.iter().map(|p| pt(*p, scale)).collect();
+        let polys: Vector<Vector<CvPoint>> = std::iter::once(pts).collect();
+        imgproc::polylines(img, &polys, true, green, 1, imgproc::LINE_AA, 0)?;
+        imgproc::arrowed_line(
+            img,
+            pt(*tail, scale),
+            pt(*head, scale),
+            green,
+            2,
+            imgproc::LINE_AA,
+            0,
+            0.05,
+        )?;
+        let text = match limit {
+            Some(l) => format!("{name} ({l:.0} km/h)"),
+            None => name.clone(),
+        };
+        // Kept inside the picture (at most 10 px a character).
+        let at = pt(*tail, scale);
+        let x = at.x.min(img.cols() - 10 * text.len() as i32).max(0);
+        label(img, &text, CvPoint::new(x, at.y), green)?;
     }
     for (name, points, total_in, total_out) in &overlay.lines {
         let pts: Vec<CvPoint> = points.iter().map(|p| pt(*p, scale)).collect();
@@ -204,12 +251,11 @@ pub fn draw_overlay(
             .get(t.class as usize)
             .map(String::as_str)
             .unwrap_or("?");
-        label(
-            img,
-            &format!("#{} {name}", t.id),
-            CvPoint::new(rect.x, (rect.y - 4).max(12)),
-            c,
-        )?;
+        let text = match overlay.speeds.get(&t.id) {
+            Some(kmh) => format!("#{} {name} {kmh:.0} km/h", t.id),
+            None => format!("#{} {name}", t.id),
+        };
+        label(img, &text, CvPoint::new(rect.x, (rect.y - 4).max(12)), c)?;
     }
     Ok(())
 }

@@ -166,6 +166,16 @@ impl Facts {
                     TrafficKind::PersonOnCarriageway => EventKind::PersonOnCarriageway,
                     TrafficKind::Loitering => EventKind::Loitering,
                     TrafficKind::Crowding => EventKind::Crowding,
+                    TrafficKind::CrowdSurge => EventKind::CrowdSurge,
+                    TrafficKind::Queue => EventKind::Queue,
+                    TrafficKind::Congestion => EventKind::Congestion,
+                    TrafficKind::SuddenStop => EventKind::SuddenStop,
+                };
+                // A sudden stop may be a crash: for dispatch at once.
+                let severity = if f.kind == TrafficKind::SuddenStop {
+                    Severity::Critical
+                } else {
+                    severity
                 };
                 let mut details = f.details.clone();
                 if object.is_none() {

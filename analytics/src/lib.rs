@@ -10,6 +10,7 @@ pub mod detect;
 pub mod draw;
 pub mod facts;
 pub mod geometry;
+pub mod health;
 pub mod mot;
 pub mod track;
 

@@ -372,6 +372,18 @@ mod tests {
                 "api.camera_env_prefix: \"PANTAU_\" would let the API read pantau's own secrets",
             ),
             (
+                "[api]\nmap_tiles = \"https://tile.example.org/{z}/{x}.png\"\n",
+                "api.map_tiles: \"https://tile.example.org/{z}/{x}.png\" has no {y}",
+            ),
+            (
+                "[api]\nmap_tiles = \"https://me:secret@tile.example.org/{z}/{x}/{y}.png\"\n",
+                "api.map_tiles: the tile URL holds a user name or password",
+            ),
+            (
+                "[api]\nmap_tiles = \"ftp://tile.example.org/{z}/{x}/{y}.png\"\n",
+                "api.map_tiles: \"ftp://tile.example.org/{z}/{x}/{y}.png\" is not an http(s) URL",
+            ),
+            (
                 "[api]\ncamera_env_prefix = \"\"\n",
                 "api.camera_env_prefix: \"\" would let the API read pantau's own secrets",
             ),

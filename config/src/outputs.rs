@@ -242,6 +242,13 @@ pub struct ApiConfig {
     /// `PANTAU_METRICS_TOKEN`.
     #[serde(default = "default_metrics_token_env")]
     pub metrics_token_env: String,
+    /// Map tiles behind the console's map: a URL template with `{z}`, `{x}` and `{y}` (slippy
+    /// map tiles, 256 pixels, Web Mercator), e.g. `https://tile.example.org/{z}/{x}/{y}.png` on
+    /// the command centre's own tile server. The console's pages may then load images from
+    /// that origin. Default none: the map draws cameras and lanes over a plain background and
+    /// needs nothing from outside.
+    #[serde(default)]
+    pub map_tiles: Option<String>,
     /// Limits on what clients may hold and send.
     #[serde(default)]
     pub limits: ApiLimits,
@@ -323,6 +330,46 @@ fn default_metrics_token_env() -> String {
     "PANTAU_METRICS_TOKEN".into()
 }
 
+/// The origin (`https://tile.example.org`) of an `api.map_tiles` template, or why the template
+/// is not one: http(s), a host, no user or password (browsers see it), `{z}`, `{x}` and `{y}`
+/// and no other placeholder, nothing that would break a header (quotes, `;`, spaces).
+pub fn tile_origin(template: &str) -> Result<String, String> {
+    // Messages show the template with any password hidden.
+    let shown = crate::redact_url(template);
+    for p in ["{z}", "{x}", "{y}"] {
+        if !template.contains(p) {
+            return Err(format!(
+                "\"{shown}\" has no {p}; write e.g. https://tile.example.org/{{z}}/{{x}}/{{y}}.png"
+            ));
+        }
+    }
+    let filled = template
+        .replace("{z}", "0")
+        .replace("{x}", "0")
+        .replace("{y}", "0");
+    if filled.contains(['{', '}', '"', '\'', ';', ',', '\\'])
+        || filled.contains(char::is_whitespace)
+    {
+        return Err(format!(
+            "\"{shown}\" holds a character or placeholder other than {{z}}, {{x}} and {{y}} \
+             that a tile URL cannot have"
+        ));
+    }
+    let url =
+        url::Url::parse(&filled).map_err(|e| format!("\"{shown}\" is not a URL template ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!("\"{shown}\" is not an http(s) URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "the tile URL holds a user name or password, which every browser would see; use a \
+             tile server that needs none (e.g. on the command centre's network)"
+                .into(),
+        );
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
 /// An address (`10.0.0.5`, `::1`) or a network (`10.0.0.0/24`) of `api.trusted_proxies`.
 pub fn parse_network(s: &str) -> Option<ipnet::IpNet> {
     let s = s.trim();
@@ -347,6 +394,7 @@ impl Default for ApiConfig {
             media_dirs: Vec::new(),
             metrics: MetricsAccess::Open,
             metrics_token_env: default_metrics_token_env(),
+            map_tiles: None,
             limits: ApiLimits::default(),
         }
     }
@@ -600,6 +648,11 @@ pub(crate) fn check(
                 api.metrics_token_env
             ),
         );
+    }
+    if let Some(t) = &api.map_tiles {
+        if let Err(why) = tile_origin(t) {
+            issues.push("api.map_tiles", why);
+        }
     }
     let l = &api.limits;
     for (field, value, range) in [

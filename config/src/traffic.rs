@@ -103,6 +103,32 @@ pub struct RulesConfig {
     /// Events of one rule on one camera within this gap join one open incident. Default 30.
     #[serde(default = "default_incident_gap")]
     pub incident_gap_s: f64,
+    /// Each lane's queue length is published this often (cameras with a calibration).
+    /// Default 30.
+    #[serde(default = "default_queue_period")]
+    pub queue_period_s: f64,
+    /// A lane's traffic is `heavy` below this mean speed, km/h. Default 30.
+    #[serde(default = "default_heavy_kmh")]
+    pub heavy_kmh: f64,
+    /// ... and `congested` (or `stop_and_go` when it keeps stopping and starting) below this.
+    /// Default 12.
+    #[serde(default = "default_congested_kmh")]
+    pub congested_kmh: f64,
+    /// `crowd_surge` when a crowd zone gains persons faster than this per minute. Default 30.
+    #[serde(default = "default_surge")]
+    pub crowd_surge_per_min: f64,
+    /// `sudden_stop` when this many vehicles... Default 3.
+    #[serde(default = "default_sudden_vehicles")]
+    pub sudden_stop_vehicles: u32,
+    /// ...moving faster than this (km/h)... Default 20.
+    #[serde(default = "default_sudden_from")]
+    pub sudden_stop_from_kmh: f64,
+    /// ...stop within this many seconds of each other... Default 5.
+    #[serde(default = "default_sudden_s")]
+    pub sudden_stop_s: f64,
+    /// ...within this many metres of each other. Default 30.
+    #[serde(default = "default_sudden_radius")]
+    pub sudden_stop_radius_m: f64,
 }
 
 impl Default for RulesConfig {
@@ -117,6 +143,14 @@ impl Default for RulesConfig {
             box_blocked_s: default_box_s(),
             person_on_carriageway_s: default_person_s(),
             incident_gap_s: default_incident_gap(),
+            queue_period_s: default_queue_period(),
+            heavy_kmh: default_heavy_kmh(),
+            congested_kmh: default_congested_kmh(),
+            crowd_surge_per_min: default_surge(),
+            sudden_stop_vehicles: default_sudden_vehicles(),
+            sudden_stop_from_kmh: default_sudden_from(),
+            sudden_stop_s: default_sudden_s(),
+            sudden_stop_radius_m: default_sudden_radius(),
         }
     }
 }
@@ -146,6 +180,30 @@ fn default_person_s() -> f64 {
     2.0
 }
 fn default_incident_gap() -> f64 {
+    30.0
+}
+fn default_queue_period() -> f64 {
+    30.0
+}
+fn default_heavy_kmh() -> f64 {
+    30.0
+}
+fn default_congested_kmh() -> f64 {
+    12.0
+}
+fn default_surge() -> f64 {
+    30.0
+}
+fn default_sudden_vehicles() -> u32 {
+    3
+}
+fn default_sudden_from() -> f64 {
+    20.0
+}
+fn default_sudden_s() -> f64 {
+    5.0
+}
+fn default_sudden_radius() -> f64 {
     30.0
 }
 
@@ -282,6 +340,15 @@ pub(crate) fn check_traffic(
         }
     }
     let r = rules;
+    if r.congested_kmh >= r.heavy_kmh {
+        issues.push(
+            format!("{prefix}.rules.congested_kmh"),
+            format!(
+                "{} km/h is not below heavy_kmh {} km/h: congested traffic is slower than heavy",
+                r.congested_kmh, r.heavy_kmh
+            ),
+        );
+    }
     for (field, v, min, max) in [
         ("speed_window_s", r.speed_window_s, 0.2, 10.0),
         ("speeding_margin_kmh", r.speeding_margin_kmh, 0.0, 50.0),
@@ -297,6 +364,19 @@ pub(crate) fn check_traffic(
             600.0,
         ),
         ("incident_gap_s", r.incident_gap_s, 0.0, 3600.0),
+        ("queue_period_s", r.queue_period_s, 1.0, 3600.0),
+        ("heavy_kmh", r.heavy_kmh, 1.0, 200.0),
+        ("congested_kmh", r.congested_kmh, 0.5, 200.0),
+        ("crowd_surge_per_min", r.crowd_surge_per_min, 1.0, 10_000.0),
+        (
+            "sudden_stop_vehicles",
+            f64::from(r.sudden_stop_vehicles),
+            2.0,
+            50.0,
+        ),
+        ("sudden_stop_from_kmh", r.sudden_stop_from_kmh, 5.0, 200.0),
+        ("sudden_stop_s", r.sudden_stop_s, 0.5, 60.0),
+        ("sudden_stop_radius_m", r.sudden_stop_radius_m, 1.0, 500.0),
     ] {
         #[allow(clippy::neg_cmp_op_on_partial_ord)]
         if !(min <= v && v <= max) {

@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod camera;
+pub mod cap;
 pub mod id;
 pub mod outgoing;
 pub mod time;
@@ -48,6 +49,14 @@ pub enum EventKind {
     Loitering,
     /// More persons in a zone than its limit (new, update, end).
     Crowding,
+    /// Persons arriving in a crowd zone faster than its rate (single).
+    CrowdSurge,
+    /// A lane's queue length from its stop line, every period (single).
+    Queue,
+    /// A lane's congestion level changed: free, heavy, congested, stop_and_go (single).
+    Congestion,
+    /// Several vehicles near each other stopped from speed within seconds (single, critical).
+    SuddenStop,
 }
 
 impl EventKind {
@@ -63,6 +72,10 @@ impl EventKind {
             EventKind::PersonOnCarriageway => "person_on_carriageway",
             EventKind::Loitering => "loitering",
             EventKind::Crowding => "crowding",
+            EventKind::CrowdSurge => "crowd_surge",
+            EventKind::Queue => "queue",
+            EventKind::Congestion => "congestion",
+            EventKind::SuddenStop => "sudden_stop",
         }
     }
 }

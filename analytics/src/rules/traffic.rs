@@ -1,5 +1,6 @@
 //! Traffic and incident rules over tracks: ground speed and `speeding`, `wrong_way`,
-//! `stopped_vehicle`, `box_blocked`, `person_on_carriageway`, `loitering` and `crowding`.
+//! `stopped_vehicle`, `box_blocked`, `person_on_carriageway`, `loitering`, `crowding` and
+//! `crowd_surge`; with a calibration also `queue` and `congestion` per lane and `sudden_stop`.
 //!
 //! Every rule works in seconds from the frames' capture times, so it holds at any analysis
 //! rate. Distances and speeds are metres on the ground when the camera has a calibration
@@ -34,6 +35,10 @@ pub enum TrafficKind {
     PersonOnCarriageway,
     Loitering,
     Crowding,
+    CrowdSurge,
+    Queue,
+    Congestion,
+    SuddenStop,
 }
 
 /// Where a lasting situation is in its life.
@@ -143,6 +148,13 @@ struct TrackState {
     speed_kmh: Option<f64>,
     speeding_sent: bool,
     wrong_way_sent: bool,
+    /// The last time it went faster than `sudden_stop_from_kmh`.
+    fast_at: Option<f64>,
+    /// When and where (ground) it came to a stand soon after going fast.
+    halted: Option<(f64, [f64; 2])>,
+    sudden_reported: bool,
+    /// Its last smoothed state: (stationary, ground position).
+    last: Option<(bool, Option<[f64; 2]>)>,
     /// Lasting situations of this track by (rule, lane or zone).
     open: HashMap<(TrafficKind, String), Open>,
 }
@@ -151,6 +163,45 @@ struct TrackState {
 struct Crowd {
     open: Option<Open>,
     below_since: Option<f64>,
+    /// (time, persons), the last minute.
+    counts: VecDeque<(f64, usize)>,
+    surge_at: Option<f64>,
+}
+
+/// Congestion level of a lane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    #[default]
+    Free,
+    Heavy,
+    Congested,
+    StopAndGo,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Free => "free",
+            Level::Heavy => "heavy",
+            Level::Congested => "congested",
+            Level::StopAndGo => "stop_and_go",
+        }
+    }
+}
+
+/// What a lane saw since its last report.
+#[derive(Debug, Default)]
+struct LaneWatch {
+    /// (speed km/h, stationary) of each vehicle sighting in the lane.
+    sightings: Vec<(f64, bool)>,
+    /// Frames seen, and frames with a vehicle in the lane.
+    frames: u32,
+    occupied: u32,
+    /// Vehicles that went from standing to moving or back.
+    switches: u32,
+    reported: Option<f64>,
+    level: Level,
 }
 
 /// One camera's traffic rules.
@@ -162,6 +213,7 @@ pub struct TrafficRules {
     areas: Vec<Area>,
     tracks: HashMap<u64, TrackState>,
     crowds: HashMap<String, Crowd>,
+    watches: Vec<LaneWatch>,
     keep_s: f64,
 }
 
@@ -230,9 +282,15 @@ impl TrafficRules {
             areas,
             tracks: HashMap::new(),
             crowds: HashMap::new(),
+            watches: setup.lanes.iter().map(|_| LaneWatch::default()).collect(),
             keep_s,
             setup,
         })
+    }
+
+    /// The lanes as configured, with their polygons.
+    pub fn lanes(&self) -> impl Iterator<Item = (&LaneConfig, &[Point])> {
+        self.lanes.iter().map(|l| (&l.config, l.polygon.as_slice()))
     }
 
     /// A track's smoothed ground speed in km/h, when known (needs a calibration).
@@ -296,6 +354,36 @@ impl TrafficRules {
                     state.stationary_since = None;
                 }
                 _ => {}
+            }
+            // Going fast, then standing within seconds: a candidate for a sudden stop.
+            let here = self.ground.as_ref().and_then(|g| g.to_ground(anchor));
+            if state.speed_kmh.is_some_and(|k| k > r.sudden_stop_from_kmh) {
+                state.fast_at = Some(t);
+                state.halted = None;
+            }
+            if stationary == Some(true) && state.halted.is_none() {
+                if let (Some(fast), Some(g)) = (state.fast_at, here) {
+                    if t - fast <= r.sudden_stop_s + r.speed_window_s {
+                        state.halted = Some((t, g));
+                    }
+                }
+            }
+            if let Some(stationary) = stationary {
+                // Congestion is about traffic: a vehicle parked since it was first seen is not.
+                let watch = lane
+                    .filter(|_| state.moved)
+                    .and_then(|i| self.watches.get_mut(i));
+                if let Some(watch) = watch {
+                    if let Some((was, _)) = state.last {
+                        if was != stationary {
+                            watch.switches += 1;
+                        }
+                    }
+                    watch
+                        .sightings
+                        .push((state.speed_kmh.unwrap_or(0.0), stationary));
+                }
+                state.last = Some((stationary, here));
             }
             if let (Some(i), Some(m)) = (lane, motion) {
                 let l = &self.lanes[i];
@@ -473,6 +561,8 @@ impl TrafficRules {
                 });
             }
         }
+        self.lanes_done(&mut out, t);
+        self.sudden_stops(&mut out, t);
         let Some(person) = self.setup.person else {
             return out;
         };
@@ -495,6 +585,40 @@ impl TrafficRules {
             let over = z.max_persons.is_some_and(|n| count > n as usize)
                 || matches!((z.max_density, density), (Some(max), Some(d)) if d > max);
             let crowd = self.crowds.entry(z.name.clone()).or_default();
+            // A surge: persons arriving faster than the rate, over the last half minute.
+            crowd.counts.push_back((t, count));
+            while crowd.counts.front().is_some_and(|(t0, _)| t - t0 > 30.0) {
+                crowd.counts.pop_front();
+            }
+            if let Some(&(t0, low)) = crowd.counts.iter().min_by_key(|(_, n)| *n) {
+                let gained = count.saturating_sub(low);
+                let per_min = if t > t0 {
+                    gained as f64 / (t - t0) * 60.0
+                } else {
+                    0.0
+                };
+                let calm = crowd.surge_at.is_none_or(|at| t - at >= 60.0);
+                if gained >= 3
+                    && t - t0 >= 2.0
+                    && per_min >= self.setup.rules.crowd_surge_per_min
+                    && calm
+                {
+                    crowd.surge_at = Some(t);
+                    out.push(TrafficEvent {
+                        kind: TrafficKind::CrowdSurge,
+                        phase: Phase::Single,
+                        rule: z.name.clone(),
+                        track_id: None,
+                        class: Some(person),
+                        alert: true,
+                        details: BTreeMap::from([
+                            ("persons".to_string(), Value::from(count)),
+                            ("gained".to_string(), Value::from(gained)),
+                            ("per_min".to_string(), round1(per_min)),
+                        ]),
+                    });
+                }
+            }
             let mut details = BTreeMap::from([("persons".to_string(), Value::from(count))]);
             if let Some(d) = density {
                 details.insert("persons_per_m2".into(), round2(d));
@@ -537,6 +661,177 @@ impl TrafficRules {
             }
         }
         out
+    }
+}
+
+impl TrafficRules {
+    /// Each lane, every `queue_period_s` (with a calibration): its queue back from the head of
+    /// its arrow, and its congestion level when that changed.
+    fn lanes_done(&mut self, out: &mut Vec<TrafficEvent>, t: f64) {
+        let Some(ground) = self.ground.as_ref() else {
+            return;
+        };
+        let r = &self.setup.rules;
+        for (i, lane) in self.lanes.iter().enumerate() {
+            let present: Vec<(bool, [f64; 2])> = self
+                .tracks
+                .values()
+                .filter(|s| s.moved)
+                .filter(|s| {
+                    s.history.back().is_some_and(|(last, p, _)| {
+                        *last >= t && polygon_contains(&lane.polygon, *p)
+                    })
+                })
+                .filter_map(|s| s.last.and_then(|(st, g)| Some((st, g?))))
+                .collect();
+            let watch = &mut self.watches[i];
+            watch.frames += 1;
+            if !present.is_empty() {
+                watch.occupied += 1;
+            }
+            let due = watch.reported.is_none_or(|at| t - at >= r.queue_period_s);
+            if !due {
+                continue;
+            }
+            if watch.reported.is_none() {
+                // The first period starts now.
+                watch.reported = Some(t);
+                continue;
+            }
+            watch.reported = Some(t);
+            // Queue: standing vehicles from the stop line back, no gap over 20 m.
+            let head = {
+                let h = &lane.config.direction[1];
+                ground.to_ground(Point::new(h[0], h[1]))
+            };
+            let (mut length, mut queued) = (0.0f64, 0usize);
+            if let Some(head) = head {
+                let mut back: Vec<f64> = present
+                    .iter()
+                    .filter(|(standing, _)| *standing)
+                    .map(|(_, g)| {
+                        -((g[0] - head[0]) * lane.along[0] + (g[1] - head[1]) * lane.along[1])
+                    })
+                    .filter(|d| *d > -10.0)
+                    .collect();
+                back.sort_by(f64::total_cmp);
+                let mut reach = 0.0f64;
+                for d in back {
+                    if d - reach > 20.0 {
+                        break;
+                    }
+                    reach = reach.max(d);
+                    queued += 1;
+                }
+                length = if queued > 0 {
+                    reach.max(0.0) + 5.0
+                } else {
+                    0.0
+                };
+            }
+            out.push(TrafficEvent {
+                kind: TrafficKind::Queue,
+                phase: Phase::Single,
+                rule: lane.config.name.clone(),
+                track_id: None,
+                class: None,
+                alert: false,
+                details: BTreeMap::from([
+                    ("length_m".to_string(), round1(length)),
+                    ("vehicles".to_string(), Value::from(queued)),
+                ]),
+            });
+            // Congestion over the period.
+            let n = watch.sightings.len();
+            let level = if n == 0 {
+                Level::Free
+            } else {
+                let mean = watch.sightings.iter().map(|(k, _)| k).sum::<f64>() / n as f64;
+                let standing = watch.sightings.iter().filter(|(_, s)| *s).count() as f64 / n as f64;
+                if mean >= r.heavy_kmh {
+                    Level::Free
+                } else if mean >= r.congested_kmh {
+                    Level::Heavy
+                } else if (0.2..=0.8).contains(&standing) && watch.switches >= 2 {
+                    Level::StopAndGo
+                } else {
+                    Level::Congested
+                }
+            };
+            let occupancy = f64::from(watch.occupied) / f64::from(watch.frames.max(1));
+            if level != watch.level {
+                let mut details = BTreeMap::from([
+                    ("level".to_string(), Value::from(level.as_str())),
+                    ("previous".to_string(), Value::from(watch.level.as_str())),
+                    ("occupancy".to_string(), round2(occupancy)),
+                ]);
+                if n > 0 {
+                    let mean = watch.sightings.iter().map(|(k, _)| k).sum::<f64>() / n as f64;
+                    details.insert("mean_kmh".into(), round1(mean));
+                }
+                out.push(TrafficEvent {
+                    kind: TrafficKind::Congestion,
+                    phase: Phase::Single,
+                    rule: lane.config.name.clone(),
+                    track_id: None,
+                    class: None,
+                    alert: matches!(level, Level::Congested | Level::StopAndGo),
+                    details,
+                });
+                watch.level = level;
+            }
+            watch.sightings.clear();
+            watch.frames = 0;
+            watch.occupied = 0;
+            watch.switches = 0;
+        }
+    }
+
+    /// Several vehicles near each other that came to a stand from speed within seconds of each
+    /// other (with a calibration): one `sudden_stop` for them.
+    fn sudden_stops(&mut self, out: &mut Vec<TrafficEvent>, t: f64) {
+        let r = &self.setup.rules;
+        let recent: Vec<(u64, f64, [f64; 2])> = self
+            .tracks
+            .iter()
+            .filter(|(_, s)| !s.sudden_reported)
+            .filter_map(|(id, s)| s.halted.map(|(at, g)| (*id, at, g)))
+            .filter(|(_, at, _)| t - at <= r.sudden_stop_s)
+            .collect();
+        for &(id, at, g) in &recent {
+            let group: Vec<u64> = recent
+                .iter()
+                .filter(|(_, at2, g2)| {
+                    (at2 - at).abs() <= r.sudden_stop_s
+                        && ((g2[0] - g[0]).powi(2) + (g2[1] - g[1]).powi(2)).sqrt()
+                            <= r.sudden_stop_radius_m
+                })
+                .map(|(other, _, _)| *other)
+                .collect();
+            if group.len() >= r.sudden_stop_vehicles as usize && group.contains(&id) {
+                for other in &group {
+                    if let Some(s) = self.tracks.get_mut(other) {
+                        s.sudden_reported = true;
+                    }
+                }
+                let mut ids = group.clone();
+                ids.sort_unstable();
+                out.push(TrafficEvent {
+                    kind: TrafficKind::SuddenStop,
+                    phase: Phase::Single,
+                    rule: "camera".into(),
+                    track_id: None,
+                    class: None,
+                    alert: true,
+                    details: BTreeMap::from([
+                        ("vehicles".to_string(), Value::from(group.len())),
+                        ("tracks".to_string(), Value::from(ids)),
+                        ("ground_m".to_string(), Value::from(vec![g[0], g[1]])),
+                    ]),
+                });
+                break;
+            }
+        }
     }
 }
 
@@ -928,7 +1223,14 @@ mod tests {
         let mut r = rules(vec![parking], true);
         let standing: Vec<(f32, f32)> =
             (0..3000).map(|k| (300.0 + (k % 3) as f32, 150.0)).collect();
-        assert!(drive(&mut r, 1, CAR, &standing, 0.0).is_empty());
+        let events = drive(&mut r, 1, CAR, &standing, 0.0);
+        // Only the lanes' queue reports, empty: nothing about the parked car.
+        assert!(
+            events
+                .iter()
+                .all(|e| e.kind == TrafficKind::Queue && e.details["vehicles"] == Value::from(0)),
+            "{events:?}"
+        );
         let mut into_bay: Vec<(f32, f32)> =
             (0..20).map(|k| (300.0 + 20.0 * k as f32, 150.0)).collect();
         into_bay.extend((0..600).map(|_| (700.0, 150.0)));
@@ -1030,6 +1332,161 @@ mod tests {
         assert_eq!(count(TrafficKind::Crowding, Phase::End), 1, "{k:?}");
     }
 
+    /// Runs several vehicles together at 5 fps: `paths[i]` is vehicle i's anchor per frame
+    /// (`None`: not seen). Returns every event.
+    fn together(
+        r: &mut TrafficRules,
+        class: u16,
+        paths: &[Vec<Option<(f32, f32)>>],
+        t0: f64,
+    ) -> Vec<TrafficEvent> {
+        let frames = paths.iter().map(Vec::len).max().unwrap_or(0);
+        let mut out = Vec::new();
+        for k in 0..frames {
+            let t = t0 + k as f64 * 0.2;
+            let mut live = HashSet::new();
+            for (i, path) in paths.iter().enumerate() {
+                if let Some(Some((x, y))) = path.get(k) {
+                    let id = 100 + i as u64;
+                    live.insert(id);
+                    out.extend(r.observe(id, class, Point::new(*x, *y), 40.0, t));
+                }
+            }
+            out.extend(r.frame_done(&live, t));
+        }
+        out
+    }
+
+    #[test]
+    fn queue_length_from_the_stop_line_and_congestion_levels() {
+        let mut r = rules(vec![], true);
+        // Eastbound lane, arrow head at x 950 (95 m). Four cars drive in at 36 km/h and stand
+        // 7 m apart from the stop line back: 95, 88, 81, 74 m.
+        let paths: Vec<Vec<Option<(f32, f32)>>> = (0..4)
+            .map(|i| {
+                let stop = 950.0 - 70.0 * i as f32;
+                let start = stop - 300.0;
+                (0..400)
+                    .map(|k| Some(((start + 20.0 * k as f32).min(stop), 150.0)))
+                    .collect()
+            })
+            .collect();
+        let events = together(&mut r, CAR, &paths, 0.0);
+        let queues: Vec<&TrafficEvent> = events
+            .iter()
+            .filter(|e| e.kind == TrafficKind::Queue && e.rule == "east")
+            .collect();
+        assert!(queues.len() >= 2, "{events:?}");
+        let last = queues.last().expect("queue");
+        assert_eq!(last.details["vehicles"], Value::from(4));
+        // 21 m from the stop line to the last car, plus a car length.
+        let length = last.details["length_m"].as_f64().expect("length");
+        assert!((25.0..=27.0).contains(&length), "{length}");
+        // The other lane is empty: queue 0, no congestion.
+        assert!(events.iter().any(|e| e.kind == TrafficKind::Queue
+            && e.rule == "west"
+            && e.details["length_m"] == Value::from(0.0)));
+        let congestion: Vec<&TrafficEvent> = events
+            .iter()
+            .filter(|e| e.kind == TrafficKind::Congestion)
+            .collect();
+        assert!(
+            congestion.iter().all(|e| e.rule == "east"),
+            "{congestion:?}"
+        );
+        assert_eq!(
+            congestion.last().map(|e| e.details["level"].clone()),
+            Some(Value::from("congested")),
+            "{congestion:?}"
+        );
+        assert!(congestion.last().is_some_and(|e| e.alert));
+    }
+
+    #[test]
+    fn sudden_stop_of_several_vehicles_together_only() {
+        let mut r = rules(vec![], true);
+        // Three cars at 54 km/h (30 px a frame) stop within a second of each other, 6 m apart.
+        let stop_at = |i: usize| 600.0 + 60.0 * i as f32;
+        let paths: Vec<Vec<Option<(f32, f32)>>> = (0..3)
+            .map(|i| {
+                (0..80)
+                    .map(|k| {
+                        Some((
+                            (100.0 + 60.0 * i as f32 + 30.0 * k as f32).min(stop_at(i)),
+                            150.0,
+                        ))
+                    })
+                    .collect()
+            })
+            .collect();
+        let events = together(&mut r, CAR, &paths, 0.0);
+        let sudden: Vec<&TrafficEvent> = events
+            .iter()
+            .filter(|e| e.kind == TrafficKind::SuddenStop)
+            .collect();
+        assert_eq!(sudden.len(), 1, "{events:?}");
+        assert_eq!(sudden[0].details["vehicles"], Value::from(3));
+        // One car braking alone is not a sudden stop.
+        let mut r = rules(vec![], true);
+        let alone = vec![(0..80)
+            .map(|k| Some(((100.0 + 30.0 * k as f32).min(600.0), 150.0)))
+            .collect()];
+        let events = together(&mut r, CAR, &alone, 0.0);
+        assert!(
+            events.iter().all(|e| e.kind != TrafficKind::SuddenStop),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn a_crowd_forming_fast_is_a_surge() {
+        let mut plaza = zone(
+            "plaza",
+            ZoneKind::Watch,
+            vec![[0.0, 300.0], [1000.0, 300.0], [1000.0, 400.0], [0.0, 400.0]],
+        );
+        plaza.max_persons = Some(50);
+        let mut r = rules(vec![plaza], true);
+        // Ten persons arrive within 10 s (60 a minute), one every second.
+        let paths: Vec<Vec<Option<(f32, f32)>>> = (0..10)
+            .map(|i| {
+                (0..100)
+                    .map(|k| (k >= 5 * i).then_some((50.0 + 90.0 * i as f32, 350.0)))
+                    .collect()
+            })
+            .collect();
+        let events = together(&mut r, PERSON, &paths, 0.0);
+        let surges: Vec<&TrafficEvent> = events
+            .iter()
+            .filter(|e| e.kind == TrafficKind::CrowdSurge)
+            .collect();
+        assert_eq!(
+            surges.len(),
+            1,
+            "one surge, then calm for a minute: {events:?}"
+        );
+        // Arriving one every 10 s (6 a minute) is no surge.
+        let mut plaza = zone(
+            "plaza",
+            ZoneKind::Watch,
+            vec![[0.0, 300.0], [1000.0, 300.0], [1000.0, 400.0], [0.0, 400.0]],
+        );
+        plaza.max_persons = Some(50);
+        let mut r = rules(vec![plaza], true);
+        let paths: Vec<Vec<Option<(f32, f32)>>> = (0..10)
+            .map(|i| {
+                (0..600)
+                    .map(|k| (k >= 50 * i).then_some((50.0 + 90.0 * i as f32, 350.0)))
+                    .collect()
+            })
+            .collect();
+        let events = together(&mut r, PERSON, &paths, 0.0);
+        assert!(
+            events.iter().all(|e| e.kind != TrafficKind::CrowdSurge),
+            "{events:?}"
+        );
+    }
+
     /// Per (kind, place, track): `new`, then `update`s, then `end`, never a second `new`
     /// while open.
     fn well_formed(events: &[TrafficEvent]) -> Result<(), String> {
@@ -1099,7 +1556,9 @@ mod tests {
         ) {
             let mut r = rules(vec![], true);
             let path: Vec<(f32, f32)> = (0..frames).map(|k| (x + jitter[k % 50], 150.0 + jitter[(k + 7) % 50])).collect();
-            prop_assert!(drive(&mut r, 1, CAR, &path, 0.0).is_empty());
+            let events = drive(&mut r, 1, CAR, &path, 0.0);
+            // Only the lanes' queue reports, empty: nothing about this vehicle.
+            prop_assert!(events.iter().all(|e| e.kind == TrafficKind::Queue && e.details["vehicles"] == Value::from(0)), "{:?}", events);
         }
     }
 }

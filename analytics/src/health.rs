@@ -1,0 +1,825 @@
+//! Camera health from the frames themselves: is the camera blind, blurred, frozen, moved or
+//! slow? One [`HealthMonitor`] per camera looks at the analysis image a few times a second and
+//! at every frame's capture time, and reports when a [`Condition`] starts (`New`) and when it
+//! clears (`End`).
+//!
+//! Each look reduces the frame to a small grey picture (block means, at most 320 pixels wide)
+//! and a 64x36 thumbnail; everything is measured on those, so a look costs a fraction of a
+//! millisecond whatever the camera.
+//!
+//! | condition      | measure (per look)                                                     | starts at                         | clears at                        |
+//! | -------------- | ---------------------------------------------------------------------- | --------------------------------- | -------------------------------- |
+//! | `blackout`     | mean luma (0-255) and contrast (its standard deviation)                 | luma <= 20 and contrast <= 8      | luma >= 30 or contrast >= 14     |
+//! | `low_light`    | the same, when not black                                               | luma <= 50 and contrast <= 20     | luma >= 65 or contrast >= 28     |
+//! | `defocus`      | sharpness (variance of the Laplacian) / the camera's reference         | <= 0.3                            | >= 0.5                           |
+//! | `frozen`       | mean absolute difference of raw luma samples from the previous look    | <= 0.25                           | >= 1.0                           |
+//! | `view_changed` | similarity of the thumbnail's edges to the reference's (correlation)    | <= 0.4                            | >= 0.6                           |
+//! | `fps_drop`     | frames a second over `fps_window_s` / the expected rate                 | <= 0.5                            | >= 0.7                           |
+//!
+//! A condition starts when at least `agreement` (80 %) of the looks of the last `start_s`
+//! seconds say so, the newest included, and ends the same way over `clear_s`; between the two
+//! thresholds a look counts for neither, so a measure hovering near a threshold cannot make a
+//! condition flap. After a change the condition's window starts afresh: the next change of the
+//! same condition comes no sooner than its hold time. Durations are seconds of capture time,
+//! never frames.
+//!
+//! The references (sharpness and view) are learned over the first `reference_s` seconds of good
+//! picture (not dark) and then follow slow changes such as daylight (time constant `adapt_s`)
+//! while the camera is healthy; a camera that starts defocused or moved is its own reference.
+//! A dark picture (blackout or low light) says nothing about focus, stillness or the view: those
+//! neither start nor end while it lasts. `fps_drop` compares the arrival rate with the rate the
+//! camera was asked for (`expected_fps`, the analysis rate) or, without one, with the rate it
+//! delivered over the reference period. Arrivals are counted by frame sequence number, so frames
+//! dropped on the way to analysis (a busy detector) still count as delivered. A gap longer than
+//! `max_gap_s` (a stall, which the camera status reports) starts every window afresh.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use opencv::core::{Mat, BORDER_REPLICATE, CV_32F};
+use opencv::imgproc;
+use opencv::prelude::*;
+
+use crate::detect::ImageRef;
+
+/// Largest width of the grey picture measures are taken on.
+const GREY_WIDTH: usize = 320;
+/// Thumbnail size for the view.
+const THUMB_W: usize = 64;
+const THUMB_H: usize = 36;
+/// Rounding of time comparisons (seconds).
+const EPS: f64 = 1e-6;
+
+/// What can be wrong with a camera's picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Condition {
+    /// The picture is (nearly) black.
+    Blackout,
+    /// The picture is dark and flat, but not black.
+    LowLight,
+    /// The picture is much less sharp than the camera's own reference.
+    Defocus,
+    /// Frames are identical: the picture does not change at all.
+    Frozen,
+    /// The scene no longer looks like the reference: the camera moved or something covers it.
+    ViewChanged,
+    /// Frames arrive well below the expected rate.
+    FpsDrop,
+}
+
+impl Condition {
+    pub const ALL: [Condition; 6] = [
+        Condition::Blackout,
+        Condition::LowLight,
+        Condition::Defocus,
+        Condition::Frozen,
+        Condition::ViewChanged,
+        Condition::FpsDrop,
+    ];
+
+    /// The name in events (`details.condition`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Blackout => "blackout",
+            Condition::LowLight => "low_light",
+            Condition::Defocus => "defocus",
+            Condition::Frozen => "frozen",
+            Condition::ViewChanged => "view_changed",
+            Condition::FpsDrop => "fps_drop",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A condition started or cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    New,
+    End,
+}
+
+/// One change of a camera's health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthChange {
+    pub condition: Condition,
+    pub transition: Transition,
+    /// Capture time (seconds) of the frame at which it was decided.
+    pub at_s: f64,
+    /// The figures that decided it (`mean_luma`, `similarity`, ...), and `duration_s` on `End`.
+    pub figures: BTreeMap<&'static str, f64>,
+    /// Ended because the camera stopped, not because the picture recovered.
+    pub stopped: bool,
+}
+
+/// How long a condition must hold before it starts, and be gone before it ends (seconds).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hold {
+    pub start_s: f64,
+    pub clear_s: f64,
+}
+
+impl Hold {
+    pub const fn new(start_s: f64, clear_s: f64) -> Self {
+        Self { start_s, clear_s }
+    }
+}
+
+/// Where each condition starts and clears; between the two a look counts for neither.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds {
+    /// Blackout: mean luma (0-255) at most this... Default 20.
+    pub blackout_luma: f64,
+    /// ...and contrast (standard deviation of luma) at most this. Default 8.
+    pub blackout_contrast: f64,
+    /// Blackout clears at a mean luma of at least this (default 30)...
+    pub blackout_luma_clear: f64,
+    /// ...or a contrast of at least this. Default 14.
+    pub blackout_contrast_clear: f64,
+    /// Low light: mean luma at most this (default 50) and contrast at most `low_light_contrast`.
+    pub low_light_luma: f64,
+    /// Default 20.
+    pub low_light_contrast: f64,
+    /// Low light clears at a mean luma of at least this (default 65)...
+    pub low_light_luma_clear: f64,
+    /// ...or a contrast of at least this. Default 28.
+    pub low_light_contrast_clear: f64,
+    /// Defocus: sharpness at most this share of the reference. Default 0.3.
+    pub defocus_ratio: f64,
+    /// Defocus clears at this share of the reference. Default 0.5.
+    pub defocus_ratio_clear: f64,
+    /// A reference sharpness below this is a scene with too little texture to judge focus.
+    /// Default 4.
+    pub min_sharpness: f64,
+    /// Frozen: mean absolute luma difference from the previous look at most this. Default 0.25.
+    pub frozen_difference: f64,
+    /// Frozen clears at a difference of at least this. Default 1.0.
+    pub frozen_difference_clear: f64,
+    /// View changed: similarity (edge correlation, -1..1) to the reference at most this.
+    /// Default 0.4.
+    pub view_similarity: f64,
+    /// View changed clears at this similarity. Default 0.6.
+    pub view_similarity_clear: f64,
+    /// Fps drop: arrival rate at most this share of the expected rate. Default 0.5.
+    pub fps_ratio: f64,
+    /// Fps drop clears at this share. Default 0.7.
+    pub fps_ratio_clear: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            blackout_luma: 20.0,
+            blackout_contrast: 8.0,
+            blackout_luma_clear: 30.0,
+            blackout_contrast_clear: 14.0,
+            low_light_luma: 50.0,
+            low_light_contrast: 20.0,
+            low_light_luma_clear: 65.0,
+            low_light_contrast_clear: 28.0,
+            defocus_ratio: 0.3,
+            defocus_ratio_clear: 0.5,
+            min_sharpness: 4.0,
+            frozen_difference: 0.25,
+            frozen_difference_clear: 1.0,
+            view_similarity: 0.4,
+            view_similarity_clear: 0.6,
+            fps_ratio: 0.5,
+            fps_ratio_clear: 0.7,
+        }
+    }
+}
+
+/// What a [`HealthMonitor`] watches for and how patiently. Durations in seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthSettings {
+    /// Seconds between two looks at the pixels (arrivals are counted on every frame).
+    /// Default 0.5.
+    pub sample_every_s: f64,
+    /// Seconds of good picture the sharpness and view references are learned from. Default 60.
+    pub reference_s: f64,
+    /// Time constant with which the references follow slow changes (daylight). Default 900.
+    pub adapt_s: f64,
+    /// Frames further apart than this (a stall) start every window afresh. Default 10.
+    pub max_gap_s: f64,
+    /// Share of the looks in a window that must agree to start or end a condition.
+    /// Default 0.8.
+    pub agreement: f64,
+    /// Seconds over which the arrival rate is measured. Default 10.
+    pub fps_window_s: f64,
+    /// The rate the camera should deliver (the analysis rate); `None`: the rate it delivered
+    /// over the first `reference_s`.
+    pub expected_fps: Option<f64>,
+    /// Default 5 s to start, 5 s to clear.
+    pub blackout: Hold,
+    /// Default 10 s / 10 s.
+    pub low_light: Hold,
+    /// Default 10 s / 10 s.
+    pub defocus: Hold,
+    /// Default 10 s / 5 s.
+    pub frozen: Hold,
+    /// Default 10 s / 10 s.
+    pub view_changed: Hold,
+    /// Default 10 s / 10 s (after `fps_window_s` of history).
+    pub fps_drop: Hold,
+    pub thresholds: Thresholds,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            sample_every_s: 0.5,
+            reference_s: 60.0,
+            adapt_s: 900.0,
+            max_gap_s: 10.0,
+            agreement: 0.8,
+            fps_window_s: 10.0,
+            expected_fps: None,
+            blackout: Hold::new(5.0, 5.0),
+            low_light: Hold::new(10.0, 10.0),
+            defocus: Hold::new(10.0, 10.0),
+            frozen: Hold::new(10.0, 5.0),
+            view_changed: Hold::new(10.0, 10.0),
+            fps_drop: Hold::new(10.0, 10.0),
+            thresholds: Thresholds::default(),
+        }
+    }
+}
+
+impl HealthSettings {
+    fn hold(&self, c: Condition) -> Hold {
+        match c {
+            Condition::Blackout => self.blackout,
+            Condition::LowLight => self.low_light,
+            Condition::Defocus => self.defocus,
+            Condition::Frozen => self.frozen,
+            Condition::ViewChanged => self.view_changed,
+            Condition::FpsDrop => self.fps_drop,
+        }
+    }
+}
+
+/// What one look says about one condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Evidence {
+    On,
+    Off,
+    /// Between the start and clear thresholds.
+    Between,
+    /// Cannot be judged now (dark picture, no reference yet).
+    Unknown,
+}
+
+fn band(value: f64, start: f64, clear: f64) -> Evidence {
+    // Low values are bad for every measure that goes through here.
+    if value <= start {
+        Evidence::On
+    } else if value >= clear {
+        Evidence::Off
+    } else {
+        Evidence::Between
+    }
+}
+
+/// The hysteresis of one condition: looks in a window, a start and an end.
+#[derive(Debug)]
+struct Judge {
+    hold: Hold,
+    /// When the open condition started.
+    since: Option<f64>,
+    looks: VecDeque<(f64, Evidence)>,
+    /// Start of the unbroken history the window may look at.
+    from: Option<f64>,
+}
+
+impl Judge {
+    fn new(hold: Hold) -> Self {
+        Self {
+            hold,
+            since: None,
+            looks: VecDeque::new(),
+            from: None,
+        }
+    }
+
+    fn forget(&mut self) {
+        self.looks.clear();
+        self.from = None;
+    }
+
+    fn push(&mut self, t: f64, e: Evidence, agreement: f64) -> Option<Transition> {
+        let from = *self.from.get_or_insert(t);
+        self.looks.push_back((t, e));
+        let keep = self.hold.start_s.max(self.hold.clear_s);
+        while self.looks.front().is_some_and(|(s, _)| *s < t - keep - EPS) {
+            self.looks.pop_front();
+        }
+        let (window, wanted) = match self.since {
+            Some(_) => (self.hold.clear_s, Evidence::Off),
+            None => (self.hold.start_s, Evidence::On),
+        };
+        // Decide on evidence, never because older looks aged out.
+        if e != wanted || t - from + EPS < window {
+            return None;
+        }
+        let (mut n, mut agree) = (0usize, 0usize);
+        for (_, ev) in self
+            .looks
+            .iter()
+            .rev()
+            .take_while(|(s, _)| *s >= t - window - EPS)
+        {
+            n += 1;
+            agree += usize::from(*ev == wanted);
+        }
+        if (agree as f64) < agreement * n as f64 {
+            return None;
+        }
+        let change = match self.since.take() {
+            Some(_) => Transition::End,
+            None => {
+                self.since = Some(t);
+                Transition::New
+            }
+        };
+        // The next change needs a whole window of its own.
+        self.looks.clear();
+        self.from = Some(t);
+        Some(change)
+    }
+}
+
+/// One look at a frame.
+#[derive(Debug, Clone)]
+struct Look {
+    mean: f64,
+    contrast: f64,
+    sharpness: Option<f64>,
+    thumb: Vec<f32>,
+    thumb_size: (usize, usize),
+    /// Raw (not averaged) luma at the grey picture's points: sensor noise stays in, so a live
+    /// static scene is not mistaken for a frozen one.
+    probe: Vec<u8>,
+}
+
+fn luma(p: &[u8]) -> u32 {
+    // BT.601 weights on B, G, R.
+    (29 * u32::from(p[0]) + 150 * u32::from(p[1]) + 77 * u32::from(p[2]) + 128) >> 8
+}
+
+impl Look {
+    fn of(image: ImageRef<'_>) -> Option<Look> {
+        let (w, h) = (image.width as usize, image.height as usize);
+        if w < 8
+            || h < 8
+            || image.stride < 3 * w
+            || image.data.len() < (h - 1) * image.stride + 3 * w
+        {
+            return None;
+        }
+        let step = w.div_ceil(GREY_WIDTH).max(1);
+        let (gw, gh) = (w / step, h / step);
+        let mut grey = Vec::with_capacity(gw * gh);
+        let mut probe = Vec::with_capacity(gw * gh);
+        let area = (step * step) as u32;
+        for gy in 0..gh {
+            for gx in 0..gw {
+                let mut sum = 0u32;
+                for dy in 0..step {
+                    let row = (gy * step + dy) * image.stride + gx * step * 3;
+                    for dx in 0..step {
+                        sum += luma(&image.data[row + dx * 3..row + dx * 3 + 3]);
+                    }
+                }
+                grey.push(((sum + area / 2) / area) as u8);
+                let at = gy * step * image.stride + gx * step * 3;
+                probe.push(luma(&image.data[at..at + 3]) as u8);
+            }
+        }
+        let n = grey.len() as f64;
+        let mean = grey.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = grey
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let (tw, th) = (THUMB_W.min(gw), THUMB_H.min(gh));
+        let mut sums = vec![0f32; tw * th];
+        let mut counts = vec![0u32; tw * th];
+        for y in 0..gh {
+            let ty = y * th / gh;
+            for x in 0..gw {
+                let cell = ty * tw + x * tw / gw;
+                sums[cell] += f32::from(grey[y * gw + x]);
+                counts[cell] += 1;
+            }
+        }
+        let thumb = sums
+            .iter()
+            .zip(&counts)
+            .map(|(s, &c)| s / c.max(1) as f32)
+            .collect();
+        Some(Look {
+            mean,
+            contrast: var.sqrt(),
+            // A look without a sharpness only leaves focus unjudged.
+            sharpness: laplacian_variance(&grey, gw, gh).ok(),
+            thumb,
+            thumb_size: (tw, th),
+            probe,
+        })
+    }
+}
+
+/// Variance of the Laplacian: high for sharp edges, low for a blurred picture.
+fn laplacian_variance(grey: &[u8], w: usize, h: usize) -> opencv::Result<f64> {
+    let src = Mat::new_rows_cols_with_data(h as i32, w as i32, grey)?;
+    let mut lap = Mat::default();
+    imgproc::laplacian(&src, &mut lap, CV_32F, 1, 1.0, 0.0, BORDER_REPLICATE)?;
+    let (mut mean, mut std) = (Mat::default(), Mat::default());
+    opencv::core::mean_std_dev_def(&lap, &mut mean, &mut std)?;
+    let s = *std.at::<f64>(0)?;
+    Ok(s * s)
+}
+
+/// Gradient magnitude of a thumbnail: where its edges are, independent of its brightness.
+fn edges(thumb: &[f32], (w, h): (usize, usize)) -> Vec<f32> {
+    let mut out = Vec::with_capacity(w.saturating_sub(1) * h.saturating_sub(1));
+    for y in 0..h.saturating_sub(1) {
+        for x in 0..w.saturating_sub(1) {
+            let v = thumb[y * w + x];
+            out.push((thumb[y * w + x + 1] - v).abs() + (thumb[(y + 1) * w + x] - v).abs());
+        }
+    }
+    out
+}
+
+/// Zero-mean normalised correlation, -1..1; 0 when either side is flat.
+fn correlation(a: &[f32], b: &[f32]) -> f64 {
+    let n = a.len().min(b.len());
+    if n == 0 {
+        return 0.0;
+    }
+    let ma = a[..n].iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+    let mb = b[..n].iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a[..n].iter().zip(&b[..n]) {
+        let (x, y) = (f64::from(x) - ma, f64::from(y) - mb);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    // Flat means less than a tenth of a grey level of variation on average.
+    if aa < 0.01 * n as f64 || bb < 0.01 * n as f64 {
+        return 0.0;
+    }
+    ab / (aa * bb).sqrt()
+}
+
+/// What the camera normally looks like.
+#[derive(Debug, Clone)]
+struct Reference {
+    sharpness: f64,
+    thumb: Vec<f32>,
+    thumb_size: (usize, usize),
+}
+
+/// Looks collected while the reference is learned.
+#[derive(Debug, Default)]
+struct Learning {
+    from: Option<f64>,
+    sharpness: Vec<f64>,
+    thumb_sum: Vec<f64>,
+    thumb_size: (usize, usize),
+    looks: usize,
+}
+
+/// One camera's health, from its frames.
+#[derive(Debug)]
+pub struct HealthMonitor {
+    settings: HealthSettings,
+    judges: Vec<Judge>,
+    last_t: Option<f64>,
+    last_look: Option<(f64, Vec<u8>)>,
+    /// Since when looks did not change (for the frozen figures).
+    still_since: Option<f64>,
+    /// (capture time, sequence) of recent frames; the first is the newest older than the
+    /// rate window.
+    arrivals: VecDeque<(f64, u64)>,
+    /// Start of the arrival history the learned rate is measured from.
+    fps_learning: Option<(f64, u64)>,
+    learned_fps: Option<f64>,
+    learning: Learning,
+    reference: Option<Reference>,
+}
+
+impl HealthMonitor {
+    pub fn new(settings: HealthSettings) -> Self {
+        let judges = Condition::ALL
+            .iter()
+            .map(|&c| Judge::new(settings.hold(c)))
+            .collect();
+        Self {
+            settings,
+            judges,
+            last_t: None,
+            last_look: None,
+            still_since: None,
+            arrivals: VecDeque::new(),
+            fps_learning: None,
+            learned_fps: None,
+            learning: Learning::default(),
+            reference: None,
+        }
+    }
+
+    /// The conditions open now.
+    pub fn active(&self) -> Vec<Condition> {
+        Condition::ALL
+            .iter()
+            .copied()
+            .filter(|c| self.judges[c.index()].since.is_some())
+            .collect()
+    }
+
+    /// A gap or a jump back in time: windows and rates start afresh (open conditions stay).
+    fn break_history(&mut self) {
+        for j in &mut self.judges {
+            j.forget();
+        }
+        self.arrivals.clear();
+        self.last_look = None;
+        self.still_since = None;
+        self.fps_learning = None;
+    }
+
+    /// One analysed frame: its analysis image, capture time (seconds) and sequence number
+    /// among the frames the camera delivered (`Frame::seq`: frames dropped before analysis
+    /// still count as arrived). Returns the conditions that started or ended with it.
+    pub fn frame(&mut self, image: ImageRef<'_>, at_s: f64, seq: u64) -> Vec<HealthChange> {
+        if !at_s.is_finite() {
+            return Vec::new();
+        }
+        let broken = self
+            .last_t
+            .is_some_and(|last| at_s < last || at_s - last > self.settings.max_gap_s)
+            || self.arrivals.back().is_some_and(|&(_, s)| seq <= s);
+        if broken {
+            self.break_history();
+        }
+        self.last_t = Some(at_s);
+        self.count_arrival(at_s, seq);
+        let due = self
+            .last_look
+            .as_ref()
+            .is_none_or(|(t, _)| at_s - t + EPS >= self.settings.sample_every_s);
+        if !due {
+            return Vec::new();
+        }
+        let look = Look::of(image);
+        self.judge(at_s, look.as_ref())
+    }
+
+    fn count_arrival(&mut self, at_s: f64, seq: u64) {
+        self.arrivals.push_back((at_s, seq));
+        let window_start = at_s - self.settings.fps_window_s;
+        while self
+            .arrivals
+            .get(1)
+            .is_some_and(|(t, _)| *t <= window_start + EPS)
+        {
+            self.arrivals.pop_front();
+        }
+        if self.learned_fps.is_none() && self.settings.expected_fps.is_none() {
+            let (t0, s0) = *self.fps_learning.get_or_insert((at_s, seq));
+            if at_s - t0 + EPS >= self.settings.reference_s && at_s > t0 {
+                self.learned_fps = Some((seq - s0) as f64 / (at_s - t0));
+            }
+        }
+    }
+
+    /// Frames a second over the rate window, once the history covers it.
+    fn rate(&self) -> Option<f64> {
+        let (&(t0, s0), &(t1, s1)) = (self.arrivals.front()?, self.arrivals.back()?);
+        (t1 - t0 + EPS >= self.settings.fps_window_s && t1 > t0)
+            .then(|| (s1 - s0) as f64 / (t1 - t0))
+    }
+
+    fn judge(&mut self, at_s: f64, look: Option<&Look>) -> Vec<HealthChange> {
+        let th = self.settings.thresholds.clone();
+        let mut evidence = [Evidence::Unknown; 6];
+        let mut figures: [BTreeMap<&'static str, f64>; 6] = Default::default();
+
+        // Light first: a dark picture says nothing about focus, stillness or the view.
+        if let Some(l) = look {
+            let black = if l.mean <= th.blackout_luma && l.contrast <= th.blackout_contrast {
+                Evidence::On
+            } else if l.mean >= th.blackout_luma_clear || l.contrast >= th.blackout_contrast_clear {
+                Evidence::Off
+            } else {
+                Evidence::Between
+            };
+            let low = if black == Evidence::On {
+                Evidence::Unknown
+            } else if l.mean <= th.low_light_luma && l.contrast <= th.low_light_contrast {
+                Evidence::On
+            } else if l.mean >= th.low_light_luma_clear || l.contrast >= th.low_light_contrast_clear
+            {
+                Evidence::Off
+            } else {
+                Evidence::Between
+            };
+            evidence[Condition::Blackout.index()] = black;
+            evidence[Condition::LowLight.index()] = low;
+            for c in [Condition::Blackout, Condition::LowLight] {
+                figures[c.index()] =
+                    BTreeMap::from([("mean_luma", l.mean), ("contrast", l.contrast)]);
+            }
+        }
+        let dark = [Condition::Blackout, Condition::LowLight]
+            .iter()
+            .any(|c| self.judges[c.index()].since.is_some() || evidence[c.index()] == Evidence::On);
+        let good_light = evidence[Condition::Blackout.index()] == Evidence::Off
+            && evidence[Condition::LowLight.index()] == Evidence::Off;
+
+        let previous = self.last_look.take();
+        if let Some(l) = look.filter(|_| !dark) {
+            // Frozen: compared with the previous look.
+            if let Some((t, probe)) = previous.as_ref().filter(|(_, p)| p.len() == l.probe.len()) {
+                let diff = l
+                    .probe
+                    .iter()
+                    .zip(probe)
+                    .map(|(&a, &b)| u32::from(a.abs_diff(b)))
+                    .sum::<u32>() as f64
+                    / l.probe.len().max(1) as f64;
+                if diff <= th.frozen_difference {
+                    self.still_since.get_or_insert(*t);
+                } else {
+                    self.still_since = None;
+                }
+                evidence[Condition::Frozen.index()] =
+                    band(diff, th.frozen_difference, th.frozen_difference_clear);
+                figures[Condition::Frozen.index()] = BTreeMap::from([
+                    ("difference", diff),
+                    ("still_s", self.still_since.map_or(0.0, |s| at_s - s)),
+                ]);
+            }
+            if self
+                .reference
+                .as_ref()
+                .is_some_and(|r| r.thumb_size != l.thumb_size)
+            {
+                // The picture's shape changed (a new stream): learn it again.
+                self.reference = None;
+                self.learning = Learning::default();
+            }
+            if let Some(r) = &self.reference {
+                if let Some(s) = l.sharpness.filter(|_| r.sharpness >= th.min_sharpness) {
+                    let ratio = s / r.sharpness;
+                    evidence[Condition::Defocus.index()] =
+                        band(ratio, th.defocus_ratio, th.defocus_ratio_clear);
+                    figures[Condition::Defocus.index()] = BTreeMap::from([
+                        ("sharpness", s),
+                        ("sharpness_reference", r.sharpness),
+                        ("ratio", ratio),
+                    ]);
+                }
+                let similarity = correlation(
+                    &edges(&l.thumb, l.thumb_size),
+                    &edges(&r.thumb, r.thumb_size),
+                );
+                evidence[Condition::ViewChanged.index()] =
+                    band(similarity, th.view_similarity, th.view_similarity_clear);
+                figures[Condition::ViewChanged.index()] =
+                    BTreeMap::from([("similarity", similarity)]);
+            }
+        }
+        if let Some(l) = look {
+            self.last_look = Some((at_s, l.probe.clone()));
+        }
+
+        let expected = self.settings.expected_fps.or(self.learned_fps);
+        if let (Some(rate), Some(expected)) = (self.rate(), expected.filter(|e| *e > 0.0)) {
+            let ratio = rate / expected;
+            evidence[Condition::FpsDrop.index()] = band(ratio, th.fps_ratio, th.fps_ratio_clear);
+            figures[Condition::FpsDrop.index()] =
+                BTreeMap::from([("fps", rate), ("expected_fps", expected)]);
+        }
+
+        let mut changes = Vec::new();
+        for c in Condition::ALL {
+            let judge = &mut self.judges[c.index()];
+            let started = judge.since;
+            if let Some(transition) = judge.push(at_s, evidence[c.index()], self.settings.agreement)
+            {
+                let mut figures = std::mem::take(&mut figures[c.index()]);
+                if transition == Transition::End {
+                    figures.insert("duration_s", at_s - started.unwrap_or(at_s));
+                }
+                changes.push(HealthChange {
+                    condition: c,
+                    transition,
+                    at_s,
+                    figures: rounded(figures),
+                    stopped: false,
+                });
+            }
+        }
+
+        if let Some(l) = look.filter(|_| good_light) {
+            let healthy = self.judges.iter().all(|j| j.since.is_none());
+            let since_last = previous.map(|(t, _)| at_s - t);
+            self.learn(at_s, l, &evidence, healthy, since_last);
+        }
+        changes
+    }
+
+    /// Learns the references over the first good looks, then lets them follow slow changes
+    /// while the camera is healthy.
+    fn learn(
+        &mut self,
+        at_s: f64,
+        l: &Look,
+        evidence: &[Evidence; 6],
+        healthy: bool,
+        since_last: Option<f64>,
+    ) {
+        match &mut self.reference {
+            None => {
+                let learning = &mut self.learning;
+                let from = *learning.from.get_or_insert(at_s);
+                if learning.thumb_size != l.thumb_size {
+                    learning.thumb_sum = vec![0.0; l.thumb.len()];
+                    learning.thumb_size = l.thumb_size;
+                    learning.sharpness.clear();
+                    learning.looks = 0;
+                }
+                for (s, &v) in learning.thumb_sum.iter_mut().zip(&l.thumb) {
+                    *s += f64::from(v);
+                }
+                learning.looks += 1;
+                learning.sharpness.extend(l.sharpness);
+                if at_s - from + EPS >= self.settings.reference_s && learning.looks >= 3 {
+                    let n = learning.looks as f64;
+                    learning.sharpness.sort_by(f64::total_cmp);
+                    let sharpness = learning
+                        .sharpness
+                        .get(learning.sharpness.len() / 2)
+                        .copied()
+                        .unwrap_or(0.0);
+                    self.reference = Some(Reference {
+                        sharpness,
+                        thumb: learning.thumb_sum.iter().map(|s| (s / n) as f32).collect(),
+                        thumb_size: learning.thumb_size,
+                    });
+                    self.learning = Learning::default();
+                }
+            }
+            Some(r) if healthy => {
+                let Some(dt) = since_last else { return };
+                let k = (dt / self.settings.adapt_s).clamp(0.0, 1.0);
+                if let Some(s) = l
+                    .sharpness
+                    .filter(|_| evidence[Condition::Defocus.index()] == Evidence::Off)
+                {
+                    r.sharpness += (s - r.sharpness) * k;
+                }
+                if evidence[Condition::ViewChanged.index()] == Evidence::Off {
+                    for (v, &now) in r.thumb.iter_mut().zip(&l.thumb) {
+                        *v += (now - *v) * k as f32;
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The camera stopped: every open condition ends at the last frame's time.
+    pub fn finish(&mut self) -> Vec<HealthChange> {
+        let at_s = self.last_t.unwrap_or(0.0);
+        let mut changes = Vec::new();
+        for c in Condition::ALL {
+            let judge = &mut self.judges[c.index()];
+            if let Some(since) = judge.since.take() {
+                judge.forget();
+                changes.push(HealthChange {
+                    condition: c,
+                    transition: Transition::End,
+                    at_s,
+                    figures: rounded(BTreeMap::from([("duration_s", at_s - since)])),
+                    stopped: true,
+                });
+            }
+        }
+        changes
+    }
+}
+
+fn rounded(figures: BTreeMap<&'static str, f64>) -> BTreeMap<&'static str, f64> {
+    figures
+        .into_iter()
+        .map(|(k, v)| (k, (v * 1000.0).round() / 1000.0))
+        .collect()
+}
