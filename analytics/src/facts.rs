@@ -28,6 +28,12 @@ pub struct Facts {
     tracks: BTreeMap<u64, (u16, SystemTime, SystemTime, u32)>,
     /// Severity of entries per zone (info when absent).
     zone_severity: BTreeMap<String, Severity>,
+    /// Alerts of one rule within this gap join one group (one incident for the operators).
+    gap: Duration,
+    /// Open alert groups by (kind, rule): the first event's id, the last alert's time, size.
+    groups: std::collections::HashMap<(EventKind, String), (String, SystemTime, u32)>,
+    /// The group of each lasting thing (incident key), so its update and end join it too.
+    group_of: BTreeMap<String, String>,
 }
 
 impl Facts {
@@ -49,6 +55,72 @@ impl Facts {
             lines,
             tracks: BTreeMap::new(),
             zone_severity: BTreeMap::new(),
+            gap: Duration::from_secs(30),
+            groups: Default::default(),
+            group_of: BTreeMap::new(),
+        }
+    }
+
+    /// Alerts of one rule within `gap` of the previous one join its group (`rules.incident_gap_s`).
+    pub fn with_alert_gap(mut self, gap: Duration) -> Self {
+        self.gap = gap;
+        self
+    }
+
+    /// Puts each alert (warning or critical) into a group: the alerts of one rule on this camera
+    /// that follow each other within the gap are one situation. `details.group` is the id of
+    /// the group's first alert and `details.group_size` how many alerts (objects) it has so
+    /// far; the `update` and `end` of a lasting alert carry its group too.
+    fn group(&mut self, events: &mut [Event]) {
+        for e in events.iter_mut() {
+            let lasting = e.incident.clone();
+            let joined = match e.lifecycle {
+                Lifecycle::New | Lifecycle::Single if e.severity >= Severity::Warning => {
+                    let key = (e.kind, e.rule.clone());
+                    let at = e.captured_at;
+                    let open = self.groups.get_mut(&key).filter(|(_, last, _)| {
+                        at.duration_since(*last).unwrap_or_default() <= self.gap
+                    });
+                    let (id, size) = match open {
+                        Some((id, last, size)) => {
+                            *last = at;
+                            *size += 1;
+                            (id.clone(), *size)
+                        }
+                        None => {
+                            let id = e.id.to_string();
+                            self.groups.insert(key, (id.clone(), at, 1));
+                            (id, 1)
+                        }
+                    };
+                    if let Some(incident) = &lasting {
+                        self.group_of.insert(incident.clone(), id.clone());
+                    }
+                    Some((id, Some(size)))
+                }
+                Lifecycle::Update | Lifecycle::End => {
+                    let group = lasting.as_ref().and_then(|i| self.group_of.get(i).cloned());
+                    if e.lifecycle == Lifecycle::End {
+                        if let Some(i) = &lasting {
+                            self.group_of.remove(i);
+                        }
+                    }
+                    group.map(|g| (g, None))
+                }
+                _ => None,
+            };
+            if let Some((group, size)) = joined {
+                e.details.insert("group".into(), group.into());
+                if let Some(n) = size {
+                    e.details.insert("group_size".into(), n.into());
+                }
+            }
+        }
+        // Groups quiet for longer than the gap are over.
+        if let Some(now) = events.iter().map(|e| e.captured_at).max() {
+            let gap = self.gap;
+            self.groups
+                .retain(|_, (_, last, _)| now.duration_since(*last).unwrap_or_default() <= gap);
         }
     }
 
@@ -129,17 +201,18 @@ impl Facts {
                 object,
             ));
         }
+        self.group(&mut events);
         (events, aggregates)
     }
 
     /// Events of the traffic and incident rules for one analysed frame captured at `at`.
     pub fn traffic(
-        &self,
+        &mut self,
         at: SystemTime,
         tracks: &[TrackedObject],
         facts: &[TrafficEvent],
     ) -> Vec<Event> {
-        facts
+        let mut events: Vec<Event> = facts
             .iter()
             .map(|f| {
                 let object = f.track_id.map(|id| {
@@ -187,7 +260,9 @@ impl Facts {
                     &self.ids, at, kind, lifecycle, &f.rule, severity, object, details,
                 )
             })
-            .collect()
+            .collect();
+        self.group(&mut events);
+        events
     }
 
     /// Follows tracks; returns a summary for each track that ended (no longer reported by the
@@ -286,6 +361,54 @@ mod tests {
     use super::*;
     use crate::geometry::{BBox, Point};
     use crate::rules::Direction;
+
+    #[test]
+    fn alerts_of_one_rule_within_the_gap_are_one_group() {
+        let labels = Arc::new(vec!["person".to_string()]);
+        let mut f = Facts::new(
+            "kota",
+            "cam",
+            vec![],
+            labels,
+            Arc::new(IdGenerator::new()),
+            Duration::from_secs(60),
+        )
+        .with_zones(&[pantau_config::ZoneConfig::watch(
+            "road",
+            vec![[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]],
+            Severity::Warning,
+        )])
+        .with_alert_gap(Duration::from_secs(30));
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_795_507_230);
+        let enter = |id: u64| ZoneEvent {
+            zone: "road".into(),
+            track_id: id,
+            class: 0,
+            kind: ZoneEventKind::Enter,
+            crossed_edge: true,
+        };
+        let leave = |id: u64| ZoneEvent {
+            kind: ZoneEventKind::Exit,
+            ..enter(id)
+        };
+        // Seven people step onto the road within 12 s: one group of seven.
+        let mut all = Vec::new();
+        for k in 0..7u64 {
+            let (events, _) = f.frame(t0 + Duration::from_secs(2 * k), &[], &[], &[enter(k)]);
+            all.extend(events);
+        }
+        let first = all[0].id.to_string();
+        assert!(all.iter().all(|e| e.details["group"] == first.as_str()));
+        assert_eq!(all[6].details["group_size"], 7);
+        // The end of one of them belongs to the group too (without a size).
+        let (ends, _) = f.frame(t0 + Duration::from_secs(20), &[], &[], &[leave(3)]);
+        assert_eq!(ends[0].details["group"], first.as_str());
+        assert!(!ends[0].details.contains_key("group_size"));
+        // A minute of quiet later, a new group begins.
+        let (later, _) = f.frame(t0 + Duration::from_secs(120), &[], &[], &[enter(9)]);
+        assert_eq!(later[0].details["group"], later[0].id.to_string().as_str());
+        assert_eq!(later[0].details["group_size"], 1);
+    }
 
     #[test]
     fn finishing_emits_the_open_period_once() {

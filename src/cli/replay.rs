@@ -243,7 +243,8 @@ pub fn execute(
             std::sync::Arc::new(pantau_events::IdGenerator::new()),
             Duration::from_secs(60),
         )
-        .with_zones(&plan.zones);
+        .with_zones(&plan.zones)
+        .with_alert_gap(Duration::from_secs_f64(plan.rules.incident_gap_s));
         let mut event_counts: BTreeMap<String, u64> = BTreeMap::new();
         let mut stages = Stages::default();
         let mut frames = 0u64;
