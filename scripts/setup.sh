@@ -21,6 +21,7 @@ PACKAGES=(
   postgresql postgresql-contrib mosquitto mosquitto-clients
   python3-pip unzip openssl
   chromium
+  libxml2-utils   # xmllint: the test that checks CAP alerts against the OASIS schema
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -10,6 +10,7 @@ use pantau_events::{
     TrackSummary, ZoneChange,
 };
 
+use crate::health::{HealthChange, Transition};
 use crate::rules::{Crossing, Phase, TrafficEvent, TrafficKind, ZoneEvent, ZoneEventKind};
 use crate::track::TrackedObject;
 
@@ -265,6 +266,33 @@ impl Facts {
         events
     }
 
+    /// Events of the camera's health monitor (`health.rs`) for the frame captured at `at`, or
+    /// the camera's last frame when it stopped. Warnings join the camera's alert groups like
+    /// any rule's.
+    pub fn camera_health(&mut self, at: SystemTime, changes: &[HealthChange]) -> Vec<Event> {
+        let mut events: Vec<Event> = changes
+            .iter()
+            .map(|c| {
+                let lifecycle = match c.transition {
+                    Transition::New => Lifecycle::New,
+                    Transition::End => Lifecycle::End,
+                };
+                let mut details: BTreeMap<String, serde_json::Value> = c
+                    .figures
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), (*v).into()))
+                    .collect();
+                if c.stopped {
+                    details.insert("camera_stopped".into(), true.into());
+                }
+                self.origin
+                    .camera_health(&self.ids, at, c.condition.as_str(), lifecycle, details)
+            })
+            .collect();
+        self.group(&mut events);
+        events
+    }
+
     /// Follows tracks; returns a summary for each track that ended (no longer reported by the
     /// tracker).
     pub fn track_summaries(
@@ -408,6 +436,67 @@ mod tests {
         let (later, _) = f.frame(t0 + Duration::from_secs(120), &[], &[], &[enter(9)]);
         assert_eq!(later[0].details["group"], later[0].id.to_string().as_str());
         assert_eq!(later[0].details["group_size"], 1);
+    }
+
+    #[test]
+    fn camera_health_changes_become_events_per_camera_and_condition() {
+        use crate::health::Condition;
+        let mut f = Facts::new(
+            "kota",
+            "cam",
+            vec![],
+            Arc::default(),
+            Arc::default(),
+            Duration::from_secs(60),
+        );
+        let t0 = UNIX_EPOCH + Duration::from_millis(1_795_507_230_125);
+        let change = |transition, figures: &[(&'static str, f64)]| HealthChange {
+            condition: Condition::Blackout,
+            transition,
+            at_s: 0.0,
+            figures: figures.iter().copied().collect(),
+            stopped: false,
+        };
+        let new = f.camera_health(
+            t0,
+            &[change(
+                Transition::New,
+                &[("mean_luma", 3.5), ("contrast", 1.25)],
+            )],
+        );
+        let end = f.camera_health(
+            t0 + Duration::from_secs(40),
+            &[change(
+                Transition::End,
+                &[
+                    ("mean_luma", 96.0),
+                    ("contrast", 41.0),
+                    ("duration_s", 40.0),
+                ],
+            )],
+        );
+        let (new, end) = (&new[0], &end[0]);
+        assert_eq!(
+            (new.kind, new.lifecycle),
+            (EventKind::CameraHealth, Lifecycle::New)
+        );
+        assert_eq!(
+            (new.severity, end.severity),
+            (Severity::Warning, Severity::Info)
+        );
+        assert_eq!(new.rule, "camera");
+        assert_eq!(new.captured_at, t0);
+        assert_eq!(new.incident.as_deref(), Some("cam/camera_health/blackout"));
+        assert_eq!(end.incident, new.incident);
+        let json = serde_json::to_value(new).expect("serialises");
+        assert_eq!(json["kind"], "camera_health");
+        assert_eq!(
+            json["details"],
+            serde_json::json!({"condition": "blackout", "mean_luma": 3.5, "contrast": 1.25,
+                "group": new.id.to_string(), "group_size": 1})
+        );
+        assert_eq!(end.details["duration_s"], 40.0);
+        assert_eq!(end.details["group"], new.id.to_string());
     }
 
     #[test]

@@ -686,14 +686,20 @@ impl HealthMonitor {
                         ("ratio", ratio),
                     ]);
                 }
-                let similarity = correlation(
-                    &edges(&l.thumb, l.thumb_size),
-                    &edges(&r.thumb, r.thumb_size),
-                );
-                evidence[Condition::ViewChanged.index()] =
-                    band(similarity, th.view_similarity, th.view_similarity_clear);
-                figures[Condition::ViewChanged.index()] =
-                    BTreeMap::from([("similarity", similarity)]);
+                // A blurred picture has lost the edges the view is compared on: it says
+                // nothing about where the camera points.
+                let blurred = self.judges[Condition::Defocus.index()].since.is_some()
+                    || evidence[Condition::Defocus.index()] == Evidence::On;
+                if !blurred {
+                    let similarity = correlation(
+                        &edges(&l.thumb, l.thumb_size),
+                        &edges(&r.thumb, r.thumb_size),
+                    );
+                    evidence[Condition::ViewChanged.index()] =
+                        band(similarity, th.view_similarity, th.view_similarity_clear);
+                    figures[Condition::ViewChanged.index()] =
+                        BTreeMap::from([("similarity", similarity)]);
+                }
             }
         }
         if let Some(l) = look {
@@ -708,6 +714,10 @@ impl HealthMonitor {
                 BTreeMap::from([("fps", rate), ("expected_fps", expected)]);
         }
 
+        if std::env::var_os("HEALTH_DEBUG").is_some() {
+            let inten = match (&self.reference, look) { (Some(r), Some(l)) => correlation(&l.thumb, &r.thumb), _ => -9.0 };
+            eprintln!("DEBUG {at_s:.2} {:?} int={inten:.3} {:?}", evidence, figures);
+        }
         let mut changes = Vec::new();
         for c in Condition::ALL {
             let judge = &mut self.judges[c.index()];
@@ -822,4 +832,454 @@ fn rounded(figures: BTreeMap<&'static str, f64>) -> BTreeMap<&'static str, f64> 
         .into_iter()
         .map(|(k, v)| (k, (v * 1000.0).round() / 1000.0))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const W: usize = 160;
+    const H: usize = 90;
+
+    /// What the synthetic camera shows.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Shot {
+        Healthy,
+        /// A static scene: nothing moves, only the sensor's noise.
+        Static,
+        Black,
+        Dim,
+        Blurred,
+        Frozen,
+        Shifted,
+        /// Healthy, one frame a second.
+        Slow,
+    }
+
+    impl Shot {
+        fn condition(self) -> Option<Condition> {
+            match self {
+                Shot::Healthy | Shot::Static => None,
+                Shot::Black => Some(Condition::Blackout),
+                Shot::Dim => Some(Condition::LowLight),
+                Shot::Blurred => Some(Condition::Defocus),
+                Shot::Frozen => Some(Condition::Frozen),
+                Shot::Shifted => Some(Condition::ViewChanged),
+                Shot::Slow => Some(Condition::FpsDrop),
+            }
+        }
+    }
+
+    /// A small deterministic generator (xorshift64*).
+    #[derive(Debug)]
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        /// Uniform in -amplitude..=amplitude.
+        fn noise(&mut self, amplitude: u8) -> i32 {
+            if amplitude == 0 {
+                return 0;
+            }
+            let span = 2 * u64::from(amplitude) + 1;
+            (self.next() % span) as i32 - i32::from(amplitude)
+        }
+
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// The street: blocks of texture, seen from where the camera points.
+    fn background(x: usize, y: usize) -> i32 {
+        let (bx, by) = (x as u64 / 6, y as u64 / 6);
+        let h =
+            (bx.wrapping_mul(0x9e37_79b9) ^ by.wrapping_mul(0x85eb_ca6b)).wrapping_mul(0xc2b2_ae35);
+        40 + ((h >> 16) % 160) as i32
+    }
+
+    /// A synthetic camera: its picture, clock and frame counter.
+    #[derive(Debug)]
+    struct Camera {
+        rng: Rng,
+        noise: u8,
+        t: f64,
+        seq: u64,
+        /// Object speed, pixels a second.
+        speed: f64,
+        frozen: Option<Vec<u8>>,
+    }
+
+    impl Camera {
+        fn new(seed: u64, noise: u8) -> Self {
+            Self {
+                rng: Rng(seed | 1),
+                noise,
+                t: 1_795_507_200.0,
+                seq: 0,
+                speed: 30.0,
+                frozen: None,
+            }
+        }
+
+        fn render(&mut self, shot: Shot) -> Vec<u8> {
+            if shot == Shot::Frozen {
+                if let Some(f) = &self.frozen {
+                    return f.clone();
+                }
+            }
+            let ox = (self.t * self.speed) as usize % (W + 24);
+            let moving = shot != Shot::Static;
+            let mut grey = vec![0i32; W * H];
+            for y in 0..H {
+                for x in 0..W {
+                    let (sx, sy) = if shot == Shot::Shifted {
+                        (x + 37, y + 23)
+                    } else {
+                        (x, y)
+                    };
+                    let object = moving && (30..46).contains(&y) && x + 24 >= ox && x < ox;
+                    grey[y * W + x] = if object { 240 } else { background(sx, sy) };
+                }
+            }
+            if shot == Shot::Blurred {
+                grey = box_blur(&grey, 5);
+            }
+            let mut bgr = Vec::with_capacity(W * H * 3);
+            for v in grey {
+                let v = match shot {
+                    Shot::Black => 2,
+                    Shot::Dim => v / 4 + 10,
+                    _ => v,
+                };
+                let v = (v + self.rng.noise(self.noise)).clamp(0, 255) as u8;
+                bgr.extend_from_slice(&[v, v, v]);
+            }
+            if shot == Shot::Frozen {
+                self.frozen = Some(bgr.clone());
+            } else {
+                self.frozen = None;
+            }
+            bgr
+        }
+
+        /// Feeds `seconds` of `shot` (five frames a second with jitter, one for `Slow`).
+        fn show(&mut self, m: &mut HealthMonitor, shot: Shot, seconds: f64) -> Vec<HealthChange> {
+            let end = self.t + seconds;
+            let mut changes = Vec::new();
+            while self.t < end {
+                let bgr = self.render(shot);
+                let image = ImageRef {
+                    data: &bgr,
+                    width: W as u32,
+                    height: H as u32,
+                    stride: W * 3,
+                };
+                changes.extend(m.frame(image, self.t, self.seq));
+                // Now and then a frame is dropped before analysis: it still arrived.
+                self.seq += 1 + u64::from(self.rng.unit() < 0.05);
+                let interval = if shot == Shot::Slow { 1.0 } else { 0.2 };
+                self.t += interval * (0.8 + 0.4 * self.rng.unit());
+            }
+            changes
+        }
+    }
+
+    fn box_blur(grey: &[i32], r: usize) -> Vec<i32> {
+        let pass = |src: &[i32], horizontal: bool| {
+            let mut out = vec![0; W * H];
+            for y in 0..H {
+                for x in 0..W {
+                    let (mut sum, mut n) = (0, 0);
+                    for d in 0..=2 * r {
+                        let (xx, yy) = if horizontal {
+                            ((x + d).checked_sub(r), Some(y))
+                        } else {
+                            (Some(x), (y + d).checked_sub(r))
+                        };
+                        if let (Some(xx), Some(yy)) = (xx, yy) {
+                            if xx < W && yy < H {
+                                sum += src[yy * W + xx];
+                                n += 1;
+                            }
+                        }
+                    }
+                    out[y * W + x] = sum / n;
+                }
+            }
+            out
+        };
+        pass(&pass(grey, true), false)
+    }
+
+    /// Short times, so a test covers every condition in seconds of synthetic video.
+    fn quick() -> HealthSettings {
+        let hold = Hold::new(3.0, 3.0);
+        HealthSettings {
+            reference_s: 5.0,
+            fps_window_s: 3.0,
+            expected_fps: Some(5.0),
+            blackout: hold,
+            low_light: hold,
+            defocus: hold,
+            frozen: hold,
+            view_changed: hold,
+            fps_drop: hold,
+            ..HealthSettings::default()
+        }
+    }
+
+    fn summary(changes: &[HealthChange]) -> Vec<(Condition, Transition)> {
+        changes
+            .iter()
+            .map(|c| (c.condition, c.transition))
+            .collect()
+    }
+
+    #[test]
+    fn a_moving_scene_with_noise_raises_nothing() {
+        let mut m = HealthMonitor::new(quick());
+        let mut cam = Camera::new(7, 6);
+        let changes = cam.show(&mut m, Shot::Healthy, 60.0);
+        assert_eq!(summary(&changes), vec![]);
+    }
+
+    #[test]
+    fn a_static_scene_with_sensor_noise_is_not_frozen() {
+        let mut m = HealthMonitor::new(quick());
+        let mut cam = Camera::new(3, 2);
+        let changes = cam.show(&mut m, Shot::Static, 40.0);
+        assert_eq!(summary(&changes), vec![]);
+    }
+
+    #[test]
+    fn each_condition_starts_once_and_ends_once() {
+        for shot in [
+            Shot::Black,
+            Shot::Dim,
+            Shot::Blurred,
+            Shot::Frozen,
+            Shot::Shifted,
+            Shot::Slow,
+        ] {
+            let condition = shot.condition().expect("a condition");
+            let mut m = HealthMonitor::new(quick());
+            let mut cam = Camera::new(11, 3);
+            assert_eq!(summary(&cam.show(&mut m, Shot::Healthy, 8.0)), vec![]);
+            let t0 = cam.t;
+            let during = cam.show(&mut m, shot, 12.0);
+            assert_eq!(
+                summary(&during),
+                vec![(condition, Transition::New)],
+                "{shot:?}"
+            );
+            // Held for most of its start time (fps: after its rate window too), not longer.
+            let late = during[0].at_s - t0;
+            assert!(
+                (2.0..9.0).contains(&late),
+                "{shot:?} started after {late} s"
+            );
+            assert_eq!(m.active(), vec![condition]);
+            let after = cam.show(&mut m, Shot::Healthy, 12.0);
+            assert_eq!(
+                summary(&after),
+                vec![(condition, Transition::End)],
+                "{shot:?}"
+            );
+            let duration = after[0].figures["duration_s"];
+            assert!(
+                (8.0..20.0).contains(&duration),
+                "{shot:?} lasted {duration} s"
+            );
+        }
+    }
+
+    #[test]
+    fn figures_say_what_decided() {
+        let mut m = HealthMonitor::new(quick());
+        let mut cam = Camera::new(5, 2);
+        cam.show(&mut m, Shot::Healthy, 8.0);
+        let new = cam.show(&mut m, Shot::Black, 6.0);
+        assert!(new[0].figures["mean_luma"] <= 20.0, "{:?}", new[0]);
+        assert!(new[0].figures["contrast"] <= 8.0, "{:?}", new[0]);
+        let new = cam.show(&mut m, Shot::Healthy, 6.0);
+        assert_eq!(new[0].transition, Transition::End);
+        assert!(new[0].figures["mean_luma"] >= 30.0, "{:?}", new[0]);
+
+        let mut m = HealthMonitor::new(quick());
+        cam.show(&mut m, Shot::Healthy, 8.0);
+        let new = cam.show(&mut m, Shot::Blurred, 6.0);
+        let f = &new[0].figures;
+        assert!(f["sharpness"] < 0.3 * f["sharpness_reference"], "{f:?}");
+        assert!(f["ratio"] <= 0.3, "{f:?}");
+        let new = cam.show(&mut m, Shot::Slow, 10.0);
+        let f = &new
+            .iter()
+            .find(|c| c.condition == Condition::FpsDrop)
+            .expect("fps drop")
+            .figures;
+        assert_eq!(f["expected_fps"], 5.0);
+        assert!(f["fps"] < 2.5, "{f:?}");
+    }
+
+    #[test]
+    fn without_an_expected_rate_the_camera_is_its_own_reference() {
+        let mut m = HealthMonitor::new(HealthSettings {
+            expected_fps: None,
+            ..quick()
+        });
+        let mut cam = Camera::new(9, 3);
+        assert_eq!(summary(&cam.show(&mut m, Shot::Healthy, 10.0)), vec![]);
+        let changes = cam.show(&mut m, Shot::Slow, 12.0);
+        assert_eq!(
+            summary(&changes),
+            vec![(Condition::FpsDrop, Transition::New)]
+        );
+        assert!((4.5..5.8).contains(&changes[0].figures["expected_fps"]));
+    }
+
+    #[test]
+    fn durations_are_seconds_not_frames() {
+        // The same blackout seen at 5 and at 25 frames a second starts at the same time.
+        let start = |interval: f64| {
+            let mut m = HealthMonitor::new(quick());
+            let bgr = vec![0u8; W * H * 3];
+            let mut t = 100.0;
+            let mut seq = 0;
+            loop {
+                let image = ImageRef {
+                    data: &bgr,
+                    width: W as u32,
+                    height: H as u32,
+                    stride: W * 3,
+                };
+                if let Some(c) = m.frame(image, t, seq).first() {
+                    return c.at_s - 100.0;
+                }
+                t += interval;
+                seq += 1;
+            }
+        };
+        let (slow, fast) = (start(0.2), start(0.04));
+        assert!((slow - fast).abs() <= 0.5, "{slow} s vs {fast} s");
+        assert!((2.4..=3.6).contains(&slow), "{slow} s");
+    }
+
+    #[test]
+    fn the_dark_says_nothing_about_focus_or_view() {
+        let mut m = HealthMonitor::new(quick());
+        let mut cam = Camera::new(13, 2);
+        cam.show(&mut m, Shot::Healthy, 8.0);
+        // A black picture is identical, unsharp and unlike the reference: only blackout.
+        let changes = cam.show(&mut m, Shot::Black, 20.0);
+        assert_eq!(
+            summary(&changes),
+            vec![(Condition::Blackout, Transition::New)]
+        );
+    }
+
+    #[test]
+    fn a_stopped_camera_ends_what_is_open() {
+        let mut m = HealthMonitor::new(quick());
+        let mut cam = Camera::new(17, 2);
+        cam.show(&mut m, Shot::Healthy, 8.0);
+        cam.show(&mut m, Shot::Shifted, 8.0);
+        assert_eq!(m.active(), vec![Condition::ViewChanged]);
+        let ended = m.finish();
+        assert_eq!(
+            summary(&ended),
+            vec![(Condition::ViewChanged, Transition::End)]
+        );
+        assert!(ended[0].stopped);
+        assert!(m.finish().is_empty(), "ended once");
+    }
+
+    #[test]
+    fn a_stall_starts_the_windows_afresh() {
+        let mut m = HealthMonitor::new(quick());
+        let mut cam = Camera::new(19, 3);
+        cam.show(&mut m, Shot::Healthy, 8.0);
+        // Thirty seconds without frames is the camera status's business, not a rate drop.
+        cam.t += 30.0;
+        let changes = cam.show(&mut m, Shot::Healthy, 10.0);
+        assert_eq!(summary(&changes), vec![]);
+    }
+
+    fn shots() -> impl Strategy<Value = Shot> {
+        prop_oneof![
+            Just(Shot::Healthy),
+            Just(Shot::Static),
+            Just(Shot::Black),
+            Just(Shot::Dim),
+            Just(Shot::Blurred),
+            Just(Shot::Frozen),
+            Just(Shot::Shifted),
+            Just(Shot::Slow),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Whatever the camera shows, each condition goes new, end, new, end...; a change
+        /// comes no sooner than its hold time after the one before; stopping ends what is
+        /// open.
+        #[test]
+        fn end_always_follows_new_and_nothing_flaps(
+            seed in any::<u64>(),
+            noise in 0u8..5,
+            segments in proptest::collection::vec((shots(), 0.5f64..12.0), 1..8),
+        ) {
+            let settings = quick();
+            let mut m = HealthMonitor::new(settings.clone());
+            let mut cam = Camera::new(seed, noise);
+            let mut changes = cam.show(&mut m, Shot::Healthy, 6.0);
+            for (shot, seconds) in &segments {
+                changes.extend(cam.show(&mut m, *shot, *seconds));
+            }
+            changes.extend(m.finish());
+            for c in Condition::ALL {
+                let mine: Vec<&HealthChange> = changes.iter().filter(|x| x.condition == c).collect();
+                for (i, x) in mine.iter().enumerate() {
+                    let expected = if i % 2 == 0 { Transition::New } else { Transition::End };
+                    prop_assert_eq!(x.transition, expected, "{:?}: {:?}", c, summary(&changes));
+                    if i > 0 && !x.stopped {
+                        let hold = settings.hold(c);
+                        let wait = if x.transition == Transition::New { hold.start_s } else { hold.clear_s };
+                        prop_assert!(x.at_s - mine[i - 1].at_s + 1e-6 >= wait, "{:?} flapped: {:?}", c, summary(&changes));
+                    }
+                }
+                prop_assert!(mine.len().is_multiple_of(2), "{:?} left open after finish", c);
+            }
+        }
+
+        /// A healthy scene under noise, jitter and dropped frames raises nothing, and a held
+        /// condition starts once and stays, without anything else.
+        #[test]
+        fn noise_raises_nothing_and_a_held_condition_starts_once(
+            seed in any::<u64>(),
+            noise in 0u8..7,
+            speed in 5.0f64..80.0,
+            shot in shots(),
+        ) {
+            let mut m = HealthMonitor::new(quick());
+            let mut cam = Camera::new(seed, noise);
+            cam.speed = speed;
+            let healthy = cam.show(&mut m, Shot::Healthy, 20.0);
+            prop_assert_eq!(summary(&healthy), vec![]);
+            let noise_ok = shot != Shot::Blurred || noise < 5;
+            if noise_ok {
+                let held = cam.show(&mut m, shot, 20.0);
+                let want: Vec<_> = shot.condition().map(|c| (c, Transition::New)).into_iter().collect();
+                prop_assert_eq!(summary(&held), want);
+            }
+        }
+    }
 }

@@ -1,4 +1,4 @@
-// pantau web console: login, operator wall, incidents and dispatch, planner history, admin.
+// pantau web console: login, operator wall, incidents and dispatch, map, planner history, admin.
 // Plain JavaScript served by pantau itself; talks only to /api/v1 of the same origin.
 "use strict";
 
@@ -24,6 +24,17 @@ const LABELS = {
     new: "new", acknowledged: "acknowledged", assigned: "assigned", escalated: "escalated", closed: "closed",
     connecting: "connecting", backoff: "reconnecting", stalled: "stalled", failed: "failed", stopped: "stopped",
     live_lost: "Live connection lost; reconnecting…", id: "Id", enable: "Enable", disable: "Disable",
+    map: "Map", unplaced: "Cameras without a position", no_position: "add latitude and longitude to its [cameras.calibration]",
+    none_placed: "No camera has a position yet", lanes_off: "Lanes not on the map", open_incidents: "open incidents",
+    limit: "limit",
+    snooze: "Snooze", snoozed: "Snoozed", snooze_for: "Snooze this rule for", minutes: "minutes",
+    until: "until", objects: "objects", lanes: "Lanes", new_lane: "Draw lane",
+    lane_hint: "Click the lane's corners, then Finish; then click the tail and the head of its direction arrow.",
+    speed_limit: "Speed limit km/h (optional)", stopping: "Stopping allowed",
+    calibration: "Calibration", calib_points: "Pick road points",
+    calib_hint: "Click a point of the road (e.g. the end of a lane marking) and give its place on the ground in metres; four or more.",
+    ground_prompt: "Ground position of this point in metres, as x, y", latitude: "Latitude", longitude: "Longitude",
+    heading: "Heading (degrees from north)", clear: "Clear",
   },
   id: {
     login: "Masuk", logout: "Keluar", user: "Nama pengguna", password: "Kata sandi",
@@ -45,6 +56,17 @@ const LABELS = {
     new: "baru", acknowledged: "diterima", assigned: "ditugaskan", escalated: "dieskalasi", closed: "ditutup",
     connecting: "menyambung", backoff: "menyambung ulang", stalled: "macet", failed: "gagal", stopped: "berhenti",
     live_lost: "Koneksi langsung terputus; menyambung ulang…", id: "Id", enable: "Aktifkan", disable: "Nonaktifkan",
+    map: "Peta", unplaced: "Kamera tanpa posisi", no_position: "tambahkan latitude dan longitude di [cameras.calibration]",
+    none_placed: "Belum ada kamera dengan posisi", lanes_off: "Lajur yang tidak tampil di peta", open_incidents: "insiden terbuka",
+    limit: "batas",
+    snooze: "Tunda", snoozed: "Ditunda", snooze_for: "Tunda aturan ini selama", minutes: "menit",
+    until: "sampai", objects: "objek", lanes: "Lajur", new_lane: "Gambar lajur",
+    lane_hint: "Klik sudut-sudut lajur, lalu Selesai; lalu klik pangkal dan ujung panah arah lajur.",
+    speed_limit: "Batas kecepatan km/jam (opsional)", stopping: "Boleh berhenti",
+    calibration: "Kalibrasi", calib_points: "Pilih titik jalan",
+    calib_hint: "Klik satu titik jalan (mis. ujung marka) dan isi letaknya di tanah dalam meter; empat atau lebih.",
+    ground_prompt: "Letak titik ini di tanah dalam meter, sebagai x, y", latitude: "Lintang", longitude: "Bujur",
+    heading: "Arah hadap (derajat dari utara)", clear: "Hapus",
   },
 };
 let lang = localStorage.getItem("pantau.lang") || ((navigator.language || "").startsWith("id") ? "id" : "en");
@@ -141,7 +163,7 @@ function renderNav() {
   const nav = $("#nav");
   nav.textContent = "";
   const items = [
-    ["wall", can.view()], ["incidents", can.view()], ["planner", can.history()], ["admin", can.admin()],
+    ["wall", can.view()], ["incidents", can.view()], ["map", can.view()], ["planner", can.history()], ["admin", can.admin()],
   ];
   for (const [page, ok] of items) {
     if (ok) nav.append(el("a", { href: `#/${page}`, "data-page": page, text: t(page) }));
@@ -195,19 +217,47 @@ function loginPage() {
 }
 
 // ---- Wall --------------------------------------------------------------------------------------------
-function alertItem(ev, dispatch) {
-  const o = ev.object;
-  const li = el("li", { class: `alert sev-${ev.severity}`, "data-event": ev.id },
+// One item per alert group: the group's first alert is the incident dispatch acts on; later
+// alerts of the group update its count and time. `size` is how many alerts it gathered.
+function alertItem(ev, dispatch, size = 1, latest = ev) {
+  const o = latest.object;
+  const what = o ? `${o.class} #${o.track_id}` : latest.kind.replaceAll("_", " ");
+  const count = size > 1 ? ` · ${size} ${t("objects")}` : "";
+  const li = el("li", { class: `alert sev-${ev.severity}`, "data-event": ev.id, "data-severity": ev.severity,
+                        "data-time": latest.captured_at },
     el("div", { class: "row" },
-      el("strong", { text: `${ev.camera} · ${ev.rule}` }),
+      el("strong", { text: `${ev.camera} · ${ev.rule} · ${ev.kind.replaceAll("_", " ")}` }),
       stateBadge(dispatch?.state || "new")),
-    el("div", { class: "meta", text: `${fmtTime(ev.captured_at)} · ${o ? o.class + " #" + o.track_id : ev.kind}` }),
+    el("div", { class: "meta", text: `${fmtTime(latest.captured_at)} · ${what}${count}` }),
     el("div", { class: "row" },
       can.view() && ["new", "escalated"].includes(dispatch?.state || "new")
         ? el("button", { class: "ack", text: t("acknowledge"), onclick: (e) => act(ev.id, { action: "acknowledge" }, e.target) })
         : null,
+      can.view() ? snoozeControl(ev.camera, ev.rule) : null,
       el("a", { class: "button ghost", href: `#/incident/${ev.id}`, text: t("open") })));
   return li;
+}
+// Critical before warning; within each, the newest first.
+const SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
+function sortFeed(feed) {
+  const items = [...feed.querySelectorAll("li.alert")];
+  items.sort((a, b) => (SEVERITY_RANK[a.dataset.severity] - SEVERITY_RANK[b.dataset.severity])
+    || (b.dataset.time > a.dataset.time ? 1 : b.dataset.time < a.dataset.time ? -1 : 0));
+  for (const li of items) feed.append(li);
+}
+function snoozeControl(camera, rule) {
+  const minutes = el("select", { class: "snooze-minutes", title: t("snooze_for") },
+    ...[15, 30, 60, 240, 1440].map((m) => el("option", { value: m, text: `${m} ${t("minutes")}` })));
+  const button = el("button", { class: "ghost snooze", text: t("snooze"), onclick: async () => {
+    button.disabled = true;
+    try {
+      const s = await api(`/cameras/${encodeURIComponent(camera)}/snoozes`, { method: "POST", body: { rule, minutes: Number(minutes.value) } });
+      toast(`${t("snoozed")}: ${camera} · ${rule} ${t("until")} ${fmtTime(s.until)}`);
+      document.dispatchEvent(new CustomEvent("pantau-snooze", { detail: s }));
+    } catch (e) { explain(e); }
+    button.disabled = false;
+  } });
+  return el("span", { class: "snooze-control" }, minutes, button);
 }
 async function act(id, body, button) {
   if (button) button.disabled = true;
@@ -230,14 +280,35 @@ async function wallPage() {
   const cams = await api("/cameras");
   if (mine !== routeSeq) return;
   const tiles = {};
+  // What is snoozed on a tile: camera -> rule -> until.
+  const snoozed = {};
+  const showSnoozes = (id) => {
+    const list = Object.entries(snoozed[id] || {}).filter(([, until]) => new Date(until) > new Date());
+    const box = tiles[id]?.snoozes;
+    if (!box) return;
+    box.textContent = list.length ? `${t("snoozed")}: ${list.map(([r, u]) => `${r} ${t("until")} ${new Date(u).toLocaleTimeString(lang === "id" ? "id-ID" : "en-GB", { hour: "2-digit", minute: "2-digit" })}`).join(", ")}` : "";
+  };
   for (const c of cams) {
     const id = c.status?.id || c.config?.id;
     const img = el("img", { alt: id, "data-camera": id });
     const badge = el("span", { class: `badge cam-${c.status?.state || "stopped"}`, text: t(c.status?.state || "stopped") });
-    tiles[id] = { img, badge };
+    const snoozes = el("span", { class: "tile-snoozes", "data-camera": id });
+    tiles[id] = { img, badge, snoozes };
+    snoozed[id] = Object.fromEntries((c.snoozes || []).map((s) => [s.rule, s.until]));
     grid.append(el("figure", { class: "tile" }, img,
-      el("figcaption", {}, el("span", { text: c.config?.name || c.status?.name || id }), badge)));
+      el("figcaption", {}, el("span", { text: c.config?.name || c.status?.name || id }), snoozes, badge)));
+    showSnoozes(id);
   }
+  const onSnooze = (e) => {
+    const s = e.detail;
+    (snoozed[s.camera] ||= {})[s.rule] = s.until;
+    showSnoozes(s.camera);
+  };
+  document.addEventListener("pantau-snooze", onSnooze);
+  cleanup.push(() => document.removeEventListener("pantau-snooze", onSnooze));
+  // Snoozes end by themselves: the tiles follow.
+  const snoozeTimer = setInterval(() => Object.keys(tiles).forEach(showSnoozes), 30000);
+  cleanup.push(() => clearInterval(snoozeTimer));
   const refresh = () => {
     for (const [id, tile] of Object.entries(tiles)) {
       const next = new Image();
@@ -249,12 +320,22 @@ async function wallPage() {
   const timer = setInterval(refresh, 1000);
   cleanup.push(() => clearInterval(timer));
   const items = {};
+  // Alert groups: group id -> { first alert, dispatch, size, latest alert }.
+  const groups = {};
   const show = (ev, dispatch, fresh) => {
     $(".empty", feed)?.remove();
-    const li = alertItem(ev, dispatch);
-    items[ev.id]?.remove();
-    items[ev.id] = li;
-    feed.prepend(li);
+    const gid = ev.details?.group || ev.id;
+    const g = groups[gid] || (groups[gid] = { first: ev, dispatch, size: 0, latest: ev });
+    // Each new alert (not an update of one) is one more object in the group.
+    const adds = ev.lifecycle === "new" || ev.lifecycle === "single";
+    g.size = adds ? Math.max(g.size + 1, ev.details?.group_size || 1) : Math.max(g.size, 1);
+    if (ev.captured_at >= g.latest.captured_at) g.latest = ev;
+    if (dispatch) g.dispatch = dispatch;
+    const li = alertItem(g.first, g.dispatch, g.size, g.latest);
+    items[g.first.id]?.remove();
+    items[g.first.id] = li;
+    feed.append(li);
+    sortFeed(feed);
     if (fresh) {
       li.classList.add("flash");
       beep();
@@ -263,11 +344,16 @@ async function wallPage() {
   };
   try {
     const recent = await api("/events?severity=warning,critical&limit=20");
-    for (const it of recent.items.reverse()) show(it.event, it.dispatch, false);
+    for (const it of recent.items.reverse()) {
+      if (!it.event.details?.snoozed_until) show(it.event, it.dispatch, false);
+    }
   } catch (e) { explain(e); }
   if (mine !== routeSeq) return;
   const onLive = (kind, data) => {
-    if (kind === "event" && data.severity !== "info" && data.lifecycle !== "end") show(data, null, true);
+    // Snoozed alerts are stored and searchable, but do not ring on the wall.
+    if (kind === "event" && data.severity !== "info" && data.lifecycle !== "end" && !data.details?.snoozed_until) {
+      show(data, null, data.lifecycle !== "update");
+    }
     if (kind === "incident" && items[data.event_id]) {
       const old = items[data.event_id];
       old.querySelector(".badge").replaceWith(stateBadge(data.state));
@@ -367,6 +453,135 @@ async function incidentPage(id) {
   const onLive = (kind, data) => { if (kind === "incident" && data.event_id === id) incidentPage(id); };
   liveHandlers.add(onLive);
   cleanup.push(() => liveHandlers.delete(onLive));
+}
+
+// ---- Map: cameras and lanes from /map.geojson, drawn in SVG -------------------------------------
+// Web Mercator in 256-pixel tiles, so the plain background and map tiles line up. Without
+// api.map_tiles nothing is loaded from elsewhere: a grid with a scale bar is the background.
+const SVG_NS = "http://www.w3.org/2000/svg";
+function svgNode(tag, attrs = {}, ...kids) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined && v !== null) e.setAttribute(k, v);
+  for (const k of kids.flat()) if (k !== null && k !== undefined) e.append(k);
+  return e;
+}
+function mercator(lon, lat, z) {
+  const n = 256 * 2 ** z;
+  const s = Math.sin((Math.max(-85.05, Math.min(85.05, lat)) * Math.PI) / 180);
+  return [((lon + 180) / 360) * n, (0.5 - Math.log((1 + s) / (1 - s)) / (4 * Math.PI)) * n];
+}
+const stateTone = (s) => ({ streaming: "ok", connecting: "warn", backing_off: "warn", stalled: "bad", failed: "bad" })[s] || "off";
+function drawMap(svg, g) {
+  const W = 1000, H = 640;
+  svg.textContent = "";
+  svg.append(svgNode("defs", {}, svgNode("marker", { id: "map-head", viewBox: "0 0 10 10", refX: 8, refY: 5, markerWidth: 6, markerHeight: 6, orient: "auto-start-reverse" },
+    svgNode("path", { d: "M0,0 L10,5 L0,10 Z", class: "map-head" }))));
+  svg.append(svgNode("rect", { x: 0, y: 0, width: W, height: H, class: "map-bg" }));
+  const cams = g.features.filter((f) => f.geometry.type === "Point");
+  const lanes = g.features.filter((f) => f.geometry.type === "Polygon");
+  if (!cams.length) {
+    svg.append(svgNode("text", { x: W / 2, y: H / 2, class: "map-note", "text-anchor": "middle" }, t("none_placed")));
+    return;
+  }
+  const all = [...cams.map((f) => f.geometry.coordinates), ...lanes.flatMap((f) => f.geometry.coordinates[0])];
+  // The closest zoom (up to 19) at which everything fits in 80 % of the picture.
+  const box = (z) => {
+    const xy = all.map(([lon, lat]) => mercator(lon, lat, z));
+    const xs = xy.map((p) => p[0]), ys = xy.map((p) => p[1]);
+    return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
+  };
+  let z = 19;
+  for (; z > 1; z--) { const [a, b, c, d] = box(z); if (c - a <= W * 0.8 && d - b <= H * 0.8) break; }
+  const [a, b, c, d] = box(z);
+  const x0 = (a + c) / 2 - W / 2, y0 = (b + d) / 2 - H / 2;
+  const at = ([lon, lat]) => { const [x, y] = mercator(lon, lat, z); return [x - x0, y - y0]; };
+  const lat = cams[0].geometry.coordinates[1];
+  const metresPerPx = (40075016.686 * Math.cos((lat * Math.PI) / 180)) / (256 * 2 ** z);
+  const step = [5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000].find((m) => m / metresPerPx >= 90) || 100000;
+  const stepPx = step / metresPerPx;
+  if (g.tiles) {
+    const n = 2 ** z;
+    for (let ty = Math.floor(y0 / 256); ty <= Math.floor((y0 + H) / 256); ty++) {
+      if (ty < 0 || ty >= n) continue;
+      for (let tx = Math.floor(x0 / 256); tx <= Math.floor((x0 + W) / 256); tx++) {
+        const href = g.tiles.replace("{z}", z).replace("{x}", ((tx % n) + n) % n).replace("{y}", ty);
+        svg.append(svgNode("image", { href, x: tx * 256 - x0, y: ty * 256 - y0, width: 256, height: 256, class: "map-tile" }));
+      }
+    }
+  } else {
+    for (let x = ((-x0 % stepPx) + stepPx) % stepPx; x < W; x += stepPx) svg.append(svgNode("line", { x1: x, y1: 0, x2: x, y2: H, class: "map-grid" }));
+    for (let y = ((-y0 % stepPx) + stepPx) % stepPx; y < H; y += stepPx) svg.append(svgNode("line", { x1: 0, y1: y, x2: W, y2: y, class: "map-grid" }));
+  }
+  for (const f of lanes) {
+    const p = f.properties;
+    const ring = f.geometry.coordinates[0].map(at);
+    svg.append(svgNode("polygon", { points: ring.map((q) => q.join(",")).join(" "), class: "map-lane", "data-lane": `${p.camera}/${p.name}` },
+      svgNode("title", {}, `${p.camera} · ${p.name}${p.speed_limit_kmh ? ` · ${t("limit")} ${p.speed_limit_kmh} km/h` : ""}`)));
+    if (p.direction?.length === 2) {
+      const [[x1, y1], [x2, y2]] = p.direction.map(at);
+      svg.append(svgNode("line", { x1, y1, x2, y2, class: "map-arrow", "marker-end": "url(#map-head)" }));
+    }
+  }
+  for (const f of cams) {
+    const p = f.properties;
+    const [x, y] = at(f.geometry.coordinates);
+    const tone = stateTone(p.state);
+    const cam = svgNode("g", { transform: `translate(${x},${y})`, class: "map-camera", "data-camera": p.id },
+      svgNode("title", {}, `${p.name} · ${t(p.state)}${p.open_incidents ? ` · ${p.open_incidents} ${t("open_incidents")}` : ""}`));
+    if (p.heading_deg !== null && p.heading_deg !== undefined) {
+      const r = 46, half = ((p.fov_deg || 60) * Math.PI) / 360, h = (p.heading_deg * Math.PI) / 180;
+      const edge = (b) => `${(Math.sin(b) * r).toFixed(1)},${(-Math.cos(b) * r).toFixed(1)}`;
+      cam.append(svgNode("path", { d: `M0,0 L${edge(h - half)} A${r},${r} 0 0 1 ${edge(h + half)} Z`, class: "map-fov" }),
+        svgNode("polygon", { points: "0,-15 8,7 0,3 -8,7", transform: `rotate(${p.heading_deg})`, class: `map-cam ${tone}`, "data-state": p.state }));
+    } else {
+      cam.append(svgNode("circle", { r: 8, class: `map-cam ${tone}`, "data-state": p.state }));
+    }
+    cam.append(svgNode("text", { y: 26, class: "map-label" }, p.name));
+    if (p.open_incidents) {
+      cam.append(svgNode("a", { href: `#/incident/${encodeURIComponent(p.incident_ids[0])}`, class: "map-incidents" },
+        svgNode("circle", { cx: 13, cy: -13, r: 10, class: "map-badge" }),
+        svgNode("text", { x: 13, y: -9, class: "map-badge-text" }, String(p.open_incidents))));
+    }
+    svg.append(cam);
+  }
+  svg.append(svgNode("line", { x1: 20, y1: H - 24, x2: 20 + stepPx, y2: H - 24, class: "map-scale" }),
+    svgNode("text", { x: 20, y: H - 32, class: "map-note" }, step >= 1000 ? `${step / 1000} km` : `${step} m`),
+    svgNode("text", { x: W - 24, y: 34, class: "map-north", "text-anchor": "middle" }, "N"),
+    svgNode("line", { x1: W - 24, y1: 62, x2: W - 24, y2: 42, class: "map-arrow", "marker-end": "url(#map-head)" }));
+}
+async function mapPage() {
+  const mine = routeSeq;
+  const svg = svgNode("svg", { id: "map", class: "map", viewBox: "0 0 1000 640", role: "img", "aria-label": t("map") });
+  const unplaced = el("ul", { class: "unplaced", id: "unplaced" });
+  const lanesOff = el("p", { class: "hint", id: "lanes-off" });
+  page(mine, el("section", { class: "card" }, el("h2", { text: t("map") }), svg, lanesOff, el("h3", { text: t("unplaced") }), unplaced));
+  startLive();
+  const draw = async () => {
+    let g;
+    try { g = await api("/map.geojson"); } catch (e) { explain(e); return; }
+    if (mine !== routeSeq) return;
+    drawMap(svg, g);
+    unplaced.textContent = "";
+    for (const p of g.unplaced) unplaced.append(el("li", { "data-camera": p.id }, `${p.name} (${t(p.state)}) — ${t("no_position")}`));
+    const off = g.features.filter((f) => f.properties.lanes_unplaced?.length).map((f) => `${f.properties.id}: ${f.properties.lanes_unplaced.join(", ")}`);
+    lanesOff.textContent = off.length ? `${t("lanes_off")}: ${off.join("; ")}` : "";
+  };
+  await draw();
+  // New alerts and dispatch changes move the badges; state changes recolour at once.
+  let soon = null;
+  const later = () => { clearTimeout(soon); soon = setTimeout(draw, 1000); };
+  const timer = setInterval(draw, 15000);
+  const onLive = (kind, data) => {
+    if (kind === "status") {
+      for (const m of svg.querySelectorAll(`[data-camera="${CSS.escape(data.camera_id)}"] .map-cam`)) {
+        m.setAttribute("class", `map-cam ${stateTone(data.state)}`);
+        m.dataset.state = data.state;
+      }
+    }
+    if ((kind === "event" && data.severity !== "info") || kind === "incident") later();
+  };
+  liveHandlers.add(onLive);
+  cleanup.push(() => { liveHandlers.delete(onLive); clearInterval(timer); clearTimeout(soon); });
 }
 
 // ---- Planner -----------------------------------------------------------------------------------------
@@ -513,6 +728,8 @@ function cameraEditor(root, config) {
   const cfg = structuredClone(config);
   cfg.lines ||= [];
   cfg.zones ||= [];
+  cfg.lanes ||= [];
+  const calib = cfg.calibration ? structuredClone(cfg.calibration) : { image: [], ground: [] };
   const img = el("img", { id: "admin-frame", alt: cfg.id, src: `/api/v1/cameras/${cfg.id}/frame.jpg?overlay=none&t=${Date.now()}` });
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.id = "overlay";
@@ -530,12 +747,35 @@ function cameraEditor(root, config) {
     const pts = (p) => p.map(([x, y]) => `${x},${y}`).join(" ");
     for (const z of cfg.zones) svg.append(svgEl("polygon", { points: pts(z.polygon), class: "zone" }));
     for (const l of cfg.lines) svg.append(svgEl("polyline", { points: pts(l.points), class: "line" }));
+    for (const l of cfg.lanes) {
+      svg.append(svgEl("polygon", { points: pts(l.polygon), class: "lane" }));
+      svg.append(svgEl("line", { x1: l.direction[0][0], y1: l.direction[0][1], x2: l.direction[1][0], y2: l.direction[1][1],
+        class: "lane-arrow", "marker-end": "url(#arrow-head)" }));
+    }
+    const defs = svgEl("defs", {});
+    const marker = svgEl("marker", { id: "arrow-head", viewBox: "0 0 10 10", refX: "8", refY: "5", markerWidth: "6", markerHeight: "6", orient: "auto" });
+    marker.append(svgEl("path", { d: "M0,0 L10,5 L0,10 z", class: "lane-head" }));
+    defs.append(marker);
+    svg.append(defs);
+    calib.image.forEach(([x, y], i) => {
+      svg.append(svgEl("circle", { cx: x, cy: y, r: Math.max(4, w / 120), class: "calib" }));
+      const label = svgEl("text", { x: x + 6, y: y - 6, class: "calib-label" });
+      label.textContent = `${calib.ground[i]?.join(", ")} m`;
+      svg.append(label);
+    });
     if (drawing) {
-      svg.append(svgEl(drawing.kind === "zone" ? "polygon" : "polyline", { points: pts(drawing.points), class: "drawing" }));
+      svg.append(svgEl(drawing.kind === "zone" || drawing.kind === "lane" ? "polygon" : "polyline", { points: pts(drawing.points), class: "drawing" }));
       for (const [x, y] of drawing.points) svg.append(svgEl("circle", { cx: x, cy: y, r: Math.max(3, w / 160), class: "drawing" }));
+      if (drawing.arrow) {
+        svg.append(svgEl("polygon", { points: pts(drawing.lane.polygon), class: "drawing" }));
+      }
     }
     items.textContent = "";
-    for (const [kind, arr] of [["lines", cfg.lines], ["zones", cfg.zones]]) {
+    if (calib.image.length) {
+      items.append(el("li", {}, `${t("calibration")}: ${calib.image.length} `,
+        el("button", { class: "ghost small", text: t("clear"), onclick: () => { calib.image = []; calib.ground = []; redraw(); } })));
+    }
+    for (const [kind, arr] of [["lines", cfg.lines], ["zones", cfg.zones], ["lanes", cfg.lanes]]) {
       arr.forEach((s, i) => items.append(el("li", {}, `${t(kind)}: ${s.name} `,
         el("button", { class: "ghost small", text: t("remove"), onclick: () => { arr.splice(i, 1); redraw(); } }))));
     }
@@ -546,12 +786,44 @@ function cameraEditor(root, config) {
     const r = svg.getBoundingClientRect();
     const x = Math.round(((e.clientX - r.left) / r.width) * (img.naturalWidth || 640));
     const y = Math.round(((e.clientY - r.top) / r.height) * (img.naturalHeight || 360));
+    if (drawing.kind === "calib") {
+      const answer = prompt(t("ground_prompt"), "0, 0");
+      const g = (answer || "").split(",").map((v) => parseFloat(v));
+      if (g.length === 2 && g.every(Number.isFinite)) { calib.image.push([x, y]); calib.ground.push(g); }
+      redraw();
+      return;
+    }
     drawing.points.push([x, y]);
+    // The lane's arrow: two clicks after its corners, then the lane is done.
+    if (drawing.arrow && drawing.points.length === 2) {
+      cfg.lanes.push({ ...drawing.lane, direction: drawing.points });
+      drawing = null; hint.textContent = "";
+    }
     redraw();
   });
-  const start = (kind) => { drawing = { kind, points: [] }; hint.textContent = t("draw_hint"); shapeName.value = ""; redraw(); };
+  const speedLimit = el("input", { type: "number", id: "lane-limit", min: "5", max: "200", placeholder: t("speed_limit") });
+  const stopping = el("input", { type: "checkbox", id: "lane-stopping" });
+  const lat = el("input", { type: "number", id: "calib-lat", step: "any", value: calib.latitude ?? "", placeholder: t("latitude") });
+  const lon = el("input", { type: "number", id: "calib-lon", step: "any", value: calib.longitude ?? "", placeholder: t("longitude") });
+  const heading = el("input", { type: "number", id: "calib-heading", min: "0", max: "359", value: calib.heading_deg ?? "", placeholder: t("heading") });
+  const start = (kind) => {
+    drawing = { kind, points: [] };
+    hint.textContent = t(kind === "lane" ? "lane_hint" : kind === "calib" ? "calib_hint" : "draw_hint");
+    if (kind !== "calib") shapeName.value = "";
+    redraw();
+  };
   const finish = () => {
     if (!drawing) return;
+    if (drawing.kind === "calib") { drawing = null; hint.textContent = ""; redraw(); return; }
+    if (drawing.kind === "lane" && !drawing.arrow) {
+      const name = shapeName.value.trim() || `lane${cfg.lanes.length + 1}`;
+      const lane = { name, polygon: drawing.points, stopping: stopping.checked };
+      const limit = parseFloat(speedLimit.value);
+      if (Number.isFinite(limit)) lane.speed_limit_kmh = limit;
+      drawing = { kind: "lane", arrow: true, lane, points: [] };
+      redraw();
+      return;
+    }
     const name = shapeName.value.trim() || `${drawing.kind}${(drawing.kind === "line" ? cfg.lines : cfg.zones).length + 1}`;
     if (drawing.kind === "line") cfg.lines.push({ name, points: drawing.points });
     else cfg.zones.push({ name, polygon: drawing.points });
@@ -560,6 +832,13 @@ function cameraEditor(root, config) {
   const save = async () => {
     const v = parseFloat(fps.value);
     if (Number.isFinite(v)) cfg.analysis_fps = v; else delete cfg.analysis_fps;
+    const num = (input) => { const n = parseFloat(input.value); return Number.isFinite(n) ? n : undefined; };
+    if (calib.image.length) {
+      cfg.calibration = { ...calib, latitude: num(lat), longitude: num(lon), heading_deg: num(heading) };
+      for (const k of ["latitude", "longitude", "heading_deg"]) if (cfg.calibration[k] === undefined) delete cfg.calibration[k];
+    } else {
+      delete cfg.calibration;
+    }
     try { await api(`/cameras/${cfg.id}`, { method: "PUT", body: cfg }); toast(t("saved")); } catch (e) { explain(e); }
   };
   const remove = async () => {
@@ -570,8 +849,12 @@ function cameraEditor(root, config) {
     el("div", { class: "row" }, shapeName,
       el("button", { id: "draw-line", class: "ghost", text: t("new_line"), onclick: () => start("line") }),
       el("button", { id: "draw-zone", class: "ghost", text: t("new_zone"), onclick: () => start("zone") }),
+      el("button", { id: "draw-lane", class: "ghost", text: t("new_lane"), onclick: () => start("lane") }),
+      el("button", { id: "pick-calib", class: "ghost", text: t("calib_points"), onclick: () => start("calib") }),
       el("button", { id: "finish", class: "ghost", text: t("finish"), onclick: finish }),
       el("button", { class: "ghost", text: t("cancel"), onclick: () => { drawing = null; hint.textContent = ""; redraw(); } })),
+    el("div", { class: "row" }, speedLimit, el("label", { class: "inline", text: t("stopping") }, stopping)),
+    el("div", { class: "row" }, lat, lon, heading),
     items,
     el("label", { class: "inline", text: t("analysis_fps") }, fps),
     el("div", { class: "row" }, el("button", { id: "save-camera", text: t("save"), onclick: save }),
@@ -614,6 +897,7 @@ async function route() {
       case "wall": return await wallPage();
       case "incidents": return await incidentsPage();
       case "incident": return await incidentPage(decodeURIComponent(arg || ""));
+      case "map": return await mapPage();
       case "planner": return await plannerPage();
       case "admin": return await adminPage(arg && decodeURIComponent(arg));
       default: location.hash = can.view() ? "#/wall" : "#/planner";

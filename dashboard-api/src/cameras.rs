@@ -376,6 +376,8 @@ pub struct CameraView {
     /// The definition, as in a `[[cameras]]` entry (passwords left out).
     #[schema(value_type = Object)]
     pub config: Option<CameraConfig>,
+    /// Rules snoozed on this camera now.
+    pub snoozes: Vec<crate::snooze::SnoozeView>,
 }
 
 /// List cameras with live status and counters.
@@ -401,11 +403,13 @@ pub async fn list(
         .into_iter()
         .map(|st| CameraView {
             config: configs.remove(&st.id).map(shown),
+            snoozes: s.snoozes.of_camera(&st.id),
             status: Some(st),
         })
         .collect();
     out.extend(configs.into_values().map(|c| CameraView {
         status: None,
+        snoozes: s.snoozes.of_camera(&c.id),
         config: Some(shown(c)),
     }));
     Ok(Json(out))
@@ -434,6 +438,7 @@ pub async fn one(
     }
     Ok(Json(CameraView {
         status,
+        snoozes: s.snoozes.of_camera(&id),
         config: config.map(shown),
     }))
 }
@@ -468,6 +473,7 @@ pub async fn create(
         StatusCode::CREATED,
         Json(CameraView {
             status: s.feed.status(&id),
+            snoozes: s.snoozes.of_camera(&id),
             config: Some(shown(c)),
         }),
     )
@@ -501,6 +507,7 @@ pub async fn update(
     changed(&s, &session, "camera.update", &id).await;
     Ok(Json(CameraView {
         status: s.feed.status(&id),
+        snoozes: s.snoozes.of_camera(&id),
         config: r.get(&id).await.map(shown),
     }))
 }

@@ -1,8 +1,9 @@
 //! The web console: static files compiled into the binary (no separate server, nothing fetched
-//! from elsewhere). A single page (`console/index.html`, `app.js`, `app.css`) with the pages
-//! login, wall, incident, planner and admin, in Indonesian and English; `/api/docs` browses the
-//! OpenAPI document.
+//! from elsewhere but the map tiles of `api.map_tiles`, when configured). A single page
+//! (`console/index.html`, `app.js`, `app.css`) with the pages login, wall, incidents, map,
+//! planner and admin, in Indonesian and English; `/api/docs` browses the OpenAPI document.
 
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -17,16 +18,28 @@ const DOCS: &str = include_str!("../console/docs.html");
 const DOCS_JS: &str = include_str!("../console/docs.js");
 const ICON: &str = include_str!("../console/icon.svg");
 
-/// Pages may load only what pantau serves.
-const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; \
-                   script-src 'self'; connect-src 'self'; frame-ancestors 'none'";
+/// Pages may load only what pantau serves, and images from the map tiles' origin when
+/// `api.map_tiles` is set.
+fn csp(s: &ApiState) -> String {
+    let tiles = s
+        .settings
+        .map_tiles
+        .as_deref()
+        .and_then(|t| pantau_config::outputs::tile_origin(t).ok())
+        .map(|origin| format!(" {origin}"))
+        .unwrap_or_default();
+    format!(
+        "default-src 'self'; img-src 'self' data: blob:{tiles}; style-src 'self'; \
+         script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
+    )
+}
 
-fn asset(body: &'static str, content_type: &'static str) -> Response {
+fn asset(s: &ApiState, body: &'static str, content_type: &'static str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, content_type),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_SECURITY_POLICY, csp(s)),
+            (header::CACHE_CONTROL, "no-cache".to_string()),
         ],
         body,
     )
@@ -38,19 +51,19 @@ pub fn routes() -> Router<ApiState> {
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route(
             "/console/",
-            get(|| async { asset(INDEX, "text/html; charset=utf-8") }),
+            get(|State(s): State<ApiState>| async move { asset(&s, INDEX, "text/html; charset=utf-8") }),
         )
         .route(
             "/console/app.js",
-            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+            get(|State(s): State<ApiState>| async move { asset(&s, APP_JS, "text/javascript; charset=utf-8") }),
         )
         .route(
             "/console/app.css",
-            get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
+            get(|State(s): State<ApiState>| async move { asset(&s, APP_CSS, "text/css; charset=utf-8") }),
         )
         .route(
             "/console/icon.svg",
-            get(|| async { asset(ICON, "image/svg+xml") }),
+            get(|State(s): State<ApiState>| async move { asset(&s, ICON, "image/svg+xml") }),
         )
         .route(
             "/favicon.ico",
@@ -58,10 +71,10 @@ pub fn routes() -> Router<ApiState> {
         )
         .route(
             "/console/docs.js",
-            get(|| async { asset(DOCS_JS, "text/javascript; charset=utf-8") }),
+            get(|State(s): State<ApiState>| async move { asset(&s, DOCS_JS, "text/javascript; charset=utf-8") }),
         )
         .route(
             "/api/docs",
-            get(|| async { asset(DOCS, "text/html; charset=utf-8") }),
+            get(|State(s): State<ApiState>| async move { asset(&s, DOCS, "text/html; charset=utf-8") }),
         )
 }

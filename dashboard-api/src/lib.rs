@@ -11,8 +11,11 @@
 //! | [`auth`] | users, roles, sessions, login rate limit, audit helper |
 //! | [`cameras`] | camera list/status and add/change/remove while running |
 //! | [`incidents`] | events search and the dispatch workflow |
+//! | [`cap`] | an alert as CAP 1.2 XML |
+//! | [`map`] | cameras and lanes as GeoJSON |
 //! | [`live`] | SSE stream, latest annotated frame, snapshots, analysis metrics |
-//! | [`history`] | planners' counts (JSON, CSV) |
+//! | [`history`] | planners' counts (JSON, CSV) and speeds |
+//! | [`snooze`] | rules snoozed on a camera by operators |
 //! | [`health`] | `/healthz`, `/readyz`, `/metrics` |
 //! | [`limits`] | the HTTP server, connection, request and live-stream limits |
 //! | [`console`] | the embedded web console |
@@ -34,6 +37,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 pub mod auth;
 pub mod cameras;
+pub mod cap;
 pub mod console;
 pub mod db;
 pub mod error;
@@ -42,7 +46,9 @@ pub mod history;
 pub mod incidents;
 pub mod limits;
 pub mod live;
+pub mod map;
 pub mod openapi;
+pub mod snooze;
 
 pub use cameras::{CameraControl, CameraRegistry};
 pub use db::Db;
@@ -86,6 +92,9 @@ pub struct ApiSettings {
     /// The bearer token of `/metrics` when `metrics` is `token`.
     pub metrics_token: Option<String>,
     pub limits: ApiLimits,
+    /// Map tile URL template for the console's map (`api.map_tiles`, validated); `None`: a
+    /// plain background.
+    pub map_tiles: Option<String>,
 }
 
 impl Default for ApiSettings {
@@ -106,6 +115,7 @@ impl Default for ApiSettings {
             metrics: MetricsAccess::Open,
             metrics_token: None,
             limits: ApiLimits::default(),
+            map_tiles: None,
         }
     }
 }
@@ -131,6 +141,8 @@ pub struct ApiState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Live streams open now ([`limits::live_slot`]).
     pub streams: Arc<limits::StreamSlots>,
+    /// Rules snoozed on cameras, shared with the node's analysis.
+    pub snoozes: Arc<snooze::Snoozes>,
 }
 
 impl ApiState {
@@ -146,6 +158,7 @@ impl ApiState {
                 settings.login_attempts,
                 Duration::from_secs(300),
             )),
+            snoozes: Arc::default(),
             streams: Arc::new(limits::StreamSlots::new(
                 settings.limits.max_streams,
                 settings.limits.max_streams_per_user,
@@ -186,10 +199,18 @@ pub fn app(state: ApiState) -> Router {
                 .delete(cameras::remove),
         )
         .route("/cameras/{id}/frame.jpg", get(live::frame))
+        .route("/cameras/{id}/snoozes", post(snooze::start))
+        .route(
+            "/cameras/{id}/snoozes/{rule}",
+            axum::routing::delete(snooze::end),
+        )
+        .route("/snoozes", get(snooze::list))
         .route("/snapshots/{*path}", get(live::snapshot))
         .route("/events", get(incidents::search))
         .route("/events/{id}", get(incidents::detail))
         .route("/events/{id}/actions", post(incidents::act))
+        .route("/events/{id}/cap", get(cap::alert))
+        .route("/map.geojson", get(map::geojson))
         .route("/history", get(history::history_json))
         .route("/history.csv", get(history::history_csv))
         .route("/history/speeds", get(history::speeds_json))

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{auth, cameras, health, history, incidents, live};
+use crate::{auth, cameras, cap, health, history, incidents, live, map, snooze};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,8 +22,9 @@ use crate::{auth, cameras, health, history, incidents, live};
         auth::login, auth::logout, auth::me,
         auth::list_users, auth::create_user, auth::change_user, auth::delete_user,
         cameras::list, cameras::one, cameras::create, cameras::update, cameras::remove,
+        snooze::start, snooze::end, snooze::list,
         live::stream, live::frame, live::snapshot,
-        incidents::search, incidents::detail, incidents::act,
+        incidents::search, incidents::detail, incidents::act, cap::alert, map::geojson,
         history::history_json, history::history_csv, history::speeds_json,
         json,
     ),

@@ -1339,6 +1339,95 @@ async fn metrics_access_and_history_row_limits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snoozes_quiet_a_rule_for_a_while_and_are_audited() {
+    let h = harness("snooze").await;
+    let snooze = |body: Value| {
+        h.call(
+            Method::POST,
+            "/api/v1/cameras/gate/snoozes",
+            Some("operator"),
+            Some(body),
+        )
+    };
+    let (s, b) = snooze(json!({"rule": "camera", "minutes": 0})).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request", "1 to 1440 minutes");
+    let (s, b) = snooze(json!({"rule": "road", "minutes": 5})).await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "bad_request", "not one of camera \"gate\"'s");
+    h.forbidden(
+        Method::POST,
+        "/api/v1/cameras/gate/snoozes",
+        "planner",
+        Some(json!({"rule": "camera", "minutes": 5})),
+    )
+    .await;
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/cameras/nope/snoozes",
+            Some("operator"),
+            Some(json!({"rule": "camera", "minutes": 5})),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "camera_not_found", "nope");
+
+    let (s, b) = snooze(json!({"rule": "camera", "minutes": 30, "note": "pasar malam"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!((&b["by"], &b["note"]), (&json!("oki"), &json!("pasar malam")));
+    let until = pantau_events::time::parse(b["until"].as_str().expect("until")).expect("time");
+    let left = until.duration_since(SystemTime::now()).expect("future");
+    assert!((1790..=1800).contains(&left.as_secs()), "{left:?}");
+    // The node's analysis sees it (and marks the rule's alerts until then).
+    assert!(h.state.snoozes.until("gate", "camera", SystemTime::now()).is_some());
+    assert!(h.state.snoozes.until("gate", "camera", until + Duration::from_secs(1)).is_none());
+    let (s, b) = h.get("/api/v1/snoozes", "dispatcher").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b[0]["rule"], "camera", "{b}");
+    let (_, b) = h.get("/api/v1/cameras/gate", "operator").await;
+    assert_eq!(b["snoozes"][0]["note"], "pasar malam", "{b}");
+    // Ended early; a second end finds nothing.
+    let (s, _) = h
+        .call(
+            Method::DELETE,
+            "/api/v1/cameras/gate/snoozes/camera",
+            Some("operator"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b) = h
+        .call(
+            Method::DELETE,
+            "/api/v1/cameras/gate/snoozes/camera",
+            Some("operator"),
+            None,
+        )
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "snooze_not_found", "not snoozed");
+    assert!(h.state.snoozes.until("gate", "camera", SystemTime::now()).is_none());
+    // Both are in the audit trail, with who.
+    let (client, conn) = tokio_postgres::connect(DB, tokio_postgres::NoTls)
+        .await
+        .expect("database");
+    tokio::spawn(conn);
+    let rows = client
+        .query(
+            &format!(
+                "select actor, action from {}.audit where target = 'camera:gate' and action like 'snooze%' order by seq",
+                h.schema
+            ),
+            &[],
+        )
+        .await
+        .expect("audit");
+    let trail: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        trail,
+        [("oki".to_string(), "snooze".to_string()), ("oki".into(), "snooze.end".into())]
+    );
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cameras_are_validated_applied_persisted_and_role_checked() {
     let h = harness("cameras").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -2226,6 +2315,366 @@ async fn history_json_csv_snapshots_health_metrics_docs_and_console() {
 /// `docs/security.md` lists every route with who may call it. The table is made here, by
 /// calling each route of the OpenAPI document without a login and with each role, so it
 /// cannot drift from the router. `PANTAU_BLESS=1` rewrites it.
+/// Cameras with a calibration (position, heading) and lanes, one with a position but no
+/// heading, and the harness's `gate` without either.
+const MAP_CAMERAS: &str = r#"
+[[cameras]]
+id = "junction"
+name = "Simpang <Lima> & Pasar"
+url = "test://ball?width=1280&height=720&fps=1"
+enabled = false
+[cameras.calibration]
+# A camera 8 m up, tilted 18 degrees down, 1280x720, 60 degrees wide, looking along +y of
+# this ground frame from (3.5, 0): these image points are where it sees the ground points.
+image = [[394, 590], [886, 590], [736, 230], [544, 230]]
+ground = [[0, 14], [7, 14], [7, 40], [0, 40]]
+latitude = -3.2946
+longitude = 102.8617
+heading_deg = 90
+fov_deg = 60
+[[cameras.lanes]]
+name = "eastbound"
+polygon = [[408, 557], [640, 557], [640, 241], [540, 241]]
+direction = [[530, 527], [587, 254]]
+speed_limit_kmh = 50
+[[cameras.lanes]]
+name = "westbound"
+polygon = [[640, 557], [872, 557], [740, 241], [640, 241]]
+direction = [[700, 254], [760, 527]]
+
+[[cameras]]
+id = "plaza"
+url = "test://ball"
+enabled = false
+[cameras.calibration]
+image = [[394, 590], [886, 590], [736, 230], [544, 230]]
+ground = [[0, 14], [7, 14], [7, 40], [0, 40]]
+latitude = -3.2950
+longitude = 102.8620
+[[cameras.lanes]]
+name = "kerb"
+polygon = [[408, 557], [640, 557], [640, 241], [540, 241]]
+direction = [[530, 527], [587, 254]]
+"#;
+
+/// A traffic event of camera `junction`.
+fn junction_event(
+    ids: &IdGenerator,
+    at: SystemTime,
+    kind: EventKind,
+    lifecycle: Lifecycle,
+    rule: &str,
+    severity: Severity,
+) -> Event {
+    pantau_events::Origin::new("kota", "junction").traffic(
+        ids,
+        at,
+        kind,
+        lifecycle,
+        rule,
+        severity,
+        Some(ObjectRef {
+            class: "car".into(),
+            track_id: 4,
+            bbox: [1.0, 2.0, 3.0, 4.0],
+            confidence: 0.9,
+        }),
+        BTreeMap::from([("duration_s".to_string(), json!(31.5))]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_as_cap_and_cameras_and_lanes_on_the_map() {
+    let mut h = harness("capmap").await;
+    let mut cameras = vec![camera_config("gate")];
+    cameras.extend(
+        pantau_config::Config::parse(MAP_CAMERAS)
+            .expect("parses")
+            .cameras,
+    );
+    let control = Arc::new(IngestControl {
+        ingest: h.ingest.clone(),
+        frames: Mutex::default(),
+    });
+    let loaded = CameraRegistry::load(
+        &h.dir.path().join("map-cameras.toml"),
+        &cameras,
+        IngestConfig::default(),
+        Path::new("/"),
+        control,
+    )
+    .expect("load");
+    for c in &loaded.cameras {
+        loaded.registry.validate(c).expect("valid camera");
+    }
+    h.state.cameras = Some(Arc::new(loaded.registry));
+
+    // A stopped vehicle (new, update, end), a zone entry alert and a line crossing.
+    let ids = IdGenerator::new();
+    let now = SystemTime::now();
+    let at = |s: u64| now - Duration::from_secs(300 - s);
+    let (sv, ln) = (EventKind::StoppedVehicle, "eastbound");
+    let new = junction_event(&ids, at(0), sv, Lifecycle::New, ln, Severity::Warning);
+    let update = junction_event(&ids, at(10), sv, Lifecycle::Update, ln, Severity::Warning);
+    let end = junction_event(&ids, at(20), sv, Lifecycle::End, ln, Severity::Info);
+    let zone = junction_event(
+        &ids,
+        at(30),
+        EventKind::ZonePresence,
+        Lifecycle::Single,
+        "bus-lane",
+        Severity::Critical,
+    );
+    let crossing = junction_event(
+        &ids,
+        at(40),
+        EventKind::LineCrossing,
+        Lifecycle::Single,
+        "stop-line",
+        Severity::Info,
+    );
+    pantau_store::Store::connect(DB, &h.schema)
+        .await
+        .expect("store")
+        .write(
+            &[
+                new.clone(),
+                update.clone(),
+                end.clone(),
+                zone.clone(),
+                crossing.clone(),
+            ],
+            &[],
+        )
+        .await
+        .expect("write");
+
+    // CAP: the alert, its update and its cancel, each the same roles as the event itself.
+    let cap = |id: String, role: &'static str| {
+        let h = &h;
+        async move {
+            let res = h
+                .raw(
+                    Method::GET,
+                    &format!("/api/v1/events/{id}/cap"),
+                    Some(&h.tokens[role]),
+                    None,
+                )
+                .await;
+            let status = res.status();
+            let ct = res
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let bytes = res.into_body().collect().await.expect("body").to_bytes();
+            (status, ct, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let (s, ct, xml) = cap(new.id.to_string(), "operator").await;
+    assert_eq!(s, StatusCode::OK, "{xml}");
+    assert_eq!(ct, "application/cap+xml");
+    for part in [
+        "<alert xmlns=\"urn:oasis:names:tc:emergency:cap:1.2\">".to_string(),
+        format!("<identifier>{}</identifier>", new.id),
+        "<sender>pantau@kota</sender>".into(),
+        "<msgType>Alert</msgType>".into(),
+        "<scope>Restricted</scope>".into(),
+        "<event>Stopped vehicle</event>".into(),
+        "<severity>Moderate</severity>".into(),
+        "<areaDesc>Camera Simpang &lt;Lima&gt; &amp; Pasar, site kota</areaDesc>".into(),
+        "<circle>-3.294600,102.861700 0.2</circle>".into(),
+    ] {
+        assert!(xml.contains(&part), "{part} missing in\n{xml}");
+    }
+    let reference = format!(
+        "<references>pantau@kota,{},{}</references>",
+        new.id,
+        pantau_events::cap::time(new.captured_at)
+    );
+    let (s, _, xml) = cap(update.id.to_string(), "dispatcher").await;
+    assert_eq!(s, StatusCode::OK, "{xml}");
+    assert!(
+        xml.contains("<msgType>Update</msgType>") && xml.contains(&reference),
+        "{xml}"
+    );
+    let (s, _, xml) = cap(end.id.to_string(), "admin").await;
+    assert_eq!(s, StatusCode::OK, "{xml}");
+    assert!(
+        xml.contains("<msgType>Cancel</msgType>") && xml.contains(&reference),
+        "{xml}"
+    );
+    assert!(xml.contains("<urgency>Past</urgency>"), "{xml}");
+    let (s, b) = h
+        .get(&format!("/api/v1/events/{}/cap", crossing.id), "operator")
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not_an_alert",
+        "not an alert",
+    );
+    let (s, b) = h
+        .get("/api/v1/events/01KAW0Z5R3X9M4T7B2C6D8F0GH/cap", "operator")
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "event_not_found", "no event");
+    h.forbidden(
+        Method::GET,
+        &format!("/api/v1/events/{}/cap", new.id),
+        "planner",
+        None,
+    )
+    .await;
+    let (s, _) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/events/{}/cap", new.id),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // The zone alert is closed by dispatch: one open incident is left (the stopped vehicle,
+    // whose new and update are one incident).
+    let (s, b) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/events/{}/actions", zone.id),
+            Some("dispatcher"),
+            Some(json!({"action": "close"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    // The map.
+    let res = h
+        .raw(
+            Method::GET,
+            "/api/v1/map.geojson",
+            Some(&h.tokens["operator"]),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("application/geo+json")
+    );
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    let map: Value = serde_json::from_slice(&bytes).expect("JSON");
+    assert_eq!(map["type"], "FeatureCollection");
+    assert!(map["tiles"].is_null());
+    let features = map["features"].as_array().expect("features");
+    let valid = |c: &Value| {
+        let (lon, lat) = (c[0].as_f64().expect("lon"), c[1].as_f64().expect("lat"));
+        assert!(
+            (-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat),
+            "{c}"
+        );
+        (lon, lat)
+    };
+    let points: Vec<&Value> = features
+        .iter()
+        .filter(|f| f["geometry"]["type"] == "Point")
+        .collect();
+    assert_eq!(points.len(), 2, "{map}");
+    let junction = points
+        .iter()
+        .find(|f| f["properties"]["id"] == "junction")
+        .expect("junction on the map");
+    assert_eq!(
+        valid(&junction["geometry"]["coordinates"]),
+        (102.8617, -3.2946)
+    );
+    let p = &junction["properties"];
+    assert_eq!(p["kind"], "camera");
+    assert_eq!(p["name"], "Simpang <Lima> & Pasar");
+    assert_eq!(p["state"], "disabled");
+    assert_eq!(
+        (p["heading_deg"].as_f64(), p["fov_deg"].as_f64()),
+        (Some(90.0), Some(60.0))
+    );
+    assert_eq!(p["open_incidents"], 1, "{p}");
+    assert_eq!(p["incident_ids"], json!([update.id.to_string()]));
+    assert_eq!(p["lanes_unplaced"], json!([]));
+    let plaza = points
+        .iter()
+        .find(|f| f["properties"]["id"] == "plaza")
+        .expect("plaza on the map");
+    assert_eq!(
+        plaza["properties"]["lanes_unplaced"],
+        json!(["kerb"]),
+        "no heading: its lanes cannot be turned onto the map"
+    );
+    assert!(plaza["properties"]["heading_deg"].is_null());
+    let unplaced = map["unplaced"].as_array().expect("unplaced");
+    assert_eq!(unplaced.len(), 1);
+    assert_eq!(unplaced[0]["id"], "gate");
+    assert_eq!(unplaced[0]["open_incidents"], 0);
+    // Lanes: closed rings of valid coordinates, 14 to 40 m east of the camera (it looks east)
+    // and within 5 m of its line of sight: where the calibration says they are.
+    let lanes: Vec<&Value> = features
+        .iter()
+        .filter(|f| f["geometry"]["type"] == "Polygon")
+        .collect();
+    assert_eq!(lanes.len(), 2, "{map}");
+    let m_per_deg = 6_371_008.8 * std::f64::consts::PI / 180.0;
+    for lane in &lanes {
+        assert_eq!(lane["properties"]["kind"], "lane");
+        assert_eq!(lane["properties"]["camera"], "junction");
+        let ring = lane["geometry"]["coordinates"][0].as_array().expect("ring");
+        assert!(ring.len() >= 4 && ring.first() == ring.last(), "{lane}");
+        for c in ring
+            .iter()
+            .chain(lane["properties"]["direction"].as_array().expect("arrow"))
+        {
+            let (lon, lat) = valid(c);
+            let east = (lon - 102.8617) * m_per_deg * (-3.2946f64).to_radians().cos();
+            let north = (lat + 3.2946) * m_per_deg;
+            assert!(
+                (13.0..=41.0).contains(&east) && north.abs() <= 5.0,
+                "{}: {east:.1} m east, {north:.1} m north",
+                lane["properties"]["name"]
+            );
+        }
+    }
+    let eastbound = lanes
+        .iter()
+        .find(|l| l["properties"]["name"] == "eastbound")
+        .expect("eastbound");
+    assert_eq!(eastbound["properties"]["speed_limit_kmh"], 50.0);
+    // Its arrow points east, as the lane's traffic goes.
+    let arrow = &eastbound["properties"]["direction"];
+    assert!(arrow[1][0].as_f64() > arrow[0][0].as_f64(), "{arrow}");
+    h.forbidden(Method::GET, "/api/v1/map.geojson", "planner", None)
+        .await;
+
+    // With map tiles, the map names them and the console may load images from their origin.
+    h.state.settings = Arc::new(ApiSettings {
+        map_tiles: Some("https://tile.example.org/{z}/{x}/{y}.png".into()),
+        ..ApiSettings::default()
+    });
+    let (_, map) = h.get("/api/v1/map.geojson", "admin").await;
+    assert_eq!(map["tiles"], "https://tile.example.org/{z}/{x}/{y}.png");
+    let res = h.raw(Method::GET, "/console/", None, None).await;
+    let csp = res
+        .headers()
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        csp.contains("img-src 'self' data: blob: https://tile.example.org;"),
+        "{csp}"
+    );
+    h.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_doc_lists_every_route_with_the_roles_the_router_allows() {
     let h = harness("routes").await;

@@ -130,6 +130,33 @@ impl Origin {
         e
     }
 
+    /// A camera's picture started (`new`, warning) or stopped (`end`, info) showing
+    /// `condition` (`blackout`, `low_light`, `defocus`, `frozen`, `view_changed`, `fps_drop`);
+    /// `details` are the figures that decided it. One incident per camera and condition.
+    pub fn camera_health(
+        &self,
+        ids: &IdGenerator,
+        at: SystemTime,
+        condition: &str,
+        lifecycle: Lifecycle,
+        mut details: BTreeMap<String, serde_json::Value>,
+    ) -> Event {
+        let mut e = self.event(ids, "camera", EventKind::CameraHealth, lifecycle, at);
+        e.incident = Some(format!(
+            "{}/{}/{condition}",
+            self.camera,
+            EventKind::CameraHealth.as_str()
+        ));
+        e.severity = if lifecycle == Lifecycle::New {
+            Severity::Warning
+        } else {
+            Severity::Info
+        };
+        details.insert("condition".into(), condition.into());
+        e.details = details;
+        e
+    }
+
     /// A camera's state change; `problem` is its code and the operator's message.
     pub fn camera_status(
         &self,

@@ -57,6 +57,9 @@ pub enum EventKind {
     Congestion,
     /// Several vehicles near each other stopped from speed within seconds (single, critical).
     SuddenStop,
+    /// A camera's picture is blind, blurred, frozen, moved or slow: `details.condition` (new,
+    /// end).
+    CameraHealth,
 }
 
 impl EventKind {
@@ -76,6 +79,7 @@ impl EventKind {
             EventKind::Queue => "queue",
             EventKind::Congestion => "congestion",
             EventKind::SuddenStop => "sudden_stop",
+            EventKind::CameraHealth => "camera_health",
         }
     }
 }

@@ -34,6 +34,10 @@ impl Topics {
     pub fn incidents(&self, site: &str, camera: &str) -> String {
         format!("{}/{site}/{camera}/incidents", self.prefix)
     }
+    /// Alerts as CAP 1.2 XML ([`crate::cap`]).
+    pub fn cap(&self, camera: &str) -> String {
+        format!("{}/{}/{camera}/cap", self.prefix, self.site)
+    }
     pub fn available(&self) -> String {
         format!("{}/{}/available", self.prefix, self.node)
     }
@@ -53,6 +57,8 @@ pub enum Kind {
     Track,
     /// An [`IncidentChange`] (stored by the API in the same step; MQTT only).
     Incident,
+    /// An alert as CAP 1.2 XML ([`crate::cap`]; MQTT only: the store has the event).
+    Cap,
 }
 
 impl Kind {
@@ -64,6 +70,7 @@ impl Kind {
             Kind::Counts => 3,
             Kind::Track => 4,
             Kind::Incident => 5,
+            Kind::Cap => 6,
         }
     }
 
@@ -74,6 +81,7 @@ impl Kind {
             3 => Kind::Counts,
             4 => Kind::Track,
             5 => Kind::Incident,
+            6 => Kind::Cap,
             _ => return None,
         })
     }
@@ -85,6 +93,7 @@ impl Kind {
             Kind::Counts => "counts",
             Kind::Track => "track",
             Kind::Incident => "incident",
+            Kind::Cap => "cap",
         }
     }
 }
@@ -231,6 +240,7 @@ mod tests {
             Kind::Counts,
             Kind::Track,
             Kind::Incident,
+            Kind::Cap,
         ] {
             assert_eq!(Kind::from_code(k.code()), Some(k));
         }

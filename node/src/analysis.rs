@@ -13,6 +13,7 @@ use pantau_analytics::detect::onnx::DetectError;
 use pantau_analytics::detect::service::InferenceService;
 use pantau_analytics::draw::Overlay;
 use pantau_analytics::facts::Facts as EventFacts;
+use pantau_analytics::health::{HealthMonitor, HealthSettings};
 use pantau_analytics::rules::Direction;
 use pantau_analytics::scene::Scene;
 use pantau_analytics::snapshot::packed_bgr;
@@ -53,6 +54,10 @@ pub(crate) struct Cameras {
     /// Snapshot folder and JPEG quality, when snapshots are on.
     pub snapshots: Option<(PathBuf, u8)>,
     pub live: Arc<Live>,
+    /// Rules operators snoozed: their alerts are marked `snoozed_until`.
+    pub snoozes: Arc<pantau_dashboard_api::snooze::Snoozes>,
+    /// Alerts as CAP 1.2 on `.../cap` (knows each camera's position and open incidents).
+    pub cap: Arc<pantau_events::cap::Feed>,
     pub site: String,
     pub tracker: TrackerConfig,
     pub count_period: Duration,
@@ -95,6 +100,13 @@ impl Cameras {
         if let Some(task) = analysers.remove(&camera.id) {
             let _ = task.await;
         }
+        let place = camera.calibration.as_ref().and_then(|c| {
+            Some(pantau_events::cap::Place {
+                latitude: c.latitude?,
+                longitude: c.longitude?,
+            })
+        });
+        self.cap.camera(&camera.id, Some(&camera.name), place);
         let scene = Scene::new(&camera.lines, &camera.zones, &self.tracker).with_traffic(
             pantau_analytics::rules::TrafficSetup::for_camera(&camera, &self.labels),
         );
@@ -106,7 +118,13 @@ impl Cameras {
             self.ids.clone(),
             self.count_period,
         )
-        .with_zones(&camera.zones);
+        .with_zones(&camera.zones)
+        .with_alert_gap(Duration::from_secs_f64(camera.rules.incident_gap_s));
+        // The picture's health, against the rate the camera was asked for.
+        let health = HealthMonitor::new(HealthSettings {
+            expected_fps: Some(camera.analysis_fps),
+            ..HealthSettings::default()
+        });
         let task = tokio::spawn(analyse_camera(
             camera.id.clone(),
             frames,
@@ -114,6 +132,7 @@ impl Cameras {
             scene,
             self.clone(),
             events,
+            health,
         ));
         analysers.insert(camera.id, task);
         Ok(())
@@ -128,6 +147,7 @@ impl Cameras {
             let _ = task.await;
         }
         self.live.forget(id);
+        self.cap.forget(id);
         lock(&self.figures).remove(id);
         Ok(())
     }
@@ -162,7 +182,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// One camera's analysis; ends when the camera's frame queue closes (removed, replaced or the
-/// node stopping), after handing over the counts of the open period.
+/// node stopping), after handing over the counts of the open period and ending the open
+/// health conditions.
 async fn analyse_camera(
     id: String,
     frames: FrameReceiver,
@@ -170,7 +191,9 @@ async fn analyse_camera(
     scene: Scene,
     node: Cameras,
     mut events: EventFacts,
+    mut health: HealthMonitor,
 ) {
+    let mut last_capture = None;
     let labels = node.labels.clone();
     let name = |c: u16| {
         labels
@@ -185,11 +208,30 @@ async fn analyse_camera(
             &a.update.crossings,
             &a.update.zone_events,
         );
+        let at_s = a
+            .frame
+            .capture_time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let changes = health.frame(pantau_analytics::ImageRef::from(a.frame), at_s, a.frame.seq);
+        new_events.extend(events.camera_health(a.frame.capture_time, &changes));
+        last_capture = Some(a.frame.capture_time);
         new_events.extend(events.traffic(
             a.frame.capture_time,
             &a.update.tracks,
             &a.update.traffic,
         ));
+        for e in &mut new_events {
+            if e.severity >= pantau_events::Severity::Warning {
+                if let Some(until) = node.snoozes.until(&e.camera, &e.rule, e.captured_at) {
+                    e.details.insert(
+                        "snoozed_until".into(),
+                        pantau_events::time::format(until).into(),
+                    );
+                }
+            }
+        }
         // Pictures are made by the image stage: a snapshot for the frame's events (named
         // now, so the events carry it) and the wall's frame while someone watches.
         let live = &node.live;
@@ -233,6 +275,7 @@ async fn analyse_camera(
             let json = String::from_utf8_lossy(&m.payload).into_owned();
             live.publish(LiveMessage::new("event", &id, Some(&e.rule), json));
             messages.push(m);
+            messages.extend(node.cap.message(&node.topics, e));
         }
         for t in events.track_summaries(a.frame.capture_time, &a.update.tracks) {
             messages.push(Message::track(&node.topics, &t));
@@ -267,11 +310,17 @@ async fn analyse_camera(
         tracing::error!(camera = %id, "analysis stopped: {e}");
     }
     // The camera stopped or restarts with new settings: hand over the counts of the open
-    // period, so a restart or shutdown loses none.
-    let open: Vec<Message> = events
+    // period, so a restart or shutdown loses none, and end its open health conditions.
+    let mut open: Vec<Message> = events
         .finish()
         .iter()
         .map(|agg| Message::counts(&node.topics, agg))
         .collect();
+    if let Some(at) = last_capture {
+        for e in events.camera_health(at, &health.finish()) {
+            open.push(Message::event(&node.topics, &e));
+            open.extend(node.cap.message(&node.topics, &e));
+        }
+    }
     node.publisher.send(open).await;
 }

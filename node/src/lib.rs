@@ -122,7 +122,10 @@ impl Node {
         for problem in pantau_ingest::check_elements() {
             tracing::warn!("{problem}");
         }
+        let cap = Arc::new(pantau_events::cap::Feed::new(&c.node.name));
+        let snoozes: Arc<pantau_dashboard_api::snooze::Snoozes> = Arc::default();
         let status_task = {
+            let cap = cap.clone();
             let mut changes = ingest.subscribe();
             let publisher = publisher.clone();
             let topics = outputs.topics.clone();
@@ -150,7 +153,9 @@ impl Node {
                         },
                     };
                     let e = status_event(&ids, &site, &change);
-                    publisher.send(vec![Message::event(&topics, &e)]).await;
+                    let mut messages = vec![Message::event(&topics, &e)];
+                    messages.extend(cap.message(&topics, &e));
+                    publisher.send(messages).await;
                 }
             })
         };
@@ -191,6 +196,8 @@ impl Node {
             figures: figures.clone(),
             snapshots: snapshots.clone(),
             live: live.clone(),
+            snoozes: snoozes.clone(),
+            cap: cap.clone(),
             site: c.node.site.clone(),
             tracker: c.tracker.clone(),
             count_period: Duration::from_secs(u64::from(c.outbox.count_period_s)),
@@ -260,6 +267,7 @@ impl Node {
                         metrics: a.metrics,
                         metrics_token: std::env::var(&a.metrics_token_env).ok(),
                         limits: a.limits.clone(),
+                        map_tiles: a.map_tiles.clone(),
                     },
                 );
                 state.db = db.clone();
@@ -267,6 +275,10 @@ impl Node {
                 state.broker = outputs.broker;
                 state.cameras = Some(registry.clone());
                 state.live = live.clone();
+                state.snoozes = snoozes.clone();
+                if let Some(db) = &db {
+                    tokio::spawn(load_snoozes(db.clone(), snoozes.clone()));
+                }
                 state.shutdown = api_stop.clone();
                 if let Some(db) = &db {
                     tokio::spawn(relay_dispatch(
@@ -474,6 +486,25 @@ async fn relay_dispatch(db: Arc<Db>, outbox: Arc<Outbox>, topics: pantau_events:
                 Err(e) => tracing::error!("dispatch messages not relayed: {}", e.message),
             }
             return;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// Takes the snoozes still running from the database once it answers.
+async fn load_snoozes(db: Arc<Db>, snoozes: Arc<pantau_dashboard_api::snooze::Snoozes>) {
+    loop {
+        if let Ok(store) = db.store().await {
+            match store.snoozes().await {
+                Ok(rows) => {
+                    if !rows.is_empty() {
+                        tracing::info!(snoozes = rows.len(), "snoozed rules taken up again");
+                    }
+                    snoozes.load(rows);
+                    return;
+                }
+                Err(e) => tracing::warn!("snoozes not read yet: {e}"),
+            }
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
     }

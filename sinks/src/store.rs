@@ -21,7 +21,7 @@ enum Row {
 
 impl Row {
     /// What the record's kind says it is; `None` for what the store does not keep (dispatch
-    /// actions are stored by the API itself).
+    /// actions are stored by the API itself; a CAP alert is its event, stored as such).
     fn parse(record: &Record) -> Option<Result<Row, String>> {
         let bad =
             |e: serde_json::Error| format!("not a valid {} record: {e}", record.kind.as_str());
@@ -35,7 +35,7 @@ impl Row {
             Kind::Track => serde_json::from_slice(&record.payload)
                 .map(Row::Track)
                 .map_err(bad),
-            Kind::Incident => return None,
+            Kind::Incident | Kind::Cap => return None,
         })
     }
 }

@@ -21,7 +21,7 @@ use tokio_postgres::NoTls;
 pub mod incidents;
 pub mod users;
 pub use incidents::{AuditRow, DispatchChange, DispatchRow, EventRow, EventSearch};
-pub use users::{UserRow, UserUpdate};
+pub use users::{SnoozeRow, UserRow, UserUpdate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -193,6 +193,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         3,
         "dispatch messages written with their action",
         include_str!("sql/0003_incident_messages.sql"),
+    ),
+    (
+        4,
+        "rules snoozed on a camera",
+        include_str!("sql/0004_snoozes.sql"),
     ),
 ];
 

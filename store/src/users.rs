@@ -260,4 +260,79 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// Snoozes `rule` on `camera` until `until` (replacing an earlier snooze of the same).
+    pub async fn snooze(
+        &self,
+        camera: &str,
+        rule: &str,
+        until: SystemTime,
+        by: &str,
+        note: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let sc = self.schema();
+        self.client()
+            .await?
+            .execute(
+                &format!(
+                    "insert into {sc}.snoozes (camera, rule, until, by_user, note) values ($1, $2, $3, $4, $5)
+                     on conflict (camera, rule) do update set until = excluded.until,
+                       by_user = excluded.by_user, note = excluded.note, created_at = now()"
+                ),
+                &[&camera, &rule, &until, &by, &note],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Ends a snooze early; false when there was none running.
+    pub async fn unsnooze(&self, camera: &str, rule: &str) -> Result<bool, StoreError> {
+        let sc = self.schema();
+        let n = self
+            .client()
+            .await?
+            .execute(
+                &format!(
+                    "update {sc}.snoozes set until = now() where camera = $1 and rule = $2 and until > now()"
+                ),
+                &[&camera, &rule],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Snoozes running now.
+    pub async fn snoozes(&self) -> Result<Vec<SnoozeRow>, StoreError> {
+        let sc = self.schema();
+        Ok(self
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "select camera, rule, until, by_user, note from {sc}.snoozes where until > now()
+                     order by camera, rule"
+                ),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| SnoozeRow {
+                camera: r.get(0),
+                rule: r.get(1),
+                until: r.get(2),
+                by: r.get(3),
+                note: r.get(4),
+            })
+            .collect())
+    }
+}
+
+/// A rule snoozed on a camera.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnoozeRow {
+    pub camera: String,
+    pub rule: String,
+    pub until: SystemTime,
+    pub by: String,
+    pub note: Option<String>,
 }

@@ -1,6 +1,7 @@
 // Drives the pantau console in Debian's chromium (playwright-core, no browser download):
 // log in, wait for a live alert on the wall, acknowledge it, open the incident and assign it,
-// open the planner chart and download the CSV, draw a counting line in the admin page, switch
+// open the planner chart and download the CSV, draw a counting line, a calibration and a lane in
+// the admin page (snooze a rule on the wall on the way), switch
 // to Indonesian, browse the API docs. Screenshots of each page go to SHOTS_DIR.
 // Run by tests/console_e2e.rs, which starts pantau on a replayed clip.
 import { createRequire } from "node:module";
@@ -63,6 +64,23 @@ try {
   await first.locator("button.ack").click();
   await page.waitForSelector(`#alert-feed li[data-event="${eventId}"] .badge[data-state="acknowledged"]`, { timeout: 10000 });
   result.acknowledged = eventId;
+  // Alerts are grouped: one item per group, never two items for one alert.
+  const ids = await page.$$eval("#alert-feed li.alert", (lis) => lis.map((li) => li.dataset.event));
+  if (new Set(ids).size !== ids.length) throw new Error(`an alert shown twice: ${ids}`);
+  // Critical before warning, newest first within each.
+  const order = await page.$$eval("#alert-feed li.alert", (lis) => lis.map((li) => [li.dataset.severity, li.dataset.time]));
+  const rank = { critical: 0, warning: 1, info: 2 };
+  for (let i = 1; i < order.length; i++) {
+    const [a, b] = [order[i - 1], order[i]];
+    if (rank[a[0]] > rank[b[0]] || (a[0] === b[0] && a[1] < b[1])) throw new Error(`feed out of order: ${JSON.stringify(order)}`);
+  }
+
+  step("snooze a rule from the wall");
+  const item = page.locator(`#alert-feed li[data-event="${eventId}"]`);
+  await item.locator("select.snooze-minutes").selectOption("15");
+  await item.locator("button.snooze").click();
+  await page.waitForFunction(() => [...document.querySelectorAll(".tile-snoozes")].some((s) => s.textContent.startsWith("Snoozed")), null, { timeout: 10000 });
+  result.snoozed = await page.$$eval(".tile-snoozes", (s) => s.map((x) => x.textContent).filter(Boolean));
 
   step("incident view: assign and audit");
   await page.goto(`${base}/console/#/incident/${eventId}`);
@@ -110,6 +128,35 @@ try {
     const r = await fetch("/api/v1/cameras/campus");
     const c = await r.json();
     return c.config.lines.some((l) => l.name === "crosswalk");
+  }, null, { timeout: 10000, polling: 500 });
+  step("admin: calibrate by clicking road points, draw a lane with its arrow, save");
+  const ground = ["0, 0", "20, 0", "20, 10", "0, 10"];
+  const corners = [[0.2, 0.5], [0.8, 0.5], [0.8, 0.9], [0.2, 0.9]];
+  await page.click("#pick-calib");
+  for (let i = 0; i < 4; i++) {
+    page.once("dialog", (d) => d.accept(ground[i]));
+    await page.mouse.click(box.x + box.width * corners[i][0], box.y + box.height * corners[i][1]);
+    await page.waitForFunction((n) => document.querySelectorAll("#overlay circle.calib").length === n, i + 1);
+  }
+  await page.click("#finish");
+  await page.fill("#calib-lat", "-3.2946");
+  await page.fill("#calib-lon", "102.8617");
+  await page.click("#draw-lane");
+  await page.fill("#shape-name", "walkway-east");
+  await page.fill("#lane-limit", "20");
+  for (const [x, y] of [[0.1, 0.55], [0.9, 0.55], [0.9, 0.75], [0.1, 0.75]]) {
+    await page.mouse.click(box.x + box.width * x, box.y + box.height * y);
+  }
+  await page.click("#finish");
+  await page.mouse.click(box.x + box.width * 0.15, box.y + box.height * 0.65);
+  await page.mouse.click(box.x + box.width * 0.85, box.y + box.height * 0.65);
+  await page.waitForSelector("#overlay line.lane-arrow");
+  await page.click("#save-camera");
+  await page.waitForFunction(async () => {
+    const r = await fetch("/api/v1/cameras/campus");
+    const c = (await r.json()).config;
+    return c.lanes?.some((l) => l.name === "walkway-east" && l.speed_limit_kmh === 20 && l.direction.length === 2)
+      && c.calibration?.image.length === 4 && c.calibration.latitude === -3.2946;
   }, null, { timeout: 10000, polling: 500 });
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: join(shots, "console-admin.png") });
