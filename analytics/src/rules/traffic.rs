@@ -1332,6 +1332,110 @@ mod tests {
         assert_eq!(count(TrafficKind::Crowding, Phase::End), 1, "{k:?}");
     }
 
+    /// Each duration threshold on synthetic capture times: the situation starts once it has
+    /// held that long (within a frame and the speed window), never before, whatever the value.
+    #[test]
+    fn every_duration_threshold_holds_to_the_second() {
+        for threshold in [3.0, 12.0, 45.0] {
+            let setup = |zones: Vec<ZoneConfig>| {
+                let mut rules = RulesConfig::default();
+                rules.stopped_s = threshold;
+                rules.box_blocked_s = threshold;
+                rules.person_on_carriageway_s = threshold;
+                TrafficRules::new(TrafficSetup {
+                    calibration: Some(calibration()),
+                    lanes: vec![
+                        lane("east", 100.0, 200.0, true),
+                        lane("west", 200.0, 300.0, false),
+                    ],
+                    zones,
+                    rules,
+                    vehicles: [CAR].into(),
+                    person: Some(PERSON),
+                })
+                .expect("rules")
+            };
+            // When (seconds after it began to hold) the first `new` of `kind` came.
+            let raised_after = |events: &[(f64, TrafficEvent)], kind: TrafficKind, began: f64| {
+                events
+                    .iter()
+                    .find(|(_, e)| e.kind == kind && e.phase == Phase::New)
+                    .map(|(t, _)| t - began)
+            };
+            let run = |r: &mut TrafficRules, class: u16, path: &[(f32, f32)]| {
+                let mut out = Vec::new();
+                for (k, (x, y)) in path.iter().enumerate() {
+                    let t = k as f64 * 0.2;
+                    for e in r.observe(1, class, Point::new(*x, *y), 40.0, t) {
+                        out.push((t, e));
+                    }
+                    for e in r.frame_done(&[1].into(), t) {
+                        out.push((t, e));
+                    }
+                }
+                out
+            };
+            let frames = ((threshold + 20.0) / 0.2) as usize;
+            // A car drives 4 s, then stands: stopped_vehicle after `threshold` of standing.
+            let mut r = setup(vec![]);
+            let mut path: Vec<(f32, f32)> =
+                (0..20).map(|k| (100.0 + 20.0 * k as f32, 150.0)).collect();
+            path.extend((0..frames).map(|_| (480.0, 150.0)));
+            let after = raised_after(&run(&mut r, CAR, &path), TrafficKind::StoppedVehicle, 4.0)
+                .expect("raised");
+            assert!(
+                (threshold..threshold + 1.5).contains(&after),
+                "stopped_s {threshold}: {after}"
+            );
+            // The same in a box junction.
+            let junction = zone(
+                "box",
+                ZoneKind::BoxJunction,
+                vec![
+                    [400.0, 100.0],
+                    [600.0, 100.0],
+                    [600.0, 300.0],
+                    [400.0, 300.0],
+                ],
+            );
+            let mut r = setup(vec![junction]);
+            let after = raised_after(&run(&mut r, CAR, &path), TrafficKind::BoxBlocked, 4.0)
+                .expect("raised");
+            assert!(
+                (threshold..threshold + 1.5).contains(&after),
+                "box_blocked_s {threshold}: {after}"
+            );
+            // A person standing in the lane from t = 0.
+            let mut r = setup(vec![]);
+            let person: Vec<(f32, f32)> = (0..frames).map(|_| (300.0, 150.0)).collect();
+            let after = raised_after(
+                &run(&mut r, PERSON, &person),
+                TrafficKind::PersonOnCarriageway,
+                0.0,
+            )
+            .expect("raised");
+            assert!(
+                (threshold..threshold + 0.3).contains(&after),
+                "person_on_carriageway_s {threshold}: {after}"
+            );
+            // Loitering in a zone of its own.
+            let mut plaza = zone(
+                "plaza",
+                ZoneKind::Watch,
+                vec![[0.0, 300.0], [1000.0, 300.0], [1000.0, 400.0], [0.0, 400.0]],
+            );
+            plaza.loitering_s = Some(threshold);
+            let mut r = setup(vec![plaza]);
+            let loiterer: Vec<(f32, f32)> = (0..frames).map(|_| (300.0, 350.0)).collect();
+            let after = raised_after(&run(&mut r, PERSON, &loiterer), TrafficKind::Loitering, 0.0)
+                .expect("raised");
+            assert!(
+                (threshold..threshold + 0.3).contains(&after),
+                "loitering_s {threshold}: {after}"
+            );
+        }
+    }
+
     /// Runs several vehicles together at 5 fps: `paths[i]` is vehicle i's anchor per frame
     /// (`None`: not seen). Returns every event.
     fn together(
