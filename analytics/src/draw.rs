@@ -52,14 +52,22 @@ impl Trails {
 }
 
 /// Draws onto `img`, whose size is the full-resolution size times `scale`.
+/// A lane as drawn: its polygon, the arrow of travel (tail, head) and its speed limit.
+#[derive(Debug, Clone)]
+pub struct LaneShape {
+    pub name: String,
+    pub polygon: Vec<Point>,
+    pub arrow: [Point; 2],
+    pub limit_kmh: Option<f64>,
+}
+
 /// What is drawn over a frame, owned, so drawing can happen away from analysis: the zones
 /// (with how many objects are in each), the lines (with their totals) and the tracks.
 #[derive(Debug, Clone, Default)]
 pub struct Overlay {
     pub zones: Vec<(String, Vec<Point>, u64)>,
     pub lines: Vec<(String, Vec<Point>, u64, u64)>,
-    /// Lanes: name, polygon, the arrow of travel (tail, head) and the speed limit.
-    pub lanes: Vec<(String, Vec<Point>, [Point; 2], Option<f64>)>,
+    pub lanes: Vec<LaneShape>,
     pub tracks: Vec<crate::track::TrackedObject>,
     /// Ground speeds of tracks, km/h (calibrated cameras).
     pub speeds: std::collections::HashMap<u64, f64>,
@@ -105,12 +113,12 @@ impl Overlay {
                 .flat_map(|r| r.lanes())
                 .map(|(l, polygon)| {
                     let [a, b] = [l.direction[0], l.direction[1]];
-                    (
-                        l.name.clone(),
-                        polygon.to_vec(),
-                        [Point::new(a[0], a[1]), Point::new(b[0], b[1])],
-                        l.speed_limit_kmh,
-                    )
+                    LaneShape {
+                        name: l.name.clone(),
+                        polygon: polygon.to_vec(),
+                        arrow: [Point::new(a[0], a[1]), Point::new(b[0], b[1])],
+                        limit_kmh: l.speed_limit_kmh,
+                    }
                 })
                 .collect(),
             speeds: update
@@ -164,7 +172,13 @@ pub fn draw_overlay(
             )?;
         }
     }
-    for (name, polygon, [tail, head], limit) in &overlay.lanes {
+    for LaneShape {
+        name,
+        polygon,
+        arrow: [tail, head],
+        limit_kmh: limit,
+    } in &overlay.lanes
+    {
         let green = Scalar::new(80.0, 200.0, 80.0, 0.0);
         let pts: Vector<CvPoint> = polygon.iter().map(|p| pt(*p, scale)).collect();
         let polys: Vector<Vector<CvPoint>> = std::iter::once(pts).collect();

@@ -170,10 +170,12 @@ pub async fn search(
     let severity = list_param("severity", &q.severity, &SEVERITIES)?;
     let state = list_param("state", &q.state, &STATES)?;
     if let Some(k) = &q.kind {
-        if !["line_crossing", "zone_presence", "camera_status"].contains(&k.as_str()) {
-            return Err(ApiError::bad_request(
-                "kind is one of line_crossing, zone_presence, camera_status",
-            ));
+        if serde_json::from_value::<pantau_events::EventKind>(k.as_str().into()).is_err() {
+            return Err(ApiError::bad_request(format!(
+                "kind \"{k}\" is not an event kind; use one of the `kind` values of the event \
+                 schema, e.g. line_crossing, zone_presence, camera_status, speeding, wrong_way, \
+                 stopped_vehicle, camera_health"
+            )));
         }
     }
     let before = match &q.cursor {

@@ -12,6 +12,8 @@ use pantau_analytics::camera::{analyse, Analysed};
 use pantau_analytics::detect::onnx::Detector;
 use pantau_analytics::detect::service::InferenceService;
 use pantau_analytics::facts::Facts as EventFacts;
+use pantau_analytics::health::{HealthMonitor, HealthSettings};
+use pantau_analytics::ImageRef;
 use pantau_analytics::rules::{Direction, TrafficSetup};
 use pantau_analytics::scene::Scene;
 use pantau_config::config::ValidConfig;
@@ -245,6 +247,12 @@ pub fn execute(
         )
         .with_zones(&plan.zones)
         .with_alert_gap(Duration::from_secs_f64(plan.rules.incident_gap_s));
+        // The picture's health, as a live camera's: against the rate asked for (every frame:
+        // the file's own rate, learned).
+        let mut health = HealthMonitor::new(HealthSettings {
+            expected_fps: plan.analysis_fps,
+            ..HealthSettings::default()
+        });
         let mut event_counts: BTreeMap<String, u64> = BTreeMap::new();
         let mut stages = Stages::default();
         let mut frames = 0u64;
@@ -287,6 +295,12 @@ pub fn execute(
                     &a.update.zone_events,
                 );
                 events.extend(facts.traffic(t, &a.update.tracks, &a.update.traffic));
+                let at_s = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64();
+                let changes = health.frame(ImageRef::from(a.frame), at_s, a.frame.seq);
+                events.extend(facts.camera_health(t, &changes));
                 for e in &events {
                     *event_counts.entry(e.kind.as_str().to_string()).or_default() += 1;
                 }

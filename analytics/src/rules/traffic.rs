@@ -1228,7 +1228,7 @@ mod tests {
         assert!(
             events
                 .iter()
-                .all(|e| e.kind == TrafficKind::Queue && e.details["vehicles"] == Value::from(0)),
+                .all(|e| e.kind == TrafficKind::Queue && e.details["vehicles"] == 0),
             "{events:?}"
         );
         let mut into_bay: Vec<(f32, f32)> =
@@ -1338,10 +1338,12 @@ mod tests {
     fn every_duration_threshold_holds_to_the_second() {
         for threshold in [3.0, 12.0, 45.0] {
             let setup = |zones: Vec<ZoneConfig>| {
-                let mut rules = RulesConfig::default();
-                rules.stopped_s = threshold;
-                rules.box_blocked_s = threshold;
-                rules.person_on_carriageway_s = threshold;
+                let rules = RulesConfig {
+                    stopped_s: threshold,
+                    box_blocked_s: threshold,
+                    person_on_carriageway_s: threshold,
+                    ..Default::default()
+                };
                 TrafficRules::new(TrafficSetup {
                     calibration: Some(calibration()),
                     lanes: vec![
@@ -1489,7 +1491,7 @@ mod tests {
         // The other lane is empty: queue 0, no congestion.
         assert!(events.iter().any(|e| e.kind == TrafficKind::Queue
             && e.rule == "west"
-            && e.details["length_m"] == Value::from(0.0)));
+            && e.details["length_m"] == 0.0));
         let congestion: Vec<&TrafficEvent> = events
             .iter()
             .filter(|e| e.kind == TrafficKind::Congestion)
@@ -1662,7 +1664,7 @@ mod tests {
             let path: Vec<(f32, f32)> = (0..frames).map(|k| (x + jitter[k % 50], 150.0 + jitter[(k + 7) % 50])).collect();
             let events = drive(&mut r, 1, CAR, &path, 0.0);
             // Only the lanes' queue reports, empty: nothing about this vehicle.
-            prop_assert!(events.iter().all(|e| e.kind == TrafficKind::Queue && e.details["vehicles"] == Value::from(0)), "{:?}", events);
+            prop_assert!(events.iter().all(|e| e.kind == TrafficKind::Queue && e.details["vehicles"] == 0), "{:?}", events);
         }
     }
 }
