@@ -308,7 +308,30 @@ async fn each_troubled_picture_raises_its_condition_and_clears_it() {
     for (name, _, condition) in &troubles {
         let w = &watched[name];
         let wanted = vec![(*condition, Transition::New), (*condition, Transition::End)];
-        if said(w) != wanted {
+        // Where a file switches from clip to trouble the server may send a few frames late
+        // when the machine is busy (seen once with the whole suite running: 2 fps for 3.6 s
+        // right after the frozen segment began). That is a real, brief drop in arrivals, so a
+        // short fps_drop inside the trouble is allowed beside the condition wanted; nothing
+        // else is.
+        let (begin, end) = (f64::from(BEFORE_S), f64::from(BEFORE_S + TROUBLE_S));
+        let brief_drop = |w: &Watched| -> Vec<(Condition, Transition)> {
+            let drops: Vec<f64> = w
+                .changes
+                .iter()
+                .filter(|(_, c)| c.condition == Condition::FpsDrop)
+                .map(|(t, _)| *t)
+                .collect();
+            let brief = *condition != Condition::FpsDrop
+                && drops.len() == 2
+                && drops.iter().all(|t| (begin..end + 2.0).contains(t))
+                && drops[1] - drops[0] < 6.0;
+            w.changes
+                .iter()
+                .filter(|(_, c)| !(brief && c.condition == Condition::FpsDrop))
+                .map(|(_, c)| (c.condition, c.transition))
+                .collect()
+        };
+        if brief_drop(w) != wanted {
             failures.push(format!(
                 "{name}: wanted {wanted:?}, got {:?} ({} frames)",
                 said(w),
@@ -318,8 +341,13 @@ async fn each_troubled_picture_raises_its_condition_and_clears_it() {
         }
         // Raised after the trouble began (not during the reference) and cleared after it
         // ended; times from the first frame, which is the file's start.
-        let (new_at, end_at) = (w.changes[0].0, w.changes[1].0);
-        let (begin, end) = (f64::from(BEFORE_S), f64::from(BEFORE_S + TROUBLE_S));
+        let own: Vec<f64> = w
+            .changes
+            .iter()
+            .filter(|(_, c)| c.condition == *condition)
+            .map(|(t, _)| *t)
+            .collect();
+        let (new_at, end_at) = (own[0], own[1]);
         if !(begin..end).contains(&new_at) || !(end..end + 8.0).contains(&end_at) {
             failures.push(format!(
                 "{name}: new at {new_at:.1} s, end at {end_at:.1} s; the trouble lasts from \

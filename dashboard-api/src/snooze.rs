@@ -134,7 +134,9 @@ pub async fn start(
     }
     if let Some(n) = &req.note {
         if n.chars().count() > 500 || n.contains('\0') {
-            return Err(ApiError::bad_request("note: at most 500 characters (no NUL)"));
+            return Err(ApiError::bad_request(
+                "note: at most 500 characters (no NUL)",
+            ));
         }
     }
     let rules = rules_of(&s, &camera).await?;
@@ -149,7 +151,13 @@ pub async fn start(
     let until = SystemTime::now() + Duration::from_secs(60 * u64::from(req.minutes));
     let store = s.store().await?;
     store
-        .snooze(&camera, &req.rule, until, &session.user, req.note.as_deref())
+        .snooze(
+            &camera,
+            &req.rule,
+            until,
+            &session.user,
+            req.note.as_deref(),
+        )
         .await?;
     audit(
         &store,

@@ -13,9 +13,9 @@ use pantau_analytics::detect::onnx::Detector;
 use pantau_analytics::detect::service::InferenceService;
 use pantau_analytics::facts::Facts as EventFacts;
 use pantau_analytics::health::{HealthMonitor, HealthSettings};
-use pantau_analytics::ImageRef;
 use pantau_analytics::rules::{Direction, TrafficSetup};
 use pantau_analytics::scene::Scene;
+use pantau_analytics::ImageRef;
 use pantau_config::config::ValidConfig;
 use pantau_config::{
     CameraSettings, Config, DetectorConfig, LineConfig, ReconnectSettings, SourceSpec,

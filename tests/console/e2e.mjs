@@ -132,11 +132,15 @@ try {
   step("admin: calibrate by clicking road points, draw a lane with its arrow, save");
   const ground = ["0, 0", "20, 0", "20, 10", "0, 10"];
   const corners = [[0.2, 0.5], [0.8, 0.5], [0.8, 0.9], [0.2, 0.9]];
+  // Clicks on the frame at a fraction of its size (the locator scrolls it into view first).
+  const overlay = page.locator("#overlay");
+  const size = await overlay.boundingBox();
+  const clickAt = (fx, fy) => overlay.click({ position: { x: size.width * fx, y: size.height * fy } });
   await page.click("#pick-calib");
   for (let i = 0; i < 4; i++) {
     page.once("dialog", (d) => d.accept(ground[i]));
-    await page.mouse.click(box.x + box.width * corners[i][0], box.y + box.height * corners[i][1]);
-    await page.waitForFunction((n) => document.querySelectorAll("#overlay circle.calib").length === n, i + 1);
+    await clickAt(corners[i][0], corners[i][1]);
+    await page.waitForFunction((n) => document.querySelectorAll("#overlay circle.calib").length === n, i + 1, { timeout: 5000 });
   }
   await page.click("#finish");
   await page.fill("#calib-lat", "-3.2946");
@@ -144,13 +148,11 @@ try {
   await page.click("#draw-lane");
   await page.fill("#shape-name", "walkway-east");
   await page.fill("#lane-limit", "20");
-  for (const [x, y] of [[0.1, 0.55], [0.9, 0.55], [0.9, 0.75], [0.1, 0.75]]) {
-    await page.mouse.click(box.x + box.width * x, box.y + box.height * y);
-  }
+  for (const [x, y] of [[0.1, 0.55], [0.9, 0.55], [0.9, 0.75], [0.1, 0.75]]) await clickAt(x, y);
   await page.click("#finish");
-  await page.mouse.click(box.x + box.width * 0.15, box.y + box.height * 0.65);
-  await page.mouse.click(box.x + box.width * 0.85, box.y + box.height * 0.65);
-  await page.waitForSelector("#overlay line.lane-arrow");
+  await clickAt(0.15, 0.65);
+  await clickAt(0.85, 0.65);
+  await page.waitForSelector("#overlay line.lane-arrow", { state: "attached" });
   await page.click("#save-camera");
   await page.waitForFunction(async () => {
     const r = await fetch("/api/v1/cameras/campus");
