@@ -35,6 +35,9 @@ const LABELS = {
     calib_hint: "Click a point of the road (e.g. the end of a lane marking) and give its place on the ground in metres; four or more.",
     ground_prompt: "Ground position of this point in metres, as x, y", latitude: "Latitude", longitude: "Longitude",
     heading: "Heading (degrees from north)", clear: "Clear",
+    zone_kind: "Zone kind", watch: "watch", parking: "parking", crossing: "crossing", box_junction: "box junction",
+    no_stopping: "no stopping", max_persons: "Crowd limit (persons)", max_density: "Crowd limit (persons per m²)", loitering_s: "Loitering after (s)",
+    rules: "Rule parameters", rules_hint: "Durations in seconds, speeds in km/h; empty: the default.",
   },
   id: {
     login: "Masuk", logout: "Keluar", user: "Nama pengguna", password: "Kata sandi",
@@ -67,6 +70,9 @@ const LABELS = {
     calib_hint: "Klik satu titik jalan (mis. ujung marka) dan isi letaknya di tanah dalam meter; empat atau lebih.",
     ground_prompt: "Letak titik ini di tanah dalam meter, sebagai x, y", latitude: "Lintang", longitude: "Bujur",
     heading: "Arah hadap (derajat dari utara)", clear: "Hapus",
+    zone_kind: "Jenis zona", watch: "pantau", parking: "parkir", crossing: "penyeberangan", box_junction: "kotak kuning",
+    no_stopping: "dilarang berhenti", max_persons: "Batas kerumunan (orang)", max_density: "Batas kerumunan (orang per m²)", loitering_s: "Berlama-lama setelah (detik)",
+    rules: "Parameter aturan", rules_hint: "Durasi dalam detik, kecepatan dalam km/jam; kosong: bawaan.",
   },
 };
 let lang = localStorage.getItem("pantau.lang") || ((navigator.language || "").startsWith("id") ? "id" : "en");
@@ -229,6 +235,8 @@ function alertItem(ev, dispatch, size = 1, latest = ev) {
       el("strong", { text: `${ev.camera} · ${ev.rule} · ${ev.kind.replaceAll("_", " ")}` }),
       stateBadge(dispatch?.state || "new")),
     el("div", { class: "meta", text: `${fmtTime(latest.captured_at)} · ${what}${count}` }),
+    latest.snapshot ? el("img", { class: "alert-snapshot", loading: "lazy", alt: t("snapshot"),
+      src: `/api/v1/snapshots/${latest.snapshot}` }) : null,
     el("div", { class: "row" },
       can.view() && ["new", "escalated"].includes(dispatch?.state || "new")
         ? el("button", { class: "ack", text: t("acknowledge"), onclick: (e) => act(ev.id, { action: "acknowledge" }, e.target) })
@@ -801,6 +809,19 @@ function cameraEditor(root, config) {
     }
     redraw();
   });
+  const zoneKind = el("select", { id: "zone-kind", title: t("zone_kind") },
+    ...["watch", "parking", "crossing", "box_junction", "no_stopping"].map((k) => el("option", { value: k, text: t(k) })));
+  const maxPersons = el("input", { type: "number", id: "zone-max-persons", min: "1", max: "10000", placeholder: t("max_persons") });
+  const loiter = el("input", { type: "number", id: "zone-loitering", min: "1", max: "86400", placeholder: t("loitering_s") });
+  const density = el("input", { type: "number", id: "zone-density", min: "0.01", max: "10", step: "any", placeholder: t("max_density") });
+  // The rules' parameters: empty means the documented default (docs/rules.md).
+  const RULE_FIELDS = ["stopped_s", "box_blocked_s", "person_on_carriageway_s", "wrong_way_s", "wrong_way_distance",
+    "speeding_margin_kmh", "stationary_kmh", "incident_gap_s", "queue_period_s", "heavy_kmh", "congested_kmh",
+    "crowd_surge_per_min", "sudden_stop_vehicles", "sudden_stop_from_kmh", "sudden_stop_s", "sudden_stop_radius_m", "speed_window_s"];
+  const ruleInputs = Object.fromEntries(RULE_FIELDS.map((f) => [f, el("input", { type: "number", step: "any", id: `rule-${f}`,
+    value: config.rules?.[f] ?? "", placeholder: f })]));
+  const rulesForm = el("details", { class: "rules-form" }, el("summary", { text: t("rules") }), el("p", { class: "hint", text: t("rules_hint") }),
+    el("div", { class: "rules-grid" }, ...RULE_FIELDS.map((f) => el("label", { text: f }, ruleInputs[f]))));
   const speedLimit = el("input", { type: "number", id: "lane-limit", min: "5", max: "200", placeholder: t("speed_limit") });
   const stopping = el("input", { type: "checkbox", id: "lane-stopping" });
   const lat = el("input", { type: "number", id: "calib-lat", step: "any", value: calib.latitude ?? "", placeholder: t("latitude") });
@@ -826,13 +847,28 @@ function cameraEditor(root, config) {
     }
     const name = shapeName.value.trim() || `${drawing.kind}${(drawing.kind === "line" ? cfg.lines : cfg.zones).length + 1}`;
     if (drawing.kind === "line") cfg.lines.push({ name, points: drawing.points });
-    else cfg.zones.push({ name, polygon: drawing.points });
+    else {
+      const zone = { name, polygon: drawing.points, kind: zoneKind.value };
+      const n = parseInt(maxPersons.value, 10);
+      if (Number.isFinite(n)) zone.max_persons = n;
+      const l = parseFloat(loiter.value);
+      if (Number.isFinite(l)) zone.loitering_s = l;
+      const d = parseFloat(density.value);
+      if (Number.isFinite(d)) zone.max_density = d;
+      cfg.zones.push(zone);
+    }
     drawing = null; hint.textContent = ""; redraw();
   };
   const save = async () => {
     const v = parseFloat(fps.value);
     if (Number.isFinite(v)) cfg.analysis_fps = v; else delete cfg.analysis_fps;
     const num = (input) => { const n = parseFloat(input.value); return Number.isFinite(n) ? n : undefined; };
+    const rules = {};
+    for (const [f, input] of Object.entries(ruleInputs)) {
+      const n = num(input);
+      if (n !== undefined) rules[f] = n;
+    }
+    cfg.rules = rules;
     if (calib.image.length) {
       cfg.calibration = { ...calib, latitude: num(lat), longitude: num(lon), heading_deg: num(heading) };
       for (const k of ["latitude", "longitude", "heading_deg"]) if (cfg.calibration[k] === undefined) delete cfg.calibration[k];
@@ -853,9 +889,11 @@ function cameraEditor(root, config) {
       el("button", { id: "pick-calib", class: "ghost", text: t("calib_points"), onclick: () => start("calib") }),
       el("button", { id: "finish", class: "ghost", text: t("finish"), onclick: finish }),
       el("button", { class: "ghost", text: t("cancel"), onclick: () => { drawing = null; hint.textContent = ""; redraw(); } })),
+    el("div", { class: "row" }, zoneKind, maxPersons, density, loiter),
     el("div", { class: "row" }, speedLimit, el("label", { class: "inline", text: t("stopping") }, stopping)),
     el("div", { class: "row" }, lat, lon, heading),
     items,
+    rulesForm,
     el("label", { class: "inline", text: t("analysis_fps") }, fps),
     el("div", { class: "row" }, el("button", { id: "save-camera", text: t("save"), onclick: save }),
       el("button", { class: "warn", text: t("remove"), onclick: remove })));

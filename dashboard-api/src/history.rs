@@ -48,6 +48,14 @@ pub struct HistoryRowView {
     /// `in` or `out`.
     pub direction: String,
     pub count: i64,
+    /// Ground speed of these crossings, km/h: 15th, 50th and 85th percentile (calibrated
+    /// cameras; absent when none was measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed_p15_kmh: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed_p50_kmh: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed_p85_kmh: Option<f64>,
 }
 
 impl From<HistoryRow> for HistoryRowView {
@@ -59,6 +67,9 @@ impl From<HistoryRow> for HistoryRowView {
             class: r.class,
             direction: r.direction,
             count: r.count,
+            speed_p15_kmh: None,
+            speed_p50_kmh: None,
+            speed_p85_kmh: None,
         }
     }
 }
@@ -97,7 +108,8 @@ fn history_query(p: HistoryParams) -> Result<HistoryQuery, ApiError> {
     })
 }
 
-/// Counts per bucket, camera, line, class and direction (planner, admin). At most
+/// Counts per bucket, camera, line, class and direction, with the crossings' speed
+/// percentiles on calibrated cameras (planner, admin). At most
 /// `api.limits.history_rows` rows; a larger answer is refused with 422 (narrow the query or
 /// use the CSV export, which streams).
 #[utoipa::path(get, path = "/api/v1/history", tag = "history", params(HistoryParams),
@@ -121,7 +133,48 @@ pub async fn history_json(
     if more {
         return Err(too_many_rows(max));
     }
-    Ok(Json(rows.into_iter().map(Into::into).collect()))
+    // Speeds of the same crossings, per bucket, line, class and direction.
+    let (speeds, _) = s
+        .store()
+        .await?
+        .speeds(&q, max, true)
+        .await
+        .map_err(ApiError::store)?;
+    let round = |v: f64| (v * 10.0).round() / 10.0;
+    let speed: std::collections::HashMap<_, _> = speeds
+        .into_iter()
+        .map(|r| {
+            let key = (
+                r.bucket_start,
+                r.camera,
+                r.line,
+                r.class.unwrap_or_default(),
+                r.direction,
+            );
+            (key, (round(r.p15_kmh), round(r.p50_kmh), round(r.p85_kmh)))
+        })
+        .collect();
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| {
+                let key = (
+                    r.bucket_start,
+                    r.camera.clone(),
+                    r.line.clone(),
+                    r.class.clone(),
+                    r.direction.clone(),
+                );
+                let found = speed.get(&key).copied();
+                let mut v = HistoryRowView::from(r);
+                if let Some((p15, p50, p85)) = found {
+                    v.speed_p15_kmh = Some(p15);
+                    v.speed_p50_kmh = Some(p50);
+                    v.speed_p85_kmh = Some(p85);
+                }
+                v
+            })
+            .collect(),
+    ))
 }
 
 /// Speed percentiles of one bucket, camera, line and direction.
@@ -158,7 +211,7 @@ pub async fn speeds_json(
     let (rows, more) = s
         .store()
         .await?
-        .speeds(&q, max)
+        .speeds(&q, max, false)
         .await
         .map_err(ApiError::store)?;
     if more {

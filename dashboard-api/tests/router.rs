@@ -1322,6 +1322,42 @@ async fn metrics_access_and_history_row_limits() {
              "direction": "out", "vehicles": 1, "p15_kmh": 5.0, "p50_kmh": 5.0, "p85_kmh": 5.0}
         ])
     );
+    // The same speeds beside the counts of /history, per class and direction.
+    pantau_store::Store::connect(DB, &h.schema)
+        .await
+        .expect("store")
+        .write(
+            &[],
+            &[CountAggregate {
+                id: ids.at(at(0)),
+                schema: SCHEMA_VERSION,
+                site: "kota".into(),
+                camera: "gate".into(),
+                line: "stop-line".into(),
+                period_start: at(0),
+                period_s: 60,
+                counts: BTreeMap::from([(
+                    "in".to_string(),
+                    BTreeMap::from([("person".to_string(), 21u64)]),
+                )]),
+            }],
+        )
+        .await
+        .expect("write");
+    let (s, b) = get(
+        h.state.clone(),
+        "/api/v1/history?from=2026-11-24T08:00:00Z&to=2026-11-24T10:00:00Z&bucket=1h&camera=gate"
+            .to_string(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let rows: Value = serde_json::from_str(&b).expect("json");
+    assert_eq!(
+        rows,
+        json!([{"bucket_start": "2026-11-24T08:00:00.000Z", "camera": "gate", "line": "stop-line",
+                "class": "person", "direction": "in", "count": 21,
+                "speed_p15_kmh": 13.0, "speed_p50_kmh": 20.0, "speed_p85_kmh": 27.0}])
+    );
     let (s, _) = get(
         h.state.clone(),
         format!("/api/v1/history/speeds?{range}&direction=out&camera=elsewhere"),

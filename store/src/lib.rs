@@ -144,6 +144,8 @@ pub struct SpeedRow {
     pub camera: String,
     pub line: String,
     pub direction: String,
+    /// The class, when asked per class.
+    pub class: Option<String>,
     /// Crossings with a measured speed.
     pub vehicles: i64,
     pub p15_kmh: f64,
@@ -648,8 +650,11 @@ impl Store {
         &self,
         q: &HistoryQuery,
         max: u32,
+        by_class: bool,
     ) -> Result<(Vec<SpeedRow>, bool), StoreError> {
         let s = &self.schema;
+        // Per class too, or all classes together.
+        let class = if by_class { "class" } else { "null::text" };
         let width = q.bucket.seconds() as f64;
         let limit = i64::from(max) + 1;
         let rows = self
@@ -658,7 +663,7 @@ impl Store {
             .query(
                 &format!(
                     "select to_timestamp(floor(extract(epoch from at) / $3::float8) * $3::float8) as b,
-                            camera, rule, payload->>'direction', count(*),
+                            camera, rule, payload->>'direction', {class}, count(*),
                             percentile_cont(0.15) within group (order by (payload->'details'->>'speed_kmh')::float8),
                             percentile_cont(0.5) within group (order by (payload->'details'->>'speed_kmh')::float8),
                             percentile_cont(0.85) within group (order by (payload->'details'->>'speed_kmh')::float8)
@@ -668,8 +673,8 @@ impl Store {
                        and ($4::text is null or camera = $4) and ($5::text is null or rule = $5)
                        and ($6::text is null or class = $6)
                        and ($7::text is null or payload->>'direction' = $7)
-                     group by 1, 2, 3, 4
-                     order by 1, 2, 3, 4
+                     group by 1, 2, 3, 4, 5
+                     order by 1, 2, 3, 4, 5
                      limit $8"
                 ),
                 &[
@@ -693,10 +698,11 @@ impl Store {
                     camera: r.get(1),
                     line: r.get(2),
                     direction: r.get::<_, Option<String>>(3).unwrap_or_default(),
-                    vehicles: r.get(4),
-                    p15_kmh: r.get(5),
-                    p50_kmh: r.get(6),
-                    p85_kmh: r.get(7),
+                    class: r.get(4),
+                    vehicles: r.get(5),
+                    p15_kmh: r.get(6),
+                    p50_kmh: r.get(7),
+                    p85_kmh: r.get(8),
                 })
                 .collect(),
             more,

@@ -153,12 +153,15 @@ try {
   await clickAt(0.15, 0.65);
   await clickAt(0.85, 0.65);
   await page.waitForSelector("#overlay line.lane-arrow", { state: "attached" });
+  await page.click(".rules-form summary");
+  await page.fill("#rule-stopped_s", "45");
   await page.click("#save-camera");
   await page.waitForFunction(async () => {
     const r = await fetch("/api/v1/cameras/campus");
     const c = (await r.json()).config;
     return c.lanes?.some((l) => l.name === "walkway-east" && l.speed_limit_kmh === 20 && l.direction.length === 2)
-      && c.calibration?.image.length === 4 && c.calibration.latitude === -3.2946;
+      && c.calibration?.image.length === 4 && c.calibration.latitude === -3.2946
+      && c.rules?.stopped_s === 45;
   }, null, { timeout: 10000, polling: 500 });
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: join(shots, "console-admin.png") });
