@@ -21,6 +21,9 @@ use crate::geometry::{polygon_contains, Point};
 /// Seconds between `update`s of a lasting situation.
 pub const UPDATE_EVERY_S: f64 = 10.0;
 
+/// A lane holding vehicles less than this share of the time has free traffic, however slow.
+const MIN_OCCUPANCY: f64 = 0.2;
+
 /// Seconds a crowd must stay below its limit before `crowding` ends (no flapping).
 const CROWD_END_S: f64 = 3.0;
 
@@ -741,9 +744,11 @@ impl TrafficRules {
                     ("vehicles".to_string(), Value::from(queued)),
                 ]),
             });
-            // Congestion over the period.
+            // Congestion over the period, from the speed of the traffic and how much of the
+            // time the lane held any: one slow vehicle now and then is not congestion.
             let n = watch.sightings.len();
-            let level = if n == 0 {
+            let occupancy = f64::from(watch.occupied) / f64::from(watch.frames.max(1));
+            let level = if n == 0 || occupancy < MIN_OCCUPANCY {
                 Level::Free
             } else {
                 let mean = watch.sightings.iter().map(|(k, _)| k).sum::<f64>() / n as f64;
@@ -758,7 +763,6 @@ impl TrafficRules {
                     Level::Congested
                 }
             };
-            let occupancy = f64::from(watch.occupied) / f64::from(watch.frames.max(1));
             if level != watch.level {
                 let mut details = BTreeMap::from([
                     ("level".to_string(), Value::from(level.as_str())),
@@ -1506,6 +1510,24 @@ mod tests {
             "{congestion:?}"
         );
         assert!(congestion.last().is_some_and(|e| e.alert));
+    }
+
+    #[test]
+    fn one_slow_vehicle_now_and_then_is_not_congestion() {
+        let mut r = rules(vec![], true);
+        // A cyclist at 7 km/h (4 px a frame) crosses 5 m of the lane's corner every 40 s:
+        // in the lane 4 s of each 40.
+        let mut events = Vec::new();
+        for round in 0..4u64 {
+            let path: Vec<Option<(f32, f32)>> = (0..200)
+                .map(|k| (k < 20).then_some((900.0 + 4.0 * k as f32, 150.0)))
+                .collect();
+            events.extend(together(&mut r, CAR, &[path], round as f64 * 40.0));
+        }
+        assert!(
+            events.iter().all(|e| e.kind != TrafficKind::Congestion),
+            "{events:?}"
+        );
     }
 
     #[test]
