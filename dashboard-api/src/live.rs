@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -375,6 +375,21 @@ pub async fn snapshot(
         ));
     }
     let file = dir.join(&path);
+    // A live event names its snapshot before the image stage has written it (a few hundred
+    // milliseconds later): for an event of the last 10 s, wait up to 3 s for the file.
+    let fresh = parts[2]
+        .trim_end_matches(".jpg")
+        .parse::<pantau_events::EventId>()
+        .ok()
+        .map(|id| std::time::UNIX_EPOCH + Duration::from_millis(id.millis()))
+        .and_then(|at| SystemTime::now().duration_since(at).ok())
+        .is_some_and(|age| age < Duration::from_secs(10));
+    if fresh {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while tokio::fs::metadata(&file).await.is_err() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     match tokio::fs::read(&file).await {
         Ok(jpeg) => Ok((
             [

@@ -2254,6 +2254,25 @@ async fn history_json_csv_snapshots_health_metrics_docs_and_console() {
         .get("/api/v1/snapshots/gate/2026-11-24/01XYZ.jpg", "operator")
         .await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "snapshot_not_found", "01XYZ");
+    // A live event's snapshot is written just after the event: asked for at once, it comes
+    // (the API waits briefly for an event of the last seconds).
+    let fresh = IdGenerator::new().now();
+    let name = format!("gate/2026-11-24/{fresh}.jpg");
+    let file = h.dir.path().join("snapshots").join(&name);
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        std::fs::write(file, b"\xFF\xD8\xFFlate").expect("write");
+    });
+    let res = h
+        .raw(
+            Method::GET,
+            &format!("/api/v1/snapshots/{name}"),
+            Some(&h.tokens["operator"]),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    writer.await.expect("writer");
     let (s, b) = h
         .get("/api/v1/snapshots/gate/..%2F..%2Fetc/passwd", "operator")
         .await;

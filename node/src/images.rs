@@ -116,7 +116,11 @@ fn make(job: ImageJob, labels: &[String]) -> Result<Vec<u8>, String> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
         }
-        std::fs::write(path, &jpeg).map_err(|e| format!("{}: {e}", path.display()))?;
+        // Whole or not at all: the API serves a snapshot as soon as its name exists.
+        let part = path.with_extension("jpg.part");
+        std::fs::write(&part, &jpeg)
+            .and_then(|()| std::fs::rename(&part, path))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(jpeg)
 }
