@@ -29,7 +29,7 @@ use pantau_analytics::health::{
     Condition, HealthChange, HealthMonitor, HealthSettings, Hold, Transition,
 };
 use pantau_analytics::ImageRef;
-use pantau_config::{CameraSettings, Config};
+use pantau_config::CameraSettings;
 use pantau_ingest::serve::{Mount, RtspServer, ServeOptions};
 use pantau_ingest::{FrameReceiver, Ingest};
 
@@ -37,46 +37,18 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Camera settings through the same parser and validation as a config file.
+#[path = "support/media.rs"]
+mod media;
+use media::{missing, run_to_end};
+
+/// A test camera with short timeouts, analysed at 5 fps and 320 pixels wide.
 fn camera(id: &str, url: &str) -> CameraSettings {
-    let text = format!(
-        "[ingest]\nstall_timeout_s = 3.0\nconnect_timeout_s = 5.0\n\
-         analysis_fps = 5.0\nanalysis_width = 320\n\
-         [[cameras]]\nid = \"{id}\"\nurl = \"{url}\"\n"
-    );
-    let config = Config::parse(&text).expect("test config parses");
-    let valid = config
-        .validate(Path::new("/"), &|_| None)
-        .expect("test config is valid");
-    valid.cameras.into_iter().next().expect("one camera")
-}
-
-fn missing(elements: &[&str]) -> Vec<String> {
-    elements
-        .iter()
-        .filter(|e| gst::ElementFactory::find(e).is_none())
-        .map(|e| e.to_string())
-        .collect()
-}
-
-/// Runs a GStreamer pipeline to its end (material for the streams).
-fn run_to_end(description: &str) {
-    use gstreamer::prelude::*;
-    let pipeline = gst::parse::launch(description).expect("material pipeline parses");
-    pipeline
-        .set_state(gst::State::Playing)
-        .expect("material pipeline starts");
-    let bus = pipeline.bus().expect("bus");
-    for msg in bus.iter_timed(gst::ClockTime::from_seconds(60)) {
-        match msg.view() {
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => panic!("cannot make test material: {}", e.error()),
-            _ => {}
-        }
-    }
-    pipeline
-        .set_state(gst::State::Null)
-        .expect("material pipeline stops");
+    media::camera(
+        "stall_timeout_s = 3.0\nconnect_timeout_s = 5.0\n\
+         analysis_fps = 5.0\nanalysis_width = 320",
+        id,
+        url,
+    )
 }
 
 /// Seconds of the clip before the trouble, of trouble, and of the clip after it.

@@ -4,55 +4,16 @@
 //! and its crossing events carry the vehicle's speed.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pantau_ingest::serve::{Mount, RtspServer, ServeOptions};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
+
+#[path = "support/mqtt.rs"]
+mod mqtt;
 
 fn repo(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-type Raw = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
-
-/// Every message under `filter` on the local Mosquitto, raw (CAP is XML, events are JSON).
-async fn subscribe(client_id: &str, filter: &str) -> (Raw, tokio::task::JoinHandle<()>) {
-    let got: Raw = Arc::default();
-    let mut opts = MqttOptions::new(client_id, "127.0.0.1", 1883);
-    opts.set_max_packet_size(1 << 20, 1 << 20);
-    let (client, mut events) = AsyncClient::new(opts, 100);
-    client
-        .subscribe(filter, QoS::AtLeastOnce)
-        .await
-        .expect("subscribe");
-    let sink = got.clone();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let mut ready = Some(ready_tx);
-    let task = tokio::spawn(async move {
-        let _client = client;
-        while let Ok(ev) = events.poll().await {
-            match ev {
-                Event::Incoming(Packet::SubAck(_)) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                Event::Incoming(Packet::Publish(p)) => {
-                    sink.lock()
-                        .expect("lock")
-                        .push((p.topic.clone(), p.payload.to_vec()));
-                }
-                _ => {}
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(10), ready_rx)
-        .await
-        .expect("subscribed within 10 s")
-        .expect("subscriber");
-    (got, task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +90,8 @@ wrong_way_s = 1.5
         .expect("parses")
         .validate(dir.path(), &|v| std::env::var(v).ok())
         .unwrap_or_else(|e| panic!("valid config: {e}"));
-    let (got, subscriber) = subscribe(&format!("sub-{tag}"), &format!("{prefix}/#")).await;
+    let (got, subscriber) =
+        mqtt::subscribe_raw(&format!("sub-{tag}"), &format!("{prefix}/#")).await;
     let shutdown = CancellationToken::new();
     let node = tokio::spawn(pantau_node::run(
         pantau_node::NodeConfig {

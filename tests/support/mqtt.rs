@@ -1,4 +1,6 @@
 //! A test subscriber on the local Mosquitto (127.0.0.1:1883), shared by the end-to-end tests.
+// Each test binary includes this module and uses only some of it.
+#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 
@@ -9,7 +11,27 @@ pub type Received = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
 /// Subscribes to `filter` on the local Mosquitto and collects (topic, JSON payload); returns
 /// once the broker has confirmed the subscription.
 pub async fn subscribe(client_id: &str, filter: &str) -> (Received, tokio::task::JoinHandle<()>) {
-    let got: Received = Arc::default();
+    subscribe_with(client_id, filter, |p| serde_json::from_slice(p).ok()).await
+}
+
+/// [`subscribe`] keeping every payload as it came (CAP alerts are XML).
+pub async fn subscribe_raw(
+    client_id: &str,
+    filter: &str,
+) -> (
+    Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    subscribe_with(client_id, filter, |p| Some(p.to_vec())).await
+}
+
+/// Collects (topic, `keep(payload)`) of every message `keep` takes.
+async fn subscribe_with<T: Send + 'static>(
+    client_id: &str,
+    filter: &str,
+    keep: fn(&[u8]) -> Option<T>,
+) -> (Arc<Mutex<Vec<(String, T)>>>, tokio::task::JoinHandle<()>) {
+    let got: Arc<Mutex<Vec<(String, T)>>> = Arc::default();
     let mut opts = MqttOptions::new(client_id, "127.0.0.1", 1883);
     opts.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut events) = AsyncClient::new(opts, 100);
@@ -30,7 +52,7 @@ pub async fn subscribe(client_id: &str, filter: &str) -> (Received, tokio::task:
                     }
                 }
                 Event::Incoming(Packet::Publish(p)) => {
-                    if let Ok(v) = serde_json::from_slice(&p.payload) {
+                    if let Some(v) = keep(&p.payload) {
                         sink.lock().expect("lock").push((p.topic.clone(), v));
                     }
                 }
