@@ -124,9 +124,8 @@ pub async fn history_json(
     session.allow(Permission::History)?;
     let q = history_query(query(q)?)?;
     let max = s.settings.limits.history_rows;
-    let (rows, more) = s
-        .store()
-        .await?
+    let store = s.store().await?;
+    let (rows, more) = store
         .history_limited(&q, max)
         .await
         .map_err(ApiError::store)?;
@@ -134,13 +133,7 @@ pub async fn history_json(
         return Err(too_many_rows(max));
     }
     // Speeds of the same crossings, per bucket, line, class and direction.
-    let (speeds, _) = s
-        .store()
-        .await?
-        .speeds(&q, max, true)
-        .await
-        .map_err(ApiError::store)?;
-    let round = |v: f64| (v * 10.0).round() / 10.0;
+    let (speeds, _) = store.speeds(&q, max, true).await.map_err(ApiError::store)?;
     let speed: std::collections::HashMap<_, _> = speeds
         .into_iter()
         .map(|r| {
@@ -151,7 +144,7 @@ pub async fn history_json(
                 r.class.unwrap_or_default(),
                 r.direction,
             );
-            (key, (round(r.p15_kmh), round(r.p50_kmh), round(r.p85_kmh)))
+            (key, (kmh(r.p15_kmh), kmh(r.p50_kmh), kmh(r.p85_kmh)))
         })
         .collect();
     Ok(Json(
@@ -217,7 +210,6 @@ pub async fn speeds_json(
     if more {
         return Err(too_many_rows(max));
     }
-    let round = |v: f64| (v * 10.0).round() / 10.0;
     Ok(Json(
         rows.into_iter()
             .map(|r| SpeedRowView {
@@ -226,12 +218,17 @@ pub async fn speeds_json(
                 line: r.line,
                 direction: r.direction,
                 vehicles: r.vehicles,
-                p15_kmh: round(r.p15_kmh),
-                p50_kmh: round(r.p50_kmh),
-                p85_kmh: round(r.p85_kmh),
+                p15_kmh: kmh(r.p15_kmh),
+                p50_kmh: kmh(r.p50_kmh),
+                p85_kmh: kmh(r.p85_kmh),
             })
             .collect(),
     ))
+}
+
+/// A speed as served: km/h to one decimal.
+fn kmh(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
 }
 
 fn too_many_rows(max: u32) -> ApiError {

@@ -17,12 +17,13 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{audit, Permission, Session};
 use crate::error::{json_body, ApiError};
 use crate::ApiState;
+use pantau_store::SnoozeRow;
 
 /// Snoozes running now, shared by the API (which sets them) and the node's analysis (which
 /// marks the alerts they cover).
 #[derive(Debug, Default)]
 pub struct Snoozes {
-    running: RwLock<HashMap<(String, String), SnoozeView>>,
+    running: RwLock<HashMap<(String, String), SnoozeRow>>,
 }
 
 impl Snoozes {
@@ -30,8 +31,7 @@ impl Snoozes {
     pub fn until(&self, camera: &str, rule: &str, at: SystemTime) -> Option<SystemTime> {
         let running = self.running.read().unwrap_or_else(|p| p.into_inner());
         let s = running.get(&(camera.to_string(), rule.to_string()))?;
-        let until = pantau_events::time::parse(&s.until)?;
-        (until > at).then_some(until)
+        (s.until > at).then_some(s.until)
     }
 
     /// The snoozes of one camera still running.
@@ -40,9 +40,8 @@ impl Snoozes {
         let running = self.running.read().unwrap_or_else(|p| p.into_inner());
         let mut v: Vec<SnoozeView> = running
             .values()
-            .filter(|s| s.camera == camera)
-            .filter(|s| pantau_events::time::parse(&s.until).is_some_and(|u| u > now))
-            .cloned()
+            .filter(|s| s.camera == camera && s.until > now)
+            .map(SnoozeView::from)
             .collect();
         v.sort_by(|a, b| a.rule.cmp(&b.rule));
         v
@@ -51,13 +50,13 @@ impl Snoozes {
     fn all(&self) -> Vec<SnoozeView> {
         let now = SystemTime::now();
         let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
-        running.retain(|_, s| pantau_events::time::parse(&s.until).is_some_and(|u| u > now));
-        let mut v: Vec<SnoozeView> = running.values().cloned().collect();
+        running.retain(|_, s| s.until > now);
+        let mut v: Vec<SnoozeView> = running.values().map(SnoozeView::from).collect();
         v.sort_by(|a, b| (&a.camera, &a.rule).cmp(&(&b.camera, &b.rule)));
         v
     }
 
-    fn set(&self, s: SnoozeView) {
+    fn set(&self, s: SnoozeRow) {
         self.running
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -73,15 +72,21 @@ impl Snoozes {
     }
 
     /// Takes the snoozes the store holds (at start).
-    pub fn load(&self, rows: Vec<pantau_store::SnoozeRow>) {
+    pub fn load(&self, rows: Vec<SnoozeRow>) {
         for r in rows {
-            self.set(SnoozeView {
-                camera: r.camera,
-                rule: r.rule,
-                until: pantau_events::time::format(r.until),
-                by: r.by,
-                note: r.note,
-            });
+            self.set(r);
+        }
+    }
+}
+
+impl From<&SnoozeRow> for SnoozeView {
+    fn from(r: &SnoozeRow) -> Self {
+        Self {
+            camera: r.camera.clone(),
+            rule: r.rule.clone(),
+            until: pantau_events::time::format(r.until),
+            by: r.by.clone(),
+            note: r.note.clone(),
         }
     }
 }
@@ -167,14 +172,15 @@ pub async fn start(
         serde_json::json!({ "rule": req.rule, "minutes": req.minutes, "note": req.note }),
     )
     .await?;
-    let view = SnoozeView {
+    let row = SnoozeRow {
         camera,
         rule: req.rule,
-        until: pantau_events::time::format(until),
+        until,
         by: session.user,
         note: req.note,
     };
-    s.snoozes.set(view.clone());
+    let view = SnoozeView::from(&row);
+    s.snoozes.set(row);
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
