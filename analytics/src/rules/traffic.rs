@@ -327,7 +327,7 @@ impl TrafficRules {
         }
         let is_vehicle = self.setup.vehicles.contains(&class);
         let is_person = self.setup.person == Some(class);
-        let r = self.setup.rules.clone();
+        let r = &self.setup.rules;
         let motion = Motion::over(&state.history, r.speed_window_s, self.ground.as_ref());
         state.speed_kmh = motion.and_then(|m| m.kmh);
         let lane = self
@@ -346,13 +346,13 @@ impl TrafficRules {
 
         if is_vehicle {
             // Moving or standing, judged over the speed window.
-            let stationary = motion.map(|m| m.stationary(&r));
+            let stationary = motion.map(|m| m.stationary(r));
             match stationary {
                 Some(true) => {
                     state.stationary_since.get_or_insert(t);
                 }
                 // Between stationary and clearly moving nothing changes (no flapping).
-                Some(false) if motion.is_some_and(|m| m.moving(&r)) => {
+                Some(false) if motion.is_some_and(|m| m.moving(r)) => {
                     state.moved = true;
                     state.stationary_since = None;
                 }
