@@ -2,7 +2,7 @@
 //! calibration points, so rules measure speeds, distances and areas on the ground.
 
 use opencv::core::{Mat, MatTraitConst, DECOMP_SVD};
-use pantau_config::traffic::CalibrationConfig;
+use pantau_config::traffic::{mat3_mul, normalise_points, CalibrationConfig};
 
 use crate::geometry::Point;
 
@@ -32,8 +32,8 @@ impl GroundPlane {
             return Err(CalibrationError::TooFewPoints);
         }
         // Normalise both point sets (Hartley): centred, mean distance sqrt(2).
-        let (ti, image) = normalise(&c.image);
-        let (tg, ground) = normalise(&c.ground);
+        let (ti, image) = normalise_points(&c.image);
+        let (tg, ground) = normalise_points(&c.ground);
         let mut rows = Vec::with_capacity(2 * n);
         let mut rhs = Vec::with_capacity(2 * n);
         for (p, q) in image.iter().zip(&ground) {
@@ -58,7 +58,7 @@ impl GroundPlane {
         }
         hn[8] = 1.0;
         // Undo the normalisation: H = Tg^-1 * Hn * Ti.
-        let h = mul(&mul(&inverse_similarity(&tg), &hn), &ti);
+        let h = mat3_mul(&mat3_mul(&inverse_similarity(&tg), &hn), &ti);
         if h.iter().any(|v| !v.is_finite()) || h[8].abs() < 1e-12 {
             return Err(CalibrationError::Degenerate("not finite".into()));
         }
@@ -118,31 +118,6 @@ impl GroundPlane {
     }
 }
 
-/// Centres the points on their mean and scales them to a mean distance of sqrt(2); returns
-/// the transform (row-major 3x3) and the moved points.
-fn normalise(points: &[[f64; 2]]) -> ([f64; 9], Vec<[f64; 2]>) {
-    let n = points.len() as f64;
-    let (mx, my) = points
-        .iter()
-        .fold((0.0, 0.0), |(x, y), p| (x + p[0] / n, y + p[1] / n));
-    let mean_d = points
-        .iter()
-        .map(|p| ((p[0] - mx).powi(2) + (p[1] - my).powi(2)).sqrt())
-        .sum::<f64>()
-        / n;
-    let s = if mean_d > 1e-12 {
-        std::f64::consts::SQRT_2 / mean_d
-    } else {
-        1.0
-    };
-    let t = [s, 0.0, -s * mx, 0.0, s, -s * my, 0.0, 0.0, 1.0];
-    let moved = points
-        .iter()
-        .map(|p| [s * (p[0] - mx), s * (p[1] - my)])
-        .collect();
-    (t, moved)
-}
-
 fn inverse_similarity(t: &[f64; 9]) -> [f64; 9] {
     let s = t[0];
     [
@@ -156,16 +131,6 @@ fn inverse_similarity(t: &[f64; 9]) -> [f64; 9] {
         0.0,
         1.0,
     ]
-}
-
-fn mul(a: &[f64; 9], b: &[f64; 9]) -> [f64; 9] {
-    let mut out = [0.0; 9];
-    for r in 0..3 {
-        for c in 0..3 {
-            out[r * 3 + c] = (0..3).map(|k| a[r * 3 + k] * b[k * 3 + c]).sum();
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -410,3 +410,43 @@ fn degenerate(points: &[[f64; 2]]) -> Option<String> {
             .to_string()
     })
 }
+
+/// A 3x3 matrix, row-major: the homographies between image and ground.
+pub type Mat3 = [f64; 9];
+
+/// `a * b`.
+pub fn mat3_mul(a: &Mat3, b: &Mat3) -> Mat3 {
+    let mut m = [0.0; 9];
+    for r in 0..3 {
+        for c in 0..3 {
+            m[3 * r + c] = (0..3).map(|k| a[3 * r + k] * b[3 * k + c]).sum();
+        }
+    }
+    m
+}
+
+/// Moves points to their centroid and scales them to a mean distance of sqrt(2) (Hartley's
+/// normalisation, so a homography fit is well conditioned); returns the transform and the
+/// moved points. Shared by the analysis (OpenCV fit) and the map (its own fit).
+pub fn normalise_points(points: &[[f64; 2]]) -> (Mat3, Vec<[f64; 2]>) {
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(x, y), p| (x + p[0] / n, y + p[1] / n));
+    let mean = points
+        .iter()
+        .map(|p| (p[0] - mx).hypot(p[1] - my))
+        .sum::<f64>()
+        / n;
+    let s = if mean > 1e-12 {
+        std::f64::consts::SQRT_2 / mean
+    } else {
+        1.0
+    };
+    let t = [s, 0.0, -s * mx, 0.0, s, -s * my, 0.0, 0.0, 1.0];
+    let moved = points
+        .iter()
+        .map(|p| [s * (p[0] - mx), s * (p[1] - my)])
+        .collect();
+    (t, moved)
+}

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use pantau_config::traffic::{CalibrationConfig, LaneConfig};
+use pantau_config::traffic::{mat3_mul, normalise_points, CalibrationConfig, LaneConfig, Mat3};
 use serde_json::{json, Value};
 
 use crate::auth::{Permission, Session};
@@ -44,24 +44,12 @@ const COMMON_SIZES: [(f64, f64); 6] = [
     (3840.0, 2160.0),
 ];
 
-type Mat3 = [f64; 9];
-
 fn apply(h: &Mat3, x: f64, y: f64) -> [f64; 3] {
     [
         h[0] * x + h[1] * y + h[2],
         h[3] * x + h[4] * y + h[5],
         h[6] * x + h[7] * y + h[8],
     ]
-}
-
-fn mul(a: &Mat3, b: &Mat3) -> Mat3 {
-    let mut m = [0.0; 9];
-    for r in 0..3 {
-        for c in 0..3 {
-            m[3 * r + c] = (0..3).map(|k| a[3 * r + k] * b[3 * k + c]).sum();
-        }
-    }
-    m
 }
 
 fn inverse(m: &Mat3) -> Option<Mat3> {
@@ -82,31 +70,6 @@ fn inverse(m: &Mat3) -> Option<Mat3> {
         m[0] * m[4] - m[1] * m[3],
     ];
     Some(adj.map(|v| v / det))
-}
-
-/// Moves points to their centroid and scales them to a mean distance of sqrt(2) (Hartley's
-/// normalisation, so the fit is well conditioned); returns the transform and the moved points.
-fn normalise(points: &[[f64; 2]]) -> (Mat3, Vec<[f64; 2]>) {
-    let n = points.len() as f64;
-    let (mx, my) = points
-        .iter()
-        .fold((0.0, 0.0), |(x, y), p| (x + p[0] / n, y + p[1] / n));
-    let mean = points
-        .iter()
-        .map(|p| (p[0] - mx).hypot(p[1] - my))
-        .sum::<f64>()
-        / n;
-    let s = if mean > 1e-12 {
-        std::f64::consts::SQRT_2 / mean
-    } else {
-        1.0
-    };
-    let t = [s, 0.0, -s * mx, 0.0, s, -s * my, 0.0, 0.0, 1.0];
-    let moved = points
-        .iter()
-        .map(|p| [s * (p[0] - mx), s * (p[1] - my)])
-        .collect();
-    (t, moved)
 }
 
 /// Solves the square system `a x = b` (Gaussian elimination with partial pivoting).
@@ -142,8 +105,8 @@ pub fn fit_homography(image: &[[f64; 2]], ground: &[[f64; 2]]) -> Option<Mat3> {
     if image.len() < 4 || image.len() != ground.len() {
         return None;
     }
-    let (ti, im) = normalise(image);
-    let (tg, gr) = normalise(ground);
+    let (ti, im) = normalise_points(image);
+    let (tg, gr) = normalise_points(ground);
     // Normal equations of the 2n x 8 system with h33 = 1.
     let mut ata = [[0.0; 8]; 8];
     let mut atb = [0.0; 8];
@@ -163,7 +126,7 @@ pub fn fit_homography(image: &[[f64; 2]], ground: &[[f64; 2]]) -> Option<Mat3> {
     }
     let h = solve(ata, atb)?;
     let hn = [h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], 1.0];
-    let full = mul(&mul(&inverse(&tg)?, &hn), &ti);
+    let full = mat3_mul(&mat3_mul(&inverse(&tg)?, &hn), &ti);
     (full.iter().all(|v| v.is_finite()) && full[8].abs() > 1e-15).then(|| full.map(|v| v / full[8]))
 }
 
