@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export ORT_DYLIB_PATH ?= $(CURDIR)/.deps/onnxruntime/libonnxruntime.so.1.32.0
 NEXTEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: setup demo test bench fuzz lint fmt screenshots
+.PHONY: setup demo test bench soak fuzz lint fmt screenshots
 
 setup:
 	@scripts/setup.sh
@@ -20,12 +20,19 @@ else
 	cargo test --workspace --no-fail-fast
 endif
 
-## Benchmarks (figures in the README come from here).
+## Benchmarks (figures in the README come from here). `pantau bench cameras` needs the local
+## Mosquitto and PostgreSQL (setup starts them) and takes at most 10 minutes.
 bench: setup
+	cargo build --release --bin pantau
+	./target/release/pantau bench cameras
 	cargo bench --bench ingest
 	cargo bench --bench replay
-	cargo build --release --bin pantau
 	cargo bench --bench events
+
+## The one-hour soak behind the README's plot (8 cameras, a broker and database outage).
+soak: setup
+	cargo build --release --bin pantau
+	./target/release/pantau bench soak --minutes 60 --plot docs/soak.svg
 
 ## The long fuzz run (a short one is part of `make test`); see fuzz/README.md.
 fuzz: setup

@@ -22,6 +22,7 @@ use pantau_analytics::scene::Scene;
 use pantau_config::{DetectorConfig, LineConfig, TrackerConfig};
 use pantau_ingest::Ingest;
 
+/// The analysis width a live camera gets by default.
 const WIDTH: u32 = 640;
 const INFER_RUNS: usize = 40;
 
@@ -84,7 +85,7 @@ fn replay(rt: &tokio::runtime::Runtime, clip: &Path, detector: Detector) -> (u64
         let start = Instant::now();
         let frames = ingest.add(common::file_camera(clip, WIDTH)).expect("add");
         let mut n = 0u64;
-        analyse(frames, service, scene, |_: Analysed<'_>| {
+        analyse(frames, service, scene, None, |_: Analysed<'_>| {
             n += 1;
             Ok::<(), DetectError>(())
         })

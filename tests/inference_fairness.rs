@@ -53,6 +53,7 @@ async fn two_saturating_cameras_share_the_detector_evenly() {
             frames,
             service.clone(),
             scene,
+            None,
             move |_: Analysed<'_>| {
                 n.fetch_add(1, Ordering::Relaxed);
                 Ok::<(), DetectError>(())

@@ -528,6 +528,11 @@ pub struct HealthMonitor {
 }
 
 impl HealthMonitor {
+    /// Changes the rate the camera should deliver (the node lowered or restored its rate).
+    pub fn set_expected_fps(&mut self, fps: Option<f64>) {
+        self.settings.expected_fps = fps;
+    }
+
     pub fn new(settings: HealthSettings) -> Self {
         let judges = Condition::ALL
             .iter()

@@ -12,6 +12,7 @@ pub mod facts;
 pub mod geometry;
 pub mod health;
 pub mod mot;
+pub mod motion;
 pub mod track;
 
 pub use detect::{Detection, ImageRef};

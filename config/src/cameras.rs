@@ -59,9 +59,20 @@ pub struct CameraConfig {
     /// Overrides `ingest.analysis_fps`.
     #[serde(default)]
     pub analysis_fps: Option<f64>,
-    /// Overrides `ingest.analysis_width`.
+    /// Overrides `ingest.analysis_width` (0: the detector's input size).
     #[serde(default)]
     pub analysis_width: Option<u32>,
+    /// The camera's sub-stream (a second, smaller stream most IP cameras offer), e.g.
+    /// `rtsp://host/Streaming/Channels/102`. Same scheme rules and credentials as `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_url: Option<String>,
+    /// Which stream is decoded for analysis: `main` (`url`, default) or `sub` (`sub_url`, far
+    /// cheaper to decode; lines and zones are then in the sub-stream's pixels).
+    #[serde(default)]
+    pub decode: Decode,
+    /// Overrides `ingest.motion_gate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub motion_gate: Option<bool>,
     /// Overrides `ingest.stall_timeout_s`.
     #[serde(default)]
     pub stall_timeout_s: Option<f64>,
@@ -80,6 +91,17 @@ pub struct CameraConfig {
     /// Parameters of the traffic and incident rules.
     #[serde(default)]
     pub rules: crate::traffic::RulesConfig,
+}
+
+/// Which of a camera's streams is decoded for analysis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decode {
+    /// The main stream (`url`).
+    #[default]
+    Main,
+    /// The sub-stream (`sub_url`).
+    Sub,
 }
 
 pub(crate) fn default_true() -> bool {
@@ -135,7 +157,20 @@ pub struct CameraSettings {
     pub enabled: bool,
     pub source: SourceSpec,
     pub analysis_fps: f64,
-    pub analysis_width: u32,
+    /// Width of the analysis frame; `None` (`analysis_width = 0`): the detector's input size
+    /// (one resize).
+    pub analysis_width: Option<u32>,
+    /// Threads of the video decoder (0: the decoder picks).
+    pub decoder_threads: u32,
+    /// Nice steps the receiving and decoding threads run below the rest (`ingest.decoder_nice`).
+    pub decoder_nice: u8,
+    /// The lowest rate fair degradation lowers this camera to (`ingest.min_analysis_fps`).
+    pub min_analysis_fps: f64,
+    /// Skip inference on frames that did not change (see [`MotionGate`]).
+    pub motion_gate: Option<MotionGate>,
+    /// The main stream when analysis decodes the sub-stream (`decode = "sub"`): kept for
+    /// snapshots and evidence.
+    pub main_source: Option<SourceSpec>,
     pub queue_capacity: usize,
     pub stall_timeout: Duration,
     pub connect_timeout: Duration,
@@ -147,6 +182,16 @@ pub struct CameraSettings {
     pub calibration: Option<crate::traffic::CalibrationConfig>,
     pub lanes: Vec<crate::traffic::LaneConfig>,
     pub rules: crate::traffic::RulesConfig,
+}
+
+/// Motion gating: a frame whose small grey picture barely differs from the last analysed one
+/// reuses that frame's detections instead of running the detector, at most for `refresh`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MotionGate {
+    /// Longest time between two detector runs, so tracks of objects standing still stay alive.
+    pub refresh: Duration,
+    /// Grey levels (0-255) a cell of the small picture must change by to count as motion.
+    pub threshold: u8,
 }
 
 impl CameraConfig {
@@ -174,10 +219,11 @@ impl CameraConfig {
         if self.analysis_fps.is_some() {
             check_fps(issues, &format!("{prefix}.analysis_fps"), analysis_fps);
         }
-        let analysis_width = self.analysis_width.unwrap_or(defaults.analysis_width);
-        if self.analysis_width.is_some() {
-            check_width(issues, &format!("{prefix}.analysis_width"), analysis_width);
+        let width = self.analysis_width.unwrap_or(defaults.analysis_width);
+        if let Some(w) = self.analysis_width.filter(|w| *w != 0) {
+            check_width(issues, &format!("{prefix}.analysis_width"), w);
         }
+        let analysis_width = (width != 0).then_some(width);
         let stall = self.stall_timeout_s.unwrap_or(defaults.stall_timeout_s);
         if self.stall_timeout_s.is_some() {
             check_range(
@@ -207,7 +253,31 @@ impl CameraConfig {
             &self.zones,
             &self.lines,
         );
-        let source = self.resolve_source(prefix, base, env, issues);
+        let main = self.resolve_source(&self.url, "url", prefix, base, env, issues);
+        let sub = self
+            .sub_url
+            .as_ref()
+            .and_then(|u| self.resolve_source(u, "sub_url", prefix, base, env, issues));
+        let (source, main_source) = match (self.decode, sub) {
+            (Decode::Sub, Some(sub)) => (Some(sub), main),
+            (Decode::Sub, None) => {
+                if self.sub_url.is_none() {
+                    issues.push(
+                        format!("{prefix}.decode"),
+                        "decode = \"sub\" needs the camera's sub_url; add it or use decode = \"main\"",
+                    );
+                }
+                (None, None)
+            }
+            (Decode::Main, _) => (main, None),
+        };
+        let motion_gate = self
+            .motion_gate
+            .unwrap_or(defaults.motion_gate)
+            .then(|| MotionGate {
+                refresh: seconds(defaults.motion_refresh_s, 0.2, 60.0),
+                threshold: defaults.motion_threshold,
+            });
         if issues.0.len() > before {
             return None;
         }
@@ -218,6 +288,11 @@ impl CameraConfig {
             source: source?,
             analysis_fps,
             analysis_width,
+            decoder_threads: defaults.decoder_threads,
+            decoder_nice: defaults.decoder_nice,
+            min_analysis_fps: defaults.min_analysis_fps,
+            motion_gate,
+            main_source,
             queue_capacity: defaults.queue_capacity,
             stall_timeout: seconds(stall, 0.5, 600.0),
             connect_timeout: seconds(defaults.connect_timeout_s, 1.0, 600.0),
@@ -233,20 +308,22 @@ impl CameraConfig {
 
     fn resolve_source(
         &self,
+        text: &str,
+        field: &str,
         prefix: &str,
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
         issues: &mut ConfigIssues,
     ) -> Option<SourceSpec> {
-        let path = format!("{prefix}.url");
-        let scheme = self.url.split_once("://").map(|(s, _)| s);
+        let path = format!("{prefix}.{field}");
+        let scheme = text.split_once("://").map(|(s, _)| s);
         let Some(scheme) = scheme else {
             issues.push(
                 path,
                 format!(
                     "\"{}\" is not a URL: write rtsp://host/path, rtsps://host/path, \
                      file:///path/to/video.mp4 or test://smpte",
-                    crate::secret::redact_url(&self.url)
+                    crate::secret::redact_url(text)
                 ),
             );
             return None;
@@ -260,12 +337,12 @@ impl CameraConfig {
             }
         };
         match scheme {
-            "rtsp" | "rtsps" => self.resolve_rtsp(&path, prefix, env, issues),
+            "rtsp" | "rtsps" => self.resolve_rtsp(text, &path, prefix, env, issues),
             "file" => {
                 rtsp_only(issues, "username", self.username.is_some());
                 rtsp_only(issues, "password", self.password.is_some());
                 rtsp_only(issues, "password_env", self.password_env.is_some());
-                let rest = &self.url["file://".len()..];
+                let rest = &text["file://".len()..];
                 if rest.is_empty() {
                     issues.push(
                         path,
@@ -318,7 +395,7 @@ impl CameraConfig {
                 rtsp_only(issues, "username", self.username.is_some());
                 rtsp_only(issues, "password", self.password.is_some());
                 rtsp_only(issues, "password_env", self.password_env.is_some());
-                resolve_test(&path, &self.url, issues)
+                resolve_test(&path, text, issues)
             }
             other => {
                 issues.push(
@@ -332,19 +409,20 @@ impl CameraConfig {
 
     fn resolve_rtsp(
         &self,
+        text: &str,
         path: &str,
         prefix: &str,
         env: &dyn Fn(&str) -> Option<String>,
         issues: &mut ConfigIssues,
     ) -> Option<SourceSpec> {
-        let mut url = match Url::parse(&self.url) {
+        let mut url = match Url::parse(text) {
             Ok(u) => u,
             Err(e) => {
                 issues.push(
                     path,
                     format!(
                         "\"{}\" is not a valid URL ({e}); write rtsp://host[:port]/path",
-                        crate::secret::redact_url(&self.url)
+                        crate::secret::redact_url(text)
                     ),
                 );
                 return None;

@@ -17,7 +17,7 @@ pub mod validation;
 
 pub use config::{
     CameraConfig, CameraSettings, Config, ConfigError, ConfigIssue, ConfigIssues, Credentials,
-    DetectorConfig, LineConfig, ReconnectSettings, SourceSpec, TestPattern, TrackerConfig,
-    Transport, ZoneConfig,
+    Decode, DetectorConfig, LineConfig, MotionGate, ReconnectSettings, SourceSpec, TestPattern,
+    TrackerConfig, Transport, ZoneConfig,
 };
 pub use secret::{redact_url, Secret};

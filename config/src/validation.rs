@@ -213,7 +213,35 @@ pub(crate) fn check_range<T: PartialOrd + fmt::Display + Copy>(
 impl IngestConfig {
     fn check(&self, issues: &mut ConfigIssues) {
         check_fps(issues, "ingest.analysis_fps", self.analysis_fps);
-        check_width(issues, "ingest.analysis_width", self.analysis_width);
+        if self.analysis_width != 0 {
+            check_width(issues, "ingest.analysis_width", self.analysis_width);
+        }
+        check_range(
+            issues,
+            "ingest.decoder_threads",
+            self.decoder_threads,
+            0,
+            16,
+            "",
+        );
+        check_range(issues, "ingest.decoder_nice", self.decoder_nice, 0, 19, "");
+        check_fps(issues, "ingest.min_analysis_fps", self.min_analysis_fps);
+        check_range(
+            issues,
+            "ingest.motion_refresh_s",
+            self.motion_refresh_s,
+            0.2,
+            60.0,
+            " s",
+        );
+        check_range(
+            issues,
+            "ingest.motion_threshold",
+            self.motion_threshold,
+            1,
+            255,
+            "",
+        );
         check_range(
             issues,
             "ingest.queue_capacity",

@@ -29,7 +29,9 @@ const TOML_WORDS: &[&str] = &[
     "analysis_width", "stall_timeout_s", "connect_timeout_s", "max_clock_skew_s", "password",
     "password_env", "username", "lost_frames", "lost_s", "cors_origins", "listen", "rtsp://",
     "rtsps://", "file://", "test://", "u:p@", "?fps=", "&width=", "%40", "%", "[api.limits]",
-    "media_dirs", "trusted_proxies", "camera_env_prefix",
+    "media_dirs", "trusted_proxies", "camera_env_prefix", "sub_url", "decode", "\"sub\"",
+    "motion_gate", "motion_refresh_s", "motion_threshold", "decoder_threads", "decoder_nice",
+    "fair_degradation", "min_analysis_fps", "workers", "threads",
 ];
 
 /// Values that often break validators, to splice into valid keys.

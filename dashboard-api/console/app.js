@@ -19,7 +19,7 @@ const LABELS = {
     analysis_fps: "Analysed frames per second", lines: "Counting lines", zones: "Zones",
     new_line: "Draw line", new_zone: "Draw zone", finish: "Finish", cancel: "Cancel",
     draw_hint: "Click on the frame to place points, then Finish.", role: "Role",
-    add_user: "Add user", disabled: "Disabled", saved: "Saved", streaming: "streaming",
+    add_user: "Add user", disabled: "Disabled", saved: "Saved", streaming: "streaming", degraded: "Node over capacity: every camera is analysed at a lower rate",
     wrong_login: "Wrong user name or password", session_over: "Your session ended; log in again",
     new: "new", acknowledged: "acknowledged", assigned: "assigned", escalated: "escalated", closed: "closed",
     connecting: "connecting", backoff: "reconnecting", stalled: "stalled", failed: "failed", stopped: "stopped",
@@ -54,7 +54,7 @@ const LABELS = {
     analysis_fps: "Bingkai dianalisis per detik", lines: "Garis hitung", zones: "Zona",
     new_line: "Gambar garis", new_zone: "Gambar zona", finish: "Selesai", cancel: "Batal",
     draw_hint: "Klik pada gambar untuk menaruh titik, lalu Selesai.", role: "Peran",
-    add_user: "Tambah pengguna", disabled: "Nonaktif", saved: "Tersimpan", streaming: "mengalir",
+    add_user: "Tambah pengguna", disabled: "Nonaktif", saved: "Tersimpan", streaming: "mengalir", degraded: "Node melebihi kapasitas: setiap kamera dianalisis lebih jarang",
     wrong_login: "Nama pengguna atau kata sandi salah", session_over: "Sesi berakhir; silakan masuk lagi",
     new: "baru", acknowledged: "diterima", assigned: "ditugaskan", escalated: "dieskalasi", closed: "ditutup",
     connecting: "menyambung", backoff: "menyambung ulang", stalled: "macet", failed: "gagal", stopped: "berhenti",
@@ -300,6 +300,11 @@ async function wallPage() {
     const id = c.status?.id || c.config?.id;
     const img = el("img", { alt: id, "data-camera": id });
     const badge = el("span", { class: `badge cam-${c.status?.state || "stopped"}`, text: t(c.status?.state || "stopped") });
+    if (c.status?.degraded) {
+      // Fair degradation: the node is over capacity and analyses every camera at a lower rate.
+      badge.textContent += ` · ${c.status.analysis_fps_now}/${c.status.analysis_fps} fps`;
+      badge.title = t("degraded");
+    }
     const snoozes = el("span", { class: "tile-snoozes", "data-camera": id });
     tiles[id] = { img, badge, snoozes };
     snoozed[id] = Object.fromEntries((c.snoozes || []).map((s) => [s.rule, s.until]));

@@ -138,7 +138,7 @@ pub async fn metrics(State(s): State<ApiState>, headers: axum::http::HeaderMap) 
     }
     let mut out = String::new();
     let statuses = s.feed.statuses();
-    let families: [Family<CameraStatus>; 6] = [
+    let families: [Family<CameraStatus>; 8] = [
         (
             "pantau_camera_fps",
             "gauge",
@@ -162,6 +162,18 @@ pub async fn metrics(State(s): State<ApiState>, headers: axum::http::HeaderMap) 
             "counter",
             "Frames dropped because analysis fell behind",
             |c| c.frames_dropped as f64,
+        ),
+        (
+            "pantau_camera_frames_skipped_total",
+            "counter",
+            "Frames the analysis rate let pass by",
+            |c| c.frames_skipped as f64,
+        ),
+        (
+            "pantau_camera_analysis_fps_now",
+            "gauge",
+            "Frames per second the camera is analysed at now (below its rate while the node is over capacity)",
+            |c| c.analysis_fps_now,
         ),
         (
             "pantau_camera_reconnects_total",

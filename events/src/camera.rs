@@ -73,7 +73,16 @@ pub struct CameraStatus {
     pub frames_queued: u64,
     pub frames_analysed: u64,
     pub frames_dropped: u64,
+    /// Frames the analysis-rate gate let pass by (decoded = queued + skipped).
+    pub frames_skipped: u64,
     pub reconnects: u64,
+    /// The analysis rate the camera is configured for, frames per second.
+    pub analysis_fps: f64,
+    /// The rate it is analysed at now: lower than `analysis_fps` while the node is over its
+    /// capacity and lowers every camera's rate by the same factor (`degraded`).
+    pub analysis_fps_now: f64,
+    /// The node is over its capacity and analyses this camera at `analysis_fps_now`.
+    pub degraded: bool,
     pub last_frame_age_ms: Option<u64>,
     /// Decoded frames per second over the last few seconds.
     pub fps: f64,

@@ -226,13 +226,88 @@ impl MediaTimeline {
     }
 }
 
+/// The node's analysis-rate factor, shared by every camera of an [`crate::Ingest`]: 1 while the
+/// node keeps up; lower while it is over its capacity, so every camera gives up the same share
+/// of its rate (fair degradation) instead of some cameras losing frames to the others.
+#[derive(Debug)]
+pub struct RateShare {
+    /// The factor in millionths.
+    factor: std::sync::atomic::AtomicU32,
+}
+
+impl Default for RateShare {
+    fn default() -> Self {
+        Self {
+            factor: std::sync::atomic::AtomicU32::new(1_000_000),
+        }
+    }
+}
+
+impl RateShare {
+    pub fn factor(&self) -> f64 {
+        f64::from(self.factor.load(std::sync::atomic::Ordering::Relaxed)) / 1e6
+    }
+
+    /// Sets the factor, kept within 0.001..=1.
+    pub fn set_factor(&self, factor: f64) {
+        let f = if factor.is_nan() {
+            1.0
+        } else {
+            factor.clamp(0.001, 1.0)
+        };
+        self.factor.store(
+            (f * 1e6).round() as u32,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The rate `camera` is analysed at now: its own rate times the factor, never below its
+    /// `min_analysis_fps` (nor above its own rate).
+    pub fn fps_for(&self, camera: &pantau_config::CameraSettings) -> f64 {
+        let base = camera.analysis_fps;
+        let f = self.factor();
+        if f >= 1.0 {
+            base
+        } else {
+            (base * f).max(camera.min_analysis_fps.min(base))
+        }
+    }
+}
+
 /// Lets through frames at `fps` on average, chosen by stream position so the rate does not
 /// depend on how fast frames are decoded. Resets when the position jumps back (file loop,
 /// reconnect) or far ahead (gap in the stream).
+///
+/// A live camera's gate also has a phase: it starts (and starts again) only when the node's
+/// monotonic clock is at the camera's offset within the interval, so cameras that connect
+/// together (a node restart) do not all hand over their frames at the same instant, and the
+/// shared detector sees a steady stream instead of bursts (lower and steadier latency).
 #[derive(Debug, Clone)]
 pub struct RateGate {
     interval_ns: u64,
     next_due: Option<u64>,
+    fps: f64,
+    /// Offset within the interval as a fraction of it, and since when the gate has been
+    /// waiting for that moment (node monotonic ns).
+    phase: Option<(f64, Option<u64>)>,
+}
+
+/// How close to its phase a live gate starts: wider than a frame of a 25-30 fps stream.
+const PHASE_WINDOW_NS: u64 = 40_000_000;
+
+/// Nanoseconds on the node's monotonic clock (shared by every camera, so phases compare).
+pub fn node_clock_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
+}
+
+/// The phase of the `k`-th camera of a node: the golden-ratio sequence, so any number of
+/// cameras are spread almost evenly over the interval.
+pub fn phase_of(k: u64) -> f64 {
+    (k as f64 * 0.618_033_988_749_895).fract()
 }
 
 impl RateGate {
@@ -241,6 +316,48 @@ impl RateGate {
         Self {
             interval_ns,
             next_due: None,
+            fps,
+            phase: None,
+        }
+    }
+
+    /// A live camera's gate, starting at `phase` (0..1) of the interval on the node's clock.
+    pub fn with_phase(mut self, phase: f64) -> Self {
+        self.phase = Some((phase.rem_euclid(1.0), None));
+        self
+    }
+
+    /// Whether the frame at `pts_ns` goes to analysis, the node's clock being at `now_ns`.
+    pub fn admit_at(&mut self, pts_ns: u64, now_ns: u64) -> bool {
+        let starting = match self.next_due {
+            None => true,
+            Some(due) => !(pts_ns + 2 * self.interval_ns >= due && pts_ns < due + self.interval_ns),
+        };
+        if let (true, Some((phase, waiting))) = (starting, self.phase.as_mut()) {
+            let interval = self.interval_ns.max(1);
+            let offset = (*phase * interval as f64) as u64;
+            let at = (now_ns + interval - offset % interval) % interval;
+            let since = *waiting.get_or_insert(now_ns);
+            // Not yet its moment; never wait longer than one interval (slow streams).
+            if at >= PHASE_WINDOW_NS && now_ns.saturating_sub(since) < interval {
+                return false;
+            }
+            *waiting = None;
+            self.next_due = Some(pts_ns + self.interval_ns);
+            return true;
+        }
+        self.admit(pts_ns)
+    }
+
+    /// Changes the rate from the next admitted frame on (fair degradation).
+    pub fn set_fps(&mut self, fps: f64) {
+        #[allow(clippy::float_cmp)]
+        if fps != self.fps {
+            *self = Self {
+                next_due: self.next_due,
+                phase: self.phase,
+                ..Self::new(fps)
+            };
         }
     }
 
@@ -274,6 +391,43 @@ mod tests {
         p.extend_from_slice(&rtp.to_be_bytes());
         p.extend_from_slice(&[0; 8]);
         p
+    }
+
+    #[test]
+    fn live_gates_start_at_their_phase_and_keep_the_rate() {
+        // 30 fps frames, analysed at 5 fps (200 ms), phase 0.5: starts near 100 ms of the
+        // node clock's interval, then every 200 ms of stream time.
+        let mut gate = RateGate::new(5.0).with_phase(0.5);
+        let frame = 33_333_333u64;
+        let mut admitted = Vec::new();
+        for i in 0..60u64 {
+            let (pts, now) = (i * frame, 1_000_000_000 + i * frame);
+            if gate.admit_at(pts, now) {
+                admitted.push(now % 200_000_000);
+            }
+        }
+        assert_eq!(admitted.len(), 10, "{admitted:?}");
+        // The first at the phase; then the usual schedule, one interval apart (the gate takes
+        // the frame nearest each due time), so the phase holds.
+        assert!(
+            (100_000_000..140_000_000).contains(&admitted[0]),
+            "{admitted:?}"
+        );
+        for at in &admitted[2..] {
+            assert!(at.abs_diff(admitted[1]) < 1_000, "{admitted:?}");
+        }
+        // Spread: the phases of the first cameras differ by at least a tenth of the interval.
+        let mut phases: Vec<f64> = (0..8).map(phase_of).collect();
+        phases.sort_by(f64::total_cmp);
+        assert!(phases.windows(2).all(|w| w[1] - w[0] > 0.05), "{phases:?}");
+        // A slow stream (2 fps) whose frames never hit the window still starts within one
+        // interval.
+        let mut slow = RateGate::new(5.0).with_phase(0.5);
+        let starts: Vec<bool> = (0..4u64)
+            .map(|i| slow.admit_at(i * 500_000_000, 1_000_000_000 + i * 500_000_000 + 7_000_000))
+            .collect();
+        assert!(starts.iter().any(|s| *s), "{starts:?}");
+        assert!(!starts[0]);
     }
 
     #[test]

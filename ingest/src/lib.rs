@@ -26,6 +26,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use clock::RateShare;
 pub use frame::{CaptureClock, Frame};
 pub use queue::{FullPolicy, QueueReceiver};
 pub use status::{CameraState, CameraStatus, Problem, StatusChange};
@@ -75,6 +76,12 @@ pub struct Ingest {
     cameras: Mutex<BTreeMap<String, Entry>>,
     changes: broadcast::Sender<StatusChange>,
     jpeg_encodings: std::sync::atomic::AtomicU64,
+    /// Every camera's analysis-rate factor (fair degradation).
+    rate: Arc<RateShare>,
+    /// The detector's input size, the analysis frame's box by default.
+    fit: Mutex<Option<(u32, u32)>>,
+    /// Live cameras added so far: the next one's analysis phase.
+    live_added: std::sync::atomic::AtomicU64,
 }
 
 impl Ingest {
@@ -85,7 +92,22 @@ impl Ingest {
             cameras: Mutex::new(BTreeMap::new()),
             changes,
             jpeg_encodings: Default::default(),
+            rate: Arc::default(),
+            fit: Mutex::new(None),
+            live_added: Default::default(),
         })
+    }
+
+    /// Cameras added from now on that set no `analysis_width` get frames that fit in
+    /// `width` x `height` (the detector's input): the decoded frame is scaled once, straight
+    /// to the size the model takes.
+    pub fn set_analysis_fit(&self, width: u32, height: u32) {
+        *lock(&self.fit) = Some((width, height));
+    }
+
+    /// The analysis-rate factor every camera shares (fair degradation).
+    pub fn rate(&self) -> &Arc<RateShare> {
+        &self.rate
     }
 
     /// Starts a camera and returns its frames. Live sources drop the oldest frame when
@@ -103,7 +125,20 @@ impl Ingest {
             _ => FullPolicy::DropOldest,
         };
         let (tx, rx) = queue::bounded(settings.queue_capacity, policy);
-        let shared = Arc::new(Shared::new(&settings.id, tx));
+        // Files decoded as fast as possible follow their own timeline; live sources are spread.
+        let phase = (policy == FullPolicy::DropOldest).then(|| {
+            clock::phase_of(
+                self.live_added
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            )
+        });
+        let shared = Arc::new(Shared::new(
+            &settings.id,
+            tx,
+            self.rate.clone(),
+            *lock(&self.fit),
+            phase,
+        ));
         let camera = Arc::new(Camera::new(settings.clone(), shared, self.changes.clone()));
         let cancel = CancellationToken::new();
         let task = tokio::spawn(supervisor::supervise(camera.clone(), cancel.clone()));

@@ -20,7 +20,10 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use pantau_config::{CameraSettings, SourceSpec};
 
-use crate::clock::{CaptureTimeline, MediaTimeline, Placed, RateGate, RtpPtsMap, SenderReport};
+use crate::clock::{
+    node_clock_ns, CaptureTimeline, MediaTimeline, Placed, RateGate, RateShare, RtpPtsMap,
+    SenderReport,
+};
 use crate::frame::{CaptureClock, Frame};
 use crate::queue::{Pushed, QueueSender};
 use crate::sources;
@@ -41,10 +44,23 @@ pub(crate) struct Shared {
     /// Frames let through the rate gate and not yet converted: (PTS, index among all decoded
     /// frames), so each analysed frame knows its place in the source.
     pub admitted: Mutex<std::collections::VecDeque<(u64, u64)>>,
+    /// The node's analysis-rate factor (fair degradation).
+    pub rate: Arc<RateShare>,
+    /// This camera's phase within the analysis interval (live sources), see [`RateGate`].
+    pub phase: Option<f64>,
+    /// The box the analysis frame is fitted into when the camera sets no `analysis_width`:
+    /// the detector's input, so the decoded frame is scaled once.
+    pub fit: Option<(u32, u32)>,
 }
 
 impl Shared {
-    pub fn new(camera_id: &str, frames: QueueSender<Frame>) -> Self {
+    pub fn new(
+        camera_id: &str,
+        frames: QueueSender<Frame>,
+        rate: Arc<RateShare>,
+        fit: Option<(u32, u32)>,
+        phase: Option<f64>,
+    ) -> Self {
         Self {
             camera_id: Arc::from(camera_id),
             counters: Counters::default(),
@@ -53,6 +69,9 @@ impl Shared {
             latest: Mutex::new(None),
             source_size: Mutex::new(None),
             admitted: Mutex::new(std::collections::VecDeque::new()),
+            rate,
+            fit,
+            phase,
         }
     }
 }
@@ -118,10 +137,45 @@ pub(crate) fn build(
         .static_pad("sink")
         .ok_or_else(|| Problem::Pipeline("videoconvertscale has no sink pad".into()))?;
     install_gate(&tail_sink, settings, shared, &filter);
+    limit_decoder_threads(&pipeline, settings.decoder_threads);
     install_appsink(&sink, settings, shared, &pipeline, &rtp_clock);
 
     sources::add(&pipeline, &settings.source, &tail_sink, &rtp_clock)?;
     Ok(CameraPipeline { pipeline })
+}
+
+/// Gives every software decoder the pipeline creates (inside `decodebin`) `threads` threads
+/// (0: the decoder's own choice, one per core). One thread per stream serves many cameras
+/// best: a pool per stream only adds switching and, with frame threads, frames of delay.
+fn limit_decoder_threads(pipeline: &gst::Pipeline, threads: u32) {
+    if threads == 0 {
+        return;
+    }
+    pipeline.connect_deep_element_added(move |_, _, element| {
+        let is_decoder = element
+            .factory()
+            .is_some_and(|f| f.name().starts_with("avdec_"));
+        if is_decoder && element.find_property("max-threads").is_some() {
+            element.set_property("max-threads", threads as i32);
+        }
+    });
+}
+
+/// Lowers the calling streaming thread (the one that receives, depayloads and decodes this
+/// camera's video) by `nice` steps, once per thread.
+fn lower_this_thread(nice: u8) {
+    thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if nice == 0 || LOWERED.get() {
+        return;
+    }
+    LOWERED.set(true);
+    let tid = rustix::thread::gettid();
+    if let Ok(now) = rustix::process::getpriority_process(Some(tid)) {
+        let lower = (now + i32::from(nice)).min(19);
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), lower) {
+            tracing::debug!("cannot lower the decoding thread's priority: {e}");
+        }
+    }
 }
 
 /// The probe right after decoding: counts frames, keeps the newest full-resolution one and
@@ -134,9 +188,20 @@ fn install_gate(
     filter: &gst::Element,
 ) {
     let shared = shared.clone();
-    let max_width = settings.analysis_width;
+    let size = match settings.analysis_width {
+        Some(width) => AnalysisSize::Width(width),
+        None => match shared.fit {
+            Some((w, h)) => AnalysisSize::Fit(w, h),
+            None => AnalysisSize::Width(DEFAULT_WIDTH),
+        },
+    };
     let filter = filter.clone();
-    let gate = Mutex::new(RateGate::new(settings.analysis_fps));
+    let gate = Mutex::new(match shared.phase {
+        Some(phase) => RateGate::new(settings.analysis_fps).with_phase(phase),
+        None => RateGate::new(settings.analysis_fps),
+    });
+    let camera = settings.clone();
+    let nice = settings.decoder_nice;
     let caps_now: Mutex<Option<gst::Caps>> = Mutex::new(None);
     let mask = gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM;
     pad.add_probe(mask, move |_pad, info| match &info.data {
@@ -145,12 +210,13 @@ fn install_gate(
                 *lock(&caps_now) = Some(c.caps_owned());
                 if let Ok(vi) = gst_video::VideoInfo::from_caps(c.caps()) {
                     *lock(&shared.source_size) = Some((vi.width(), vi.height()));
-                    filter.set_property("caps", analysis_caps(&vi, max_width));
+                    filter.set_property("caps", analysis_caps(&vi, size));
                 }
             }
             gst::PadProbeReturn::Ok
         }
         Some(gst::PadProbeData::Buffer(buffer)) => {
+            lower_this_thread(nice);
             let index = shared.counters.frame_decoded();
             let caps = lock(&caps_now).clone();
             *lock(&shared.latest) = Some(
@@ -160,7 +226,12 @@ fn install_gate(
                     .build(),
             );
             let pts = buffer.pts().map(|t| t.nseconds()).unwrap_or(0);
-            if lock(&gate).admit(pts) {
+            let admit = {
+                let mut gate = lock(&gate);
+                gate.set_fps(shared.rate.fps_for(&camera));
+                gate.admit_at(pts, node_clock_ns())
+            };
+            if admit {
                 let mut admitted = lock(&shared.admitted);
                 if admitted.len() == ADMITTED_KEEP {
                     admitted.pop_front();
@@ -168,6 +239,10 @@ fn install_gate(
                 admitted.push_back((pts, index));
                 gst::PadProbeReturn::Ok
             } else {
+                shared
+                    .counters
+                    .frames_skipped
+                    .fetch_add(1, Ordering::Relaxed);
                 // `Handled` lets the binding release the buffer. `Drop` would make GStreamer
                 // 1.22 unref it a second time, as NULL (fixed upstream in 1.24.8).
                 gst::PadProbeReturn::Handled
@@ -177,17 +252,37 @@ fn install_gate(
     });
 }
 
-/// BGR at `max_width` (never wider than the source), height from the display aspect ratio,
-/// both even.
-fn analysis_caps(vi: &gst_video::VideoInfo, max_width: u32) -> gst::Caps {
+/// The analysis width when neither the camera nor the detector gives one.
+const DEFAULT_WIDTH: u32 = 640;
+
+/// How big the analysis frame is.
+#[derive(Debug, Clone, Copy)]
+enum AnalysisSize {
+    /// This wide (`analysis_width`), height from the aspect ratio.
+    Width(u32),
+    /// As large as fits in this box (the detector's input), aspect ratio kept.
+    Fit(u32, u32),
+}
+
+/// BGR at the analysis size (never larger than the source), height from the display aspect
+/// ratio, both even.
+fn analysis_caps(vi: &gst_video::VideoInfo, size: AnalysisSize) -> gst::Caps {
     let (w, h) = (vi.width(), vi.height());
-    let mut width = max_width.min(w);
-    width -= width % 2;
     let par = vi.par();
-    let display_h = (f64::from(h) * f64::from(width) / f64::from(w.max(1)))
-        * f64::from(par.denom())
-        / f64::from(par.numer().max(1));
-    let mut height = display_h.round().max(2.0) as i32;
+    // The picture's height in square pixels per pixel of width.
+    let aspect =
+        f64::from(h) / f64::from(w.max(1)) * f64::from(par.denom()) / f64::from(par.numer().max(1));
+    let max_width = match size {
+        AnalysisSize::Width(width) => width,
+        AnalysisSize::Fit(bw, bh) => {
+            // The widest frame whose height still fits the box.
+            let by_height = (f64::from(bh) / aspect.max(1e-6)).floor() as u32;
+            bw.min(by_height.max(2))
+        }
+    };
+    let mut width = max_width.min(w).max(2);
+    width -= width % 2;
+    let mut height = (aspect * f64::from(width)).round().max(2.0) as i32;
     height -= height % 2;
     gst_video::VideoCapsBuilder::new()
         .format(gst_video::VideoFormat::Bgr)

@@ -116,6 +116,8 @@ pub struct Counters {
     pub frames_queued: AtomicU64,
     /// Frames dropped because analysis did not keep up.
     pub frames_dropped: AtomicU64,
+    /// Frames the analysis-rate gate let pass by.
+    pub frames_skipped: AtomicU64,
     /// Successful connects after the first.
     pub reconnects: AtomicU64,
     /// Nanoseconds since `epoch` of the newest decoded frame, or 0 when none yet.
@@ -133,6 +135,7 @@ impl Default for Counters {
             frames_decoded: AtomicU64::new(0),
             frames_queued: AtomicU64::new(0),
             frames_dropped: AtomicU64::new(0),
+            frames_skipped: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             last_frame_ns: AtomicU64::new(0),
             clock_wrong_frames: AtomicU64::new(0),

@@ -14,6 +14,7 @@ use pantau_analytics::detect::service::InferenceService;
 use pantau_analytics::draw::Overlay;
 use pantau_analytics::facts::Facts as EventFacts;
 use pantau_analytics::health::{HealthMonitor, HealthSettings};
+use pantau_analytics::motion::MotionCheck;
 use pantau_analytics::rules::Direction;
 use pantau_analytics::scene::Scene;
 use pantau_analytics::snapshot::packed_bgr;
@@ -126,7 +127,7 @@ impl Cameras {
             ..HealthSettings::default()
         });
         let task = tokio::spawn(analyse_camera(
-            camera.id.clone(),
+            camera.clone(),
             frames,
             self.service.clone(),
             scene,
@@ -185,7 +186,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// node stopping), after handing over the counts of the open period and ending the open
 /// health conditions.
 async fn analyse_camera(
-    id: String,
+    camera: CameraSettings,
     frames: FrameReceiver,
     service: InferenceService,
     scene: Scene,
@@ -193,15 +194,17 @@ async fn analyse_camera(
     mut events: EventFacts,
     mut health: HealthMonitor,
 ) {
+    let id = camera.id.clone();
     let mut last_capture = None;
     let labels = node.labels.clone();
+    let motion = camera.motion_gate.map(MotionCheck::new);
     let name = |c: u16| {
         labels
             .get(c as usize)
             .cloned()
             .unwrap_or_else(|| c.to_string())
     };
-    let result = analyse(frames, service, scene, |a: Analysed<'_>| -> Result<(), DetectError> {
+    let result = analyse(frames, service, scene, motion, |a: Analysed<'_>| -> Result<(), DetectError> {
         let (mut new_events, aggregates) = events.frame(
             a.frame.capture_time,
             &a.update.tracks,
@@ -214,6 +217,9 @@ async fn analyse_camera(
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
+        // Judged against the rate the camera is analysed at now (lower while the node sheds
+        // load), so fair degradation is not reported as the camera's fault.
+        health.set_expected_fps(Some(node.ingest.rate().fps_for(&camera)));
         let changes = health.frame(pantau_analytics::ImageRef::from(a.frame), at_s, a.frame.seq);
         new_events.extend(events.camera_health(a.frame.capture_time, &changes));
         last_capture = Some(a.frame.capture_time);
@@ -266,7 +272,9 @@ async fn analyse_camera(
                 wall,
             });
         }
-        live.record_inference(&id, a.timings.inference_ms);
+        if a.inferred {
+            live.record_inference(&id, a.timings.inference_ms);
+        }
         let now = std::time::SystemTime::now();
         let mut messages: Vec<Message> = Vec::with_capacity(new_events.len() + aggregates.len());
         for e in &new_events {

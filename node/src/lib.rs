@@ -15,6 +15,7 @@
 //! the next start); live (SSE) streams end; HTTP stops.
 
 mod analysis;
+pub mod capacity;
 mod images;
 mod outputs;
 
@@ -106,19 +107,35 @@ impl Node {
             let config = c.detector.clone();
             let floor = c.tracker.low_score;
             let base = base.clone();
-            tokio::task::spawn_blocking(move || Detector::load(&config, &base, floor))
+            tokio::task::spawn_blocking(move || Detector::load_workers(&config, &base, floor))
                 .await
                 .map_err(|e| NodeError::Start(e.to_string()))?
                 .map_err(|e| NodeError::Start(e.to_string()))?
         };
-        tracing::info!(model = detector.model_name(), "detector loaded");
-        let labels = Arc::new(detector.labels().to_vec());
-        let (service, guard) = InferenceService::start(detector);
+        tracing::info!(
+            model = detector[0].model_name(),
+            workers = detector.len(),
+            threads = c.detector.threads,
+            "detector loaded"
+        );
+        let labels = Arc::new(detector[0].labels().to_vec());
+        let (service, guard) = InferenceService::start_pool(detector);
+        let load = service.load().clone();
         let closing = CancellationToken::new();
         let publish_closing = CancellationToken::new();
         let (outputs, publisher, publish_task) =
             outputs::Outputs::start(&valid, &base, publish_closing.clone()).await?;
         let ingest = Arc::new(Ingest::new().map_err(|e| NodeError::Start(e.to_string()))?);
+        let (model_w, model_h) = service.input_size();
+        ingest.set_analysis_fit(model_w, model_h);
+        if c.ingest.fair_degradation {
+            tokio::spawn(capacity::govern(
+                ingest.clone(),
+                load,
+                service.workers(),
+                closing.clone(),
+            ));
+        }
         for problem in pantau_ingest::check_elements() {
             tracing::warn!("{problem}");
         }
@@ -333,6 +350,11 @@ impl Node {
 
     pub fn ingest(&self) -> &Arc<Ingest> {
         &self.ingest
+    }
+
+    /// The shared inference service (its load: what fair degradation watches).
+    pub fn inference(&self) -> &InferenceService {
+        &self.cameras.service
     }
 
     pub fn figures(&self) -> &Figures {

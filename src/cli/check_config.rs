@@ -38,13 +38,16 @@ pub fn run(file: &Path) -> ExitCode {
             for cam in &valid.cameras {
                 let _ = writeln!(
                     out,
-                    "  {:<20} {:<6} {}{} (analysis {} fps at {} px wide; {} lines, {} zones)",
+                    "  {:<20} {:<6} {}{} (analysis {} fps at {}; {} lines, {} zones)",
                     cam.id,
                     cam.source.kind(),
                     cam.source.redacted(),
                     if cam.enabled { "" } else { " [disabled]" },
                     cam.analysis_fps,
-                    cam.analysis_width,
+                    cam.analysis_width
+                        .map_or("the detector's input size".to_string(), |w| format!(
+                            "{w} px wide"
+                        )),
                     cam.lines.len(),
                     cam.zones.len()
                 );

@@ -1,6 +1,7 @@
 //! Command-line front end. Each subcommand lives in its own module.
 
 mod annotate;
+mod bench;
 mod check_config;
 mod mot_eval;
 mod replay;
@@ -65,6 +66,10 @@ enum Command {
     Replay(replay::Args),
     /// Score a MOTChallenge track file against ground truth (MOTA, IDF1, ID switches).
     MotEval(mot_eval::Args),
+    /// Benchmarks of a running node: how many cameras it holds (`cameras`), and a long run with
+    /// an outage (`soak`).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Manage console users (stored in the configured database).
     #[command(subcommand)]
     User(user::Command),
@@ -77,6 +82,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args),
         Command::MotEval(args) => mot_eval::run(args),
         Command::User(cmd) => user::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Run {
             config,
             view,

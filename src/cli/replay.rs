@@ -50,10 +50,15 @@ pub struct SceneArgs {
     /// without a config camera, every frame.
     #[arg(long, value_name = "FPS")]
     pub analysis_fps: Option<f64>,
-    /// Analysis frame width in pixels.
-    #[arg(long, default_value_t = 640)]
-    pub width: u32,
-    /// Inference threads (default: the config's, else 2).
+    /// Analysis frame width in pixels (0: the detector's input size, one resize). Default: the
+    /// config camera's `analysis_width`, else the config's (640), as a live camera.
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// Skip the detector on frames that did not change, as `motion_gate` does for a live
+    /// camera (default: the config camera's setting).
+    #[arg(long)]
+    pub motion_gate: bool,
+    /// Threads per inference (default: the config's, else 1).
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -98,7 +103,8 @@ pub struct Plan {
     pub rules: pantau_config::traffic::RulesConfig,
     /// `None`: every frame.
     pub analysis_fps: Option<f64>,
-    width: u32,
+    width: Option<u32>,
+    motion_gate: Option<pantau_config::MotionGate>,
     realtime: bool,
 }
 
@@ -171,7 +177,24 @@ impl SceneArgs {
             lanes: camera.map(|c| c.lanes.clone()).unwrap_or_default(),
             rules: camera.map(|c| c.rules.clone()).unwrap_or_default(),
             analysis_fps,
-            width: self.width,
+            width: match self.width {
+                Some(0) => None,
+                Some(w) if (64..=3840).contains(&w) && w % 2 == 0 => Some(w),
+                Some(w) => bail!("--width {w}: use an even width from 64 to 3840 pixels, or 0 for the detector's input size"),
+                None => match camera {
+                    Some(c) => c.analysis_width,
+                    None => Some(valid.config.ingest.analysis_width).filter(|w| *w != 0),
+                },
+            },
+            motion_gate: if self.motion_gate {
+                let i = &valid.config.ingest;
+                Some(pantau_config::MotionGate {
+                    refresh: Duration::from_secs_f64(i.motion_refresh_s),
+                    threshold: i.motion_threshold,
+                })
+            } else {
+                camera.and_then(|c| c.motion_gate)
+            },
             realtime,
         })
     }
@@ -194,12 +217,16 @@ pub fn execute(
     rt.block_on(async move {
         let (detector_config, base) = (plan.detector.clone(), plan.base.clone());
         let floor = plan.tracker.low_score;
-        let detector =
-            tokio::task::spawn_blocking(move || Detector::load(&detector_config, &base, floor))
-                .await??;
-        let labels = detector.labels().to_vec();
-        let (service, _guard) = InferenceService::start(detector);
+        let detectors = tokio::task::spawn_blocking(move || {
+            Detector::load_workers(&detector_config, &base, floor)
+        })
+        .await??;
+        let labels = detectors[0].labels().to_vec();
+        // The same inference service as a live node's.
+        let (service, _guard) = InferenceService::start_pool(detectors);
         let ingest = Ingest::new()?;
+        let (model_w, model_h) = service.input_size();
+        ingest.set_analysis_fit(model_w, model_h);
         let settings = CameraSettings {
             id: "replay".into(),
             name: "replay".into(),
@@ -211,6 +238,11 @@ pub fn execute(
             },
             analysis_fps: plan.analysis_fps.unwrap_or(EVERY_FRAME_FPS),
             analysis_width: plan.width,
+            decoder_threads: 0,
+            decoder_nice: 0,
+            min_analysis_fps: plan.analysis_fps.unwrap_or(EVERY_FRAME_FPS),
+            motion_gate: plan.motion_gate,
+            main_source: None,
             queue_capacity: 4,
             stall_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(30),
@@ -262,11 +294,15 @@ pub fn execute(
         let mut span: Option<(SystemTime, SystemTime)> = None;
         let start = Instant::now();
         let mut last_progress = Instant::now();
+        let mut detector_runs = 0u64;
         let scene = analyse(
             frames_rx,
             service,
             scene,
+            plan.motion_gate
+                .map(pantau_analytics::motion::MotionCheck::new),
             |a: Analysed<'_>| -> anyhow::Result<()> {
+                detector_runs += u64::from(a.inferred);
                 stages.decode += a.decode_wait_ms;
                 stages.preprocess += a.timings.preprocess_ms;
                 stages.inference += a.timings.inference_ms;
@@ -379,6 +415,7 @@ pub fn execute(
             analysis_fps: plan.analysis_fps,
             source_frames: source_frames.max(frames),
             frames,
+            detector_runs,
             analysed_fps: (analysed_fps * 100.0).round() / 100.0,
             seconds: (seconds * 1000.0).round() / 1000.0,
             fps: (frames as f64 / seconds * 10.0).round() / 10.0,
@@ -491,6 +528,8 @@ pub struct Report {
     pub source_frames: u64,
     /// Frames analysed.
     pub frames: u64,
+    /// Frames the detector ran on (fewer than `frames` with a motion gate).
+    pub detector_runs: u64,
     /// Analysed frames per second of video (the rate operators get from a live camera).
     pub analysed_fps: f64,
     /// Seconds the replay took, and analysed frames per second of that (processing speed).

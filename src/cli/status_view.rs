@@ -95,6 +95,8 @@ impl StatusView {
                     decoded = s.frames_decoded,
                     analysed = s.frames_analysed,
                     dropped = s.frames_dropped,
+                    analysis_fps = s.analysis_fps_now,
+                    degraded = s.degraded,
                     reconnects = s.reconnects,
                     problem = s.problem.as_ref().map(|p| p.code),
                     "status"
@@ -162,7 +164,14 @@ fn table(statuses: &[CameraStatus]) -> String {
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "-".into()),
             size,
-            s.problem.as_ref().map(|p| p.message.as_str()).unwrap_or("")
+            match (&s.problem, s.degraded) {
+                (Some(p), _) => p.message.clone(),
+                (None, true) => format!(
+                    "node over capacity: analysed at {:.1} of {:.1} fps",
+                    s.analysis_fps_now, s.analysis_fps
+                ),
+                (None, false) => String::new(),
+            }
         );
     }
     out

@@ -129,6 +129,12 @@ impl Detector {
             .map_err(|e| contract(e.to_string()))?
             .with_intra_threads(config.threads)
             .map_err(|e| contract(e.to_string()))?
+            // Idle intra-op threads would spin for a while after every run, taking the cores
+            // the cameras' decoders need; they sleep instead.
+            .with_intra_op_spinning(false)
+            .map_err(|e| contract(e.to_string()))?
+            .with_inter_op_spinning(false)
+            .map_err(|e| contract(e.to_string()))?
             .commit_from_file(&model.onnx_path)
             .map_err(|e| DetectError::ModelFile {
                 path: model.onnx_path.clone(),
@@ -142,7 +148,7 @@ impl Detector {
         let grid = yolox_grid(m.input.width, m.input.height, &m.output.strides);
         let letterbox = Letterbox::new(m.input.width, m.input.height, m.input.pad_value)
             .map_err(|e| DetectError::Preprocess(e.to_string()))?;
-        Ok(Self {
+        let mut detector = Self {
             session,
             grid,
             letterbox,
@@ -151,7 +157,29 @@ impl Detector {
             kinds: nms_kinds(&model.labels),
             nms_iou: config.nms_iou,
             model,
-        })
+        };
+        // The first run plans memory and takes many times longer than the rest: do it now, not
+        // on a camera's first frame (where it would look like the node falling behind).
+        let (w, h) = detector.input_size();
+        let blank = vec![0u8; (w * h * 3) as usize];
+        detector.detect(ImageRef {
+            data: &blank,
+            width: w,
+            height: h,
+            stride: w as usize * 3,
+        })?;
+        Ok(detector)
+    }
+
+    /// One detector per worker of the inference service (`detector.workers`).
+    pub fn load_workers(
+        config: &DetectorConfig,
+        base: &Path,
+        floor: f32,
+    ) -> Result<Vec<Self>, DetectError> {
+        (0..config.worker_count())
+            .map(|_| Self::load(config, base, floor))
+            .collect()
     }
 
     pub fn labels(&self) -> &[String] {
@@ -160,6 +188,12 @@ impl Detector {
 
     pub fn model_name(&self) -> &str {
         &self.model.manifest.name
+    }
+
+    /// The model's input, width and height in pixels: ingest scales frames to fit it.
+    pub fn input_size(&self) -> (u32, u32) {
+        let input = &self.model.manifest.input;
+        (input.width, input.height)
     }
 
     /// Detects objects in a BGR image; boxes are in the image's pixels.

@@ -1,5 +1,10 @@
 //! Letterboxing into a reused canvas with OpenCV, then HWC bytes to the planar float tensor the
 //! model wants, into a reused buffer. No allocation per frame once sizes are stable.
+//!
+//! Ingest normally hands over frames already scaled to fit the model's input (one resize, in
+//! GStreamer's conversion), so the resize here is skipped and the pixels are copied as they
+//! are. The padding's floats are written once per input size: each frame only converts the
+//! rows of the picture itself.
 
 use opencv::core::{Mat, Rect, Scalar, Size, CV_8UC3};
 use opencv::imgproc;
@@ -16,8 +21,8 @@ pub struct Letterbox {
     canvas: Mat,
     /// Contiguous copy for images whose rows are padded.
     packed: Vec<u8>,
-    /// Input size the canvas padding was prepared for.
-    last_input: (u32, u32),
+    /// Input size, pixel order and scale the tensor's padding was written for.
+    last_input: Option<(u32, u32, PixelOrder, u32)>,
 }
 
 impl Letterbox {
@@ -34,7 +39,7 @@ impl Letterbox {
             pad,
             canvas,
             packed: Vec::new(),
-            last_input: (0, 0),
+            last_input: None,
         })
     }
 
@@ -55,10 +60,15 @@ impl Letterbox {
         let r = self.ratio(img.width, img.height);
         let nw = ((img.width as f32 * r).round() as i32).clamp(1, self.width);
         let nh = ((img.height as f32 * r).round() as i32).clamp(1, self.height);
-        if self.last_input != (img.width, img.height) {
+        let plane = (self.width * self.height) as usize;
+        let key = (img.width, img.height, order, scale.to_bits());
+        if self.last_input != Some(key) || out.len() != 3 * plane {
+            // A new input size: the padding of the canvas and of the tensor, once.
             self.canvas
                 .set_to(&Scalar::all(f64::from(self.pad)), &opencv::core::no_array())?;
-            self.last_input = (img.width, img.height);
+            out.clear();
+            out.resize(3 * plane, f32::from(self.pad) * scale);
+            self.last_input = Some(key);
         }
         let row = img.width as usize * 3;
         let bytes: &[u8] = if img.stride == row {
@@ -71,32 +81,44 @@ impl Letterbox {
             }
             &self.packed
         };
-        let flat = Mat::new_rows_cols_with_data(img.height as i32, row as i32, bytes)?;
-        let src = flat.reshape(3, img.height as i32)?;
-        {
-            let mut dst = self.canvas.roi_mut(Rect::new(0, 0, nw, nh))?;
-            imgproc::resize(
-                &src,
-                &mut dst,
-                Size::new(nw, nh),
-                0.0,
-                0.0,
-                imgproc::INTER_LINEAR,
-            )?;
-        }
-        let plane = (self.width * self.height) as usize;
-        out.resize(3 * plane, 0.0);
-        let data = self.canvas.data_bytes()?;
         let (c0, c2) = match order {
             PixelOrder::Bgr => (0, 2),
             PixelOrder::Rgb => (2, 0),
         };
         let (p0, rest) = out.split_at_mut(plane);
         let (p1, p2) = rest.split_at_mut(plane);
-        for (i, px) in data.chunks_exact(3).enumerate() {
-            p0[i] = f32::from(px[c0]) * scale;
-            p1[i] = f32::from(px[1]) * scale;
-            p2[i] = f32::from(px[c2]) * scale;
+        let canvas_row = self.width as usize;
+        let (nw, nh) = (nw as usize, nh as usize);
+        // The picture's rows only: the padding's floats stay as written for this size.
+        let mut convert = |data: &[u8], src_row: usize| {
+            for y in 0..nh {
+                let line = &data[y * src_row..y * src_row + nw * 3];
+                let at = y * canvas_row;
+                for (x, px) in line.chunks_exact(3).enumerate() {
+                    p0[at + x] = f32::from(px[c0]) * scale;
+                    p1[at + x] = f32::from(px[1]) * scale;
+                    p2[at + x] = f32::from(px[c2]) * scale;
+                }
+            }
+        };
+        if nw as u32 == img.width && nh as u32 == img.height {
+            // Already the model's size (ingest scaled it): no resize, no copy.
+            convert(bytes, row);
+        } else {
+            let flat = Mat::new_rows_cols_with_data(img.height as i32, row as i32, bytes)?;
+            let src = flat.reshape(3, img.height as i32)?;
+            {
+                let mut dst = self.canvas.roi_mut(Rect::new(0, 0, nw as i32, nh as i32))?;
+                imgproc::resize(
+                    &src,
+                    &mut dst,
+                    Size::new(nw as i32, nh as i32),
+                    0.0,
+                    0.0,
+                    imgproc::INTER_LINEAR,
+                )?;
+            }
+            convert(self.canvas.data_bytes()?, canvas_row * 3);
         }
         Ok(r)
     }
@@ -128,6 +150,43 @@ mod tests {
         assert_eq!(out[32], 30.0);
         lb.run(img, PixelOrder::Rgb, 1.0, &mut out).expect("runs");
         assert_eq!(out[0], 30.0);
+    }
+
+    #[test]
+    fn a_frame_of_the_model_size_is_copied_and_padding_survives_new_frames() {
+        // 4x2 image into a 4x4 canvas: no resize, rows 2-3 are padding.
+        let a = [1u8, 2, 3].repeat(4 * 2);
+        let b = [7u8, 8, 9].repeat(4 * 2);
+        let img = |data: &'static [u8]| ImageRef {
+            data,
+            width: 4,
+            height: 2,
+            stride: 12,
+        };
+        let a: &'static [u8] = Box::leak(a.into_boxed_slice());
+        let b: &'static [u8] = Box::leak(b.into_boxed_slice());
+        let mut lb = Letterbox::new(4, 4, 114).expect("canvas");
+        let mut out = Vec::new();
+        assert_eq!(
+            lb.run(img(a), PixelOrder::Bgr, 1.0, &mut out)
+                .expect("runs"),
+            1.0
+        );
+        assert_eq!(&out[0..8], &[1.0; 8]);
+        assert_eq!(&out[8..16], &[114.0; 8]);
+        lb.run(img(b), PixelOrder::Bgr, 0.5, &mut out)
+            .expect("runs");
+        assert_eq!(&out[0..8], &[3.5; 8], "scaled by the new scale");
+        assert_eq!(
+            &out[8..16],
+            &[57.0; 8],
+            "padding rewritten for the new scale"
+        );
+        lb.run(img(a), PixelOrder::Bgr, 0.5, &mut out)
+            .expect("runs");
+        assert_eq!(&out[0..8], &[0.5; 8]);
+        assert_eq!(&out[40..48], &[57.0; 8], "padding of plane 2 unchanged");
+        assert_eq!(out[32], 1.5);
     }
 
     #[test]

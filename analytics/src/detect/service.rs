@@ -1,11 +1,15 @@
 //! One inference service for all cameras.
 //!
-//! A single worker thread owns the ONNX session (with its own intra-op threads), so N cameras
-//! never mean N sessions fighting over the cores. Requests are served in arrival order and each
-//! camera has at most one request in flight (it waits for its answer before sending the next
-//! frame), so the queue is round-robin across cameras: a busy camera cannot starve a quiet one.
+//! A few worker threads (`detector.workers`, one per core by default) each own an ONNX session
+//! (with `detector.threads` intra-op threads, 1 by default), so N cameras never mean N sessions
+//! fighting over the cores, and inferences run side by side instead of one inference being
+//! split over threads that wait for each other. Requests are served in arrival order from one
+//! queue and each camera has at most one request in flight (it waits for its answer before
+//! sending the next frame), so the queue is round-robin across cameras: a busy camera cannot
+//! starve a quiet one.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use pantau_ingest::Frame;
@@ -36,6 +40,42 @@ struct Job {
 pub struct InferenceService {
     jobs: mpsc::SyncSender<Job>,
     labels: std::sync::Arc<Vec<String>>,
+    input_size: (u32, u32),
+    load: Arc<Load>,
+    workers: usize,
+}
+
+/// How busy the worker is: what the node's fair degradation watches.
+#[derive(Debug, Default)]
+pub struct Load {
+    /// Nanoseconds the worker spent detecting.
+    busy_ns: AtomicU64,
+    /// Detections done.
+    runs: AtomicU64,
+    /// Requests sent and not yet answered.
+    pending: AtomicU64,
+    /// Nanoseconds requests waited before the worker took them.
+    waited_ns: AtomicU64,
+}
+
+/// The worker's totals at one moment; two of them give the load in between.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LoadSample {
+    pub busy_ns: u64,
+    pub runs: u64,
+    pub pending: u64,
+    pub waited_ns: u64,
+}
+
+impl Load {
+    pub fn sample(&self) -> LoadSample {
+        LoadSample {
+            busy_ns: self.busy_ns.load(Ordering::Relaxed),
+            runs: self.runs.load(Ordering::Relaxed),
+            pending: self.pending.load(Ordering::Relaxed),
+            waited_ns: self.waited_ns.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -46,40 +86,79 @@ impl std::fmt::Debug for Job {
     }
 }
 
-/// Keeps the worker thread; the service stops when every handle and this guard are dropped.
+/// Keeps the worker threads; the service stops when every handle and this guard are dropped.
 #[derive(Debug)]
 pub struct ServiceGuard {
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Drop for ServiceGuard {
     fn drop(&mut self) {
-        // The worker ends when all senders are gone; do not wait on it here, a handle may
+        // The workers end when all senders are gone; do not wait on them here, a handle may
         // still live in a task that is shutting down.
-        self.thread.take();
+        self.threads.clear();
     }
 }
 
 impl InferenceService {
-    /// Starts the worker with a loaded detector.
+    /// Starts one worker with a loaded detector.
     pub fn start(detector: Detector) -> (Self, ServiceGuard) {
-        let labels = std::sync::Arc::new(detector.labels().to_vec());
+        Self::start_pool(vec![detector])
+    }
+
+    /// Starts one worker per detector (copies of one model), all taking from one queue.
+    ///
+    /// # Panics
+    /// When `detectors` is empty.
+    pub fn start_pool(detectors: Vec<Detector>) -> (Self, ServiceGuard) {
+        let first = detectors.first().expect("at least one detector");
+        let labels = std::sync::Arc::new(first.labels().to_vec());
+        let input_size = first.input_size();
+        let load = Arc::new(Load::default());
+        let workers = detectors.len();
         // Room for one request per camera of a large node; callers wait for answers anyway.
         let (tx, rx) = mpsc::sync_channel::<Job>(256);
-        let thread = std::thread::Builder::new()
-            .name("inference".into())
-            .spawn(move || worker(detector, rx))
-            .expect("the OS can start a thread");
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let threads = detectors
+            .into_iter()
+            .enumerate()
+            .map(|(i, detector)| {
+                let (rx, load) = (rx.clone(), load.clone());
+                std::thread::Builder::new()
+                    .name(format!("inference-{i}"))
+                    .spawn(move || worker(detector, &rx, &load))
+                    .expect("the OS can start a thread")
+            })
+            .collect();
         (
-            Self { jobs: tx, labels },
-            ServiceGuard {
-                thread: Some(thread),
+            Self {
+                jobs: tx,
+                labels,
+                input_size,
+                load,
+                workers,
             },
+            ServiceGuard { threads },
         )
+    }
+
+    /// Inferences that run at once.
+    pub fn workers(&self) -> usize {
+        self.workers
     }
 
     pub fn labels(&self) -> &[String] {
         &self.labels
+    }
+
+    /// The model's input size (width, height).
+    pub fn input_size(&self) -> (u32, u32) {
+        self.input_size
+    }
+
+    /// How busy the worker is.
+    pub fn load(&self) -> &Arc<Load> {
+        &self.load
     }
 
     /// Detects objects in `frame`.
@@ -91,6 +170,8 @@ impl InferenceService {
             reply,
         };
         let stopped = || DetectError::Inference("the inference worker has stopped".into());
+        self.load.pending.fetch_add(1, Ordering::Relaxed);
+        let _answered = Answered(&self.load);
         match self.jobs.try_send(job) {
             Ok(()) => {}
             // A full queue means the worker is far behind: wait off the async threads.
@@ -109,9 +190,25 @@ impl InferenceService {
     }
 }
 
-fn worker(mut detector: Detector, jobs: mpsc::Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
-        let queued_ms = job.submitted.elapsed().as_secs_f64() * 1000.0;
+/// Counts a request as answered however `detect` ends (answer, error or cancellation).
+struct Answered<'a>(&'a Load);
+
+impl Drop for Answered<'_> {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn worker(mut detector: Detector, jobs: &std::sync::Mutex<mpsc::Receiver<Job>>, load: &Load) {
+    loop {
+        // One worker waits on the queue at a time; the others wait for the lock.
+        let next = jobs.lock().map(|rx| rx.recv());
+        let Ok(Ok(job)) = next else {
+            return;
+        };
+        let waited = job.submitted.elapsed();
+        let queued_ms = waited.as_secs_f64() * 1000.0;
+        let started = std::time::Instant::now();
         let image = ImageRef::from(&job.frame);
         let answer = detector
             .detect(image)
@@ -121,6 +218,11 @@ fn worker(mut detector: Detector, jobs: mpsc::Receiver<Job>) {
                 timings,
                 queued_ms,
             });
+        load.busy_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        load.waited_ns
+            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+        load.runs.fetch_add(1, Ordering::Relaxed);
         let _ = job.reply.send(answer);
     }
 }
