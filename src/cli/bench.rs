@@ -1376,6 +1376,9 @@ fn relay_store(store: &str, relay: SocketAddr) -> String {
     )
 }
 
+/// What one panel of the plot shows of a sample.
+type SampleValue = Box<dyn Fn(&Sample) -> Option<f64>>;
+
 /// RSS and p99 latency over time, the outage shaded: a self-contained SVG.
 fn soak_svg(samples: &[Sample], outage: (f64, f64), cameras: usize, m: &Machine) -> String {
     let (w, h) = (760.0, 420.0);
@@ -1392,7 +1395,7 @@ fn soak_svg(samples: &[Sample], outage: (f64, f64), cameras: usize, m: &Machine)
         m.cores,
         escape(&m.cpu)
     );
-    let series: [(&str, Box<dyn Fn(&Sample) -> Option<f64>>, &str); 2] = [
+    let series: [(&str, SampleValue, &str); 2] = [
         (
             "RSS (MiB)",
             Box::new(|s: &Sample| Some(s.rss_mb)),
