@@ -48,8 +48,8 @@ pub(crate) struct Shared {
     pub rate: Arc<RateShare>,
     /// This camera's phase within the analysis interval (live sources), see [`RateGate`].
     pub phase: Option<f64>,
-    /// The box the analysis frame is fitted into when the camera sets no `analysis_width`:
-    /// the detector's input, so the decoded frame is scaled once.
+    /// The box the analysis frame is fitted into when the camera's `analysis_width` is 0: the
+    /// detector's input, so the decoded frame is scaled once.
     pub fit: Option<(u32, u32)>,
 }
 
@@ -161,8 +161,8 @@ fn limit_decoder_threads(pipeline: &gst::Pipeline, threads: u32) {
     });
 }
 
-/// Lowers the calling streaming thread (the one that receives, depayloads and decodes this
-/// camera's video) by `nice` steps, once per thread.
+/// Lowers the calling streaming thread (the one that depayloads and decodes this camera's
+/// video; the network is read on another) by `nice` steps, once per thread.
 fn lower_this_thread(nice: u8) {
     thread_local!(static LOWERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
     if nice == 0 || LOWERED.get() {

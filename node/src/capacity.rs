@@ -29,6 +29,8 @@ pub const CPU_HIGH: f64 = 0.97;
 pub const LOW: f64 = 0.75;
 /// Periods with room before the rates go up.
 pub const CALM_PERIODS: u32 = 2;
+/// While the node stays over capacity, its rate is logged at most this often.
+pub const LOG_EVERY: Duration = Duration::from_secs(60);
 /// How much the rates go up after that.
 pub const RAISE: f64 = 1.15;
 
@@ -72,6 +74,7 @@ pub async fn govern(ingest: Arc<Ingest>, load: Arc<Load>, workers: usize, stop: 
         (Instant::now(), load.sample(), 0, process_cpu_s());
     before.2 = dropped_total(&ingest);
     let mut calm = 0;
+    let mut last_said: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -104,7 +107,11 @@ pub async fn govern(ingest: Arc<Ingest>, load: Arc<Load>, workers: usize, stop: 
         let next = next_factor(factor, busy, dropped, &mut calm);
         if (next - factor).abs() > 1e-3 {
             rate.set_factor(next);
-            if next < 1.0 {
+            // Say when it starts and ends; while it lasts, at most once a minute.
+            let starts = factor >= 1.0;
+            let due = last_said.is_none_or(|t: Instant| t.elapsed() >= LOG_EVERY);
+            if next < 1.0 && (starts || due) {
+                last_said = Some(Instant::now());
                 tracing::warn!(
                     detector = format!("{:.0} %", detector * 100.0),
                     cpu = format!("{:.0} %", cpu * 100.0),
@@ -112,7 +119,8 @@ pub async fn govern(ingest: Arc<Ingest>, load: Arc<Load>, workers: usize, stop: 
                     "node over capacity: every camera is analysed at {:.0} % of its rate",
                     next * 100.0
                 );
-            } else {
+            } else if next >= 1.0 {
+                last_said = None;
                 tracing::info!("node back within capacity: every camera at its full analysis rate");
             }
         }

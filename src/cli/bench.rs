@@ -621,6 +621,8 @@ struct Step {
     min_rate_factor: f64,
     /// Detector runs per analysed frame (below 1 with the motion gate).
     detector_share: f64,
+    /// Mean time a frame waited for a free detector worker, ms.
+    detector_wait_ms: f64,
 }
 
 const MAX_P99_MS: f64 = 150.0;
@@ -747,6 +749,10 @@ async fn measure_step(
         rss_mb: round(rss, 1),
         min_rate_factor: round(min_factor, 3),
         detector_share: round(runs as f64 / analysed.max(1) as f64, 3),
+        detector_wait_ms: round(
+            load1.waited_ns.saturating_sub(load0.waited_ns) as f64 / 1e6 / runs.max(1) as f64,
+            1,
+        ),
     })
 }
 
@@ -896,7 +902,7 @@ async fn cameras(args: CamerasArgs) -> anyhow::Result<ExitCode> {
         let step = measure_step(common, &env, n, warmup, window).await?;
         if !args.json {
             eprintln!(
-                "{:>3} cameras: {}  cpu {:.2} cores ({:.3}/camera, simulator {:.2}), analysed fps min {:.2}, dropped {}, p99 {} ms over {} events, RSS {:.0} MiB",
+                "{:>3} cameras: {}  cpu {:.2} cores ({:.3}/camera, simulator {:.2}), analysed fps min {:.2}, dropped {}, p99 {} ms over {} events, detector wait {:.1} ms, RSS {:.0} MiB",
                 step.cameras,
                 step.reason.as_deref().unwrap_or("sustained"),
                 step.cpu_cores,
@@ -906,6 +912,7 @@ async fn cameras(args: CamerasArgs) -> anyhow::Result<ExitCode> {
                 step.dropped_frames,
                 step.p99_latency_ms.map_or("-".into(), |p| format!("{p:.0}")),
                 step.events,
+                step.detector_wait_ms,
                 step.rss_mb
             );
         }
@@ -1108,6 +1115,8 @@ struct Sample {
     cpu_cores: f64,
     analysed_fps_min: f64,
     outbox_backlog: u64,
+    /// Requests waiting for or in the detector at the sample (at most one per camera).
+    detector_pending: u64,
     outage: bool,
 }
 
@@ -1239,11 +1248,12 @@ async fn soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
             cpu_cores: round((now.1 - last.1) / wall, 2),
             analysed_fps_min: round(if fps_min.is_finite() { fps_min } else { 0.0 }, 2),
             outbox_backlog: backlog,
+            detector_pending: node.inference().load().sample().pending,
             outage: cut,
         };
         if !args.json {
             eprintln!(
-                "{:>6.1} min  RSS {:>6.1} MiB  cpu {:.2}  fps min {:.2}  events {:>4}  p99 {:>6} ms  outbox {:>5}{}",
+                "{:>6.1} min  RSS {:>6.1} MiB  cpu {:.2}  fps min {:.2}  events {:>4}  p99 {:>6} ms  outbox {:>5}  detector queue {}{}",
                 s.minute,
                 s.rss_mb,
                 s.cpu_cores,
@@ -1251,6 +1261,7 @@ async fn soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
                 s.events,
                 s.p99_latency_ms.map_or("-".into(), |v| format!("{v:.0}")),
                 s.outbox_backlog,
+                s.detector_pending,
                 if s.outage { "  (outage)" } else { "" }
             );
         }
@@ -1521,6 +1532,7 @@ mod tests {
                 cpu_cores: 1.5,
                 analysed_fps_min: 5.0,
                 outbox_backlog: 0,
+                detector_pending: 1,
                 outage: i == 3,
             })
             .collect();
