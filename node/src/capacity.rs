@@ -129,7 +129,18 @@ pub async fn govern(ingest: Arc<Ingest>, load: Arc<Load>, workers: usize, stop: 
 
 /// CPU seconds this process has used (Linux `/proc/self/stat`; `None` elsewhere).
 pub fn process_cpu_s() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_s_of(None)
+}
+
+/// CPU seconds (user + system) process `pid` (or this one) has used; `None` off Linux or when
+/// it is gone.
+pub fn cpu_s_of(pid: Option<u32>) -> Option<f64> {
+    let path = pid.map_or_else(
+        || "/proc/self/stat".to_string(),
+        |p| format!("/proc/{p}/stat"),
+    );
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let text = std::fs::read_to_string(path).ok()?;
     let rest = text.rsplit_once(')')?.1;
     let mut fields = rest.split_whitespace().skip(11);
     let user: f64 = fields.next()?.parse().ok()?;

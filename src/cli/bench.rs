@@ -143,41 +143,9 @@ fn machine() -> Machine {
     }
 }
 
-/// CPU seconds (user + system) a process has used: this one, or `pid`.
+/// CPU seconds (user + system) a process has used: this one, or `pid` (0 when unknown).
 fn cpu_seconds(pid: Option<u32>) -> f64 {
-    let path = match pid {
-        Some(p) => format!("/proc/{p}/stat"),
-        None => "/proc/self/stat".into(),
-    };
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return 0.0;
-    };
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let Some(rest) = text.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    // USER_HZ is 100 on every Linux this runs on; `getconf CLK_TCK` says so when it is not.
-    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *HZ.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    })
+    pantau_node::capacity::cpu_s_of(pid).unwrap_or(0.0)
 }
 
 /// Resident memory of this process in MiB.
