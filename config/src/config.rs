@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::analytics::{DetectorConfig, LineConfig, TrackerConfig, ZoneConfig};
 pub use crate::cameras::{CameraConfig, CameraSettings, Decode, MotionGate, ReconnectSettings};
+pub use crate::evidence::EvidenceConfig;
 pub use crate::outputs::{
     ApiConfig, ApiLimits, EmbeddedConfig, MetricsAccess, MqttConfig, OutboxConfig, SnapshotConfig,
     StoreConfig, WhenFull,
@@ -51,6 +52,9 @@ pub struct Config {
     /// Event snapshots.
     #[serde(default)]
     pub snapshots: SnapshotConfig,
+    /// Evidence clips of incidents.
+    #[serde(default)]
+    pub evidence: EvidenceConfig,
     /// The HTTP API.
     #[serde(default)]
     pub api: ApiConfig,

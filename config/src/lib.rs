@@ -9,6 +9,7 @@
 pub mod analytics;
 pub mod cameras;
 pub mod config;
+pub mod evidence;
 pub mod outputs;
 pub mod secret;
 pub mod sources;

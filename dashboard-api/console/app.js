@@ -28,6 +28,9 @@ const LABELS = {
     none_placed: "No camera has a position yet", lanes_off: "Lanes not on the map", open_incidents: "open incidents",
     limit: "limit",
     snooze: "Snooze", snoozed: "Snoozed", snooze_for: "Snooze this rule for", minutes: "minutes",
+    save_clip: "Save clip", clip_saved: "Clip saved: incident raised", evidence: "Evidence clip",
+    recording: "Recording, ready at", clip_failed: "No clip", clip_deleted: "Clip deleted",
+    download_evidence: "Download evidence (zip)", keep: "Keep", release: "Release", kept_by: "Kept by",
     until: "until", objects: "objects", lanes: "Lanes", new_lane: "Draw lane",
     lane_hint: "Click the lane's corners, then Finish; then click the tail and the head of its direction arrow.",
     speed_limit: "Speed limit km/h (optional)", stopping: "Stopping allowed",
@@ -63,6 +66,9 @@ const LABELS = {
     none_placed: "Belum ada kamera dengan posisi", lanes_off: "Lajur yang tidak tampil di peta", open_incidents: "insiden terbuka",
     limit: "batas",
     snooze: "Tunda", snoozed: "Ditunda", snooze_for: "Tunda aturan ini selama", minutes: "menit",
+    save_clip: "Simpan klip", clip_saved: "Klip disimpan: insiden dibuat", evidence: "Klip bukti",
+    recording: "Sedang merekam, siap pukul", clip_failed: "Tidak ada klip", clip_deleted: "Klip dihapus",
+    download_evidence: "Unduh bukti (zip)", keep: "Simpan permanen", release: "Lepaskan", kept_by: "Disimpan oleh",
     until: "sampai", objects: "objek", lanes: "Lajur", new_lane: "Gambar lajur",
     lane_hint: "Klik sudut-sudut lajur, lalu Selesai; lalu klik pangkal dan ujung panah arah lajur.",
     speed_limit: "Batas kecepatan km/jam (opsional)", stopping: "Boleh berhenti",
@@ -308,8 +314,18 @@ async function wallPage() {
     const snoozes = el("span", { class: "tile-snoozes", "data-camera": id });
     tiles[id] = { img, badge, snoozes };
     snoozed[id] = Object.fromEntries((c.snoozes || []).map((s) => [s.rule, s.until]));
+    // "Save clip": an incident with the video around now (pre- and post-roll).
+    const save = el("button", { class: "ghost small save-clip", "data-camera": id, text: t("save_clip"),
+      onclick: async (e) => {
+        e.target.disabled = true;
+        try {
+          const r = await api(`/cameras/${encodeURIComponent(id)}/clips`, { method: "POST", body: {} });
+          toast(`${t("clip_saved")} · ${t("recording")} ${fmtTime(r.ready_at)}`);
+        } catch (err) { explain(err); }
+        e.target.disabled = false;
+      } });
     grid.append(el("figure", { class: "tile" }, img,
-      el("figcaption", {}, el("span", { text: c.config?.name || c.status?.name || id }), snoozes, badge)));
+      el("figcaption", {}, el("span", { text: c.config?.name || c.status?.name || id }), snoozes, save, badge)));
     showSnoozes(id);
   }
   const onSnooze = (e) => {
@@ -462,10 +478,48 @@ async function incidentPage(id) {
         el("dt", { text: t("class") }), el("dd", { text: ev.object ? `${ev.object.class} #${ev.object.track_id}` : "" }),
         el("dt", { text: t("assignee") }), el("dd", { id: "assignee", text: d.dispatch?.assignee || "—" }),
         el("dt", { text: t("id") }), el("dd", {}, el("code", { text: ev.id })))),
-    el("section", { class: "card" }, actions, el("h3", { text: t("timeline") }), timeline, el("h3", { text: t("audit") }), audit)));
+    el("section", { class: "card" }, actions, el("h3", { text: t("timeline") }), timeline, el("h3", { text: t("audit") }), audit),
+    ev.details?.evidence ? evidencePanel(id, mine) : null));
   const onLive = (kind, data) => { if (kind === "incident" && data.event_id === id) incidentPage(id); };
   liveHandlers.add(onLive);
   cleanup.push(() => liveHandlers.delete(onLive));
+}
+
+// The incident's evidence clip: the video once written, its manifest, export and "keep".
+function evidencePanel(id, mine) {
+  const box = el("section", { class: "card evidence", id: "evidence" }, el("h3", { text: t("evidence") }));
+  const base = `/api/v1/events/${encodeURIComponent(id)}/evidence`;
+  const load = async () => {
+    if (mine !== routeSeq) return;
+    let st;
+    try { st = await api(`/events/${encodeURIComponent(id)}/evidence`); } catch (e) { box.append(el("p", { text: e.message })); return; }
+    box.replaceChildren(el("h3", { text: t("evidence") }));
+    if (st.state === "recording") {
+      box.append(el("p", { id: "evidence-state", text: `${t("recording")} ${fmtTime(st.ready_at)}` }));
+      setTimeout(load, Math.max(1000, new Date(st.ready_at) - Date.now() + 500));
+      return;
+    }
+    if (st.state !== "ready") {
+      box.append(el("p", { id: "evidence-state", text: `${t(st.state === "failed" ? "clip_failed" : "clip_deleted")}: ${st.reason || ""}` }));
+      return;
+    }
+    const m = st.manifest;
+    box.append(
+      el("video", { id: "evidence-video", class: "snapshot", controls: true, preload: "metadata", src: `${base}.mp4` }),
+      el("p", { class: "muted", text: `${fmtTime(m.start)} – ${fmtTime(m.end)} · ${m.duration_s} s · ${m.codec} ${m.width || ""}x${m.height || ""} · ${m.frames} frames · SHA-256 ${m.sha256.slice(0, 16)}… · key ${m.key_id}` }));
+    if (st.kept_by) box.append(el("p", { id: "evidence-kept", text: `${t("kept_by")} ${st.kept_by} · ${fmtTime(st.kept_at)}` }));
+    if (can.dispatch()) {
+      box.append(el("div", { class: "row" },
+        el("a", { id: "evidence-zip", class: "button", href: `${base}.zip`, download: "", text: t("download_evidence") }),
+        el("button", { id: "evidence-keep", class: "ghost", text: t(st.kept_by ? "release" : "keep"),
+          onclick: async (e) => {
+            e.target.disabled = true;
+            try { await api(`/events/${encodeURIComponent(id)}/evidence/keep`, { method: "PUT", body: { keep: !st.kept_by } }); load(); } catch (err) { explain(err); e.target.disabled = false; }
+          } })));
+    }
+  };
+  load();
+  return box;
 }
 
 // ---- Map: cameras and lanes from /map.geojson, drawn in SVG -------------------------------------

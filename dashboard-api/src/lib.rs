@@ -12,6 +12,7 @@
 //! | [`cameras`] | camera list/status and add/change/remove while running |
 //! | [`incidents`] | events search and the dispatch workflow |
 //! | [`cap`] | an alert as CAP 1.2 XML |
+//! | [`evidence`] | evidence clips: key, state, video, signed zip export, keep, save clip |
 //! | [`map`] | cameras and lanes as GeoJSON |
 //! | [`live`] | SSE stream, latest annotated frame, snapshots, analysis metrics |
 //! | [`history`] | planners' counts (JSON, CSV) and speeds |
@@ -41,6 +42,7 @@ pub mod cap;
 pub mod console;
 pub mod db;
 pub mod error;
+pub mod evidence;
 pub mod health;
 pub mod history;
 pub mod incidents;
@@ -143,6 +145,8 @@ pub struct ApiState {
     pub streams: Arc<limits::StreamSlots>,
     /// Rules snoozed on cameras, shared with the node's analysis.
     pub snoozes: Arc<snooze::Snoozes>,
+    /// Evidence clips; `None` when they are off.
+    pub evidence: Option<Arc<evidence::EvidenceAccess>>,
 }
 
 impl ApiState {
@@ -159,6 +163,7 @@ impl ApiState {
                 Duration::from_secs(300),
             )),
             snoozes: Arc::default(),
+            evidence: None,
             streams: Arc::new(limits::StreamSlots::new(
                 settings.limits.max_streams,
                 settings.limits.max_streams_per_user,
@@ -210,6 +215,15 @@ pub fn app(state: ApiState) -> Router {
         .route("/events/{id}", get(incidents::detail))
         .route("/events/{id}/actions", post(incidents::act))
         .route("/events/{id}/cap", get(cap::alert))
+        .route("/events/{id}/evidence", get(evidence::status))
+        .route("/events/{id}/evidence.mp4", get(evidence::video))
+        .route("/events/{id}/evidence.zip", get(evidence::export))
+        .route(
+            "/events/{id}/evidence/keep",
+            axum::routing::put(evidence::keep),
+        )
+        .route("/evidence/key", get(evidence::key))
+        .route("/cameras/{id}/clips", post(evidence::save))
         .route("/map.geojson", get(map::geojson))
         .route("/history", get(history::history_json))
         .route("/history.csv", get(history::history_csv))

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{auth, cameras, cap, health, history, incidents, live, map, snooze};
+use crate::{auth, cameras, cap, evidence, health, history, incidents, live, map, snooze};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,6 +26,8 @@ use crate::{auth, cameras, cap, health, history, incidents, live, map, snooze};
         live::stream, live::frame, live::snapshot,
         incidents::search, incidents::detail, incidents::act, cap::alert, map::geojson,
         history::history_json, history::history_csv, history::speeds_json,
+        evidence::key, evidence::status, evidence::video, evidence::export, evidence::keep,
+        evidence::save,
         json,
     ),
     modifiers(&Security),
@@ -37,6 +39,7 @@ use crate::{auth, cameras, cap, health, history, incidents, live, map, snooze};
         (name = "live", description = "Live events and status (SSE), frames and snapshots"),
         (name = "events", description = "Events search and the dispatch workflow"),
         (name = "history", description = "Traffic history for planners"),
+        (name = "evidence", description = "Signed evidence clips of incidents: play, export, keep, save"),
         (name = "health", description = "Probes and Prometheus metrics (no login)"),
     )
 )]

@@ -62,6 +62,30 @@ impl Origin {
         }
     }
 
+    /// An operator (`by`) saved a clip of this camera at `at`, with an optional note: an
+    /// incident like an alert, so it reaches dispatch with its evidence.
+    pub fn operator_clip(
+        &self,
+        ids: &IdGenerator,
+        at: SystemTime,
+        by: &str,
+        note: Option<&str>,
+    ) -> Event {
+        let mut e = self.event(
+            ids,
+            "save_clip",
+            EventKind::OperatorClip,
+            Lifecycle::Single,
+            at,
+        );
+        e.severity = Severity::Warning;
+        e.details.insert("by".into(), by.into());
+        if let Some(note) = note {
+            e.details.insert("note".into(), note.into());
+        }
+        e
+    }
+
     /// An object crossed `line` in `direction` (`in` or `out`) in the frame captured at `at`.
     pub fn line_crossing(
         &self,

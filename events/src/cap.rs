@@ -148,6 +148,12 @@ pub fn profile(kind: EventKind, severity: Severity, msg: MsgType) -> Profile {
         ),
         K::CameraStatus => (&["Infra"], "Camera fault", "Expected", -1),
         K::CameraHealth => (&["Infra"], "Camera picture fault", "Expected", -1),
+        K::OperatorClip => (
+            &["Security"],
+            "Incident seen by an operator",
+            "Immediate",
+            0,
+        ),
     };
     if msg == MsgType::Cancel {
         return Profile {
@@ -409,6 +415,11 @@ fn description(e: &Event, msg: MsgType, camera: &str) -> String {
             "The camera's picture shows {}{held}.",
             text("condition").unwrap_or("a fault").replace('_', " ")
         ),
+        (EventKind::OperatorClip, _) => format!(
+            "Operator {} saved a clip of the camera{}.",
+            text("by").unwrap_or("?"),
+            text("note").map_or(String::new(), |n| format!(": {n}"))
+        ),
         (EventKind::CameraStatus, _) => format!(
             "The camera is {}{}.",
             text("state").unwrap_or("not streaming").replace('_', " "),
@@ -618,6 +629,7 @@ mod tests {
             K::Congestion,
             K::SuddenStop,
             K::CameraHealth,
+            K::OperatorClip,
         ];
         for k in &all {
             match k {
@@ -635,7 +647,8 @@ mod tests {
                 | K::Queue
                 | K::Congestion
                 | K::SuddenStop
-                | K::CameraHealth => {}
+                | K::CameraHealth
+                | K::OperatorClip => {}
             }
         }
         all

@@ -60,6 +60,9 @@ pub enum EventKind {
     /// A camera's picture is blind, blurred, frozen, moved or slow: `details.condition` (new,
     /// end).
     CameraHealth,
+    /// An operator saved a clip of a camera (`save clip` on the wall): an incident with an
+    /// evidence clip, `details.by` and `details.note` (single, warning).
+    OperatorClip,
 }
 
 impl EventKind {
@@ -80,6 +83,7 @@ impl EventKind {
             EventKind::Congestion => "congestion",
             EventKind::SuddenStop => "sudden_stop",
             EventKind::CameraHealth => "camera_health",
+            EventKind::OperatorClip => "operator_clip",
         }
     }
 }

@@ -38,6 +38,10 @@ impl Topics {
     pub fn cap(&self, camera: &str) -> String {
         format!("{}/{}/{camera}/cap", self.prefix, self.site)
     }
+    /// Evidence clips: each one's signed manifest when it is written.
+    pub fn evidence(&self, camera: &str) -> String {
+        format!("{}/{}/{camera}/evidence", self.prefix, self.site)
+    }
     pub fn available(&self) -> String {
         format!("{}/{}/available", self.prefix, self.node)
     }
@@ -59,6 +63,9 @@ pub enum Kind {
     Incident,
     /// An alert as CAP 1.2 XML ([`crate::cap`]; MQTT only: the store has the event).
     Cap,
+    /// An evidence clip's signed manifest, once the clip is written (MQTT only: the clip and
+    /// its manifest are files on the node).
+    Evidence,
 }
 
 impl Kind {
@@ -71,6 +78,7 @@ impl Kind {
             Kind::Track => 4,
             Kind::Incident => 5,
             Kind::Cap => 6,
+            Kind::Evidence => 7,
         }
     }
 
@@ -82,6 +90,7 @@ impl Kind {
             4 => Kind::Track,
             5 => Kind::Incident,
             6 => Kind::Cap,
+            7 => Kind::Evidence,
             _ => return None,
         })
     }
@@ -94,6 +103,7 @@ impl Kind {
             Kind::Track => "track",
             Kind::Incident => "incident",
             Kind::Cap => "cap",
+            Kind::Evidence => "evidence",
         }
     }
 }
@@ -155,6 +165,17 @@ impl Message {
             topic: topics.incidents(&c.site, &c.camera),
             retain: false,
             payload: json(c),
+        }
+    }
+
+    /// An evidence clip's manifest (`manifest.json` as written, with its signature beside it:
+    /// `{"manifest": {...}, "signature": "<base64>"}`).
+    pub fn evidence(topics: &Topics, camera: &str, payload: Vec<u8>) -> Self {
+        Self {
+            kind: Kind::Evidence,
+            topic: topics.evidence(camera),
+            retain: false,
+            payload,
         }
     }
 
@@ -241,6 +262,7 @@ mod tests {
             Kind::Track,
             Kind::Incident,
             Kind::Cap,
+            Kind::Evidence,
         ] {
             assert_eq!(Kind::from_code(k.code()), Some(k));
         }

@@ -8,6 +8,7 @@
 //! [`Ingest`] owns the cameras and lets them be added and removed while running.
 
 pub mod clock;
+pub mod evidence;
 pub mod frame;
 mod pipeline;
 pub mod queue;
@@ -27,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use clock::RateShare;
+pub use evidence::{ClipError, EncodedClip, RingBudget, RingLimits};
 pub use frame::{CaptureClock, Frame};
 pub use queue::{FullPolicy, QueueReceiver};
 pub use status::{CameraState, CameraStatus, Problem, StatusChange};
@@ -49,6 +51,8 @@ pub enum IngestError {
     NoFrame(String),
     #[error("cannot encode a snapshot of camera \"{camera}\": {reason}")]
     Snapshot { camera: String, reason: String },
+    #[error("no clip of camera \"{camera}\": {reason}")]
+    Clip { camera: String, reason: ClipError },
 }
 
 /// Initialises GStreamer once per process.
@@ -82,6 +86,8 @@ pub struct Ingest {
     fit: Mutex<Option<(u32, u32)>>,
     /// Live cameras added so far: the next one's analysis phase.
     live_added: std::sync::atomic::AtomicU64,
+    /// What each camera keeps of its encoded stream for evidence, and the memory all share.
+    evidence: Mutex<Option<(RingLimits, Arc<RingBudget>)>>,
 }
 
 impl Ingest {
@@ -95,7 +101,44 @@ impl Ingest {
             rate: Arc::default(),
             fit: Mutex::new(None),
             live_added: Default::default(),
+            evidence: Mutex::new(None),
         })
+    }
+
+    /// Cameras added from now on keep their encoded stream (H.264/H.265) for evidence clips,
+    /// each within `limits`, all within `budget`.
+    pub fn keep_evidence(&self, limits: RingLimits, budget: Arc<RingBudget>) {
+        *lock(&self.evidence) = Some((limits, budget));
+    }
+
+    /// The encoded video of camera `id` from the keyframe at or before `from` to `to` (capture
+    /// times), as the camera sent it. Cheap: the packets are shared, not copied.
+    pub fn clip(
+        &self,
+        id: &str,
+        from: std::time::SystemTime,
+        to: std::time::SystemTime,
+    ) -> Result<EncodedClip, IngestError> {
+        let ring = lock(&self.cameras)
+            .get(id)
+            .ok_or_else(|| IngestError::Unknown(id.to_string()))?
+            .camera
+            .shared
+            .ring
+            .clone();
+        let fail = |reason| IngestError::Clip {
+            camera: id.to_string(),
+            reason,
+        };
+        match ring {
+            Some(ring) => lock(&ring).clip(from, to).map_err(fail),
+            None => Err(fail(ClipError::Nothing)),
+        }
+    }
+
+    /// Bytes of encoded video all cameras keep for evidence now.
+    pub fn evidence_bytes(&self) -> usize {
+        lock(&self.evidence).as_ref().map_or(0, |(_, b)| b.used())
     }
 
     /// Cameras added from now on that set no `analysis_width` get frames that fit in
@@ -132,13 +175,13 @@ impl Ingest {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             )
         });
-        let shared = Arc::new(Shared::new(
-            &settings.id,
-            tx,
-            self.rate.clone(),
-            *lock(&self.fit),
-            phase,
-        ));
+        let shared = Arc::new(
+            Shared::new(&settings.id, tx, self.rate.clone(), *lock(&self.fit), phase).with_ring(
+                lock(&self.evidence).as_ref().map(|(limits, budget)| {
+                    evidence::PacketRing::new(&settings.id, *limits, budget.clone())
+                }),
+            ),
+        );
         let camera = Arc::new(Camera::new(settings.clone(), shared, self.changes.clone()));
         let cancel = CancellationToken::new();
         let task = tokio::spawn(supervisor::supervise(camera.clone(), cancel.clone()));

@@ -24,6 +24,7 @@ use crate::clock::{
     node_clock_ns, CaptureTimeline, MediaTimeline, Placed, RateGate, RateShare, RtpPtsMap,
     SenderReport,
 };
+use crate::evidence::{tap_parser, PacketRing};
 use crate::frame::{CaptureClock, Frame};
 use crate::queue::{Pushed, QueueSender};
 use crate::sources;
@@ -51,6 +52,10 @@ pub(crate) struct Shared {
     /// The box the analysis frame is fitted into when the camera's `analysis_width` is 0: the
     /// detector's input, so the decoded frame is scaled once.
     pub fit: Option<(u32, u32)>,
+    /// The encoded stream kept for evidence clips, when evidence is on.
+    pub ring: Option<Arc<Mutex<PacketRing>>>,
+    /// The newest analysed frame's (PTS, capture time): places encoded packets in time.
+    pub anchor: Arc<Mutex<Option<(u64, SystemTime)>>>,
 }
 
 impl Shared {
@@ -72,7 +77,15 @@ impl Shared {
             rate,
             fit,
             phase,
+            ring: None,
+            anchor: Arc::default(),
         }
+    }
+
+    /// Keeps the camera's encoded stream for evidence clips.
+    pub fn with_ring(mut self, ring: Option<PacketRing>) -> Self {
+        self.ring = ring.map(|r| Arc::new(Mutex::new(r)));
+        self
     }
 }
 
@@ -138,6 +151,12 @@ pub(crate) fn build(
         .ok_or_else(|| Problem::Pipeline("videoconvertscale has no sink pad".into()))?;
     install_gate(&tail_sink, settings, shared, &filter);
     limit_decoder_threads(&pipeline, settings.decoder_threads);
+    if let Some(ring) = &shared.ring {
+        // A new pipeline's timestamps start again: what the old one kept cannot be placed.
+        lock(ring).clear();
+        *lock(&shared.anchor) = None;
+        tap_parser(&pipeline, ring.clone(), shared.anchor.clone());
+    }
     install_appsink(&sink, settings, shared, &pipeline, &rtp_clock);
 
     sources::add(&pipeline, &settings.source, &tail_sink, &rtp_clock)?;
@@ -336,6 +355,9 @@ fn install_appsink(
                 );
                 if let Some(off) = clock_off {
                     shared.counters.clock_wrong(off);
+                }
+                if let Some(p) = pts {
+                    *lock(&shared.anchor) = Some((p.nseconds(), capture_time));
                 }
                 let source_index = {
                     let key = pts.map(|p| p.nseconds()).unwrap_or(0);

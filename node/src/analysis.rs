@@ -21,7 +21,8 @@ use pantau_analytics::snapshot::packed_bgr;
 use pantau_config::config::CameraSettings;
 use pantau_config::TrackerConfig;
 use pantau_dashboard_api::cameras::BoxFuture;
-use pantau_dashboard_api::{CameraControl, Live, LiveMessage};
+use pantau_dashboard_api::evidence::{ClipControl, SavedClip};
+use pantau_dashboard_api::{ApiError, CameraControl, Live, LiveMessage};
 use pantau_events::{IdGenerator, Message, Topics};
 use pantau_ingest::{FrameReceiver, Ingest};
 
@@ -62,6 +63,8 @@ pub(crate) struct Cameras {
     pub site: String,
     pub tracker: TrackerConfig,
     pub count_period: Duration,
+    /// Evidence clips of alerts, when evidence is on.
+    pub evidence: Option<Arc<crate::evidence::Recorder>>,
     pub analysers: Arc<tokio::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>>,
 }
 
@@ -168,6 +171,55 @@ impl Cameras {
     }
 }
 
+impl ClipControl for Cameras {
+    fn save_clip(
+        &self,
+        camera: String,
+        by: String,
+        note: Option<String>,
+    ) -> BoxFuture<'_, Result<SavedClip, ApiError>> {
+        Box::pin(async move {
+            let recorder = self.evidence.as_ref().ok_or_else(|| {
+                ApiError::not_found("evidence_off", "evidence clips are off on this node")
+            })?;
+            if self.ingest.status(&camera).is_none() {
+                return Err(ApiError::not_found(
+                    "camera_not_found",
+                    format!("no camera \"{camera}\" runs on this node"),
+                ));
+            }
+            let now = std::time::SystemTime::now();
+            let mut e = pantau_events::Origin::new(&self.site, &camera).operator_clip(
+                &self.ids,
+                now,
+                &by,
+                note.as_deref(),
+            );
+            recorder.record(&mut e);
+            let clip = e
+                .details
+                .get("evidence")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let m = Message::event(&self.topics, &e);
+            let json = String::from_utf8_lossy(&m.payload).into_owned();
+            self.live
+                .publish(LiveMessage::new("event", &camera, Some(&e.rule), json));
+            let mut messages = vec![m];
+            messages.extend(self.cap.message(&self.topics, &e));
+            self.publisher.send(messages).await;
+            Ok(SavedClip {
+                event_id: e.id.to_string(),
+                clip,
+                ready_at: pantau_events::time::format(
+                    now + recorder.post() + Duration::from_secs(2),
+                ),
+            })
+        })
+    }
+}
+
 impl CameraControl for Cameras {
     fn apply(&self, settings: CameraSettings) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(self.start(settings))
@@ -236,6 +288,12 @@ async fn analyse_camera(
                         pantau_events::time::format(until).into(),
                     );
                 }
+            }
+        }
+        // Alerts name their evidence clip now; it is written when the post-roll has passed.
+        if let Some(recorder) = &node.evidence {
+            for e in &mut new_events {
+                recorder.alert(e);
             }
         }
         // Pictures are made by the image stage: a snapshot for the frame's events (named

@@ -16,6 +16,7 @@
 
 mod analysis;
 pub mod capacity;
+mod evidence;
 mod images;
 mod outputs;
 
@@ -197,6 +198,53 @@ impl Node {
                 }
             })
         });
+        let evidence = if c.evidence.enabled {
+            let e = &c.evidence;
+            let key_file = base.join(&e.key_file);
+            let (key, created) = {
+                let key_file = key_file.clone();
+                tokio::task::spawn_blocking(move || {
+                    pantau_evidence::NodeKey::load_or_create(&key_file)
+                })
+                .await
+                .map_err(|e| NodeError::Start(e.to_string()))?
+                .map_err(|e| {
+                    NodeError::Start(format!("evidence signing key (evidence.key_file): {e}"))
+                })?
+            };
+            if created {
+                tracing::info!(key = %key.id(), file = %key_file.display(), "evidence signing key created; back it up with the node's config");
+            }
+            let budget = Arc::new(pantau_ingest::RingBudget::new(
+                e.total_mb as usize * (1 << 20),
+            ));
+            ingest.keep_evidence(
+                pantau_ingest::RingLimits {
+                    // The pre-roll, the post-roll and the wait before the clip is cut.
+                    keep: Duration::from_secs_f64(e.pre_s + e.post_s + 5.0),
+                    camera_bytes: e.camera_mb as usize * (1 << 20),
+                },
+                budget,
+            );
+            let dir = base.join(&e.dir);
+            let db = store_target(&valid).map(|(url, schema)| Arc::new(Db::new(url, schema)));
+            tokio::spawn(evidence::retention(dir.clone(), e.clone(), db));
+            Some((
+                Arc::new(evidence::Recorder::new(
+                    e,
+                    dir.clone(),
+                    Arc::new(key),
+                    ingest.clone(),
+                    publisher.clone(),
+                    outputs.topics.clone(),
+                    &c.node.name,
+                    &c.node.site,
+                )),
+                dir,
+            ))
+        } else {
+            None
+        };
         let live = Arc::new(Live::default());
         let images_closing = CancellationToken::new();
         let (images, images_task) =
@@ -218,6 +266,7 @@ impl Node {
             site: c.node.site.clone(),
             tracker: c.tracker.clone(),
             count_period: Duration::from_secs(u64::from(c.outbox.count_period_s)),
+            evidence: evidence.as_ref().map(|(r, _)| r.clone()),
             analysers: Arc::default(),
         };
         let cameras_file = base.join(&c.api.cameras_file);
@@ -293,6 +342,15 @@ impl Node {
                 state.cameras = Some(registry.clone());
                 state.live = live.clone();
                 state.snoozes = snoozes.clone();
+                state.evidence = evidence.as_ref().map(|(recorder, dir)| {
+                    Arc::new(pantau_dashboard_api::evidence::EvidenceAccess {
+                        dir: dir.clone(),
+                        key: recorder.key().clone(),
+                        node: c.node.name.clone(),
+                        post_s: c.evidence.post_s,
+                        clips: Some(Arc::new(cameras.clone())),
+                    })
+                });
                 if let Some(db) = &db {
                     tokio::spawn(load_snoozes(db.clone(), snoozes.clone()));
                 }
@@ -375,6 +433,12 @@ impl Node {
     pub async fn stop(self) -> Stopped {
         tracing::info!("shutting down");
         let cameras = self.ingest.statuses();
+        // Clips waiting for their post-roll are cut now, while the cameras' rings still exist.
+        if let Some(recorder) = &self.cameras.evidence {
+            recorder
+                .flush(self.drain_timeout.max(Duration::from_secs(5)))
+                .await;
+        }
         self.ingest.shutdown().await;
         self.cameras.join().await;
         if let Some(r) = &self.retention {

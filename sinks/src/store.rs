@@ -35,7 +35,7 @@ impl Row {
             Kind::Track => serde_json::from_slice(&record.payload)
                 .map(Row::Track)
                 .map_err(bad),
-            Kind::Incident | Kind::Cap => return None,
+            Kind::Incident | Kind::Cap | Kind::Evidence => return None,
         })
     }
 }

@@ -18,6 +18,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use pantau_events::{CountAggregate, Event, TrackSummary};
 use tokio_postgres::NoTls;
 
+pub mod evidence;
 pub mod incidents;
 pub mod users;
 pub use incidents::{AuditRow, DispatchChange, DispatchRow, EventRow, EventSearch};
@@ -200,6 +201,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         4,
         "rules snoozed on a camera",
         include_str!("sql/0004_snoozes.sql"),
+    ),
+    (
+        5,
+        "evidence clips kept by dispatch",
+        include_str!("sql/0005_evidence.sql"),
     ),
 ];
 

@@ -1,0 +1,417 @@
+//! Evidence clips over HTTP: the node's public key, a clip's state and manifest, the video for
+//! the incident view, the signed zip for investigators (audited), "keep" for dispatch, and
+//! "save clip" for operators.
+//!
+//! An event names its clip folder in `details.evidence` (`camera/date/clip`) the moment it is
+//! raised; the node writes the folder when the post-roll has passed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pantau_evidence::NodeKey;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Permission, Session};
+use crate::cameras::BoxFuture;
+use crate::error::{json_body, ApiError};
+use crate::ApiState;
+
+/// A clip an operator asked for.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SavedClip {
+    /// The `operator_clip` event raised for it (an incident in dispatch).
+    pub event_id: String,
+    /// The clip folder, `camera/date/clip`.
+    pub clip: String,
+    /// When the clip will be written (RFC 3339): after the post-roll.
+    pub ready_at: String,
+}
+
+/// What the API asks of the node's evidence recorder (the node implements it).
+pub trait ClipControl: Send + Sync + std::fmt::Debug {
+    /// Raises an `operator_clip` incident on `camera` for user `by` and records its clip.
+    fn save_clip(
+        &self,
+        camera: String,
+        by: String,
+        note: Option<String>,
+    ) -> BoxFuture<'_, Result<SavedClip, ApiError>>;
+}
+
+/// Evidence as the API serves it.
+#[derive(Debug, Clone)]
+pub struct EvidenceAccess {
+    /// `evidence.dir`, absolute.
+    pub dir: PathBuf,
+    pub key: Arc<NodeKey>,
+    pub node: String,
+    /// Seconds after an event its clip is written (`evidence.post_s`).
+    pub post_s: f64,
+    pub clips: Option<Arc<dyn ClipControl>>,
+}
+
+/// The node's evidence signing key.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EvidenceKey {
+    /// `Ed25519`.
+    pub algorithm: String,
+    /// The public key, base64 of its 32 bytes (`pantau evidence verify --key`).
+    pub public_key: String,
+    /// First 16 hex digits of the SHA-256 of the public key, as manifests name it.
+    pub key_id: String,
+    pub node: String,
+}
+
+/// A clip's state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EvidenceStatus {
+    /// `camera/date/clip`.
+    pub clip: String,
+    /// `recording` (post-roll not over yet), `ready`, `failed` or `deleted`.
+    pub state: String,
+    /// Why it failed or is gone.
+    pub reason: Option<String>,
+    /// When a recording clip will be ready (RFC 3339).
+    pub ready_at: Option<String>,
+    /// The signed manifest, once ready.
+    #[schema(value_type = Object)]
+    pub manifest: Option<serde_json::Value>,
+    /// Who marked it "keep" and when (retention never deletes it).
+    pub kept_by: Option<String>,
+    pub kept_at: Option<String>,
+}
+
+/// "Keep" or release a clip.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeepRequest {
+    pub keep: bool,
+}
+
+/// "Save clip" on a camera.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaveClipRequest {
+    /// What the operator saw (up to 500 characters).
+    pub note: Option<String>,
+}
+
+fn access(s: &ApiState) -> Result<&EvidenceAccess, ApiError> {
+    s.evidence.as_deref().ok_or_else(|| {
+        ApiError::not_found(
+            "evidence_off",
+            "evidence clips are off on this node ([evidence] enabled = false)",
+        )
+    })
+}
+
+/// The node's public key for checking its clips.
+#[utoipa::path(get, path = "/api/v1/evidence/key", tag = "evidence",
+    responses((status = 200, body = EvidenceKey), (status = 404, body = ApiError)))]
+pub async fn key(
+    State(s): State<ApiState>,
+    session: Session,
+) -> Result<Json<EvidenceKey>, ApiError> {
+    session.allow(Permission::View)?;
+    let a = access(&s)?;
+    Ok(Json(EvidenceKey {
+        algorithm: "Ed25519".into(),
+        public_key: a.key.public_base64(),
+        key_id: a.key.id(),
+        node: a.node.clone(),
+    }))
+}
+
+/// The event's clip folder and capture time.
+struct Located {
+    rel: String,
+    dir: PathBuf,
+    at: SystemTime,
+    event_id: String,
+    camera: String,
+}
+
+async fn locate(s: &ApiState, id: &str) -> Result<Located, ApiError> {
+    let a = access(s)?;
+    let store = s.store().await?;
+    let row = store.event(id).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "event_not_found",
+            format!("no event \"{id}\" (events reach the database within a second or two of being seen)"),
+        )
+    })?;
+    let rel = row
+        .payload
+        .pointer("/details/evidence")
+        .and_then(|v| v.as_str())
+        .filter(|r| pantau_evidence::valid_clip_path(r))
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "no_evidence",
+                format!(
+                    "event \"{id}\" has no evidence clip: clips are recorded for warning and \
+                     critical events (evidence.min_severity) and operators' \"save clip\", from \
+                     H.264/H.265 cameras"
+                ),
+            )
+        })?
+        .to_string();
+    let camera = row
+        .payload
+        .get("camera")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_string();
+    Ok(Located {
+        dir: a.dir.join(&rel),
+        rel,
+        at: row.at,
+        event_id: id.to_string(),
+        camera,
+    })
+}
+
+/// The clip is ready, else why not as an error.
+fn ready(s: &ApiState, l: &Located) -> Result<(), ApiError> {
+    let status = state_of(s, l)?;
+    match status.0.as_str() {
+        "ready" => Ok(()),
+        "recording" => Err(ApiError::conflict(format!(
+            "the clip of event \"{}\" is still being recorded; it is ready at {}",
+            l.event_id,
+            status.2.unwrap_or_default()
+        ))),
+        _ => Err(ApiError::not_found(
+            "evidence_gone",
+            format!(
+                "the clip of event \"{}\" is not available: {}",
+                l.event_id,
+                status.1.unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+/// (state, reason, ready_at) of a clip from its folder.
+fn state_of(
+    s: &ApiState,
+    l: &Located,
+) -> Result<(String, Option<String>, Option<String>), ApiError> {
+    let a = access(s)?;
+    if l.dir.join(pantau_evidence::MANIFEST_FILE).exists() {
+        return Ok(("ready".into(), None, None));
+    }
+    if let Ok(reason) = std::fs::read_to_string(l.dir.join(FAILED_FILE)) {
+        return Ok(("failed".into(), Some(reason.trim().to_string()), None));
+    }
+    // Written a few seconds after the post-roll (the last packets arrive, then the muxer).
+    let ready_at = l.at + Duration::from_secs_f64(a.post_s) + Duration::from_secs(5);
+    if SystemTime::now() < ready_at + Duration::from_secs(60) {
+        return Ok((
+            "recording".into(),
+            None,
+            Some(pantau_events::time::format(ready_at)),
+        ));
+    }
+    Ok((
+        "deleted".into(),
+        Some("deleted by retention (evidence.retention_days, evidence.max_gb) or never written; see the node's log".into()),
+        None,
+    ))
+}
+
+/// The file a node writes in a clip folder when the clip could not be made, with the reason.
+pub const FAILED_FILE: &str = "failed.txt";
+
+/// A clip's state, manifest and "keep" mark.
+#[utoipa::path(get, path = "/api/v1/events/{id}/evidence", tag = "evidence",
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, body = EvidenceStatus), (status = 404, body = ApiError)))]
+pub async fn status(
+    State(s): State<ApiState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Json<EvidenceStatus>, ApiError> {
+    session.allow(Permission::View)?;
+    let l = locate(&s, &id).await?;
+    let (state, reason, ready_at) = state_of(&s, &l)?;
+    let manifest = if state == "ready" {
+        let dir = l.dir.clone();
+        tokio::task::spawn_blocking(move || pantau_evidence::manifest::read(&dir))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|m| serde_json::to_value(m).ok())
+    } else {
+        None
+    };
+    let kept = s.store().await?.clip_kept(&l.rel).await?;
+    Ok(Json(EvidenceStatus {
+        clip: l.rel,
+        state,
+        reason,
+        ready_at,
+        manifest,
+        kept_by: kept.as_ref().map(|k| k.0.clone()),
+        kept_at: kept.map(|k| pantau_events::time::format(k.1)),
+    }))
+}
+
+/// The clip's video, for playing in the incident view (byte ranges for seeking).
+#[utoipa::path(get, path = "/api/v1/events/{id}/evidence.mp4", tag = "evidence",
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, description = "video/mp4"), (status = 404, body = ApiError),
+              (status = 409, description = "Still recording", body = ApiError)))]
+pub async fn video(
+    State(s): State<ApiState>,
+    session: Session,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    session.allow(Permission::View)?;
+    let l = locate(&s, &id).await?;
+    ready(&s, &l)?;
+    let file = l.dir.join(pantau_evidence::CLIP_FILE);
+    let response = tower_http::services::ServeFile::new(&file)
+        .try_call(request)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "evidence_unreadable",
+                format!("the clip of event \"{id}\" cannot be read: {e}"),
+            )
+        })?;
+    let mut response = response.map(axum::body::Body::new);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("private, max-age=3600"),
+    );
+    Ok(response)
+}
+
+/// The clip, its manifest and signature and the node's public key as one zip, for
+/// investigators (dispatcher or admin). Every download is in the audit trail.
+#[utoipa::path(get, path = "/api/v1/events/{id}/evidence.zip", tag = "evidence",
+    params(("id" = String, Path, description = "Event id")),
+    responses((status = 200, description = "application/zip"), (status = 403, body = ApiError),
+              (status = 404, body = ApiError), (status = 409, description = "Still recording", body = ApiError)))]
+pub async fn export(
+    State(s): State<ApiState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    session.allow(Permission::Dispatch)?;
+    let l = locate(&s, &id).await?;
+    ready(&s, &l)?;
+    let key = access(&s)?.key.clone();
+    let dir = l.dir.clone();
+    let zip = tokio::task::spawn_blocking(move || {
+        pantau_evidence::export::write_zip(&dir, &key, std::io::Cursor::new(Vec::new()))
+            .map(std::io::Cursor::into_inner)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "evidence_export",
+            e.to_string(),
+        )
+    })?
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "evidence_export",
+            format!("the clip of event \"{id}\" cannot be exported: {e}"),
+        )
+    })?;
+    let store = s.store().await?;
+    crate::auth::audit(
+        &store,
+        &session.user,
+        "evidence.export",
+        &format!("event:{id}"),
+        serde_json::json!({ "clip": l.rel, "bytes": zip.len() }),
+    )
+    .await?;
+    tracing::info!(user = %session.user, event = %id, clip = %l.rel, "evidence exported");
+    let name = format!(
+        "attachment; filename=\"pantau-evidence-{}-{}.zip\"",
+        l.camera, l.event_id
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/zip".to_string()),
+            (header::CONTENT_DISPOSITION, name),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        zip,
+    )
+        .into_response())
+}
+
+/// Mark a clip "keep" (retention never deletes it) or release it (dispatcher or admin).
+#[utoipa::path(put, path = "/api/v1/events/{id}/evidence/keep", tag = "evidence",
+    params(("id" = String, Path, description = "Event id")),
+    request_body = KeepRequest,
+    responses((status = 200, body = EvidenceStatus), (status = 404, body = ApiError)))]
+pub async fn keep(
+    State(s): State<ApiState>,
+    session: Session,
+    Path(id): Path<String>,
+    body: Result<Json<KeepRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<EvidenceStatus>, ApiError> {
+    let request = json_body(body)?;
+    session.allow(Permission::Dispatch)?;
+    let l = locate(&s, &id).await?;
+    let store = s.store().await?;
+    store
+        .keep_clip(&l.rel, &l.event_id, &session.user, request.keep)
+        .await?;
+    tracing::info!(user = %session.user, event = %id, clip = %l.rel, keep = request.keep, "evidence keep changed");
+    status(State(s), session, Path(id)).await
+}
+
+/// Save a clip of a camera now: raises an `operator_clip` incident with its evidence
+/// (operator, dispatcher or admin).
+#[utoipa::path(post, path = "/api/v1/cameras/{id}/clips", tag = "evidence",
+    params(("id" = String, Path, description = "Camera id")),
+    request_body = SaveClipRequest,
+    responses((status = 202, body = SavedClip), (status = 400, body = ApiError),
+              (status = 404, body = ApiError)))]
+pub async fn save(
+    State(s): State<ApiState>,
+    session: Session,
+    Path(camera): Path<String>,
+    body: Result<Json<SaveClipRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<SavedClip>), ApiError> {
+    let request = json_body(body)?;
+    session.allow(Permission::Acknowledge)?;
+    if let Some(n) = &request.note {
+        if n.trim().is_empty() || n.chars().count() > 500 || n.contains('\0') {
+            return Err(ApiError::bad_request(
+                "note: write 1 to 500 characters (no NUL), or leave it out",
+            ));
+        }
+    }
+    let clips = access(&s)?
+        .clips
+        .clone()
+        .ok_or_else(|| ApiError::not_found("evidence_off", "this node records no clips"))?;
+    if s.feed.status(&camera).is_none() {
+        return Err(ApiError::not_found(
+            "camera_not_found",
+            format!("no camera \"{camera}\" runs on this node"),
+        ));
+    }
+    let saved = clips
+        .save_clip(camera, session.user.clone(), request.note)
+        .await?;
+    tracing::info!(user = %session.user, event = %saved.event_id, clip = %saved.clip, "clip saved by an operator");
+    Ok((StatusCode::ACCEPTED, Json(saved)))
+}
