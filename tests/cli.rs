@@ -234,3 +234,105 @@ fn user_add_creates_and_updates_users() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("configure [store] first"));
 }
+
+/// `pantau evidence verify` on a sealed clip folder and its zip export: exit 0 and "VERIFIED"
+/// as written, exit 1 naming the failed check after one byte changes or with another key.
+#[test]
+fn evidence_verify_passes_untouched_clips_and_fails_changed_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, _) =
+        pantau_evidence::NodeKey::load_or_create(&dir.path().join("node.key")).expect("key");
+    let clip = dir.path().join("cam/2026-12-01/01KB0000000000000000000000");
+    std::fs::create_dir_all(&clip).expect("mkdir");
+    // Any bytes stand for the video here: verification hashes, it does not decode.
+    std::fs::write(clip.join("clip.mp4"), vec![7u8; 10_000]).expect("write");
+    let now = std::time::SystemTime::now();
+    pantau_evidence::seal(
+        &clip,
+        &pantau_evidence::ClipFacts {
+            clip_id: "01KB0000000000000000000000".into(),
+            event_id: "01KB0000000000000000000000".into(),
+            events: vec!["01KB0000000000000000000000".into()],
+            event_kind: "wrong_way".into(),
+            rule: "eastbound".into(),
+            camera: "cam".into(),
+            camera_name: "Simpang Lima".into(),
+            site: "lubuklinggau".into(),
+            node: "polres-1".into(),
+            requested: (now, now),
+            start: now,
+            end: now,
+            codec: "H.264".into(),
+            size: Some((1280, 720)),
+            frames: 300,
+        },
+        &key,
+    )
+    .expect("seal");
+    let zip = dir.path().join("export.zip");
+    let out = std::fs::File::create(&zip).expect("create");
+    pantau_evidence::export::write_zip(&clip, &key, out).expect("zip");
+    let verify = |path: &std::path::Path, key: Option<&str>| {
+        let mut cmd = pantau();
+        cmd.args(["evidence", "verify"]).arg(path);
+        if let Some(k) = key {
+            cmd.args(["--key", k]);
+        }
+        let out = cmd.output().expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let public = key.public_base64();
+    for path in [&clip, &zip] {
+        let (code, text) = verify(path, Some(&public));
+        assert_eq!(code, Some(0), "{text}");
+        assert!(
+            text.contains("VERIFIED") && text.contains("Simpang Lima"),
+            "{text}"
+        );
+    }
+    let (code, text) = verify(&zip, None);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("the key came with the clip"), "{text}");
+    let (other, _) =
+        pantau_evidence::NodeKey::load_or_create(&dir.path().join("other.key")).expect("key");
+    let (code, text) = verify(&zip, Some(&other.public_base64()));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("NOT VERIFIED"), "{text}");
+    // One byte of the video, then one byte of the manifest.
+    let mp4 = clip.join("clip.mp4");
+    let mut bytes = std::fs::read(&mp4).expect("read");
+    bytes[5000] ^= 1;
+    std::fs::write(&mp4, &bytes).expect("write");
+    let (code, text) = verify(&clip, Some(&public));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("the video was changed"), "{text}");
+    bytes[5000] ^= 1;
+    std::fs::write(&mp4, &bytes).expect("write");
+    let manifest = clip.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).expect("read");
+    std::fs::write(
+        &manifest,
+        text.replace("\"frames\": 300", "\"frames\": 301"),
+    )
+    .expect("write");
+    let (code, text) = verify(&clip, Some(&public));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("the manifest was changed"), "{text}");
+    // Not a clip at all: a clear error, exit 1.
+    let junk = dir.path().join("junk.zip");
+    std::fs::write(&junk, b"not a zip").expect("write");
+    let out = pantau()
+        .args(["evidence", "verify"])
+        .arg(&junk)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("neither a clip folder nor a zip export"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

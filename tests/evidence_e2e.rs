@@ -201,6 +201,7 @@ severity = "warning"
     )
     .await;
     let shutdown = CancellationToken::new();
+    let started = Instant::now();
     let node = tokio::spawn(pantau_node::run(
         pantau_node::NodeConfig {
             valid,
@@ -283,6 +284,11 @@ severity = "warning"
     }
     let operator = login(addr, "oki", password).await;
     let dispatcher = login(addr, "dina", password).await;
+    // The ring holds the whole pre-roll once the camera has streamed for longer than it.
+    let warm = Duration::from_secs(12);
+    if started.elapsed() < warm {
+        tokio::time::sleep(warm - started.elapsed()).await;
+    }
     let (status, body) = http(
         addr,
         "POST",
@@ -320,9 +326,55 @@ severity = "warning"
     };
     let zip_file = dir.path().join("export.zip");
     std::fs::write(&zip_file, &zip).expect("write");
+    let verdict = pantau_evidence::verify(&zip_file, Some(&key)).expect("readable");
     assert!(
-        verified(&zip_file, Some(&key)),
-        "the export verifies with the node's key"
+        verdict.passed(),
+        "{}",
+        pantau_evidence::verify::report(&verdict)
+    );
+    // The saved clip covers the time asked (4 s before, 2 s after), from the keyframe before
+    // it: at most one GOP (25 frames of the test server's x264, under 4 s here) more.
+    let m = verdict.manifest.expect("manifest");
+    let t = |s: &str| pantau_events::time::parse(s).expect("time");
+    let asked = t(&m.requested_to)
+        .duration_since(t(&m.requested_from))
+        .expect("order");
+    assert!(
+        asked.as_secs_f64() > 5.9 && asked.as_secs_f64() < 6.1,
+        "{asked:?}"
+    );
+    let lead = t(&m.requested_from)
+        .duration_since(t(&m.start))
+        .unwrap_or_else(|e| panic!("the clip starts {:?} late", e.duration()));
+    assert!(lead < Duration::from_secs(4), "starts {lead:?} early");
+    let short = t(&m.requested_to)
+        .duration_since(t(&m.end))
+        .unwrap_or_default();
+    assert!(short < Duration::from_millis(500), "ends {short:?} early");
+    assert!(
+        m.duration_s > 5.5 && m.duration_s < 6.0 + 4.0,
+        "{} s",
+        m.duration_s
+    );
+    let saved_dir = dir
+        .path()
+        .join("var/evidence")
+        .join(saved["clip"].as_str().expect("clip"));
+    let (frames, seconds) = decode(&saved_dir.join("clip.mp4"));
+    assert_eq!(frames, m.frames);
+    assert!(
+        (seconds - m.duration_s).abs() < 0.5,
+        "decoded {seconds} s, manifest {} s",
+        m.duration_s
+    );
+    // Another key does not verify it.
+    let other = pantau_evidence::NodeKey::load_or_create(&dir.path().join("other.key"))
+        .expect("key")
+        .0
+        .public_base64();
+    assert!(
+        !verified(&zip_file, Some(&other)),
+        "another node's key fails"
     );
     let (status, _) = http(
         addr,

@@ -366,8 +366,8 @@ pub async fn keep(
     Path(id): Path<String>,
     body: Result<Json<KeepRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<EvidenceStatus>, ApiError> {
-    let request = json_body(body)?;
     session.allow(Permission::Dispatch)?;
+    let request = json_body(body)?;
     let l = locate(&s, &id).await?;
     let store = s.store().await?;
     store
@@ -390,8 +390,8 @@ pub async fn save(
     Path(camera): Path<String>,
     body: Result<Json<SaveClipRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<SavedClip>), ApiError> {
-    let request = json_body(body)?;
     session.allow(Permission::Acknowledge)?;
+    let request = json_body(body)?;
     if let Some(n) = &request.note {
         if n.trim().is_empty() || n.chars().count() > 500 || n.contains('\0') {
             return Err(ApiError::bad_request(

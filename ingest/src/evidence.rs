@@ -127,6 +127,11 @@ impl PacketRing {
         self.keys = 0;
     }
 
+    /// Holds video a clip can start from.
+    pub fn has_video(&self) -> bool {
+        !self.packets.is_empty()
+    }
+
     /// Bytes held.
     #[cfg(test)]
     fn bytes(&self) -> usize {

@@ -136,6 +136,15 @@ impl Ingest {
         }
     }
 
+    /// Whether camera `id` keeps encoded video a clip can be cut from now (evidence on, an
+    /// H.264/H.265 stream, a keyframe arrived).
+    pub fn keeps_evidence(&self, id: &str) -> bool {
+        let ring = lock(&self.cameras)
+            .get(id)
+            .and_then(|e| e.camera.shared.ring.clone());
+        ring.is_some_and(|r| lock(&r).has_video())
+    }
+
     /// Bytes of encoded video all cameras keep for evidence now.
     pub fn evidence_bytes(&self) -> usize {
         lock(&self.evidence).as_ref().map_or(0, |(_, b)| b.used())
@@ -176,10 +185,15 @@ impl Ingest {
             )
         });
         let shared = Arc::new(
+            // Only live sources keep evidence: a file decoded as fast as possible runs ahead
+            // of the wall clock that cuts clips.
             Shared::new(&settings.id, tx, self.rate.clone(), *lock(&self.fit), phase).with_ring(
-                lock(&self.evidence).as_ref().map(|(limits, budget)| {
-                    evidence::PacketRing::new(&settings.id, *limits, budget.clone())
-                }),
+                lock(&self.evidence)
+                    .as_ref()
+                    .filter(|_| policy == FullPolicy::DropOldest)
+                    .map(|(limits, budget)| {
+                        evidence::PacketRing::new(&settings.id, *limits, budget.clone())
+                    }),
             ),
         );
         let camera = Arc::new(Camera::new(settings.clone(), shared, self.changes.clone()));

@@ -188,6 +188,12 @@ impl ClipControl for Cameras {
                     format!("no camera \"{camera}\" runs on this node"),
                 ));
             }
+            if !self.ingest.keeps_evidence(&camera) {
+                return Err(ApiError::conflict(format!(
+                    "camera \"{camera}\" keeps no video for clips: its stream is not H.264 or \
+                     H.265, or it has not sent a keyframe yet (try again in a few seconds)"
+                )));
+            }
             let now = std::time::SystemTime::now();
             let mut e = pantau_events::Origin::new(&self.site, &camera).operator_clip(
                 &self.ids,

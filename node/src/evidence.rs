@@ -103,48 +103,80 @@ impl Recorder {
         }
     }
 
-    /// Records a clip around `e` whatever it is (an operator's "save clip").
+    /// Records a clip around `e` whatever it is (an operator's "save clip") and names it in
+    /// `details.evidence`.
     pub fn record(self: &Arc<Self>, e: &mut Event) {
+        let id = e.id.to_string();
+        if let Some(rel) = self.clip(&e.camera, e.captured_at, &id, e.kind.as_str(), &e.rule) {
+            e.details.insert("evidence".into(), rel.into());
+        }
+    }
+
+    /// A clip of `camera` around `at` for event `event_id`: the camera's open clip when `at`
+    /// falls in its window, else a new one. Returns its folder (`camera/date/clip`), or `None`
+    /// when the camera keeps no video for it (not H.264/H.265, no keyframe yet, or `at` is
+    /// older than what its ring holds).
+    pub fn clip(
+        self: &Arc<Self>,
+        camera: &str,
+        at: SystemTime,
+        event_id: &str,
+        kind: &str,
+        rule: &str,
+    ) -> Option<String> {
+        if !self.ingest.keeps_evidence(camera) {
+            // Not H.264/H.265 (or a test pattern), or no keyframe yet: no clip to promise.
+            tracing::debug!(camera, event = event_id, "no encoded video kept; no clip");
+            return None;
+        }
+        let age = SystemTime::now().duration_since(at).unwrap_or_default();
+        if age > self.pre + self.post + Duration::from_secs(5) {
+            tracing::debug!(
+                camera,
+                event = event_id,
+                "older than the video kept; no clip"
+            );
+            return None;
+        }
         let mut open = lock(&self.open);
-        if let Some(o) = open.get(&e.camera) {
-            if e.captured_at <= o.to {
-                lock(&o.events).push(e.id.to_string());
-                e.details.insert("evidence".into(), o.rel.clone().into());
-                return;
+        if let Some(o) = open.get(camera) {
+            if at <= o.to {
+                lock(&o.events).push(event_id.to_string());
+                return Some(o.rel.clone());
             }
         }
         if self.tasks.len() >= MAX_PENDING {
-            tracing::warn!(camera = %e.camera, event = %e.id, "too many clips waiting to be written; this alert gets none");
-            return;
+            tracing::warn!(
+                camera,
+                event = event_id,
+                "too many clips waiting to be written; this one gets none"
+            );
+            return None;
         }
-        let id = e.id.to_string();
-        let date: String = pantau_events::time::format(e.captured_at)
-            .chars()
-            .take(10)
-            .collect();
-        let rel = format!("{}/{date}/{id}", e.camera);
-        let from = e.captured_at.checked_sub(self.pre).unwrap_or(e.captured_at);
-        let to = e.captured_at + self.post;
+        let date: String = pantau_events::time::format(at).chars().take(10).collect();
+        let rel = format!("{camera}/{date}/{event_id}");
+        let from = at.checked_sub(self.pre).unwrap_or(at);
+        let to = at + self.post;
         let o = Open {
             rel: rel.clone(),
             to,
-            events: Arc::new(Mutex::new(vec![id.clone()])),
+            events: Arc::new(Mutex::new(vec![event_id.to_string()])),
         };
-        open.insert(e.camera.clone(), o.clone());
+        open.insert(camera.to_string(), o.clone());
         drop(open);
-        e.details.insert("evidence".into(), rel.clone().into());
         let job = Job {
-            camera: e.camera.clone(),
-            event_id: id,
-            kind: e.kind.as_str().to_string(),
-            rule: e.rule.clone(),
-            rel,
+            camera: camera.to_string(),
+            event_id: event_id.to_string(),
+            kind: kind.to_string(),
+            rule: rule.to_string(),
+            rel: rel.clone(),
             from,
             to,
             events: o.events,
         };
         let me = self.clone();
         self.tasks.spawn(async move { me.run(job).await });
+        Some(rel)
     }
 
     /// Cuts every waiting clip now and waits for them to be written (at most `limit`).
