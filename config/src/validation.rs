@@ -143,6 +143,7 @@ impl Config {
         self.detector.check(&mut issues);
         self.tracker.check(&mut issues);
         crate::outputs::check(&mut issues, &self, base, env);
+        self.reports.check(&mut issues);
 
         let mut seen = HashSet::new();
         let mut cameras = Vec::with_capacity(self.cameras.len());
