@@ -148,6 +148,7 @@ pub fn profile(kind: EventKind, severity: Severity, msg: MsgType) -> Profile {
         ),
         K::CameraStatus => (&["Infra"], "Camera fault", "Expected", -1),
         K::CameraHealth => (&["Infra"], "Camera picture fault", "Expected", -1),
+        K::CitizenReport => (&["Other"], "Citizen report", "Expected", 0),
     };
     if msg == MsgType::Cancel {
         return Profile {
@@ -409,6 +410,11 @@ fn description(e: &Event, msg: MsgType, camera: &str) -> String {
             "The camera's picture shows {}{held}.",
             text("condition").unwrap_or("a fault").replace('_', " ")
         ),
+        (EventKind::CitizenReport, _) => format!(
+            "A citizen reported {}: {}",
+            text("category").unwrap_or("something"),
+            text("text").unwrap_or_default()
+        ),
         (EventKind::CameraStatus, _) => format!(
             "The camera is {}{}.",
             text("state").unwrap_or("not streaming").replace('_', " "),
@@ -434,11 +440,21 @@ fn description(e: &Event, msg: MsgType, camera: &str) -> String {
             }
         }
     };
-    s.push_str(&format!(
-        " Seen by camera {camera} (site {}) at {} UTC.",
-        e.site,
-        time(e.captured_at)[..19].replace('T', " ")
-    ));
+    let when = time(e.captured_at)[..19].replace('T', " ");
+    if e.kind == EventKind::CitizenReport {
+        // A citizen saw it, not a camera; the camera is only the nearest that may show it.
+        let near = if e.camera == crate::REPORTS_CAMERA {
+            String::new()
+        } else {
+            format!(", near camera {camera}")
+        };
+        s.push_str(&format!(" Reported at {when} UTC (site {}{near}).", e.site));
+    } else {
+        s.push_str(&format!(
+            " Seen by camera {camera} (site {}) at {when} UTC.",
+            e.site
+        ));
+    }
     s
 }
 
@@ -618,6 +634,7 @@ mod tests {
             K::Congestion,
             K::SuddenStop,
             K::CameraHealth,
+            K::CitizenReport,
         ];
         for k in &all {
             match k {
@@ -635,7 +652,8 @@ mod tests {
                 | K::Queue
                 | K::Congestion
                 | K::SuddenStop
-                | K::CameraHealth => {}
+                | K::CameraHealth
+                | K::CitizenReport => {}
             }
         }
         all

@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-pub use build::{Origin, ZoneChange};
+pub use build::{Origin, ZoneChange, REPORTS_CAMERA};
 pub use id::{EventId, IdGenerator};
 pub use outgoing::{camera_status, IncidentChange, Kind, Message, StatusFacts, Topics};
 
@@ -60,6 +60,9 @@ pub enum EventKind {
     /// A camera's picture is blind, blurred, frozen, moved or slow: `details.condition` (new,
     /// end).
     CameraHealth,
+    /// A citizen's report from a citizen app (single, warning): camera is the nearest matched
+    /// camera, or `reports` when none matched; rule `citizen_report`.
+    CitizenReport,
 }
 
 impl EventKind {
@@ -80,6 +83,7 @@ impl EventKind {
             EventKind::Congestion => "congestion",
             EventKind::SuddenStop => "sudden_stop",
             EventKind::CameraHealth => "camera_health",
+            EventKind::CitizenReport => "citizen_report",
         }
     }
 }
@@ -288,8 +292,18 @@ mod schema_files {
             }),
             ..status.clone()
         };
+        let report = Origin::new("kota", REPORTS_CAMERA).citizen_report(
+            &ids,
+            at,
+            BTreeMap::from([
+                ("source".to_string(), "sipokat".into()),
+                ("category".to_string(), "jalan_rusak".into()),
+            ]),
+        );
+        assert_eq!(report.severity, Severity::Warning, "reports are alerts");
+        assert_eq!(report.rule, "citizen_report");
         let event_schema = schema("event-v1.json");
-        for e in [&status, &zone] {
+        for e in [&status, &zone, &report] {
             conforms(&serde_json::to_value(e).expect("json"), &event_schema);
         }
         let counts = CountAggregate {
