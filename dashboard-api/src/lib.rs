@@ -16,6 +16,7 @@
 //! | [`live`] | SSE stream, latest annotated frame, snapshots, analysis metrics |
 //! | [`history`] | planners' counts (JSON, CSV) and speeds |
 //! | [`snooze`] | rules snoozed on a camera by operators |
+//! | [`reports`] | citizen reports from integrations, their photos, camera matching, callbacks, integrations, incident links |
 //! | [`health`] | `/healthz`, `/readyz`, `/metrics` |
 //! | [`limits`] | the HTTP server, connection, request and live-stream limits |
 //! | [`console`] | the embedded web console |
@@ -48,6 +49,7 @@ pub mod limits;
 pub mod live;
 pub mod map;
 pub mod openapi;
+pub mod reports;
 pub mod snooze;
 
 pub use cameras::{CameraControl, CameraRegistry};
@@ -143,6 +145,9 @@ pub struct ApiState {
     pub streams: Arc<limits::StreamSlots>,
     /// Rules snoozed on cameras, shared with the node's analysis.
     pub snoozes: Arc<snooze::Snoozes>,
+    /// Citizen reports (`[reports]`): settings, each integration's rate, turns to decode
+    /// photos. Off unless set ([`reports::Reports::new`]).
+    pub reports: Arc<reports::Reports>,
 }
 
 impl ApiState {
@@ -159,6 +164,7 @@ impl ApiState {
                 Duration::from_secs(300),
             )),
             snoozes: Arc::default(),
+            reports: Arc::default(),
             streams: Arc::new(limits::StreamSlots::new(
                 settings.limits.max_streams,
                 settings.limits.max_streams_per_user,
@@ -182,6 +188,16 @@ impl ApiState {
 /// The router: API, console and documentation.
 pub fn app(state: ApiState) -> Router {
     let timeout = axum::middleware::from_fn_with_state(state.clone(), limits::request_timeout);
+    // Citizen reports carry photos: their route takes what `[reports]` allows, the rest 1 MiB.
+    let report_limit = state
+        .reports
+        .settings
+        .as_ref()
+        .map_or(1 << 20, |r| r.max_body_bytes);
+    let submit_report = post(reports::submit)
+        .route_layer(timeout.clone())
+        .route_layer(axum::extract::DefaultBodyLimit::max(report_limit))
+        .route_layer(RequestBodyLimitLayer::new(report_limit));
     let api = Router::new()
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
@@ -210,6 +226,16 @@ pub fn app(state: ApiState) -> Router {
         .route("/events/{id}", get(incidents::detail))
         .route("/events/{id}/actions", post(incidents::act))
         .route("/events/{id}/cap", get(cap::alert))
+        .route("/events/{id}/links", post(reports::link))
+        .route("/reports/{id}/photos/{n}", get(reports::photo))
+        .route(
+            "/integrations",
+            get(reports::list_integrations).post(reports::create_integration),
+        )
+        .route(
+            "/integrations/{name}",
+            axum::routing::patch(reports::change_integration),
+        )
         .route("/map.geojson", get(map::geojson))
         .route("/history", get(history::history_json))
         .route("/history.csv", get(history::history_csv))
@@ -235,6 +261,7 @@ pub fn app(state: ApiState) -> Router {
         .layer(timeout)
         .nest("/api/v1", api)
         .layer(RequestBodyLimitLayer::new(1 << 20))
+        .route("/api/v1/reports", submit_report)
         .layer(axum::middleware::map_response(
             error::body_limit_in_api_shape,
         ))

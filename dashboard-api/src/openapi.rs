@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{auth, cameras, cap, health, history, incidents, live, map, snooze};
+use crate::{auth, cameras, cap, health, history, incidents, live, map, reports, snooze};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,7 +15,8 @@ use crate::{auth, cameras, cap, health, history, incidents, live, map, snooze};
             Log in with POST /api/v1/auth/login; browsers then carry the session cookie, programs \
             send `Authorization: Bearer <token>`. Roles: operator (view, acknowledge), dispatcher \
             (plus assign, note, escalate, close), planner (history and export only), admin (all, \
-            cameras and users). Every error is `{code, message, issues?}`."
+            cameras and users). Citizen apps send reports to POST /api/v1/reports with their \
+            integration key instead. Every error is `{code, message, issues?}`."
     ),
     paths(
         health::healthz, health::readyz, health::metrics,
@@ -26,6 +27,8 @@ use crate::{auth, cameras, cap, health, history, incidents, live, map, snooze};
         live::stream, live::frame, live::snapshot,
         incidents::search, incidents::detail, incidents::act, cap::alert, map::geojson,
         history::history_json, history::history_csv, history::speeds_json,
+        reports::submit, reports::photo, reports::link,
+        reports::list_integrations, reports::create_integration, reports::change_integration,
         json,
     ),
     modifiers(&Security),
@@ -37,6 +40,8 @@ use crate::{auth, cameras, cap, health, history, incidents, live, map, snooze};
         (name = "live", description = "Live events and status (SSE), frames and snapshots"),
         (name = "events", description = "Events search and the dispatch workflow"),
         (name = "history", description = "Traffic history for planners"),
+        (name = "reports", description = "Citizen reports from integrations (their own key), \
+            their photos, and integrations (admin)"),
         (name = "health", description = "Probes and Prometheus metrics (no login)"),
     )
 )]
@@ -55,6 +60,17 @@ impl Modify for Security {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "integration_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An integration's key (pantau_ik_...), for POST /api/v1/reports only",
+                    ))
+                    .build(),
+            ),
         );
     }
 }
