@@ -3,6 +3,7 @@
 mod annotate;
 mod bench;
 mod check_config;
+mod integration;
 mod mot_eval;
 mod replay;
 mod run;
@@ -73,6 +74,9 @@ enum Command {
     /// Manage console users (stored in the configured database).
     #[command(subcommand)]
     User(user::Command),
+    /// Manage integrations: citizen apps that send reports (stored in the configured database).
+    #[command(subcommand)]
+    Integration(integration::Command),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -82,6 +86,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => replay::run(args),
         Command::MotEval(args) => mot_eval::run(args),
         Command::User(cmd) => user::run(cmd),
+        Command::Integration(cmd) => integration::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Run {
             config,
