@@ -15,6 +15,7 @@ pub use crate::outputs::{
     ApiConfig, ApiLimits, EmbeddedConfig, MetricsAccess, MqttConfig, OutboxConfig, SnapshotConfig,
     StoreConfig, WhenFull,
 };
+pub use crate::reports::ReportsConfig;
 pub use crate::sources::{Credentials, SourceSpec, TestPattern, Transport};
 pub use crate::validation::{ConfigError, ConfigIssue, ConfigIssues, ValidConfig};
 
@@ -58,6 +59,9 @@ pub struct Config {
     /// The HTTP API.
     #[serde(default)]
     pub api: ApiConfig,
+    /// Citizen reports sent by integrations (citizen apps) to the API.
+    #[serde(default)]
+    pub reports: ReportsConfig,
 }
 
 /// Identity of this node, used in logs and (later) MQTT topics.

@@ -1,6 +1,6 @@
 //! pantau's configuration: the TOML schema (`config`), its checks (`validation`), cameras
 //! (`cameras`) and their sources (`sources`), analytics, traffic (calibration, lanes, rules) and
-//! outputs sections, secrets and the one URL-redaction function.
+//! outputs sections, citizen reports, secrets and the one URL-redaction function.
 //!
 //! The configuration is read once, validated up front with *every* problem listed with its path,
 //! and turned into resolved settings (`CameraSettings`) that the stages consume. Nothing starts
@@ -11,6 +11,7 @@ pub mod cameras;
 pub mod config;
 pub mod evidence;
 pub mod outputs;
+pub mod reports;
 pub mod secret;
 pub mod sources;
 pub mod traffic;

@@ -144,6 +144,7 @@ impl Config {
         self.tracker.check(&mut issues);
         crate::outputs::check(&mut issues, &self, base, env);
         crate::evidence::check(&mut issues, &self.evidence);
+        self.reports.check(&mut issues);
 
         let mut seen = HashSet::new();
         let mut cameras = Vec::with_capacity(self.cameras.len());

@@ -123,7 +123,8 @@ pub async fn body_limit_in_api_shape(res: Response) -> Response {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            "the request body is larger than 1 MiB",
+            "the request body is larger than this route takes: 1 MiB, or for a citizen report \
+             what the photo limits of [reports] allow",
         )
         .into_response();
     }

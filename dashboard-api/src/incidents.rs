@@ -4,6 +4,8 @@
 //! action moves it (acknowledge, assign to a unit, escalate, close) or adds a note, and every
 //! action lands in the audit trail with who and when, goes out on MQTT
 //! (`{prefix}/{site}/{camera}/incidents`, through the durable outbox) and to live clients.
+//! Citizen reports are alerts too; their changes also queue a callback to the report's source
+//! ([`crate::reports`]).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -234,6 +236,9 @@ pub struct EventDetail {
     /// Other events of the same incident (e.g. the zone `end`), oldest first.
     #[schema(value_type = Vec<Object>)]
     pub related: Vec<serde_json::Value>,
+    /// Events an operator linked to this one as the same incident (a citizen report and the
+    /// camera alert), oldest link first.
+    pub links: Vec<crate::reports::Link>,
 }
 
 /// One event, its dispatch state, audit trail and related events.
@@ -273,11 +278,18 @@ pub async fn detail(
         }
         None => Vec::new(),
     };
+    let links = store
+        .links_of(&id)
+        .await?
+        .into_iter()
+        .map(crate::reports::Link::of)
+        .collect();
     Ok(Json(EventDetail {
         dispatch: dispatch_of(&row),
         event: row.payload.clone(),
         audit,
         related,
+        links,
     }))
 }
 
@@ -424,6 +436,10 @@ pub async fn act(
         at: pantau_events::time::format(SystemTime::now()),
     };
     let message = serde_json::to_value(&change).unwrap_or_default();
+    // A citizen report's source hears of it (queued in the same statement as the change).
+    let callback = (ev.payload.get("kind").and_then(|k| k.as_str()) == Some("citizen_report"))
+        .then(|| crate::reports::callback_for(action.name(), &new_state, action.note(), &change.at))
+        .flatten();
     // The change, its audit entry and its MQTT message in one statement: all or nothing. The
     // message moves to the outbox below; after a crash in between, the node's next start
     // moves it ([`relay_messages`]).
@@ -439,6 +455,7 @@ pub async fn act(
             action: &action_name,
             detail: &detail,
             message: &message,
+            callback: callback.as_ref(),
         })
         .await?;
     let Some(pending) = pending else {

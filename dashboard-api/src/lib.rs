@@ -17,6 +17,7 @@
 //! | [`live`] | SSE stream, latest annotated frame, snapshots, analysis metrics |
 //! | [`history`] | planners' counts (JSON, CSV) and speeds |
 //! | [`snooze`] | rules snoozed on a camera by operators |
+//! | [`reports`] | citizen reports from integrations, their photos, camera matching, callbacks, integrations, incident links |
 //! | [`health`] | `/healthz`, `/readyz`, `/metrics` |
 //! | [`limits`] | the HTTP server, connection, request and live-stream limits |
 //! | [`console`] | the embedded web console |
@@ -50,6 +51,7 @@ pub mod limits;
 pub mod live;
 pub mod map;
 pub mod openapi;
+pub mod reports;
 pub mod snooze;
 
 pub use cameras::{CameraControl, CameraRegistry};
@@ -147,6 +149,9 @@ pub struct ApiState {
     pub snoozes: Arc<snooze::Snoozes>,
     /// Evidence clips; `None` when they are off.
     pub evidence: Option<Arc<evidence::EvidenceAccess>>,
+    /// Citizen reports (`[reports]`): settings, each integration's rate, turns to decode
+    /// photos. Off unless set ([`reports::Reports::new`]).
+    pub reports: Arc<reports::Reports>,
 }
 
 impl ApiState {
@@ -164,6 +169,7 @@ impl ApiState {
             )),
             snoozes: Arc::default(),
             evidence: None,
+            reports: Arc::default(),
             streams: Arc::new(limits::StreamSlots::new(
                 settings.limits.max_streams,
                 settings.limits.max_streams_per_user,
@@ -187,6 +193,16 @@ impl ApiState {
 /// The router: API, console and documentation.
 pub fn app(state: ApiState) -> Router {
     let timeout = axum::middleware::from_fn_with_state(state.clone(), limits::request_timeout);
+    // Citizen reports carry photos: their route takes what `[reports]` allows, the rest 1 MiB.
+    let report_limit = state
+        .reports
+        .settings
+        .as_ref()
+        .map_or(1 << 20, |r| r.max_body_bytes);
+    let submit_report = post(reports::submit)
+        .route_layer(timeout.clone())
+        .route_layer(axum::extract::DefaultBodyLimit::max(report_limit))
+        .route_layer(RequestBodyLimitLayer::new(report_limit));
     let api = Router::new()
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
@@ -224,6 +240,16 @@ pub fn app(state: ApiState) -> Router {
         )
         .route("/evidence/key", get(evidence::key))
         .route("/cameras/{id}/clips", post(evidence::save))
+        .route("/events/{id}/links", post(reports::link))
+        .route("/reports/{id}/photos/{n}", get(reports::photo))
+        .route(
+            "/integrations",
+            get(reports::list_integrations).post(reports::create_integration),
+        )
+        .route(
+            "/integrations/{name}",
+            axum::routing::patch(reports::change_integration),
+        )
         .route("/map.geojson", get(map::geojson))
         .route("/history", get(history::history_json))
         .route("/history.csv", get(history::history_csv))
@@ -249,6 +275,7 @@ pub fn app(state: ApiState) -> Router {
         .layer(timeout)
         .nest("/api/v1", api)
         .layer(RequestBodyLimitLayer::new(1 << 20))
+        .route("/api/v1/reports", submit_report)
         .layer(axum::middleware::map_response(
             error::body_limit_in_api_shape,
         ))

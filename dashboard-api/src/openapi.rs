@@ -5,7 +5,9 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{auth, cameras, cap, evidence, health, history, incidents, live, map, snooze};
+use crate::{
+    auth, cameras, cap, evidence, health, history, incidents, live, map, reports, snooze,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,7 +17,8 @@ use crate::{auth, cameras, cap, evidence, health, history, incidents, live, map,
             Log in with POST /api/v1/auth/login; browsers then carry the session cookie, programs \
             send `Authorization: Bearer <token>`. Roles: operator (view, acknowledge), dispatcher \
             (plus assign, note, escalate, close), planner (history and export only), admin (all, \
-            cameras and users). Every error is `{code, message, issues?}`."
+            cameras and users). Citizen apps send reports to POST /api/v1/reports with their \
+            integration key instead. Every error is `{code, message, issues?}`."
     ),
     paths(
         health::healthz, health::readyz, health::metrics,
@@ -28,6 +31,8 @@ use crate::{auth, cameras, cap, evidence, health, history, incidents, live, map,
         history::history_json, history::history_csv, history::speeds_json,
         evidence::key, evidence::status, evidence::video, evidence::export, evidence::keep,
         evidence::save,
+        reports::submit, reports::photo, reports::link,
+        reports::list_integrations, reports::create_integration, reports::change_integration,
         json,
     ),
     modifiers(&Security),
@@ -40,6 +45,8 @@ use crate::{auth, cameras, cap, evidence, health, history, incidents, live, map,
         (name = "events", description = "Events search and the dispatch workflow"),
         (name = "history", description = "Traffic history for planners"),
         (name = "evidence", description = "Signed evidence clips of incidents: play, export, keep, save"),
+        (name = "reports", description = "Citizen reports from integrations (their own key), \
+            their photos, and integrations (admin)"),
         (name = "health", description = "Probes and Prometheus metrics (no login)"),
     )
 )]
@@ -58,6 +65,17 @@ impl Modify for Security {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "integration_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An integration's key (pantau_ik_...), for POST /api/v1/reports only",
+                    ))
+                    .build(),
+            ),
         );
     }
 }

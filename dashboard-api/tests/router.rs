@@ -2779,7 +2779,8 @@ async fn security_doc_lists_every_route_with_the_roles_the_router_allows() {
             let uri = path
                 .replace("{id}", "nobody")
                 .replace("{name}", "nobody")
-                .replace("{path}", "nobody/2026-01-01/nothing.jpg");
+                .replace("{path}", "nobody/2026-01-01/nothing.jpg")
+                .replace("{n}", "0");
             // The permission of an action depends on the action: ask with each kind.
             let bodies: Vec<(&str, Option<Value>)> = if path.ends_with("/actions") {
                 vec![
@@ -2806,6 +2807,16 @@ async fn security_doc_lists_every_route_with_the_roles_the_router_allows() {
                 let who = if uri == "/api/v1/auth/logout" {
                     // Calling it would end the sessions this test uses.
                     "any logged-in user (ends that session)".to_string()
+                } else if uri == "/api/v1/reports" {
+                    // Integration keys only (`tests/reports.rs` sends one): no role's session
+                    // may pass.
+                    let mut refused = true;
+                    for role in ["operator", "dispatcher", "planner", "admin"] {
+                        refused &= status_for(Some(role)).await == StatusCode::UNAUTHORIZED;
+                    }
+                    assert!(refused, "a session passed the reports route");
+                    "an integration's key (`Authorization: Bearer pantau_ik_...`), no session"
+                        .to_string()
                 } else if anonymous != StatusCode::UNAUTHORIZED {
                     "anyone, no login".to_string()
                 } else {

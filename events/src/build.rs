@@ -9,6 +9,10 @@ use crate::{
     SCHEMA_VERSION,
 };
 
+/// The camera of a citizen report that no camera sees: its topic is
+/// `<prefix>/<site>/reports/events/citizen_report`.
+pub const REPORTS_CAMERA: &str = "reports";
+
 /// An object entering or leaving a zone.
 #[derive(Debug, Clone, Copy)]
 pub struct ZoneChange<'a> {
@@ -203,6 +207,23 @@ impl Origin {
             e.details.insert("problem".into(), code.into());
             e.details.insert("message".into(), message.into());
         }
+        e
+    }
+
+    /// A citizen's report, reported at `at`: `single`, severity warning (an alert, so it goes
+    /// through dispatch), rule `citizen_report`. The origin's camera is the nearest matched
+    /// camera, or [`REPORTS_CAMERA`] when none matched. `details`: source, external_id,
+    /// category, text, latitude, longitude, photos, cameras.
+    pub fn citizen_report(
+        &self,
+        ids: &IdGenerator,
+        at: SystemTime,
+        details: BTreeMap<String, serde_json::Value>,
+    ) -> Event {
+        let rule = EventKind::CitizenReport.as_str();
+        let mut e = self.event(ids, rule, EventKind::CitizenReport, Lifecycle::Single, at);
+        e.severity = Severity::Warning;
+        e.details = details;
         e
     }
 

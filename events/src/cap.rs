@@ -154,6 +154,7 @@ pub fn profile(kind: EventKind, severity: Severity, msg: MsgType) -> Profile {
             "Immediate",
             0,
         ),
+        K::CitizenReport => (&["Other"], "Citizen report", "Expected", 0),
     };
     if msg == MsgType::Cancel {
         return Profile {
@@ -420,6 +421,11 @@ fn description(e: &Event, msg: MsgType, camera: &str) -> String {
             text("by").unwrap_or("?"),
             text("note").map_or(String::new(), |n| format!(": {n}"))
         ),
+        (EventKind::CitizenReport, _) => format!(
+            "A citizen reported {}: {}",
+            text("category").unwrap_or("something"),
+            text("text").unwrap_or_default()
+        ),
         (EventKind::CameraStatus, _) => format!(
             "The camera is {}{}.",
             text("state").unwrap_or("not streaming").replace('_', " "),
@@ -445,11 +451,21 @@ fn description(e: &Event, msg: MsgType, camera: &str) -> String {
             }
         }
     };
-    s.push_str(&format!(
-        " Seen by camera {camera} (site {}) at {} UTC.",
-        e.site,
-        time(e.captured_at)[..19].replace('T', " ")
-    ));
+    let when = time(e.captured_at)[..19].replace('T', " ");
+    if e.kind == EventKind::CitizenReport {
+        // A citizen saw it, not a camera; the camera is only the nearest that may show it.
+        let near = if e.camera == crate::REPORTS_CAMERA {
+            String::new()
+        } else {
+            format!(", near camera {camera}")
+        };
+        s.push_str(&format!(" Reported at {when} UTC (site {}{near}).", e.site));
+    } else {
+        s.push_str(&format!(
+            " Seen by camera {camera} (site {}) at {when} UTC.",
+            e.site
+        ));
+    }
     s
 }
 
@@ -630,6 +646,7 @@ mod tests {
             K::SuddenStop,
             K::CameraHealth,
             K::OperatorClip,
+            K::CitizenReport,
         ];
         for k in &all {
             match k {
@@ -649,6 +666,7 @@ mod tests {
                 | K::SuddenStop
                 | K::CameraHealth
                 | K::OperatorClip => {}
+                | K::CitizenReport => {}
             }
         }
         all

@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-pub use build::{Origin, ZoneChange};
+pub use build::{Origin, ZoneChange, REPORTS_CAMERA};
 pub use id::{EventId, IdGenerator};
 pub use outgoing::{camera_status, IncidentChange, Kind, Message, StatusFacts, Topics};
 
@@ -63,6 +63,9 @@ pub enum EventKind {
     /// An operator saved a clip of a camera (`save clip` on the wall): an incident with an
     /// evidence clip, `details.by` and `details.note` (single, warning).
     OperatorClip,
+    /// A citizen's report from a citizen app (single, warning): camera is the nearest matched
+    /// camera, or `reports` when none matched; rule `citizen_report`.
+    CitizenReport,
 }
 
 impl EventKind {
@@ -84,6 +87,7 @@ impl EventKind {
             EventKind::SuddenStop => "sudden_stop",
             EventKind::CameraHealth => "camera_health",
             EventKind::OperatorClip => "operator_clip",
+            EventKind::CitizenReport => "citizen_report",
         }
     }
 }
@@ -292,8 +296,18 @@ mod schema_files {
             }),
             ..status.clone()
         };
+        let report = Origin::new("kota", REPORTS_CAMERA).citizen_report(
+            &ids,
+            at,
+            BTreeMap::from([
+                ("source".to_string(), "sipokat".into()),
+                ("category".to_string(), "jalan_rusak".into()),
+            ]),
+        );
+        assert_eq!(report.severity, Severity::Warning, "reports are alerts");
+        assert_eq!(report.rule, "citizen_report");
         let event_schema = schema("event-v1.json");
-        for e in [&status, &zone] {
+        for e in [&status, &zone, &report] {
             conforms(&serde_json::to_value(e).expect("json"), &event_schema);
         }
         let counts = CountAggregate {

@@ -4,6 +4,7 @@ mod annotate;
 mod bench;
 mod check_config;
 mod evidence;
+mod integration;
 mod mot_eval;
 mod replay;
 mod run;
@@ -77,6 +78,9 @@ enum Command {
     /// Evidence clips: check a clip or an exported zip (`verify`), print the node's key (`key`).
     #[command(subcommand)]
     Evidence(evidence::Command),
+    /// Manage integrations: citizen apps that send reports (stored in the configured database).
+    #[command(subcommand)]
+    Integration(integration::Command),
 }
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -87,6 +91,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::MotEval(args) => mot_eval::run(args),
         Command::User(cmd) => user::run(cmd),
         Command::Evidence(cmd) => evidence::run(cmd),
+        Command::Integration(cmd) => integration::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Run {
             config,

@@ -65,6 +65,10 @@ pub struct DispatchChange<'a> {
     pub detail: &'a serde_json::Value,
     /// The MQTT message of the change, kept until it is in the outbox.
     pub message: &'a serde_json::Value,
+    /// What to tell the source of a citizen report (`state`, `at`, ...). Queued with the
+    /// change when the event is a report whose integration has a callback URL; the store adds
+    /// `report_id`, `external_id`, `source` and the report's next `sequence`.
+    pub callback: Option<&'a serde_json::Value>,
 }
 
 fn event_with_dispatch(sc: &str) -> String {
@@ -236,9 +240,10 @@ impl Store {
         Ok((r.get(0), r.get(1), r.get(2)))
     }
 
-    /// Applies a dispatch change, its audit entry and its MQTT message in one statement, only
-    /// if nobody changed the incident since it was read. Returns the message's number (for
-    /// [`Store::message_sent`]), or `None` when someone else changed it first.
+    /// Applies a dispatch change, its audit entry, its MQTT message and (for a citizen report)
+    /// its callback in one statement, only if nobody changed the incident since it was read.
+    /// Returns the message's number (for [`Store::message_sent`]), or `None` when someone else
+    /// changed it first.
     pub async fn apply_dispatch(&self, c: &DispatchChange<'_>) -> Result<Option<i64>, StoreError> {
         let sc = self.schema();
         Ok(self
@@ -252,7 +257,21 @@ impl Store {
                        where event_id = $1 and state = $6 and escalations = $7 returning event_id),
                      audited as (
                        insert into {sc}.audit (actor, action, target, detail)
-                       select $5, $8, $9, $10 from changed)
+                       select $5, $8, $9, $10 from changed),
+                     -- Taking the report's row (update) numbers its callbacks in order even
+                     -- when two changes come at once.
+                     numbered as (
+                       update {sc}.reports r set callbacks = r.callbacks + 1
+                       from changed, {sc}.integrations i
+                       where $12::jsonb is not null and r.id = changed.event_id
+                         and i.name = r.source and i.callback_url is not null
+                       returning r.id, r.source, r.external_id, r.callbacks),
+                     queued as (
+                       insert into {sc}.report_callbacks (report_id, seq, payload)
+                       select id, callbacks, $12::jsonb || jsonb_build_object(
+                         'report_id', id, 'external_id', external_id, 'source', source,
+                         'sequence', callbacks)
+                       from numbered)
                      insert into {sc}.incident_messages (payload)
                      select $11 from changed returning id"
                 ),
@@ -268,6 +287,7 @@ impl Store {
                     &format!("event:{}", c.event_id),
                     &c.detail,
                     &c.message,
+                    &c.callback,
                 ],
             )
             .await?

@@ -1,7 +1,8 @@
 //! The time-series store in PostgreSQL, with TimescaleDB when the extension is available.
 //!
 //! Tables (in their own schema, `pantau` by default): `events`, `counts` (per line, class,
-//! direction and period), `camera_status` (history) and `track_summaries`. Every row carries its
+//! direction and period), `camera_status` (history) and `track_summaries`; the console's
+//! users, sessions, incidents and audit; citizen reports (`reports.rs`). Every row carries its
 //! event id in the primary key, so writing the same batch twice (a replay after a crash) adds
 //! nothing.
 //!
@@ -20,8 +21,12 @@ use tokio_postgres::NoTls;
 
 pub mod evidence;
 pub mod incidents;
+pub mod reports;
 pub mod users;
 pub use incidents::{AuditRow, DispatchChange, DispatchRow, EventRow, EventSearch};
+pub use reports::{
+    CallbackDue, CallbackRow, IntegrationRow, LinkRow, NewIntegration, NewReport, ReportRow,
+};
 pub use users::{SnoozeRow, UserRow, UserUpdate};
 
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +211,12 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         5,
         "evidence clips kept by dispatch",
         include_str!("sql/0005_evidence.sql"),
+    ),
+    // Missing versions are applied by number whatever else is there.
+    (
+        6,
+        "citizen reports, integrations, callbacks and incident links",
+        include_str!("sql/0006_reports.sql"),
     ),
 ];
 
