@@ -183,6 +183,13 @@ id = "walk"
 url = "{url}"
 analysis_fps = 5
 
+[cameras.calibration]
+image = [[100, 500], [700, 500], [600, 200], [200, 200]]
+ground = [[0, 0], [20, 0], [20, 30], [0, 30]]
+latitude = -3.2946
+longitude = 102.8617
+heading_deg = 0
+
 [[cameras.zones]]
 name = "square"
 polygon = [[0, 0], [768, 0], [768, 576], [0, 576]]
@@ -418,6 +425,66 @@ severity = "warning"
     .await;
     assert_eq!(status, 200);
     assert_eq!(&body[4..8], b"ftyp", "an MP4");
+
+    // A citizen's report seen by the camera (30 m north, the way it looks) a moment ago gets a
+    // clip of it from the camera's kept video.
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/api/v1/integrations",
+        Some(&admin),
+        r#"{"name":"sipokat"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let integration_key = json(&body)["key"].as_str().expect("key").to_string();
+    let when = pantau_events::time::format(SystemTime::now() - Duration::from_secs(1));
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/api/v1/reports",
+        Some(&integration_key),
+        &format!(
+            r#"{{"source":"sipokat","external_id":"rt-07/331","category":"perkelahian","text":"orang berkelahi dekat air mancur","time":"{when}","latitude":-3.2943,"longitude":102.8617}}"#
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let receipt = json(&body);
+    assert_eq!(receipt["cameras"][0]["id"], "walk", "{receipt}");
+    let report = receipt["id"].as_str().expect("id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report_clip = loop {
+        let (status, body) = http(
+            addr,
+            "GET",
+            &format!("/api/v1/events/{report}/evidence?camera=walk"),
+            Some(&operator),
+            "",
+        )
+        .await;
+        let st = if status == 200 {
+            json(&body)
+        } else {
+            serde_json::Value::Null
+        };
+        if st["state"] == "ready" {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline && (status == 200 || status == 404),
+            "{status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(report_clip["manifest"]["event_kind"], "citizen_report");
+    assert_eq!(report_clip["manifest"]["event_id"], report.as_str());
+    let report_dir = dir
+        .path()
+        .join("var/evidence")
+        .join(report_clip["clip"].as_str().expect("clip"));
+    assert!(verified(&report_dir, Some(&key)));
 
     // Dispatch keeps the saved clip; retention then deletes the alert's clip but not it.
     let (status, body) = http(

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{Permission, Session};
 use crate::cameras::BoxFuture;
-use crate::error::{json_body, ApiError};
+use crate::error::{json_body, query, ApiError};
 use crate::ApiState;
 
 /// A clip an operator asked for.
@@ -41,6 +41,18 @@ pub trait ClipControl: Send + Sync + std::fmt::Debug {
         by: String,
         note: Option<String>,
     ) -> BoxFuture<'_, Result<SavedClip, ApiError>>;
+
+    /// A clip of `camera` around `at` for event `event_id` (of `kind`, `rule`), when the
+    /// camera still keeps that video: its folder (`camera/date/clip`), written after the
+    /// post-roll. A citizen report asks one of each matched camera.
+    fn clip_at(
+        &self,
+        camera: &str,
+        at: SystemTime,
+        event_id: &str,
+        kind: &str,
+        rule: &str,
+    ) -> Option<String>;
 }
 
 /// Evidence as the API serves it.
@@ -101,6 +113,16 @@ pub struct SaveClipRequest {
     pub note: Option<String>,
 }
 
+/// Which clip of an event: a citizen report has one per matched camera.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ClipQuery {
+    /// The camera whose clip (a citizen report's `details.evidence_clips`); default: the
+    /// event's own clip (`details.evidence`).
+    pub camera: Option<String>,
+}
+
 fn access(s: &ApiState) -> Result<&EvidenceAccess, ApiError> {
     s.evidence.as_deref().ok_or_else(|| {
         ApiError::not_found(
@@ -136,7 +158,7 @@ struct Located {
     camera: String,
 }
 
-async fn locate(s: &ApiState, id: &str) -> Result<Located, ApiError> {
+async fn locate(s: &ApiState, id: &str, which: &ClipQuery) -> Result<Located, ApiError> {
     let a = access(s)?;
     let store = s.store().await?;
     let row = store.event(id).await?.ok_or_else(|| {
@@ -145,10 +167,24 @@ async fn locate(s: &ApiState, id: &str) -> Result<Located, ApiError> {
             format!("no event \"{id}\" (events reach the database within a second or two of being seen)"),
         )
     })?;
-    let rel = row
-        .payload
-        .pointer("/details/evidence")
-        .and_then(|v| v.as_str())
+    let named = match &which.camera {
+        None => row
+            .payload
+            .pointer("/details/evidence")
+            .and_then(|v| v.as_str()),
+        Some(camera) => row
+            .payload
+            .pointer("/details/evidence_clips")
+            .and_then(|v| v.as_array())
+            .and_then(|clips| {
+                clips
+                    .iter()
+                    .find(|c| c.get("camera").and_then(|v| v.as_str()) == Some(camera))
+            })
+            .and_then(|c| c.get("clip"))
+            .and_then(|v| v.as_str()),
+    };
+    let rel = named
         .filter(|r| pantau_evidence::valid_clip_path(r))
         .ok_or_else(|| {
             ApiError::not_found(
@@ -161,12 +197,7 @@ async fn locate(s: &ApiState, id: &str) -> Result<Located, ApiError> {
             )
         })?
         .to_string();
-    let camera = row
-        .payload
-        .get("camera")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_string();
+    let camera = rel.split('/').next().unwrap_or_default().to_string();
     Ok(Located {
         dir: a.dir.join(&rel),
         rel,
@@ -230,15 +261,17 @@ pub const FAILED_FILE: &str = "failed.txt";
 
 /// A clip's state, manifest and "keep" mark.
 #[utoipa::path(get, path = "/api/v1/events/{id}/evidence", tag = "evidence",
-    params(("id" = String, Path, description = "Event id")),
+    params(("id" = String, Path, description = "Event id"), ClipQuery),
     responses((status = 200, body = EvidenceStatus), (status = 404, body = ApiError)))]
 pub async fn status(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
+    which: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<EvidenceStatus>, ApiError> {
     session.allow(Permission::View)?;
-    let l = locate(&s, &id).await?;
+    let which = query(which)?;
+    let l = locate(&s, &id, &which).await?;
     let (state, reason, ready_at) = state_of(&s, &l)?;
     let manifest = if state == "ready" {
         let dir = l.dir.clone();
@@ -264,17 +297,19 @@ pub async fn status(
 
 /// The clip's video, for playing in the incident view (byte ranges for seeking).
 #[utoipa::path(get, path = "/api/v1/events/{id}/evidence.mp4", tag = "evidence",
-    params(("id" = String, Path, description = "Event id")),
+    params(("id" = String, Path, description = "Event id"), ClipQuery),
     responses((status = 200, description = "video/mp4"), (status = 404, body = ApiError),
               (status = 409, description = "Still recording", body = ApiError)))]
 pub async fn video(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
+    which: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::View)?;
-    let l = locate(&s, &id).await?;
+    let which = query(which)?;
+    let l = locate(&s, &id, &which).await?;
     ready(&s, &l)?;
     let file = l.dir.join(pantau_evidence::CLIP_FILE);
     let response = tower_http::services::ServeFile::new(&file)
@@ -298,16 +333,18 @@ pub async fn video(
 /// The clip, its manifest and signature and the node's public key as one zip, for
 /// investigators (dispatcher or admin). Every download is in the audit trail.
 #[utoipa::path(get, path = "/api/v1/events/{id}/evidence.zip", tag = "evidence",
-    params(("id" = String, Path, description = "Event id")),
+    params(("id" = String, Path, description = "Event id"), ClipQuery),
     responses((status = 200, description = "application/zip"), (status = 403, body = ApiError),
               (status = 404, body = ApiError), (status = 409, description = "Still recording", body = ApiError)))]
 pub async fn export(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
+    which: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::Dispatch)?;
-    let l = locate(&s, &id).await?;
+    let which = query(which)?;
+    let l = locate(&s, &id, &which).await?;
     ready(&s, &l)?;
     let key = access(&s)?.key.clone();
     let dir = l.dir.clone();
@@ -357,24 +394,26 @@ pub async fn export(
 
 /// Mark a clip "keep" (retention never deletes it) or release it (dispatcher or admin).
 #[utoipa::path(put, path = "/api/v1/events/{id}/evidence/keep", tag = "evidence",
-    params(("id" = String, Path, description = "Event id")),
+    params(("id" = String, Path, description = "Event id"), ClipQuery),
     request_body = KeepRequest,
     responses((status = 200, body = EvidenceStatus), (status = 404, body = ApiError)))]
 pub async fn keep(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
+    which: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Json<KeepRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<EvidenceStatus>, ApiError> {
     session.allow(Permission::Dispatch)?;
     let request = json_body(body)?;
-    let l = locate(&s, &id).await?;
+    let which = query(which)?;
+    let l = locate(&s, &id, &which).await?;
     let store = s.store().await?;
     store
         .keep_clip(&l.rel, &l.event_id, &session.user, request.keep)
         .await?;
     tracing::info!(user = %session.user, event = %id, clip = %l.rel, keep = request.keep, "evidence keep changed");
-    status(State(s), session, Path(id)).await
+    status(State(s), session, Path(id), Ok(Query(which))).await
 }
 
 /// Save a clip of a camera now: raises an `operator_clip` incident with its evidence

@@ -5,9 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{
-    auth, cameras, cap, evidence, health, history, incidents, live, map, reports, snooze,
-};
+use crate::{auth, cameras, cap, evidence, health, history, incidents, live, map, reports, snooze};
 
 #[derive(OpenApi)]
 #[openapi(

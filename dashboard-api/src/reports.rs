@@ -556,6 +556,23 @@ pub async fn submit(
     let mut event =
         Origin::new(&s.settings.topics.site, &camera).citizen_report(ids(), at, details);
     event.id = id;
+    // A recent report gets a clip from each matched camera's kept video around its time.
+    let clips = report_clips(&s, &cameras, at, &id.to_string());
+    if let Some((_, first)) = clips.first() {
+        event
+            .details
+            .insert("evidence".into(), first.clone().into());
+        event.details.insert(
+            "evidence_clips".into(),
+            serde_json::to_value(
+                clips
+                    .iter()
+                    .map(|(camera, clip)| serde_json::json!({ "camera": camera, "clip": clip }))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_default(),
+        );
+    }
 
     // Photos first, under names only this report has; removed again if the report turns out
     // to be a repeat that came in at the same moment.
@@ -615,6 +632,27 @@ pub async fn submit(
         json,
     ));
     Ok((StatusCode::CREATED, Json(ReportReceipt::of(&row))).into_response())
+}
+
+/// Evidence clips of the matched cameras around the report's time, nearest camera first:
+/// (camera, clip folder) of each camera that still keeps that video.
+fn report_clips(
+    s: &ApiState,
+    cameras: &[CameraMatch],
+    at: SystemTime,
+    id: &str,
+) -> Vec<(String, String)> {
+    let Some(control) = s.evidence.as_ref().and_then(|e| e.clips.clone()) else {
+        return Vec::new();
+    };
+    cameras
+        .iter()
+        .filter_map(|c| {
+            control
+                .clip_at(&c.id, at, id, "citizen_report", "citizen_report")
+                .map(|clip| (c.id.clone(), clip))
+        })
+        .collect()
 }
 
 /// Writes each photo (temporary file, then rename), creating the folder.

@@ -666,7 +666,7 @@ mod tests {
                 | K::SuddenStop
                 | K::CameraHealth
                 | K::OperatorClip => {}
-                | K::CitizenReport => {}
+                K::CitizenReport => {}
             }
         }
         all

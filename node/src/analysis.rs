@@ -172,6 +172,19 @@ impl Cameras {
 }
 
 impl ClipControl for Cameras {
+    fn clip_at(
+        &self,
+        camera: &str,
+        at: std::time::SystemTime,
+        event_id: &str,
+        kind: &str,
+        rule: &str,
+    ) -> Option<String> {
+        self.evidence
+            .as_ref()?
+            .clip(camera, at, event_id, kind, rule)
+    }
+
     fn save_clip(
         &self,
         camera: String,

@@ -342,6 +342,17 @@ impl Node {
                 state.cameras = Some(registry.clone());
                 state.live = live.clone();
                 state.snoozes = snoozes.clone();
+                state.reports = Arc::new(pantau_dashboard_api::reports::Reports::new(
+                    pantau_dashboard_api::reports::ReportSettings::from_config(&c.reports, &base),
+                ));
+                if let (Some(db), true) = (&db, c.reports.enabled) {
+                    // Citizen apps learn their reports' progress; stops with the API.
+                    tokio::spawn(pantau_dashboard_api::reports::deliver_callbacks(
+                        db.clone(),
+                        pantau_dashboard_api::reports::CallbackSettings::from_config(&c.reports),
+                        api_stop.clone(),
+                    ));
+                }
                 state.evidence = evidence.as_ref().map(|(recorder, dir)| {
                     Arc::new(pantau_dashboard_api::evidence::EvidenceAccess {
                         dir: dir.clone(),
