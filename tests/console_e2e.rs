@@ -1,7 +1,8 @@
 //! The web console end to end in headless Chromium (Debian `chromium`, driven by
 //! playwright-core from `.deps/console-test`, installed by scripts/setup.sh): pantau runs on a
 //! replayed clip with Mosquitto and PostgreSQL; the browser logs in, sees an alert from the
-//! clip on the wall, acknowledges and assigns it, opens the planner chart, downloads the CSV,
+//! clip on the wall, acknowledges and assigns it, takes a citizen report on the wall, links it
+//! to the alert and closes it, opens the planner chart, downloads the CSV,
 //! draws a counting line, switches to Indonesian and opens the API docs
 //! (tests/console/e2e.mjs). The dispatch changes must also arrive on MQTT.
 //!
@@ -184,7 +185,7 @@ severity = "warning"
     );
     println!("{out}");
     for page in [
-        "login", "wall", "incident", "planner", "admin", "wall-id", "api-docs",
+        "login", "wall", "incident", "report", "planner", "admin", "wall-id", "api-docs",
     ] {
         let f = shots.join(format!("console-{page}.png"));
         assert!(

@@ -31,6 +31,9 @@ const LABELS = {
     save_clip: "Save clip", clip_saved: "Clip saved: incident raised", evidence: "Evidence clip",
     recording: "Recording, ready at", clip_failed: "No clip", clip_deleted: "Clip deleted",
     download_evidence: "Download evidence (zip)", keep: "Keep", release: "Release", kept_by: "Kept by",
+    report: "Citizen report", category: "Category", source: "Source", place: "Place", photos: "Photos",
+    matched_cameras: "Cameras that may see it", no_camera: "No camera sees this place", link_alert: "Link to alert",
+    linked: "Linked events", pick_alert: "Alert of a nearby camera", reports: "Reports",
     until: "until", objects: "objects", lanes: "Lanes", new_lane: "Draw lane",
     lane_hint: "Click the lane's corners, then Finish; then click the tail and the head of its direction arrow.",
     speed_limit: "Speed limit km/h (optional)", stopping: "Stopping allowed",
@@ -69,6 +72,9 @@ const LABELS = {
     save_clip: "Simpan klip", clip_saved: "Klip disimpan: insiden dibuat", evidence: "Klip bukti",
     recording: "Sedang merekam, siap pukul", clip_failed: "Tidak ada klip", clip_deleted: "Klip dihapus",
     download_evidence: "Unduh bukti (zip)", keep: "Simpan permanen", release: "Lepaskan", kept_by: "Disimpan oleh",
+    report: "Laporan warga", category: "Kategori", source: "Sumber", place: "Lokasi", photos: "Foto",
+    matched_cameras: "Kamera yang mungkin melihatnya", no_camera: "Tidak ada kamera yang melihat lokasi ini", link_alert: "Tautkan ke peringatan",
+    linked: "Kejadian tertaut", pick_alert: "Peringatan kamera terdekat", reports: "Laporan",
     until: "sampai", objects: "objek", lanes: "Lajur", new_lane: "Gambar lajur",
     lane_hint: "Klik sudut-sudut lajur, lalu Selesai; lalu klik pangkal dan ujung panah arah lajur.",
     speed_limit: "Batas kecepatan km/jam (opsional)", stopping: "Boleh berhenti",
@@ -232,6 +238,7 @@ function loginPage() {
 // One item per alert group: the group's first alert is the incident dispatch acts on; later
 // alerts of the group update its count and time. `size` is how many alerts it gathered.
 function alertItem(ev, dispatch, size = 1, latest = ev) {
+  if (ev.kind === "citizen_report") return reportItem(ev, dispatch);
   const o = latest.object;
   const what = o ? `${o.class} #${o.track_id}` : latest.kind.replaceAll("_", " ");
   const count = size > 1 ? ` · ${size} ${t("objects")}` : "";
@@ -253,6 +260,24 @@ function alertItem(ev, dispatch, size = 1, latest = ev) {
 }
 // Critical before warning; within each, the newest first.
 const SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
+// A citizen report on the wall: what and where, from which app; opened like an alert.
+function reportItem(ev, dispatch) {
+  const d = ev.details || {};
+  const text = (d.text || "").length > 140 ? `${d.text.slice(0, 140)}…` : d.text || "";
+  return el("li", { class: `alert report sev-${ev.severity}`, "data-event": ev.id, "data-kind": "citizen_report",
+                    "data-severity": ev.severity, "data-time": ev.captured_at },
+    el("div", { class: "row" },
+      el("strong", { text: `${t("report")} · ${d.category || ""} · ${d.source || ""}` }),
+      stateBadge(dispatch?.state || "new")),
+    el("div", { class: "meta", text: `${fmtTime(ev.captured_at)} · ${ev.camera === "reports" ? t("no_camera") : ev.camera}` }),
+    el("p", { class: "report-text", text }),
+    el("div", { class: "row" },
+      can.view() && ["new", "escalated"].includes(dispatch?.state || "new")
+        ? el("button", { class: "ack", text: t("acknowledge"), onclick: (e) => act(ev.id, { action: "acknowledge" }, e.target) })
+        : null,
+      el("a", { href: `#/incident/${ev.id}`, text: t("open") })));
+}
+
 function sortFeed(feed) {
   const items = [...feed.querySelectorAll("li.alert")];
   items.sort((a, b) => (SEVERITY_RANK[a.dataset.severity] - SEVERITY_RANK[b.dataset.severity])
@@ -470,8 +495,9 @@ async function incidentPage(id) {
       a.detail?.assignee ? ` → ${a.detail.assignee}` : "", a.detail?.note ? ` — “${a.detail.note}”` : "")));
   page(mine, el("div", { class: "incident" },
     el("section", { class: "card" },
-      el("h2", {}, `${ev.camera} · ${ev.rule} `, d.dispatch ? stateBadge(state) : null),
-      ev.snapshot ? el("img", { class: "snapshot", id: "snapshot", src: `/api/v1/snapshots/${ev.snapshot}`, alt: t("snapshot") }) : el("p", { text: t("no_snapshot") }),
+      el("h2", {}, ev.kind === "citizen_report" ? `${t("report")} · ${ev.details?.category || ""} ` : `${ev.camera} · ${ev.rule} `, d.dispatch ? stateBadge(state) : null),
+      ev.snapshot ? el("img", { class: "snapshot", id: "snapshot", src: `/api/v1/snapshots/${ev.snapshot}`, alt: t("snapshot") })
+        : ev.kind === "citizen_report" ? null : el("p", { text: t("no_snapshot") }),
       el("dl", {},
         el("dt", { text: t("time") }), el("dd", { text: fmtTime(ev.captured_at) }),
         el("dt", { text: t("severity") }), el("dd", { text: ev.severity }),
@@ -479,42 +505,106 @@ async function incidentPage(id) {
         el("dt", { text: t("assignee") }), el("dd", { id: "assignee", text: d.dispatch?.assignee || "—" }),
         el("dt", { text: t("id") }), el("dd", {}, el("code", { text: ev.id })))),
     el("section", { class: "card" }, actions, el("h3", { text: t("timeline") }), timeline, el("h3", { text: t("audit") }), audit),
-    ev.details?.evidence ? evidencePanel(id, mine) : null));
+    ev.kind === "citizen_report" ? reportPanel(id, ev, d, mine) : null,
+    ev.kind !== "citizen_report" && ev.details?.evidence ? evidencePanel(id, mine) : null,
+    ev.kind !== "citizen_report" && d.links?.length ? linksPanel(d.links) : null));
   const onLive = (kind, data) => { if (kind === "incident" && data.event_id === id) incidentPage(id); };
   liveHandlers.add(onLive);
   cleanup.push(() => liveHandlers.delete(onLive));
 }
 
-// The incident's evidence clip: the video once written, its manifest, export and "keep".
-function evidencePanel(id, mine) {
-  const box = el("section", { class: "card evidence", id: "evidence" }, el("h3", { text: t("evidence") }));
+// Events linked to this one (a citizen report and an alert: one incident).
+function linksPanel(links) {
+  return el("section", { class: "card", id: "links" }, el("h3", { text: t("linked") }),
+    el("ul", {}, ...links.map((l) => el("li", {}, el("a", { href: `#/incident/${l.event_id}`, text: l.event_id }),
+      ` · ${l.linked_by} · ${fmtTime(l.linked_at)}`))));
+}
+
+// A citizen report: what the citizen said and sent, where, the cameras that may see the place
+// (live frame and, for a recent report, a clip of each at the report's time), linking.
+function reportPanel(id, ev, d, mine) {
+  const r = ev.details || {};
+  const cams = r.cameras || [];
+  const clips = Object.fromEntries((r.evidence_clips || []).map((c) => [c.camera, c.clip]));
+  const box = el("section", { class: "card report", id: "report" },
+    el("h3", { text: `${t("report")} · ${r.category || ""}` }),
+    el("p", { class: "report-text", id: "report-text", text: r.text || "" }),
+    el("dl", {},
+      el("dt", { text: t("source") }), el("dd", { text: `${r.source || ""} · ${r.external_id || ""}` }),
+      el("dt", { text: t("place") }), el("dd", { text: `${r.latitude}, ${r.longitude}` })),
+    r.photos?.length ? el("div", { class: "photos" }, ...r.photos.map((src) => el("img", { class: "report-photo", src, alt: t("photos"), loading: "lazy" }))) : null,
+    el("h3", { text: t("matched_cameras") }),
+    cams.length ? null : el("p", { text: t("no_camera") }));
+  const frames = [];
+  for (const c of cams) {
+    const img = el("img", { class: "snapshot", alt: c.id, "data-camera": c.id, src: `/api/v1/cameras/${encodeURIComponent(c.id)}/frame.jpg?t=${Date.now()}` });
+    frames.push([c.id, img]);
+    box.append(el("figure", { class: "matched", "data-camera": c.id }, img,
+      el("figcaption", { text: `${c.id} · ${Math.round(c.distance_m)} m` }),
+      clips[c.id] ? evidencePanel(id, mine, c.id) : null));
+  }
+  // The matched cameras' live frames, every few seconds while the report is open.
+  const timer = setInterval(() => {
+    for (const [cam, img] of frames) img.src = `/api/v1/cameras/${encodeURIComponent(cam)}/frame.jpg?t=${Date.now()}`;
+  }, 3000);
+  cleanup.push(() => clearInterval(timer));
+  if (d.links?.length) box.append(linksPanel(d.links));
+  if (can.dispatch()) {
+    // Link to an alert: recent alerts of the nearest camera, or any event id.
+    const pick = el("select", { id: "link-pick" }, el("option", { value: "", text: t("pick_alert") }));
+    const other = el("input", { id: "link-id", placeholder: t("id") });
+    box.append(el("h3", { text: t("link_alert") }), el("div", { class: "row" }, pick, other,
+      el("button", { id: "do-link", text: t("link_alert"), onclick: async (e) => {
+        const target = other.value.trim() || pick.value;
+        if (!target) { pick.focus(); return; }
+        e.target.disabled = true;
+        try { await api(`/events/${encodeURIComponent(id)}/links`, { method: "POST", body: { event_id: target } }); incidentPage(id); }
+        catch (err) { explain(err); e.target.disabled = false; }
+      } })));
+    if (cams.length) {
+      api(`/events?camera=${encodeURIComponent(cams[0].id)}&severity=warning,critical&limit=20`).then((page) => {
+        for (const it of page.items) {
+          if (it.event.id === id || it.event.kind === "citizen_report") continue;
+          pick.append(el("option", { value: it.event.id, text: `${fmtTime(it.event.captured_at)} · ${it.event.rule} · ${it.event.kind.replaceAll("_", " ")}` }));
+        }
+      }).catch(explain);
+    }
+  }
+  return box;
+}
+
+// The incident's evidence clip: the video once written, its manifest, export and "keep". A
+// citizen report has one per matched camera (`camera`).
+function evidencePanel(id, mine, camera) {
+  const box = el("section", { class: "card evidence", id: camera ? `evidence-${camera}` : "evidence" }, el("h3", { text: t("evidence") }));
+  const which = camera ? `?camera=${encodeURIComponent(camera)}` : "";
   const base = `/api/v1/events/${encodeURIComponent(id)}/evidence`;
   const load = async () => {
     if (mine !== routeSeq) return;
     let st;
-    try { st = await api(`/events/${encodeURIComponent(id)}/evidence`); } catch (e) { box.append(el("p", { text: e.message })); return; }
+    try { st = await api(`/events/${encodeURIComponent(id)}/evidence${which}`); } catch (e) { box.append(el("p", { text: e.message })); return; }
     box.replaceChildren(el("h3", { text: t("evidence") }));
     if (st.state === "recording") {
-      box.append(el("p", { id: "evidence-state", text: `${t("recording")} ${fmtTime(st.ready_at)}` }));
+      box.append(el("p", { class: "evidence-state", text: `${t("recording")} ${fmtTime(st.ready_at)}` }));
       setTimeout(load, Math.max(1000, new Date(st.ready_at) - Date.now() + 500));
       return;
     }
     if (st.state !== "ready") {
-      box.append(el("p", { id: "evidence-state", text: `${t(st.state === "failed" ? "clip_failed" : "clip_deleted")}: ${st.reason || ""}` }));
+      box.append(el("p", { class: "evidence-state", text: `${t(st.state === "failed" ? "clip_failed" : "clip_deleted")}: ${st.reason || ""}` }));
       return;
     }
     const m = st.manifest;
     box.append(
-      el("video", { id: "evidence-video", class: "snapshot", controls: true, preload: "metadata", src: `${base}.mp4` }),
+      el("video", { class: "snapshot evidence-video", controls: true, preload: "metadata", src: `${base}.mp4${which}` }),
       el("p", { class: "muted", text: `${fmtTime(m.start)} – ${fmtTime(m.end)} · ${m.duration_s} s · ${m.codec} ${m.width || ""}x${m.height || ""} · ${m.frames} frames · SHA-256 ${m.sha256.slice(0, 16)}… · key ${m.key_id}` }));
-    if (st.kept_by) box.append(el("p", { id: "evidence-kept", text: `${t("kept_by")} ${st.kept_by} · ${fmtTime(st.kept_at)}` }));
+    if (st.kept_by) box.append(el("p", { class: "evidence-kept", text: `${t("kept_by")} ${st.kept_by} · ${fmtTime(st.kept_at)}` }));
     if (can.dispatch()) {
       box.append(el("div", { class: "row" },
-        el("a", { id: "evidence-zip", class: "button", href: `${base}.zip`, download: "", text: t("download_evidence") }),
-        el("button", { id: "evidence-keep", class: "ghost", text: t(st.kept_by ? "release" : "keep"),
+        el("a", { class: "button evidence-zip", href: `${base}.zip${which}`, download: "", text: t("download_evidence") }),
+        el("button", { class: "ghost evidence-keep", text: t(st.kept_by ? "release" : "keep"),
           onclick: async (e) => {
             e.target.disabled = true;
-            try { await api(`/events/${encodeURIComponent(id)}/evidence/keep`, { method: "PUT", body: { keep: !st.kept_by } }); load(); } catch (err) { explain(err); e.target.disabled = false; }
+            try { await api(`/events/${encodeURIComponent(id)}/evidence/keep${which}`, { method: "PUT", body: { keep: !st.kept_by } }); load(); } catch (err) { explain(err); e.target.disabled = false; }
           } })));
     }
   };
@@ -546,11 +636,13 @@ function drawMap(svg, g) {
   svg.append(svgNode("rect", { x: 0, y: 0, width: W, height: H, class: "map-bg" }));
   const cams = g.features.filter((f) => f.geometry.type === "Point");
   const lanes = g.features.filter((f) => f.geometry.type === "Polygon");
-  if (!cams.length) {
+  const reports = (g.reports || []).filter((r) => Number.isFinite(r.details?.longitude) && Number.isFinite(r.details?.latitude));
+  if (!cams.length && !reports.length) {
     svg.append(svgNode("text", { x: W / 2, y: H / 2, class: "map-note", "text-anchor": "middle" }, t("none_placed")));
     return;
   }
-  const all = [...cams.map((f) => f.geometry.coordinates), ...lanes.flatMap((f) => f.geometry.coordinates[0])];
+  const where = (r) => [r.details.longitude, r.details.latitude];
+  const all = [...cams.map((f) => f.geometry.coordinates), ...lanes.flatMap((f) => f.geometry.coordinates[0]), ...reports.map(where)];
   // The closest zoom (up to 19) at which everything fits in 80 % of the picture.
   const box = (z) => {
     const xy = all.map(([lon, lat]) => mercator(lon, lat, z));
@@ -562,7 +654,7 @@ function drawMap(svg, g) {
   const [a, b, c, d] = box(z);
   const x0 = (a + c) / 2 - W / 2, y0 = (b + d) / 2 - H / 2;
   const at = ([lon, lat]) => { const [x, y] = mercator(lon, lat, z); return [x - x0, y - y0]; };
-  const lat = cams[0].geometry.coordinates[1];
+  const lat = all[0][1];
   const metresPerPx = (40075016.686 * Math.cos((lat * Math.PI) / 180)) / (256 * 2 ** z);
   const step = [5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000].find((m) => m / metresPerPx >= 90) || 100000;
   const stepPx = step / metresPerPx;
@@ -611,6 +703,13 @@ function drawMap(svg, g) {
     }
     svg.append(cam);
   }
+  // Citizen reports beside the cameras: a pin each, to its incident.
+  for (const r of reports) {
+    const [x, y] = at(where(r));
+    svg.append(svgNode("a", { href: `#/incident/${encodeURIComponent(r.id)}`, class: "map-report", "data-report": r.id },
+      svgNode("title", {}, `${t("report")} · ${r.details.category} · ${r.details.text || ""}`),
+      svgNode("path", { d: `M${x},${y} l-7,-14 a8,8 0 1 1 14,0 z`, class: "map-pin" })));
+  }
   svg.append(svgNode("line", { x1: 20, y1: H - 24, x2: 20 + stepPx, y2: H - 24, class: "map-scale" }),
     svgNode("text", { x: 20, y: H - 32, class: "map-note" }, step >= 1000 ? `${step / 1000} km` : `${step} m`),
     svgNode("text", { x: W - 24, y: 34, class: "map-north", "text-anchor": "middle" }, "N"),
@@ -626,6 +725,8 @@ async function mapPage() {
   const draw = async () => {
     let g;
     try { g = await api("/map.geojson"); } catch (e) { explain(e); return; }
+    // Reports of the last day, as the events search has them.
+    try { g.reports = (await api("/events?kind=citizen_report&limit=100")).items.map((it) => it.event); } catch (e) { g.reports = []; }
     if (mine !== routeSeq) return;
     drawMap(svg, g);
     unplaced.textContent = "";

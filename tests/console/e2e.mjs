@@ -1,5 +1,6 @@
 // Drives the pantau console in Debian's chromium (playwright-core, no browser download):
 // log in, wait for a live alert on the wall, acknowledge it, open the incident and assign it,
+// take a citizen report on the wall, link it to the alert and close it,
 // open the planner chart and download the CSV, draw a counting line, a calibration and a lane in
 // the admin page (snooze a rule on the wall on the way), switch
 // to Indonesian, browse the API docs. Screenshots of each page go to SHOTS_DIR.
@@ -92,6 +93,39 @@ try {
   if (!audit.includes("incident.acknowledge") || !audit.includes("incident.assign")) throw new Error(`audit trail incomplete: ${audit}`);
   await page.waitForFunction(() => { const i = document.querySelector("#snapshot"); return !i || i.naturalWidth > 0; }, null, { timeout: 10000 });
   await page.screenshot({ path: join(shots, "console-incident.png") });
+
+  step("citizen report: on the wall, linked to the alert, closed");
+  // An admin makes the integration (its key is shown once); the citizen app sends a report.
+  const integration = await page.evaluate(async () => {
+    const r = await fetch("/api/v1/integrations", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "sipokat" }) });
+    return r.json();
+  });
+  if (!integration.key) throw new Error(`no integration key: ${JSON.stringify(integration)}`);
+  await page.goto(`${base}/console/#/wall`);
+  await page.waitForSelector("#tiles figure");
+  await page.waitForTimeout(500); // the wall's live stream is open
+  const sent = await fetch(`${base}/api/v1/reports`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${integration.key}` },
+    body: JSON.stringify({ source: "sipokat", external_id: "rt-07/2026-001", category: "kerumunan",
+      text: "Kerumunan di jalan kampus, lalu lintas terhambat", time: new Date(Date.now() - 2000).toISOString(),
+      latitude: -3.2944, longitude: 102.8617 }),
+  });
+  if (sent.status !== 201) throw new Error(`report refused: ${sent.status} ${await sent.text()}`);
+  const reportId = (await sent.json()).id;
+  await page.waitForSelector(`#alert-feed li[data-kind="citizen_report"][data-event="${reportId}"]`, { timeout: 10000 });
+  result.report_on_wall = reportId;
+  await page.goto(`${base}/console/#/incident/${reportId}`);
+  await page.waitForSelector("#report-text");
+  await page.fill("#link-id", eventId);
+  await page.click("#do-link");
+  await page.waitForSelector(`#links a[href="#/incident/${eventId}"]`, { timeout: 10000 });
+  await page.click("#do-close");
+  await page.waitForSelector('h2 .badge[data-state="closed"]', { timeout: 10000 });
+  await page.screenshot({ path: join(shots, "console-report.png") });
+  // The alert shows the link too.
+  await page.goto(`${base}/console/#/incident/${eventId}`);
+  await page.waitForSelector(`#links a[href="#/incident/${reportId}"]`, { timeout: 10000 });
 
   step("planner: chart and CSV");
   const deadline = Date.now() + 60000;
