@@ -207,6 +207,13 @@ impl CameraConfig {
     ) -> Option<CameraSettings> {
         let before = issues.0.len();
         check_name(issues, &format!("{prefix}.id"), &self.id);
+        if self.id == "reports" {
+            // Citizen reports no camera sees are published as camera `reports`.
+            issues.push(
+                format!("{prefix}.id"),
+                "\"reports\" is reserved for citizen reports no camera sees; pick another id",
+            );
+        }
         if let Some(name) = &self.name {
             if name.trim().is_empty() || name.len() > 200 {
                 issues.push(

@@ -347,6 +347,14 @@ mod tests {
                 "cameras[1].id: camera id \"a\" is used twice; give every camera its own id",
             ),
             (
+                "[[cameras]]\nid = \"reports\"\nurl = \"rtsp://h/x\"\n",
+                "cameras[0].id: \"reports\" is reserved for citizen reports no camera sees; pick another id",
+            ),
+            (
+                "[evidence]\npre_s = 500\n",
+                "evidence.pre_s: use 0 to 120 seconds",
+            ),
+            (
                 "[[cameras]]\nid = \"a\"\nurl = \"file:///nonexistent/clip.mp4\"\n",
                 "cameras[0].url: cannot read /nonexistent/clip.mp4: No such file or directory",
             ),

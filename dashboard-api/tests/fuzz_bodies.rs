@@ -1,5 +1,5 @@
-//! Fuzz targets of every API request body: login, users (POST, PATCH), cameras (POST, PUT) and
-//! event actions, each driven through the router (`oneshot`) as a logged-in admin on the real
+//! Fuzz targets of every API request body: login, users (POST, PATCH), cameras (POST, PUT),
+//! event actions and citizen reports (with an integration's key), each driven through the router (`oneshot`) as a logged-in admin on the real
 //! database, with random and mutated JSON. Whatever the body, the answer is a success or an
 //! error in the API's one shape (`code`, `message`), never a 5xx, a panic or a hang. Seeds are
 //! in `fuzz/corpus/api/<route>`; the long run is in `fuzz/README.md`.
@@ -17,6 +17,7 @@ use http_body_util::BodyExt;
 use pantau_config::config::{CameraConfig, CameraSettings, IngestConfig};
 use pantau_dashboard_api::auth::{upsert_user, Role};
 use pantau_dashboard_api::cameras::BoxFuture;
+use pantau_dashboard_api::reports::{add_integration, ReportSettings, Reports};
 use pantau_dashboard_api::{
     app, ApiSettings, ApiState, CameraControl, CameraFeed, CameraRegistry, CameraStatus, Db,
     StatusChange,
@@ -88,6 +89,8 @@ struct Harness {
     state: ApiState,
     schema: String,
     token: String,
+    /// The citizen reports route takes an integration's key, not a session.
+    integration_key: String,
     alert: String,
     _dir: tempfile::TempDir,
 }
@@ -130,7 +133,7 @@ impl Harness {
         let schema = format!("pantau_fuzz_{name}_{}", std::process::id());
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("clip.mp4"), b"not really a video").expect("clip");
-        let (state, alert) = rt.block_on(async {
+        let (state, alert, integration_key) = rt.block_on(async {
             let (client, conn) = tokio_postgres::connect(DB, tokio_postgres::NoTls)
                 .await
                 .expect("database");
@@ -166,13 +169,25 @@ impl Harness {
             );
             state.db = Some(db);
             state.cameras = Some(Arc::new(loaded.registry));
-            (state, alert.id.to_string())
+            // The rate limit would answer most cases with 429 before validation.
+            state.reports = Arc::new(Reports::new(ReportSettings::from_config(
+                &pantau_config::config::ReportsConfig {
+                    rate_per_minute: 1_000_000,
+                    ..Default::default()
+                },
+                dir.path(),
+            )));
+            let integration = add_integration(&store, "sipokat", None, "ana")
+                .await
+                .expect("integration");
+            (state, alert.id.to_string(), integration.key)
         });
         let mut h = Harness {
             rt,
             state,
             schema,
             token: String::new(),
+            integration_key,
             alert,
             _dir: dir,
         };
@@ -201,7 +216,12 @@ impl Harness {
     ) -> (StatusCode, Vec<u8>) {
         let mut req = Request::builder().method(method).uri(uri);
         if session {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+            let key = if uri == "/api/v1/reports" {
+                &self.integration_key
+            } else {
+                &self.token
+            };
+            req = req.header(header::AUTHORIZATION, format!("Bearer {key}"));
         }
         if let Some(ct) = content_type {
             req = req.header(header::CONTENT_TYPE, ct);
@@ -546,6 +566,19 @@ fn event_action_body() {
     );
 }
 
+#[test]
+fn report_body() {
+    fuzz(
+        Route {
+            name: "report",
+            method: "POST",
+            uri: "/api/v1/reports",
+        },
+        true,
+        CASES,
+    );
+}
+
 /// Every seed of every route as it is, once, on one harness.
 #[test]
 fn every_seed_as_it_is() {
@@ -570,6 +603,7 @@ fn every_seed_as_it_is() {
             Method::POST,
             format!("/api/v1/events/{}/actions", h.alert),
         ),
+        ("report", Method::POST, "/api/v1/reports".to_string()),
     ] {
         for seed in mutate::corpus(&format!("api/{name}")) {
             let (status, answer) = h.send(
