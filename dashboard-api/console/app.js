@@ -34,6 +34,8 @@ const LABELS = {
     report: "Citizen report", category: "Category", source: "Source", place: "Place", photos: "Photos",
     matched_cameras: "Cameras that may see it", no_camera: "No camera sees this place", link_alert: "Link to alert",
     linked: "Linked events", pick_alert: "Alert of a nearby camera", reports: "Reports",
+    integrations: "Integrations (citizen apps)", add_integration: "Add integration", callback_url: "Callback URL (optional)",
+    key_once: "Give these to the app now; they are not shown again", key: "Key", callback_secret: "Callback secret",
     until: "until", objects: "objects", lanes: "Lanes", new_lane: "Draw lane",
     lane_hint: "Click the lane's corners, then Finish; then click the tail and the head of its direction arrow.",
     speed_limit: "Speed limit km/h (optional)", stopping: "Stopping allowed",
@@ -75,6 +77,8 @@ const LABELS = {
     report: "Laporan warga", category: "Kategori", source: "Sumber", place: "Lokasi", photos: "Foto",
     matched_cameras: "Kamera yang mungkin melihatnya", no_camera: "Tidak ada kamera yang melihat lokasi ini", link_alert: "Tautkan ke peringatan",
     linked: "Kejadian tertaut", pick_alert: "Peringatan kamera terdekat", reports: "Laporan",
+    integrations: "Integrasi (aplikasi warga)", add_integration: "Tambah integrasi", callback_url: "URL callback (opsional)",
+    key_once: "Berikan ke aplikasi sekarang; tidak ditampilkan lagi", key: "Kunci", callback_secret: "Rahasia callback",
     until: "sampai", objects: "objek", lanes: "Lajur", new_lane: "Gambar lajur",
     lane_hint: "Klik sudut-sudut lajur, lalu Selesai; lalu klik pangkal dan ujung panah arah lajur.",
     speed_limit: "Batas kecepatan km/jam (opsional)", stopping: "Boleh berhenti",
@@ -887,10 +891,45 @@ async function adminPage(selected) {
   page(mine, el("div", { class: "admin" },
     el("aside", { class: "card" }, el("h2", { text: t("cameras") }), list, addForm),
     el("section", { class: "card" }, editor),
-    el("section", { class: "card", id: "users" })));
+    el("section", { class: "card", id: "users" }),
+    el("section", { class: "card", id: "integrations" })));
   const cam = cams.find((c) => (c.config?.id || c.status?.id) === selected) || cams[0];
   if (cam?.config) cameraEditor(editor, cam.config);
   usersPanel($("#users"));
+  integrationsPanel($("#integrations"));
+}
+
+// Citizen apps that send reports: their keys are made here and shown once.
+async function integrationsPanel(root, made) {
+  root.textContent = "";
+  root.append(el("h2", { text: t("integrations") }));
+  if (made) {
+    root.append(el("div", { class: "key-once", id: "integration-made" }, el("p", { text: t("key_once") }),
+      el("dl", {}, el("dt", { text: t("key") }), el("dd", {}, el("code", { id: "integration-key", text: made.key })),
+        el("dt", { text: t("callback_secret") }), el("dd", {}, el("code", { text: made.callback_secret })))));
+  }
+  try {
+    const list = await api("/integrations");
+    root.append(el("table", { class: "list", id: "integration-list" },
+      el("tr", {}, el("th", { text: t("name") }), el("th", { text: t("key") }), el("th", { text: t("callback_url") }), el("th", {})),
+      ...list.map((i) => el("tr", { "data-integration": i.name },
+        el("td", { text: i.name + (i.disabled ? ` (${t("disabled")})` : "") }), el("td", {}, el("code", { text: `${i.key_prefix}…` })),
+        el("td", { text: i.callback_url || "—" }),
+        el("td", {}, el("button", { class: "ghost small", text: i.disabled ? t("enable") : t("disable"),
+          onclick: async () => { try { await api(`/integrations/${encodeURIComponent(i.name)}`, { method: "PATCH", body: { disabled: !i.disabled } }); integrationsPanel(root); } catch (e) { explain(e); } } }))))));
+  } catch (e) { explain(e); }
+  const form = el("form", { class: "stack", id: "add-integration" }, el("h3", { text: t("add_integration") }),
+    el("input", { name: "name", placeholder: "sipokat", required: true }),
+    el("input", { name: "callback_url", placeholder: t("callback_url") }),
+    el("button", { type: "submit", text: t("add_integration") }));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(form);
+    const body = { name: f.get("name") };
+    if (f.get("callback_url")) body.callback_url = f.get("callback_url");
+    try { integrationsPanel(root, await api("/integrations", { method: "POST", body })); } catch (err) { explain(err); }
+  });
+  root.append(form);
 }
 function cameraEditor(root, config) {
   const cfg = structuredClone(config);

@@ -95,12 +95,14 @@ try {
   await page.screenshot({ path: join(shots, "console-incident.png") });
 
   step("citizen report: on the wall, linked to the alert, closed");
-  // An admin makes the integration (its key is shown once); the citizen app sends a report.
-  const integration = await page.evaluate(async () => {
-    const r = await fetch("/api/v1/integrations", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "sipokat" }) });
-    return r.json();
-  });
-  if (!integration.key) throw new Error(`no integration key: ${JSON.stringify(integration)}`);
+  // An admin makes the integration in the admin page (its key is shown once); the citizen app
+  // sends a report with it.
+  await page.goto(`${base}/console/#/admin`);
+  await page.fill("#add-integration input[name=name]", "sipokat");
+  await page.click("#add-integration button[type=submit]");
+  await page.waitForSelector("#integration-key");
+  const integration = { key: await page.textContent("#integration-key") };
+  await page.waitForSelector('#integration-list tr[data-integration="sipokat"]');
   await page.goto(`${base}/console/#/wall`);
   await page.waitForSelector("#tiles figure");
   await page.waitForTimeout(500); // the wall's live stream is open
