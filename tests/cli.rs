@@ -236,7 +236,8 @@ fn user_add_creates_and_updates_users() {
 }
 
 /// `pantau evidence verify` on a sealed clip folder and its zip export: exit 0 and "VERIFIED"
-/// as written, exit 1 naming the failed check after one byte changes or with another key.
+/// as written with the node's key, 2 without a key, exit 1 naming the failed check after one
+/// byte changes or with another key.
 #[test]
 fn evidence_verify_passes_untouched_clips_and_fails_changed_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -293,9 +294,10 @@ fn evidence_verify_passes_untouched_clips_and_fails_changed_ones() {
             "{text}"
         );
     }
+    // Without the node's key the files only prove they belong together: exit 2, not VERIFIED.
     let (code, text) = verify(&zip, None);
-    assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains("the key came with the clip"), "{text}");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("CONSISTENT, NOT VERIFIED"), "{text}");
     let (other, _) =
         pantau_evidence::NodeKey::load_or_create(&dir.path().join("other.key")).expect("key");
     let (code, text) = verify(&zip, Some(&other.public_base64()));

@@ -339,15 +339,17 @@ severity = "warning"
         "{}",
         pantau_evidence::verify::report(&verdict)
     );
-    // The saved clip covers the time asked (4 s before, 2 s after), from the keyframe before
-    // it: at most one GOP (25 frames of the test server's x264, under 4 s here) more.
+    // The saved clip covers the time asked (4 s before, 2 s after; up to 2 s more when it
+    // shares an alert's clip, which then runs on to its last event's post-roll), from the
+    // keyframe before it: at most one GOP (25 frames of the test server's x264, under 4 s
+    // here) more.
     let m = verdict.manifest.expect("manifest");
     let t = |s: &str| pantau_events::time::parse(s).expect("time");
     let asked = t(&m.requested_to)
         .duration_since(t(&m.requested_from))
         .expect("order");
     assert!(
-        asked.as_secs_f64() > 5.9 && asked.as_secs_f64() < 6.1,
+        asked.as_secs_f64() > 5.9 && asked.as_secs_f64() < 8.1,
         "{asked:?}"
     );
     let lead = t(&m.requested_from)
@@ -359,7 +361,7 @@ severity = "warning"
         .unwrap_or_default();
     assert!(short < Duration::from_millis(500), "ends {short:?} early");
     assert!(
-        m.duration_s > 5.5 && m.duration_s < 6.0 + 4.0,
+        m.duration_s > 5.5 && m.duration_s < asked.as_secs_f64() + 4.0,
         "{} s",
         m.duration_s
     );
@@ -403,6 +405,17 @@ severity = "warning"
     assert_eq!(status, 200);
     let detail = json(&body);
     assert_eq!(detail["event"]["kind"], "operator_clip");
+    // Whether its own clip or an alert's it shares, the clip covers the saved moment's pre-
+    // and post-roll and names the event.
+    let saved_at = t(detail["event"]["captured_at"].as_str().expect("time"));
+    assert!(
+        t(&m.requested_from) <= saved_at - Duration::from_secs(4)
+            && t(&m.requested_to) >= saved_at + Duration::from_secs(2),
+        "asked {} to {} for {saved_at:?}",
+        m.requested_from,
+        m.requested_to
+    );
+    assert!(m.events.contains(&event), "{:?}", m.events);
     assert_eq!(
         detail["dispatch"]["state"], "new",
         "a saved clip is an incident"

@@ -240,9 +240,10 @@ fn state_of(
     if let Ok(reason) = std::fs::read_to_string(l.dir.join(FAILED_FILE)) {
         return Ok(("failed".into(), Some(reason.trim().to_string()), None));
     }
-    // Written a few seconds after the post-roll (the last packets arrive, then the muxer).
-    let ready_at = l.at + Duration::from_secs_f64(a.post_s) + Duration::from_secs(5);
-    if SystemTime::now() < ready_at + Duration::from_secs(60) {
+    // Written a few seconds after the post-roll (the last packets arrive, then the muxer);
+    // events that share the clip can move its end by one more post-roll.
+    let ready_at = l.at + Duration::from_secs_f64(2.0 * a.post_s) + Duration::from_secs(5);
+    if SystemTime::now() < ready_at + Duration::from_secs(120) {
         return Ok((
             "recording".into(),
             None,
@@ -255,6 +256,9 @@ fn state_of(
         None,
     ))
 }
+
+/// Exports built at once.
+static EXPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 /// The file a node writes in a clip folder when the clip could not be made, with the reason.
 pub const FAILED_FILE: &str = "failed.txt";
@@ -283,7 +287,7 @@ pub async fn status(
     } else {
         None
     };
-    let kept = s.store().await?.clip_kept(&l.rel).await?;
+    let kept = s.store().await?.clip_kept(&l.rel, &l.event_id).await?;
     Ok(Json(EvidenceStatus {
         clip: l.rel,
         state,
@@ -346,6 +350,14 @@ pub async fn export(
     let which = query(which)?;
     let l = locate(&s, &id, &which).await?;
     ready(&s, &l)?;
+    // Each export is built in memory (a clip is at most `evidence.camera_mb`): two at a time.
+    let _turn = EXPORTS.acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "evidence_export",
+            "stopping",
+        )
+    })?;
     let key = access(&s)?.key.clone();
     let dir = l.dir.clone();
     let zip = tokio::task::spawn_blocking(move || {

@@ -67,6 +67,10 @@ impl NodeKey {
             std::fs::create_dir_all(dir).map_err(|e| EvidenceError::io(dir, e))?;
         }
         let text = base64::engine::general_purpose::STANDARD.encode(self.signing.to_bytes());
+        // Written whole beside it, then linked into place: a crash or a full disk never leaves
+        // an empty key file, and a key that appeared meanwhile is never overwritten.
+        let part = path.with_extension("key.part");
+        let _ = std::fs::remove_file(&part);
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
@@ -74,10 +78,13 @@ impl NodeKey {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut file = options.open(path).map_err(|e| EvidenceError::io(path, e))?;
-        file.write_all(format!("{text}\n").as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| EvidenceError::io(path, e))
+        let written = options.open(&part).and_then(|mut file| {
+            file.write_all(format!("{text}\n").as_bytes())?;
+            file.sync_all()
+        });
+        let linked = written.and_then(|()| std::fs::hard_link(&part, path));
+        let _ = std::fs::remove_file(&part);
+        linked.map_err(|e| EvidenceError::io(path, e))
     }
 
     pub fn public(&self) -> VerifyingKey {

@@ -145,11 +145,13 @@ pub fn seal(
         .map_err(|e| EvidenceError::invalid(dir.display(), e.to_string()))?;
     json.push(b'\n');
     let signature = key.sign(&json);
-    write_whole(&dir.join(MANIFEST_FILE), &json)?;
+    // The manifest last: its presence means the clip is sealed (the API and retention look
+    // for it).
     write_whole(
         &dir.join(SIGNATURE_FILE),
         format!("{signature}\n").as_bytes(),
     )?;
+    write_whole(&dir.join(MANIFEST_FILE), &json)?;
     Ok((manifest, json, signature))
 }
 

@@ -319,13 +319,14 @@ pub fn report(v: &Verdict) -> String {
             c.what
         ));
     }
-    if v.passed() {
-        if v.key_from_export {
-            out.push_str(
-                "  note: the key came with the clip, so this shows the files belong together; \
-                 compare the key id with the node's (GET /api/v1/evidence/key) or pass --key\n",
-            );
-        }
+    if v.passed() && v.key_from_export {
+        // Anyone can re-sign a changed clip with a key of their own and ship that key.
+        out.push_str(
+            "  note: the key came with the clip, so this only shows the files belong together; \
+             pass --key with the node's key (GET /api/v1/evidence/key) to verify it\n",
+        );
+        out.push_str("CONSISTENT, NOT VERIFIED: no known key\n");
+    } else if v.passed() {
         out.push_str("VERIFIED\n");
     } else {
         out.push_str("NOT VERIFIED\n");

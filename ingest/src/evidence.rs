@@ -68,6 +68,9 @@ struct Packet {
     duration: Option<u64>,
     key: bool,
     buffer: gst::Buffer,
+    /// The stretch of stream it belongs to: one pipeline, one format. A clip never spans two.
+    run: u64,
+    caps: gst::Caps,
 }
 
 /// Why no clip could be cut or written.
@@ -101,6 +104,9 @@ pub(crate) struct PacketRing {
     bytes: usize,
     keys: usize,
     caps: Option<gst::Caps>,
+    /// The current run (see [`Packet::run`]) and whether it still waits for its keyframe.
+    run: u64,
+    need_key: bool,
     /// Times the ring was emptied because one GOP did not fit its memory.
     overflows: u64,
 }
@@ -115,21 +121,36 @@ impl PacketRing {
             bytes: 0,
             keys: 0,
             caps: None,
+            run: 0,
+            need_key: true,
             overflows: 0,
         }
     }
 
-    /// Empties the ring (a new pipeline: its timestamps start again).
-    pub fn clear(&mut self) {
+    /// A new pipeline (a reconnect): its timestamps start again, so what comes is a new run.
+    /// What was kept stays: the video before a camera was cut off is what an incident needs.
+    pub fn new_pipeline(&mut self) {
+        self.run += 1;
+        self.need_key = true;
+    }
+
+    /// Empties the ring.
+    fn clear(&mut self) {
         self.budget.used.fetch_sub(self.bytes, Ordering::Relaxed);
         self.packets.clear();
         self.bytes = 0;
         self.keys = 0;
+        self.need_key = true;
     }
 
     /// Holds video a clip can start from.
     pub fn has_video(&self) -> bool {
         !self.packets.is_empty()
+    }
+
+    /// Capture time of the newest packet: "now" on the camera's clock.
+    pub fn newest(&self) -> Option<SystemTime> {
+        self.packets.back().map(|p| p.at)
     }
 
     /// Bytes held.
@@ -138,16 +159,19 @@ impl PacketRing {
         self.bytes
     }
 
-    /// Takes one access unit. A change of format (new parameter sets, resolution) starts the
-    /// ring again: packets of two formats cannot go into one file.
-    fn push(&mut self, caps: &gst::Caps, packet: Packet) {
+    /// Takes one access unit. A change of format (new parameter sets, resolution) starts a new
+    /// run: packets of two formats cannot go into one file.
+    fn push(&mut self, caps: &gst::Caps, mut packet: Packet) {
         if self.caps.as_ref() != Some(caps) {
-            self.clear();
             self.caps = Some(caps.clone());
+            self.new_pipeline();
         }
-        if self.packets.is_empty() && !packet.key {
-            return; // a clip starts at a keyframe
+        if self.need_key && !packet.key {
+            return; // a run starts at a keyframe
         }
+        self.need_key = false;
+        packet.run = self.run;
+        packet.caps = caps.clone();
         let size = packet.buffer.size();
         self.keys += usize::from(packet.key);
         self.bytes += size;
@@ -201,9 +225,7 @@ impl PacketRing {
     /// `to`. When the ring starts after `from`, the clip starts at the ring's first keyframe
     /// (its manifest says when).
     pub fn clip(&self, from: SystemTime, to: SystemTime) -> Result<EncodedClip, ClipError> {
-        let (Some(caps), Some(first), Some(last)) =
-            (&self.caps, self.packets.front(), self.packets.back())
-        else {
+        let (Some(first), Some(last)) = (self.packets.front(), self.packets.back()) else {
             return Err(ClipError::Nothing);
         };
         if to < first.at || from > last.at {
@@ -224,13 +246,16 @@ impl PacketRing {
             .iter()
             .rposition(|p| p.at <= to)
             .unwrap_or(start);
+        // One run only: the clip ends where the camera reconnected or changed format.
+        let run = self.packets[start].run;
         let packets: Vec<Packet> = self
             .packets
             .range(start..=end.max(start))
+            .take_while(|p| p.run == run)
             .cloned()
             .collect();
         Ok(EncodedClip {
-            caps: caps.clone(),
+            caps: self.packets[start].caps.clone(),
             packets,
         })
     }
@@ -337,9 +362,10 @@ impl EncodedClip {
         let stop = |pipeline: &gst::Pipeline| {
             let _ = pipeline.set_state(gst::State::Null);
         };
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|e| fail(e.to_string()))?;
+        if let Err(e) = pipeline.set_state(gst::State::Playing) {
+            stop(&pipeline);
+            return Err(fail(e.to_string()));
+        }
         // The clip's own timeline starts at 0: the first keyframe's decoding time.
         let base = self
             .packets
@@ -421,6 +447,8 @@ pub(crate) fn tap_parser(
                 duration: buffer.duration().map(|t| t.nseconds()),
                 key: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
                 buffer: buffer.clone(),
+                run: 0,
+                caps: caps.clone(),
             };
             lock(&ring).push(&caps, packet);
             gst::PadProbeReturn::Ok
@@ -461,6 +489,8 @@ mod tests {
             duration: Some(100 * MS),
             key,
             buffer: gst::Buffer::with_size(size).expect("buffer"),
+            run: 0,
+            caps: caps(),
         }
     }
 
@@ -552,7 +582,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_format_starts_the_ring_again() {
+    fn a_clip_never_spans_a_reconnect_or_a_new_format() {
         gst::init().expect("gstreamer");
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let mut ring = PacketRing::new(
@@ -561,13 +591,40 @@ mod tests {
             Arc::new(RingBudget::new(1 << 30)),
         );
         fill(&mut ring, t0, 3, 100);
-        let other = gst::Caps::builder("video/x-h264")
+        // The camera is cut off and comes back: what was kept before stays.
+        ring.new_pipeline();
+        ring.push(&caps(), packet(t0, 3050, false, 100)); // no keyframe yet: dropped
+        for i in 0..10 {
+            ring.push(&caps(), packet(t0, 3100 + i * 100, i == 0, 100));
+        }
+        assert_eq!(ring.packets.len(), 40);
+        let before = ring
+            .clip(
+                t0 + Duration::from_millis(2500),
+                t0 + Duration::from_secs(5),
+            )
+            .expect("clip");
+        assert_eq!(
+            before.end(),
+            t0 + Duration::from_millis(2900),
+            "ends at the cut"
+        );
+        // Then the format changes: a new run with its own caps.
+        let other = gst::Caps::builder("video/x-h265")
             .field("width", 640i32)
             .field("height", 360i32)
             .build();
-        ring.push(&other, packet(t0, 3000, true, 100));
-        assert_eq!(ring.packets.len(), 1);
-        assert_eq!(ring.bytes(), 100);
+        ring.push(&other, packet(t0, 4100, true, 100));
+        ring.push(&other, packet(t0, 4200, false, 100));
+        let after = ring
+            .clip(
+                t0 + Duration::from_millis(4150),
+                t0 + Duration::from_secs(5),
+            )
+            .expect("clip");
+        assert_eq!((after.codec(), after.frames()), ("H.265", 2));
+        assert_eq!(after.start(), t0 + Duration::from_millis(4100));
+        assert_eq!(ring.newest(), Some(t0 + Duration::from_millis(4200)));
     }
 
     #[test]

@@ -145,6 +145,15 @@ impl Ingest {
         ring.is_some_and(|r| lock(&r).has_video())
     }
 
+    /// Capture time of the newest encoded packet camera `id` kept: "now" on the camera's own
+    /// clock, which may differ from this server's by up to `ingest.max_clock_skew_s`.
+    pub fn evidence_now(&self, id: &str) -> Option<std::time::SystemTime> {
+        let ring = lock(&self.cameras)
+            .get(id)
+            .and_then(|e| e.camera.shared.ring.clone());
+        ring.and_then(|r| lock(&r).newest())
+    }
+
     /// Bytes of encoded video all cameras keep for evidence now.
     pub fn evidence_bytes(&self) -> usize {
         lock(&self.evidence).as_ref().map_or(0, |(_, b)| b.used())

@@ -152,8 +152,8 @@ pub(crate) fn build(
     install_gate(&tail_sink, settings, shared, &filter);
     limit_decoder_threads(&pipeline, settings.decoder_threads);
     if let Some(ring) = &shared.ring {
-        // A new pipeline's timestamps start again: what the old one kept cannot be placed.
-        lock(ring).clear();
+        // A new pipeline's timestamps start again: a new run, placed anew.
+        lock(ring).new_pipeline();
         *lock(&shared.anchor) = None;
         tap_parser(&pipeline, ring.clone(), shared.anchor.clone());
     }

@@ -207,10 +207,13 @@ impl ClipControl for Cameras {
                      H.265, or it has not sent a keyframe yet (try again in a few seconds)"
                 )));
             }
+            // "Now" on the camera's clock (the newest video it sent): the picture the operator
+            // saw, whatever the camera's clock says.
             let now = std::time::SystemTime::now();
+            let seen = self.ingest.evidence_now(&camera).unwrap_or(now);
             let mut e = pantau_events::Origin::new(&self.site, &camera).operator_clip(
                 &self.ids,
-                now,
+                seen,
                 &by,
                 note.as_deref(),
             );

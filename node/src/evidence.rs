@@ -26,7 +26,10 @@ use crate::outputs::Publisher;
 #[derive(Debug, Clone)]
 struct Open {
     rel: String,
-    to: SystemTime,
+    /// The first event's time: later events join until `first + post`.
+    first: SystemTime,
+    /// The end of the clip, moved on by each event that joins (its own post-roll).
+    to: Arc<Mutex<SystemTime>>,
     events: Arc<Mutex<Vec<String>>>,
 }
 
@@ -124,12 +127,22 @@ impl Recorder {
         kind: &str,
         rule: &str,
     ) -> Option<String> {
+        if self.now.is_cancelled() {
+            return None; // stopping: no clip could be cut any more
+        }
         if !self.ingest.keeps_evidence(camera) {
             // Not H.264/H.265 (or a test pattern), or no keyframe yet: no clip to promise.
             tracing::debug!(camera, event = event_id, "no encoded video kept; no clip");
             return None;
         }
-        let age = SystemTime::now().duration_since(at).unwrap_or_default();
+        // Times are the camera's (RTCP), which may be off this server's by minutes: "now" is
+        // the newest video the camera sent, and nothing is asked of the future.
+        let camera_now = self
+            .ingest
+            .evidence_now(camera)
+            .unwrap_or_else(SystemTime::now);
+        let at = at.min(camera_now);
+        let age = camera_now.duration_since(at).unwrap_or_default();
         if age > self.pre + self.post + Duration::from_secs(5) {
             tracing::debug!(
                 camera,
@@ -140,8 +153,12 @@ impl Recorder {
         }
         let mut open = lock(&self.open);
         if let Some(o) = open.get(camera) {
-            if at <= o.to {
+            // A later event within the first one's post-roll shares its clip, which then runs
+            // on to this event's own post-roll; an earlier one needs earlier video.
+            if at >= o.first && at <= o.first + self.post {
                 lock(&o.events).push(event_id.to_string());
+                let mut to = lock(&o.to);
+                *to = (*to).max(at + self.post);
                 return Some(o.rel.clone());
             }
         }
@@ -156,10 +173,10 @@ impl Recorder {
         let date: String = pantau_events::time::format(at).chars().take(10).collect();
         let rel = format!("{camera}/{date}/{event_id}");
         let from = at.checked_sub(self.pre).unwrap_or(at);
-        let to = at + self.post;
         let o = Open {
             rel: rel.clone(),
-            to,
+            first: at,
+            to: Arc::new(Mutex::new(at + self.post)),
             events: Arc::new(Mutex::new(vec![event_id.to_string()])),
         };
         open.insert(camera.to_string(), o.clone());
@@ -171,7 +188,7 @@ impl Recorder {
             rule: rule.to_string(),
             rel: rel.clone(),
             from,
-            to,
+            to: o.to,
             events: o.events,
         };
         let me = self.clone();
@@ -195,24 +212,50 @@ impl Recorder {
     }
 
     async fn run(self: Arc<Self>, job: Job) {
-        // The packets up to `to` have arrived a moment after `to` (capture clock ~ now).
-        let wait = job.to.duration_since(SystemTime::now()).unwrap_or_default()
-            + Duration::from_millis(1500);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = self.now.cancelled() => {}
-        }
-        {
-            let mut open = lock(&self.open);
-            if open.get(&job.camera).is_some_and(|o| o.rel == job.rel) {
-                open.remove(&job.camera);
+        // Wait until the camera's own clock has passed the clip's end (the last packets are
+        // in), at most the post-rolls plus 10 s of wall time (a camera that went silent).
+        let deadline = tokio::time::Instant::now() + self.post * 2 + Duration::from_secs(10);
+        let mut joinable = true;
+        loop {
+            let to = *lock(&job.to);
+            let passed = self
+                .ingest
+                .evidence_now(&job.camera)
+                .is_none_or(|now| now >= to + Duration::from_millis(500));
+            if passed || self.now.is_cancelled() || tokio::time::Instant::now() >= deadline {
+                if !joinable {
+                    break;
+                }
+                // No event joins from here; one that joined just now may have moved the end.
+                joinable = false;
+                let mut open = lock(&self.open);
+                if open.get(&job.camera).is_some_and(|o| o.rel == job.rel) {
+                    open.remove(&job.camera);
+                }
+                drop(open);
+                if *lock(&job.to) == to {
+                    break;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = self.now.cancelled() => {}
             }
         }
-        let _turn = self.writers.clone().acquire_owned().await;
-        let me = self.clone();
+        // Cut at once (the packets are shared, not copied), before waiting for a writer: the
+        // ring moves on meanwhile.
+        let to = *lock(&job.to);
+        let cut = self.ingest.clip(&job.camera, job.from, to);
         let rel = job.rel.clone();
         let camera = job.camera.clone();
-        let done = tokio::task::spawn_blocking(move || me.write(&job)).await;
+        let done = match cut {
+            Ok(clip) => {
+                let _turn = self.writers.clone().acquire_owned().await;
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || me.write(&job, clip, to)).await
+            }
+            Err(e) => Ok(Err(e.to_string())),
+        };
         match done {
             Ok(Ok(payload)) => {
                 tracing::info!(camera = %camera, clip = %rel, "evidence clip written");
@@ -233,11 +276,12 @@ impl Recorder {
     }
 
     /// Cuts, writes and seals one clip; returns its MQTT payload.
-    fn write(&self, job: &Job) -> Result<Vec<u8>, String> {
-        let clip = self
-            .ingest
-            .clip(&job.camera, job.from, job.to)
-            .map_err(|e| e.to_string())?;
+    fn write(
+        &self,
+        job: &Job,
+        clip: pantau_ingest::EncodedClip,
+        to: SystemTime,
+    ) -> Result<Vec<u8>, String> {
         let dir = self.dir.join(&job.rel);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         clip.write_mp4(&dir.join(pantau_evidence::CLIP_FILE))
@@ -257,7 +301,7 @@ impl Recorder {
             camera_name,
             site: self.site.clone(),
             node: self.node.clone(),
-            requested: (job.from, job.to),
+            requested: (job.from, to),
             start: clip.start(),
             end: clip.end(),
             codec: clip.codec().to_string(),
@@ -288,7 +332,7 @@ struct Job {
     rule: String,
     rel: String,
     from: SystemTime,
-    to: SystemTime,
+    to: Arc<Mutex<SystemTime>>,
     events: Arc<Mutex<Vec<String>>>,
 }
 

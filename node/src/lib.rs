@@ -82,6 +82,8 @@ pub struct Node {
     publish_task: JoinHandle<()>,
     status_task: JoinHandle<()>,
     retention: Option<JoinHandle<()>>,
+    /// Deletes old evidence clips, hourly.
+    evidence_retention: Option<JoinHandle<()>>,
     api: Option<(std::net::SocketAddr, JoinHandle<()>)>,
     /// Ends live streams, then the HTTP server.
     api_stop: CancellationToken,
@@ -220,15 +222,16 @@ impl Node {
             ));
             ingest.keep_evidence(
                 pantau_ingest::RingLimits {
-                    // The pre-roll, the post-roll and the wait before the clip is cut.
-                    keep: Duration::from_secs_f64(e.pre_s + e.post_s + 5.0),
+                    // The pre-roll, the post-rolls of the events that share a clip (up to
+                    // two) and the wait before the clip is cut.
+                    keep: Duration::from_secs_f64(e.pre_s + 2.0 * e.post_s + 5.0),
                     camera_bytes: e.camera_mb as usize * (1 << 20),
                 },
                 budget,
             );
             let dir = base.join(&e.dir);
             let db = store_target(&valid).map(|(url, schema)| Arc::new(Db::new(url, schema)));
-            tokio::spawn(evidence::retention(dir.clone(), e.clone(), db));
+            let sweeper = tokio::spawn(evidence::retention(dir.clone(), e.clone(), db));
             Some((
                 Arc::new(evidence::Recorder::new(
                     e,
@@ -241,6 +244,7 @@ impl Node {
                     &c.node.site,
                 )),
                 dir,
+                sweeper,
             ))
         } else {
             None
@@ -266,7 +270,7 @@ impl Node {
             site: c.node.site.clone(),
             tracker: c.tracker.clone(),
             count_period: Duration::from_secs(u64::from(c.outbox.count_period_s)),
-            evidence: evidence.as_ref().map(|(r, _)| r.clone()),
+            evidence: evidence.as_ref().map(|(r, _, _)| r.clone()),
             analysers: Arc::default(),
         };
         let cameras_file = base.join(&c.api.cameras_file);
@@ -353,7 +357,7 @@ impl Node {
                         api_stop.clone(),
                     ));
                 }
-                state.evidence = evidence.as_ref().map(|(recorder, dir)| {
+                state.evidence = evidence.as_ref().map(|(recorder, dir, _)| {
                     Arc::new(pantau_dashboard_api::evidence::EvidenceAccess {
                         dir: dir.clone(),
                         key: recorder.key().clone(),
@@ -406,6 +410,7 @@ impl Node {
             publish_task,
             status_task,
             retention,
+            evidence_retention: evidence.map(|(_, _, sweeper)| sweeper),
             api,
             api_stop,
             closing,
@@ -453,6 +458,9 @@ impl Node {
         self.ingest.shutdown().await;
         self.cameras.join().await;
         if let Some(r) = &self.retention {
+            r.abort();
+        }
+        if let Some(r) = &self.evidence_retention {
             r.abort();
         }
         // Every producer has stopped: the status watcher publishes the changes of the stop

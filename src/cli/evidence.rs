@@ -9,8 +9,9 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check an evidence clip: a clip folder on the node or an exported zip. Exits 0 only
-    /// when the video matches the manifest and the manifest's signature is valid.
+    /// Check an evidence clip: a clip folder on the node or an exported zip. Exits 0 when the
+    /// video matches the manifest and the manifest's signature is valid for the key given;
+    /// 2 when it is valid only for the key that came with the clip (no --key); 1 otherwise.
     Verify {
         /// Clip folder (holding clip.mp4, manifest.json, manifest.sig) or exported zip.
         path: PathBuf,
@@ -41,10 +42,11 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let verdict = pantau_evidence::verify(&path, key.as_deref())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             print!("{}", pantau_evidence::verify::report(&verdict));
-            Ok(if verdict.passed() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
+            Ok(match (verdict.passed(), verdict.key_from_export) {
+                (true, false) => ExitCode::SUCCESS,
+                // Consistent, but checked only with the key that came with it.
+                (true, true) => ExitCode::from(2),
+                (false, _) => ExitCode::FAILURE,
             })
         }
         Command::Key { config } => {

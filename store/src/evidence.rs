@@ -22,15 +22,15 @@ impl Store {
             tx.execute(
                 &format!(
                     "insert into {sc}.evidence_keep (clip, event_id, kept_by) values ($1, $2, $3)
-                     on conflict (clip) do update set kept_by = $3, kept_at = now()"
+                     on conflict (clip, event_id) do update set kept_by = $3, kept_at = now()"
                 ),
                 &[&clip, &event_id, &by],
             )
             .await?;
         } else {
             tx.execute(
-                &format!("delete from {sc}.evidence_keep where clip = $1"),
-                &[&clip],
+                &format!("delete from {sc}.evidence_keep where clip = $1 and event_id = $2"),
+                &[&clip, &event_id],
             )
             .await?;
         }
@@ -55,27 +55,36 @@ impl Store {
         Ok(())
     }
 
-    /// Who kept the clip and when, if it is kept.
-    pub async fn clip_kept(&self, clip: &str) -> Result<Option<(String, SystemTime)>, StoreError> {
+    /// Who kept the clip for event `event_id` and when, if it is kept.
+    pub async fn clip_kept(
+        &self,
+        clip: &str,
+        event_id: &str,
+    ) -> Result<Option<(String, SystemTime)>, StoreError> {
         let sc = self.schema();
         Ok(self
             .client()
             .await?
             .query_opt(
-                &format!("select kept_by, kept_at from {sc}.evidence_keep where clip = $1"),
-                &[&clip],
+                &format!(
+                    "select kept_by, kept_at from {sc}.evidence_keep where clip = $1 and event_id = $2"
+                ),
+                &[&clip, &event_id],
             )
             .await?
             .map(|r| (r.get(0), r.get(1))))
     }
 
-    /// Every kept clip.
+    /// Every clip some incident keeps.
     pub async fn kept_clips(&self) -> Result<HashSet<String>, StoreError> {
         let sc = self.schema();
         Ok(self
             .client()
             .await?
-            .query(&format!("select clip from {sc}.evidence_keep"), &[])
+            .query(
+                &format!("select distinct clip from {sc}.evidence_keep"),
+                &[],
+            )
             .await?
             .iter()
             .map(|r| r.get(0))
