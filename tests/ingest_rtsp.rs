@@ -402,6 +402,16 @@ async fn cameras_are_added_and_removed_while_running() {
         )
         .await
     );
+    // Streaming means decoding; the first frame through b's rate gate (its phase of the
+    // 200 ms interval) follows within a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ingest.status("b").is_some_and(|s| s.frames_queued == 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b queued no frame within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     ingest.remove("b").await.expect("remove b");
     assert_eq!(ingest.ids(), vec!["a".to_string()]);
     assert!(ingest.status("b").is_none());
