@@ -14,7 +14,7 @@ use crate::{EvidenceError, NodeKey, CLIP_FILE, MANIFEST_FILE, SIGNATURE_FILE};
 pub const FORMAT: &str = "pantau-evidence/1";
 
 /// What a clip is. Written as pretty JSON; the signature covers those exact bytes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// [`FORMAT`].

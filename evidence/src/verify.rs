@@ -159,7 +159,7 @@ fn check(files: &mut dyn Files, pinned: Option<VerifyingKey>) -> Result<Verdict,
                 false,
                 format!("{MANIFEST_FILE} is not a pantau manifest: {e}"),
             );
-            Manifest::default_for_check()
+            Manifest::default()
         }
     };
     let readable = !manifest.clip_id.is_empty();
@@ -251,39 +251,6 @@ fn check(files: &mut dyn Files, pinned: Option<VerifyingKey>) -> Result<Verdict,
         v.manifest = Some(manifest);
     }
     Ok(v)
-}
-
-impl Manifest {
-    /// An empty manifest standing in for one that could not be read.
-    fn default_for_check() -> Self {
-        Manifest {
-            format: String::new(),
-            clip_id: String::new(),
-            event_id: String::new(),
-            events: Vec::new(),
-            event_kind: String::new(),
-            rule: String::new(),
-            camera: String::new(),
-            camera_name: String::new(),
-            site: String::new(),
-            node: String::new(),
-            requested_from: String::new(),
-            requested_to: String::new(),
-            start: String::new(),
-            end: String::new(),
-            duration_s: 0.0,
-            codec: String::new(),
-            width: None,
-            height: None,
-            frames: 0,
-            file: CLIP_FILE.into(),
-            bytes: 0,
-            sha256: String::new(),
-            created_at: String::new(),
-            key_id: String::new(),
-            public_key: String::new(),
-        }
-    }
 }
 
 /// The verdict for people: what the clip is, each check, and what trust rests on.

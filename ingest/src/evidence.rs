@@ -143,11 +143,6 @@ impl PacketRing {
         self.need_key = true;
     }
 
-    /// Holds video a clip can start from.
-    pub fn has_video(&self) -> bool {
-        !self.packets.is_empty()
-    }
-
     /// Capture time of the newest packet: "now" on the camera's clock.
     pub fn newest(&self) -> Option<SystemTime> {
         self.packets.back().map(|p| p.at)

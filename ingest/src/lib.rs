@@ -111,6 +111,14 @@ impl Ingest {
         *lock(&self.evidence) = Some((limits, budget));
     }
 
+    /// The ring of camera `id` (`Ok(None)`: it keeps none).
+    fn ring(&self, id: &str) -> Result<Option<Arc<Mutex<evidence::PacketRing>>>, IngestError> {
+        lock(&self.cameras)
+            .get(id)
+            .map(|e| e.camera.shared.ring.clone())
+            .ok_or_else(|| IngestError::Unknown(id.to_string()))
+    }
+
     /// The encoded video of camera `id` from the keyframe at or before `from` to `to` (capture
     /// times), as the camera sent it. Cheap: the packets are shared, not copied.
     pub fn clip(
@@ -119,39 +127,22 @@ impl Ingest {
         from: std::time::SystemTime,
         to: std::time::SystemTime,
     ) -> Result<EncodedClip, IngestError> {
-        let ring = lock(&self.cameras)
-            .get(id)
-            .ok_or_else(|| IngestError::Unknown(id.to_string()))?
-            .camera
-            .shared
-            .ring
-            .clone();
         let fail = |reason| IngestError::Clip {
             camera: id.to_string(),
             reason,
         };
-        match ring {
+        match self.ring(id)? {
             Some(ring) => lock(&ring).clip(from, to).map_err(fail),
             None => Err(fail(ClipError::Nothing)),
         }
     }
 
-    /// Whether camera `id` keeps encoded video a clip can be cut from now (evidence on, an
-    /// H.264/H.265 stream, a keyframe arrived).
-    pub fn keeps_evidence(&self, id: &str) -> bool {
-        let ring = lock(&self.cameras)
-            .get(id)
-            .and_then(|e| e.camera.shared.ring.clone());
-        ring.is_some_and(|r| lock(&r).has_video())
-    }
-
     /// Capture time of the newest encoded packet camera `id` kept: "now" on the camera's own
-    /// clock, which may differ from this server's by up to `ingest.max_clock_skew_s`.
+    /// clock, which may differ from this server's by up to `ingest.max_clock_skew_s`. `None`
+    /// when it keeps no video a clip can be cut from (evidence off, a stream that is not
+    /// H.264/H.265, no keyframe yet, or no such camera).
     pub fn evidence_now(&self, id: &str) -> Option<std::time::SystemTime> {
-        let ring = lock(&self.cameras)
-            .get(id)
-            .and_then(|e| e.camera.shared.ring.clone());
-        ring.and_then(|r| lock(&r).newest())
+        self.ring(id).ok().flatten().and_then(|r| lock(&r).newest())
     }
 
     /// Bytes of encoded video all cameras keep for evidence now.

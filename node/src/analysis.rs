@@ -27,6 +27,7 @@ use pantau_events::{IdGenerator, Message, Topics};
 use pantau_ingest::{FrameReceiver, Ingest};
 
 use crate::images::{ImageJob, Images, Picture};
+use crate::lock;
 use crate::outputs::Publisher;
 
 /// What analysis knows per camera, for the status view.
@@ -201,16 +202,15 @@ impl ClipControl for Cameras {
                     format!("no camera \"{camera}\" runs on this node"),
                 ));
             }
-            if !self.ingest.keeps_evidence(&camera) {
+            // "Now" on the camera's clock (the newest video it sent): the picture the operator
+            // saw, whatever the camera's clock says.
+            let Some(seen) = self.ingest.evidence_now(&camera) else {
                 return Err(ApiError::conflict(format!(
                     "camera \"{camera}\" keeps no video for clips: its stream is not H.264 or \
                      H.265, or it has not sent a keyframe yet (try again in a few seconds)"
                 )));
-            }
-            // "Now" on the camera's clock (the newest video it sent): the picture the operator
-            // saw, whatever the camera's clock says.
+            };
             let now = std::time::SystemTime::now();
-            let seen = self.ingest.evidence_now(&camera).unwrap_or(now);
             let mut e = pantau_events::Origin::new(&self.site, &camera).operator_clip(
                 &self.ids,
                 seen,
@@ -250,10 +250,6 @@ impl CameraControl for Cameras {
     fn remove(&self, id: String) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move { self.stop(&id).await })
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One camera's analysis; ends when the camera's frame queue closes (removed, replaced or the

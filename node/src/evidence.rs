@@ -20,6 +20,7 @@ use pantau_ingest::Ingest;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::lock;
 use crate::outputs::Publisher;
 
 /// The clip a camera is collecting now.
@@ -130,17 +131,13 @@ impl Recorder {
         if self.now.is_cancelled() {
             return None; // stopping: no clip could be cut any more
         }
-        if !self.ingest.keeps_evidence(camera) {
+        // Times are the camera's (RTCP), which may be off this server's by minutes: "now" is
+        // the newest video the camera sent, and nothing is asked of the future.
+        let Some(camera_now) = self.ingest.evidence_now(camera) else {
             // Not H.264/H.265 (or a test pattern), or no keyframe yet: no clip to promise.
             tracing::debug!(camera, event = event_id, "no encoded video kept; no clip");
             return None;
-        }
-        // Times are the camera's (RTCP), which may be off this server's by minutes: "now" is
-        // the newest video the camera sent, and nothing is asked of the future.
-        let camera_now = self
-            .ingest
-            .evidence_now(camera)
-            .unwrap_or_else(SystemTime::now);
+        };
         let at = at.min(camera_now);
         let age = camera_now.duration_since(at).unwrap_or_default();
         if age > self.pre + self.post + Duration::from_secs(5) {
@@ -334,10 +331,6 @@ struct Job {
     from: SystemTime,
     to: Arc<Mutex<SystemTime>>,
     events: Arc<Mutex<Vec<String>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Applies the retention policy once an hour: clips older than `evidence.retention_days` or

@@ -510,6 +510,11 @@ impl Node {
     }
 }
 
+/// Locks a mutex whose data stays valid even if a holder panicked.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The next item of a stage's queue; once `closing` is cancelled (its producers have stopped),
 /// only what is already queued, then `None`.
 pub(crate) async fn next_until_closed<T>(
