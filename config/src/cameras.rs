@@ -91,6 +91,10 @@ pub struct CameraConfig {
     /// Parameters of the traffic and incident rules.
     #[serde(default)]
     pub rules: crate::traffic::RulesConfig,
+    /// In a fleet, the node groups (`fleet.groups`) this camera may run on, e.g. `["polres"]`;
+    /// empty (default): any node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_on: Vec<String>,
 }
 
 /// Which of a camera's streams is decoded for analysis.
@@ -207,6 +211,9 @@ impl CameraConfig {
     ) -> Option<CameraSettings> {
         let before = issues.0.len();
         check_name(issues, &format!("{prefix}.id"), &self.id);
+        for (i, g) in self.run_on.iter().enumerate() {
+            check_name(issues, &format!("{prefix}.run_on[{i}]"), g);
+        }
         if self.id == "reports" {
             // Citizen reports no camera sees are published as camera `reports`.
             issues.push(

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::analytics::{DetectorConfig, LineConfig, TrackerConfig, ZoneConfig};
 pub use crate::cameras::{CameraConfig, CameraSettings, Decode, MotionGate, ReconnectSettings};
 pub use crate::evidence::EvidenceConfig;
+pub use crate::fleet::FleetConfig;
 pub use crate::outputs::{
     ApiConfig, ApiLimits, EmbeddedConfig, MetricsAccess, MqttConfig, OutboxConfig, SnapshotConfig,
     StoreConfig, WhenFull,
@@ -62,6 +63,9 @@ pub struct Config {
     /// Citizen reports sent by integrations (citizen apps) to the API.
     #[serde(default)]
     pub reports: ReportsConfig,
+    /// Sharing cameras with other nodes on the same database and broker.
+    #[serde(default)]
+    pub fleet: FleetConfig,
 }
 
 /// Identity of this node, used in logs and (later) MQTT topics.

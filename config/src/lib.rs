@@ -10,6 +10,7 @@ pub mod analytics;
 pub mod cameras;
 pub mod config;
 pub mod evidence;
+pub mod fleet;
 pub mod outputs;
 pub mod reports;
 pub mod secret;

@@ -145,6 +145,8 @@ impl Config {
         crate::outputs::check(&mut issues, &self, base, env);
         crate::evidence::check(&mut issues, &self.evidence);
         self.reports.check(&mut issues);
+        self.fleet
+            .check(&mut issues, self.store.is_some(), self.mqtt.is_some());
 
         let mut seen = HashSet::new();
         let mut cameras = Vec::with_capacity(self.cameras.len());

@@ -61,6 +61,20 @@ pub struct CameraRegistry {
     path: PathBuf,
     control: Arc<dyn CameraControl>,
     state: tokio::sync::Mutex<Cameras>,
+    /// In a fleet the cameras live in the database, not in the cameras file.
+    fleet: Option<FleetLink>,
+}
+
+/// A fleet node's way to the fleet's cameras.
+#[derive(Debug, Clone)]
+pub struct FleetLink {
+    pub db: Arc<crate::Db>,
+    /// This node's name (`node.name`).
+    pub node: String,
+    /// `fleet.lease_s`: nodes not heard from for this long are down.
+    pub lease: std::time::Duration,
+    /// Wakes the node's fleet loop so a change applies at once.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// The result of reading the cameras file at start.
@@ -115,6 +129,7 @@ impl CameraRegistry {
                 path: path.to_path_buf(),
                 control,
                 state: tokio::sync::Mutex::new(Cameras { current, file }),
+                fleet: None,
             },
             cameras,
             overridden,
@@ -146,12 +161,64 @@ impl CameraRegistry {
         }
     }
 
+    /// Makes this registry the fleet's: cameras are read from and written to the database,
+    /// and the node's fleet loop runs them wherever their lease is.
+    pub fn in_fleet(mut self, link: FleetLink) -> Self {
+        self.fleet = Some(link);
+        self
+    }
+
+    /// The fleet link, when this node is part of one.
+    pub fn fleet(&self) -> Option<&FleetLink> {
+        self.fleet.as_ref()
+    }
+
     pub async fn get(&self, id: &str) -> Option<CameraConfig> {
+        if self.fleet.is_some() {
+            return self.all().await.into_iter().find(|c| c.id == id);
+        }
         self.state.lock().await.current.get(id).cloned()
     }
 
     pub async fn all(&self) -> Vec<CameraConfig> {
+        if let Some(f) = &self.fleet {
+            match self.fleet_cameras(f).await {
+                Ok(all) => return all,
+                Err(e) => {
+                    tracing::warn!("fleet cameras not read, showing this node's: {}", e.message)
+                }
+            }
+        }
         self.state.lock().await.current.values().cloned().collect()
+    }
+
+    async fn fleet_cameras(&self, f: &FleetLink) -> Result<Vec<CameraConfig>, ApiError> {
+        let state =
+            f.db.store()
+                .await?
+                .fleet_state()
+                .await
+                .map_err(ApiError::store)?;
+        Ok(state
+            .cameras
+            .into_iter()
+            .filter(|c| !c.removed)
+            .filter_map(|c| serde_json::from_value(c.config).ok())
+            .collect())
+    }
+
+    /// Which node runs each camera (and the status it last reported, for cameras of other
+    /// nodes); `None` when this node is not part of a fleet.
+    pub async fn placement(&self) -> Option<BTreeMap<String, (String, Option<serde_json::Value>)>> {
+        let f = self.fleet.as_ref()?;
+        let store = f.db.store().await.ok()?;
+        let state = store.fleet_state().await.ok()?;
+        Some(
+            state
+                .held()
+                .map(|l| (l.camera.clone(), (l.node.clone(), l.status.clone())))
+                .collect(),
+        )
     }
 
     /// Adds (`create`) or replaces a camera: validate, check what the API may reach, start,
@@ -163,7 +230,14 @@ impl CameraRegistry {
         reach: &crate::ApiSettings,
     ) -> Result<(), ApiError> {
         let mut st = self.state.lock().await;
-        let existing = st.current.get(&c.id).cloned();
+        let existing = match &self.fleet {
+            Some(f) => self
+                .fleet_cameras(f)
+                .await?
+                .into_iter()
+                .find(|x| x.id == c.id),
+            None => st.current.get(&c.id).cloned(),
+        };
         match (&existing, create) {
             (Some(_), true) => {
                 return Err(ApiError::conflict(format!(
@@ -187,6 +261,17 @@ impl CameraRegistry {
         // the API's business.
         within_reach(&c, existing.as_ref(), &self.base, reach)?;
         let settings = self.validate(&c)?;
+        if let Some(f) = &self.fleet {
+            // The node holding the camera's lease (re)starts it; this one may not be it.
+            let json = serde_json::to_value(&c).map_err(|e| ApiError::store(e.to_string()))?;
+            f.db.store()
+                .await?
+                .fleet_put_camera(&c.id, &json)
+                .await
+                .map_err(ApiError::store)?;
+            f.wake.notify_one();
+            return Ok(());
+        }
         self.control.apply(settings).await.map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -202,6 +287,22 @@ impl CameraRegistry {
     }
 
     async fn delete(&self, id: &str) -> Result<(), ApiError> {
+        if let Some(f) = &self.fleet {
+            let removed =
+                f.db.store()
+                    .await?
+                    .fleet_remove_camera(id)
+                    .await
+                    .map_err(ApiError::store)?;
+            if !removed {
+                return Err(ApiError::not_found(
+                    "camera_not_found",
+                    format!("no camera \"{id}\""),
+                ));
+            }
+            f.wake.notify_one();
+            return Ok(());
+        }
         let mut st = self.state.lock().await;
         if !st.current.contains_key(id) {
             return Err(ApiError::not_found(
@@ -370,14 +471,29 @@ fn shown(mut c: CameraConfig) -> CameraConfig {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CameraView {
     /// Live ingest status and counters (state, fps, frames decoded/analysed/dropped,
-    /// reconnects, problem); absent while the camera is disabled.
+    /// reconnects, problem); absent while the camera is disabled or runs nowhere. In a fleet,
+    /// a camera of another node shows the status that node last reported (within a lease).
     #[schema(value_type = Object)]
-    pub status: Option<CameraStatus>,
+    pub status: Option<serde_json::Value>,
     /// The definition, as in a `[[cameras]]` entry (passwords left out).
     #[schema(value_type = Object)]
     pub config: Option<CameraConfig>,
     /// Rules snoozed on this camera now.
     pub snoozes: Vec<crate::snooze::SnoozeView>,
+    /// The node that runs the camera (`node.name`); absent when it runs nowhere now.
+    pub node: Option<String>,
+}
+
+fn local(st: CameraStatus) -> Option<serde_json::Value> {
+    serde_json::to_value(st).ok()
+}
+
+/// Where cameras run: in a fleet from the leases, else this node runs what its ingest has.
+async fn placement(s: &ApiState) -> Option<BTreeMap<String, (String, Option<serde_json::Value>)>> {
+    match &s.cameras {
+        Some(r) => r.placement().await,
+        None => None,
+    }
 }
 
 /// List cameras with live status and counters.
@@ -397,20 +513,35 @@ pub async fn list(
             .collect(),
         None => BTreeMap::new(),
     };
+    let mut placed = placement(&s).await;
+    let me = &s.settings.topics.node;
     let mut out: Vec<CameraView> = s
         .feed
         .statuses()
         .into_iter()
-        .map(|st| CameraView {
-            config: configs.remove(&st.id).map(shown),
-            snoozes: s.snoozes.of_camera(&st.id),
-            status: Some(st),
+        .map(|st| {
+            if let Some(p) = placed.as_mut() {
+                p.remove(&st.id);
+            }
+            CameraView {
+                config: configs.remove(&st.id).map(shown),
+                snoozes: s.snoozes.of_camera(&st.id),
+                node: Some(me.clone()),
+                status: local(st),
+            }
         })
         .collect();
-    out.extend(configs.into_values().map(|c| CameraView {
-        status: None,
-        snoozes: s.snoozes.of_camera(&c.id),
-        config: Some(shown(c)),
+    out.extend(configs.into_values().map(|c| {
+        let (node, status) = placed
+            .as_mut()
+            .and_then(|p| p.remove(&c.id))
+            .map_or((None, None), |(n, st)| (Some(n), st));
+        CameraView {
+            status,
+            node,
+            snoozes: s.snoozes.of_camera(&c.id),
+            config: Some(shown(c)),
+        }
     }));
     Ok(Json(out))
 }
@@ -429,7 +560,13 @@ pub async fn one(
         Some(r) => r.get(&id).await,
         None => None,
     };
-    let status = s.feed.status(&id);
+    let (node, status) = match s.feed.status(&id) {
+        Some(st) => (Some(s.settings.topics.node.clone()), local(st)),
+        None => placement(&s)
+            .await
+            .and_then(|mut p| p.remove(&id))
+            .map_or((None, None), |(n, st)| (Some(n), st)),
+    };
     if status.is_none() && config.is_none() {
         return Err(ApiError::not_found(
             "camera_not_found",
@@ -438,6 +575,7 @@ pub async fn one(
     }
     Ok(Json(CameraView {
         status,
+        node,
         snoozes: s.snoozes.of_camera(&id),
         config: config.map(shown),
     }))
@@ -472,7 +610,8 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         Json(CameraView {
-            status: s.feed.status(&id),
+            status: s.feed.status(&id).and_then(local),
+            node: s.feed.status(&id).map(|_| s.settings.topics.node.clone()),
             snoozes: s.snoozes.of_camera(&id),
             config: Some(shown(c)),
         }),
@@ -506,7 +645,8 @@ pub async fn update(
     r.put(c, false, &s.settings).await?;
     changed(&s, &session, "camera.update", &id).await;
     Ok(Json(CameraView {
-        status: s.feed.status(&id),
+        status: s.feed.status(&id).and_then(local),
+        node: s.feed.status(&id).map(|_| s.settings.topics.node.clone()),
         snoozes: s.snoozes.of_camera(&id),
         config: r.get(&id).await.map(shown),
     }))

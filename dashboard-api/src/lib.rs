@@ -44,6 +44,7 @@ pub mod console;
 pub mod db;
 pub mod error;
 pub mod evidence;
+pub mod fleet;
 pub mod health;
 pub mod history;
 pub mod incidents;
@@ -213,6 +214,7 @@ pub fn app(state: ApiState) -> Router {
             axum::routing::patch(auth::change_user).delete(auth::delete_user),
         )
         .route("/cameras", get(cameras::list).post(cameras::create))
+        .route("/fleet", get(fleet::fleet))
         .route(
             "/cameras/{id}",
             get(cameras::one)

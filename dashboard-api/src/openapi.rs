@@ -5,7 +5,9 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{auth, cameras, cap, evidence, health, history, incidents, live, map, reports, snooze};
+use crate::{
+    auth, cameras, cap, evidence, fleet, health, history, incidents, live, map, reports, snooze,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +25,7 @@ use crate::{auth, cameras, cap, evidence, health, history, incidents, live, map,
         auth::login, auth::logout, auth::me,
         auth::list_users, auth::create_user, auth::change_user, auth::delete_user,
         cameras::list, cameras::one, cameras::create, cameras::update, cameras::remove,
+        fleet::fleet,
         snooze::start, snooze::end, snooze::list,
         live::stream, live::frame, live::snapshot,
         incidents::search, incidents::detail, incidents::act, cap::alert, map::geojson,

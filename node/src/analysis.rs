@@ -67,6 +67,8 @@ pub(crate) struct Cameras {
     /// Evidence clips of alerts, when evidence is on.
     pub evidence: Option<Arc<crate::evidence::Recorder>>,
     pub analysers: Arc<tokio::sync::Mutex<HashMap<String, tokio::task::JoinHandle<()>>>>,
+    /// In a fleet, until when each camera may publish (its lease).
+    pub fence: Arc<crate::fleet::Fence>,
 }
 
 impl std::fmt::Debug for Cameras {
@@ -353,6 +355,10 @@ async fn analyse_camera(
         }
         let now = std::time::SystemTime::now();
         let mut messages: Vec<Message> = Vec::with_capacity(new_events.len() + aggregates.len());
+        if !node.fence.allows(&id, new_events.len() + aggregates.len()) {
+            // This node's lease of the camera is not sure: another node may run it now.
+            return Ok(());
+        }
         for e in &new_events {
             live.record_event(&id, now.duration_since(e.captured_at).unwrap_or_default());
             let m = Message::event(&node.topics, e);
@@ -406,5 +412,7 @@ async fn analyse_camera(
             open.extend(node.cap.message(&node.topics, &e));
         }
     }
-    node.publisher.send(open).await;
+    if node.fence.allows(&id, open.len()) {
+        node.publisher.send(open).await;
+    }
 }

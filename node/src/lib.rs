@@ -17,6 +17,7 @@
 mod analysis;
 pub mod capacity;
 mod evidence;
+mod fleet;
 mod images;
 mod outputs;
 
@@ -93,6 +94,9 @@ pub struct Node {
     publish_closing: CancellationToken,
     images_task: JoinHandle<()>,
     images_closing: CancellationToken,
+    /// The fleet loop (fleet mode): stopped first, its leases handed back once the cameras
+    /// stopped.
+    fleet: Option<(JoinHandle<fleet::Leases>, CancellationToken)>,
     drain_timeout: Duration,
     _inference: ServiceGuard,
 }
@@ -272,6 +276,11 @@ impl Node {
             count_period: Duration::from_secs(u64::from(c.outbox.count_period_s)),
             evidence: evidence.as_ref().map(|(r, _, _)| r.clone()),
             analysers: Arc::default(),
+            fence: Arc::new(if c.fleet.enabled {
+                fleet::Fence::fleet()
+            } else {
+                fleet::Fence::default()
+            }),
         };
         let cameras_file = base.join(&c.api.cameras_file);
         let loaded = CameraRegistry::load(
@@ -289,9 +298,58 @@ impl Node {
                 "cameras changed from the console override the config file"
             );
         }
-        let registry = Arc::new(loaded.registry);
+        let fleet_wake = Arc::new(tokio::sync::Notify::new());
+        let fleet_db = match (c.fleet.enabled, store_target(&valid)) {
+            (true, Some((url, schema))) => Some((url, schema)),
+            _ => None,
+        };
+        let registry = Arc::new(match &fleet_db {
+            Some((url, schema)) => {
+                loaded
+                    .registry
+                    .in_fleet(pantau_dashboard_api::cameras::FleetLink {
+                        db: Arc::new(Db::new(url.clone(), schema.clone())),
+                        node: c.node.name.clone(),
+                        lease: Duration::from_secs_f64(c.fleet.lease_s),
+                        wake: fleet_wake.clone(),
+                    })
+            }
+            None => loaded.registry,
+        });
         let mut started = 0;
-        for camera in &loaded.cameras {
+        let fleet = fleet_db.map(|(url, schema)| {
+            let stop = CancellationToken::new();
+            let validate = {
+                let registry = registry.clone();
+                Arc::new(move |cam: &pantau_config::CameraConfig| {
+                    registry.validate(cam).map_err(|e| e.message)
+                })
+            };
+            let task = tokio::spawn(fleet::run(fleet::FleetParts {
+                config: c.fleet.clone(),
+                node: c.node.name.clone(),
+                url,
+                schema,
+                seed: loaded.cameras.clone(),
+                cameras: cameras.clone(),
+                validate,
+                fence: cameras.fence.clone(),
+                wake: fleet_wake.clone(),
+                stop: stop.clone(),
+            }));
+            (task, stop)
+        });
+        if fleet.is_some() {
+            // The fleet loop starts the cameras this node takes a lease on.
+            tokio::spawn(fleet::relay(
+                outputs.mqtt.clone(),
+                outputs.topics.clone(),
+                ingest.clone(),
+                live.clone(),
+                closing.clone(),
+            ));
+        }
+        for camera in loaded.cameras.iter().filter(|_| fleet.is_none()) {
             // One bad camera (e.g. a password variable missing now) never stops the others.
             match registry.validate(camera) {
                 Ok(settings) if settings.enabled => match cameras.start(settings).await {
@@ -417,6 +475,7 @@ impl Node {
             publish_closing,
             images_task,
             images_closing,
+            fleet,
             drain_timeout: Duration::from_secs(u64::from(c.outbox.drain_timeout_s)),
             _inference: guard,
         })
@@ -446,8 +505,14 @@ impl Node {
 
     /// Stops in order: sources, analysis (open count windows handed over), publish, sinks
     /// (within the drain timeout), live streams and HTTP.
-    pub async fn stop(self) -> Stopped {
+    pub async fn stop(mut self) -> Stopped {
         tracing::info!("shutting down");
+        // The fleet loop first, so it takes no camera while the others stop.
+        let mut leases = None;
+        if let Some((task, stop)) = &mut self.fleet {
+            stop.cancel();
+            leases = task.await.ok();
+        }
         let cameras = self.ingest.statuses();
         // Clips waiting for their post-roll are cut now, while the cameras' rings still exist.
         if let Some(recorder) = &self.cameras.evidence {
@@ -457,6 +522,10 @@ impl Node {
         }
         self.ingest.shutdown().await;
         self.cameras.join().await;
+        // Stopped (open counts handed over): the other nodes may take the cameras now.
+        if let Some(leases) = leases {
+            leases.release().await;
+        }
         if let Some(r) = &self.retention {
             r.abort();
         }

@@ -30,6 +30,8 @@ pub struct Outputs {
     pub broker: Option<std::net::SocketAddr>,
     pub topics: Topics,
     pub ids: Arc<IdGenerator>,
+    /// How the MQTT sink reaches the broker (the fleet's live relay subscribes the same way).
+    pub mqtt: MqttSettings,
     sinks: Vec<(&'static str, JoinHandle<()>)>,
     stop: CancellationToken,
 }
@@ -217,7 +219,7 @@ impl Outputs {
             tokio::spawn(mqtt::run(
                 outbox.clone(),
                 "mqtt".into(),
-                settings,
+                settings.clone(),
                 stop.clone(),
             )),
         )];
@@ -229,6 +231,7 @@ impl Outputs {
                     "store".into(),
                     url,
                     schema,
+                    c.fleet.enabled.then(|| c.node.name.clone()),
                     stop.clone(),
                 )),
             ));
@@ -242,6 +245,7 @@ impl Outputs {
                 broker,
                 topics,
                 ids: Arc::new(IdGenerator::new()),
+                mqtt: settings,
                 sinks,
                 stop,
             },

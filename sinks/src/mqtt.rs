@@ -107,6 +107,76 @@ pub async fn run(
     }
 }
 
+/// Receives what other nodes publish on `filter` (QoS 0: live views want the newest, the
+/// store has everything) and hands (topic, payload) to `tx` until `shutdown`; reconnects with
+/// back-off. Payloads over the packet limit are refused by the client. A full `tx` drops the
+/// message (live views are perishable).
+pub async fn subscribe(
+    settings: MqttSettings,
+    filter: String,
+    tx: tokio::sync::mpsc::Sender<(String, Vec<u8>)>,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+        opts.set_keep_alive(settings.keep_alive);
+        opts.set_clean_session(true);
+        opts.set_max_packet_size(settings.max_packet_bytes, settings.max_packet_bytes);
+        if let Some((u, p)) = &settings.credentials {
+            opts.set_credentials(u, p);
+        }
+        if let Some(tls) = &settings.tls {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            opts.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Simple {
+                    ca: tls.ca.clone(),
+                    alpn: None,
+                    client_auth: tls.client.clone(),
+                },
+            ));
+        }
+        let (client, mut events) = AsyncClient::new(opts, 64);
+        let result: Result<(), String> = async {
+            loop {
+                let event = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    e = events.poll() => e.map_err(|e| e.to_string())?,
+                };
+                match event {
+                    Event::Incoming(Packet::ConnAck(_)) => {
+                        failures = 0;
+                        client
+                            .subscribe(&filter, QoS::AtMostOnce)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        debug!(filter = %filter, "MQTT subscribed");
+                    }
+                    Event::Incoming(Packet::Publish(p)) => {
+                        let _ = tx.try_send((p.topic, p.payload.to_vec()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                if failures == 0 {
+                    warn!(filter = %filter, "MQTT subscription lost, reconnecting: {e}");
+                }
+                failures = failures.saturating_add(1);
+                let base = (250u64 << failures.min(5)).min(5_000);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(base)) => {}
+                }
+            }
+        }
+    }
+}
+
 /// One connection's life. Returns Ok on shutdown, Err when the connection fails.
 async fn connection(
     outbox: &Outbox,

@@ -85,18 +85,24 @@ async fn write_finding_refused<'a>(
 
 /// Writes what the outbox holds into the store (as sink `sink`) until `shutdown`; reconnects
 /// with back-off while the database is away, and acknowledges only committed batches. A record
-/// the database refuses goes to the dead letters; the rest of its batch is written.
+/// the database refuses goes to the dead letters; the rest of its batch is written. With
+/// `fence` (a fleet node's name) the database also refuses rows of cameras that node did not
+/// hold at their time.
 pub async fn run_sink(
     outbox: std::sync::Arc<crate::outbox::Outbox>,
     sink: String,
     url: String,
     schema: String,
+    fence: Option<String>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut failures = 0u32;
     'connect: while !shutdown.is_cancelled() {
         let store = match Store::connect_with(&url, &schema, 2).await {
             Ok(s) => {
+                if let Some(node) = &fence {
+                    s.fence_writes_as(node);
+                }
                 if failures > 0 {
                     tracing::info!(depth = outbox.depth(&sink), "database reachable again");
                 }

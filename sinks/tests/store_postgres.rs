@@ -186,6 +186,7 @@ async fn a_database_outage_loses_and_duplicates_nothing() {
         "store".into(),
         url,
         schema.clone(),
+        None,
         stop.clone(),
     ));
     let ids = IdGenerator::new();
@@ -330,6 +331,7 @@ async fn refused_rows_are_set_aside_and_the_rest_is_stored() {
         "store".into(),
         URL.into(),
         schema.clone(),
+        None,
         stop.clone(),
     ));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -20,6 +20,7 @@ use pantau_events::{CountAggregate, Event, TrackSummary};
 use tokio_postgres::NoTls;
 
 pub mod evidence;
+pub mod fleet;
 pub mod incidents;
 pub mod reports;
 pub mod users;
@@ -180,6 +181,8 @@ pub struct Store {
     flavour: Flavour,
     /// Months whose partitions exist (plain PostgreSQL), so writes do not repeat the DDL.
     partitioned: std::sync::Mutex<BTreeSet<(i64, u32)>>,
+    /// The fleet node whose writes these are ([`Store::fence_writes_as`]).
+    fence: std::sync::OnceLock<String>,
 }
 
 /// How far back rows are taken (the longest retention, events: 400 days).
@@ -217,6 +220,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         6,
         "citizen reports, integrations, callbacks and incident links",
         include_str!("sql/0006_reports.sql"),
+    ),
+    (
+        7,
+        "fleet: nodes, cameras, leases and the write fence",
+        include_str!("sql/0007_fleet.sql"),
     ),
 ];
 
@@ -281,6 +289,7 @@ impl Store {
             schema: schema.to_string(),
             flavour,
             partitioned: std::sync::Mutex::new(BTreeSet::new()),
+            fence: std::sync::OnceLock::new(),
         };
         store.migrate().await?;
         Ok(store)
@@ -449,6 +458,11 @@ impl Store {
         let s = self.schema.clone();
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        if let Some(node) = self.fence.get() {
+            // The fleet's fence (migration 7) checks each row against this node's leases.
+            tx.execute("select set_config('pantau.fleet_node', $1, true)", &[node])
+                .await?;
+        }
         if !events.is_empty() {
             let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
             let at: Vec<SystemTime> = events.iter().map(|e| e.captured_at).collect();
