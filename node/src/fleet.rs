@@ -496,15 +496,19 @@ impl Loop {
                     }
                 }
             }
-        } else if mine > my_share && self.last_release.elapsed() >= self.lease {
-            // Hand one camera back when a node that has been up a while has room for it.
+        } else if mine >= 2 && self.last_release.elapsed() >= self.lease {
+            // Hand one camera back when a node that has been up a while holds at least two
+            // fewer and is below its share (one fewer is as even as it gets: no flapping).
             let settled = |n: &&pantau_store::fleet::NodeRow| {
                 state.now.duration_since(n.started_at).unwrap_or_default() >= 2 * self.lease
             };
             let wanting: Vec<&str> = live
                 .iter()
                 .filter(|n| n.id != me && settled(n))
-                .filter(|n| count.get(n.id.as_str()).copied().unwrap_or(0) < share_of(&n.id))
+                .filter(|n| {
+                    let theirs = count.get(n.id.as_str()).copied().unwrap_or(0);
+                    theirs < share_of(&n.id) && theirs + 2 <= mine
+                })
                 .map(|n| n.id.as_str())
                 .collect();
             let give = self.held.keys().find(|id| {
