@@ -128,6 +128,7 @@ async fn mqtt_events_per_second() -> f64 {
         batch: 256,
         tls: None,
         max_packet_bytes: 256 * 1024,
+        fallbacks: Vec::new(),
     };
     let start = Instant::now();
     let task = tokio::spawn(run(outbox.clone(), "mqtt".into(), settings, stop.clone()));

@@ -16,6 +16,10 @@ pub struct MqttConfig {
     /// Default 1883.
     #[serde(default = "default_mqtt_port")]
     pub port: u16,
+    /// Other brokers of the same cluster or bridge, `host:port`, tried in turn when the one in
+    /// use cannot be reached (same credentials and TLS). Default: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
     #[serde(default)]
     pub username: Option<String>,
     /// Environment variable holding the broker password.
@@ -483,6 +487,17 @@ pub(crate) fn check(
         if !(5..=600).contains(&m.keep_alive_s) {
             issues.push("mqtt.keep_alive_s", "use 5 to 600 seconds");
         }
+        if m.fallbacks.len() > 16 {
+            issues.push("mqtt.fallbacks", "list at most 16 other brokers");
+        }
+        for (i, f) in m.fallbacks.iter().enumerate() {
+            if parse_host_port(f).is_none() {
+                issues.push(
+                    format!("mqtt.fallbacks[{i}]"),
+                    format!("\"{f}\" is not host:port (e.g. \"broker-2.kota.local:1883\")"),
+                );
+            }
+        }
         if m.prefix.is_empty() || m.prefix.contains(['#', '+']) || m.prefix.ends_with('/') {
             issues.push(
                 "mqtt.prefix",
@@ -734,4 +749,15 @@ pub fn valid_user_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// `host:port` (a bracketed IPv6 address is fine), with a non-empty host and a port 1..=65535.
+pub fn parse_host_port(text: &str) -> Option<(String, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
+    if host.is_empty() || host.len() > 253 || host.contains(char::is_whitespace) {
+        return None;
+    }
+    Some((host.to_string(), port))
 }

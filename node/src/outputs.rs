@@ -213,6 +213,13 @@ impl Outputs {
             batch: 256,
             tls,
             max_packet_bytes: max_packet_kb as usize * 1024,
+            // Checked by the config (outputs::check); the embedded broker has none.
+            fallbacks: c
+                .mqtt
+                .iter()
+                .flat_map(|m| m.fallbacks.iter())
+                .filter_map(|f| pantau_config::outputs::parse_host_port(f))
+                .collect(),
         };
         let mut sinks = vec![(
             "mqtt",

@@ -41,6 +41,21 @@ pub struct MqttSettings {
     /// The largest packet the broker takes (and pantau reads); bigger records go to the dead
     /// letters instead of killing the connection.
     pub max_packet_bytes: usize,
+    /// Other brokers (host, port) tried in turn when the one in use cannot be reached.
+    pub fallbacks: Vec<(String, u16)>,
+}
+
+impl MqttSettings {
+    /// The `n`-th broker to try: `host:port` first, then each fallback, round and round.
+    fn broker(&self, n: usize) -> MqttSettings {
+        let mut s = self.clone();
+        let all = 1 + self.fallbacks.len();
+        if let Some((h, p)) = (n % all).checked_sub(1).and_then(|i| self.fallbacks.get(i)) {
+            s.host = h.clone();
+            s.port = *p;
+        }
+        s
+    }
 }
 
 /// Times the broker may close the connection while one message alone is in flight before
@@ -82,13 +97,31 @@ pub async fn run(
 ) {
     let mut failures = 0u32;
     let mut suspects = Suspects::default();
+    // Which broker (of `host:port` and the fallbacks) is in use; the next one is tried as
+    // soon as it fails, so a cluster or bridge keeps events flowing when one broker goes.
+    let mut turn = 0usize;
     while !shutdown.is_cancelled() {
-        match connection(&outbox, &sink, &settings, &shutdown, &mut suspects).await {
+        let broker = settings.broker(turn);
+        match connection(&outbox, &sink, &broker, &shutdown, &mut suspects).await {
             Ok(()) => return,
             Err(e) => {
+                turn += 1;
+                if !settings.fallbacks.is_empty() {
+                    let next = settings.broker(turn);
+                    warn!(
+                        broker = %format!("{}:{}", broker.host, broker.port),
+                        next = %format!("{}:{}", next.host, next.port),
+                        depth = outbox.depth(&sink),
+                        "MQTT broker lost or unreachable, trying the next one: {e}"
+                    );
+                    if !turn.is_multiple_of(1 + settings.fallbacks.len()) {
+                        // Straight to the next broker; wait only after a full round.
+                        continue;
+                    }
+                }
                 if failures == 0 {
                     warn!(
-                        broker = %format!("{}:{}", settings.host, settings.port),
+                        broker = %format!("{}:{}", broker.host, broker.port),
                         depth = outbox.depth(&sink),
                         "MQTT broker unreachable, events wait in the outbox: {e}"
                     );
@@ -118,7 +151,10 @@ pub async fn subscribe(
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
+    let all = settings;
+    let mut turn = 0usize;
     while !shutdown.is_cancelled() {
+        let settings = all.broker(turn);
         let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
         opts.set_keep_alive(settings.keep_alive);
         opts.set_clean_session(true);
@@ -163,6 +199,7 @@ pub async fn subscribe(
         match result {
             Ok(()) => return,
             Err(e) => {
+                turn += 1;
                 if failures == 0 {
                     warn!(filter = %filter, "MQTT subscription lost, reconnecting: {e}");
                 }
