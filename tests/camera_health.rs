@@ -280,11 +280,12 @@ async fn each_troubled_picture_raises_its_condition_and_clears_it() {
     for (name, _, condition) in &troubles {
         let w = &watched[name];
         let wanted = vec![(*condition, Transition::New), (*condition, Transition::End)];
-        // Where a file switches from clip to trouble the server may send a few frames late
-        // when the machine is busy (seen once with the whole suite running: 2 fps for 3.6 s
-        // right after the frozen segment began). That is a real, brief drop in arrivals, so a
-        // short fps_drop inside the trouble is allowed beside the condition wanted; nothing
-        // else is.
+        // Where a file switches between clip and trouble the server may send a few frames
+        // late when the machine is busy (seen in CI: 2 fps for 3.6 s right after the frozen
+        // segment began, and right after dim and blurred segments ended). That is a real,
+        // brief drop in arrivals, so one short fps_drop from the start of the trouble to a few
+        // seconds past its end is allowed beside the condition wanted (its end may come after
+        // the condition's); nothing else is.
         let (begin, end) = (f64::from(BEFORE_S), f64::from(BEFORE_S + TROUBLE_S));
         // The first round of the looped file only: the changes up to the end of the
         // condition wanted (a file that loops sooner brings its trouble back, rightly raised
@@ -305,9 +306,9 @@ async fn each_troubled_picture_raises_its_condition_and_clears_it() {
                 .map(|(t, _)| *t)
                 .collect();
             let brief = *condition != Condition::FpsDrop
-                && drops.len() == 2
-                && drops.iter().all(|t| (begin..end + 2.0).contains(t))
-                && drops[1] - drops[0] < 6.0;
+                && (1..=2).contains(&drops.len())
+                && drops.iter().all(|t| (begin..end + 6.0).contains(t))
+                && drops.last().unwrap_or(&begin) - drops[0] < 6.0;
             changes
                 .iter()
                 .filter(|(_, c)| !(brief && c.condition == Condition::FpsDrop))

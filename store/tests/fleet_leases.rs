@@ -46,38 +46,62 @@ async fn one_holder_per_camera_and_generations_never_overlap() {
     let (store, schema) = fresh("fleet_lease").await;
     let lease = Duration::from_secs(1);
     assert_eq!(
-        store.fleet_acquire("a", "gate", lease).await.unwrap(),
+        store
+            .fleet_acquire("a", "gate", lease)
+            .await
+            .expect("store"),
         Some(1)
     );
     // Held: nobody else takes it, however often they try.
-    assert_eq!(store.fleet_acquire("b", "gate", lease).await.unwrap(), None);
     assert_eq!(
-        store.fleet_renew("a", lease, &[]).await.unwrap(),
+        store
+            .fleet_acquire("b", "gate", lease)
+            .await
+            .expect("store"),
+        None
+    );
+    assert_eq!(
+        store.fleet_renew("a", lease, &[]).await.expect("store"),
         vec![("gate".to_string(), 1)]
     );
-    assert_eq!(store.fleet_renew("b", lease, &[]).await.unwrap(), vec![]);
+    assert_eq!(
+        store.fleet_renew("b", lease, &[]).await.expect("store"),
+        vec![]
+    );
     // a stops renewing (dead, hung or cut off): after the lease, b takes it.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(
-        store.fleet_renew("a", lease, &[]).await.unwrap(),
+        store.fleet_renew("a", lease, &[]).await.expect("store"),
         vec![],
         "an expired lease is not renewed"
     );
     assert_eq!(
-        store.fleet_acquire("b", "gate", lease).await.unwrap(),
+        store
+            .fleet_acquire("b", "gate", lease)
+            .await
+            .expect("store"),
         Some(2)
     );
     // b hands it back: a may take it at once.
-    store.fleet_release("b", "gate", 2).await.unwrap();
+    store.fleet_release("b", "gate", 2).await.expect("store");
     assert_eq!(
-        store.fleet_acquire("a", "gate", lease).await.unwrap(),
+        store
+            .fleet_acquire("a", "gate", lease)
+            .await
+            .expect("store"),
         Some(3)
     );
     // A release of an old generation changes nothing.
-    store.fleet_release("b", "gate", 2).await.unwrap();
-    assert_eq!(store.fleet_acquire("b", "gate", lease).await.unwrap(), None);
+    store.fleet_release("b", "gate", 2).await.expect("store");
+    assert_eq!(
+        store
+            .fleet_acquire("b", "gate", lease)
+            .await
+            .expect("store"),
+        None
+    );
 
-    let log = store.fleet_lease_log(Some("gate")).await.unwrap();
+    let log = store.fleet_lease_log(Some("gate")).await.expect("store");
     let who: Vec<(&str, i64, Option<&str>)> = log
         .iter()
         .map(|g| (g.node.as_str(), g.generation, g.ended.as_deref()))
@@ -98,7 +122,7 @@ async fn one_holder_per_camera_and_generations_never_overlap() {
             w[1].generation
         );
     }
-    let state = store.fleet_state().await.unwrap();
+    let state = store.fleet_state().await.expect("store");
     assert_eq!(state.held().count(), 1);
     drop(store);
     let _ = schema;
@@ -109,9 +133,9 @@ async fn the_database_refuses_a_stale_nodes_rows() {
     let (store, _schema) = fresh("fleet_fence").await;
     let lease = Duration::from_secs(1);
     let ids = IdGenerator::new();
-    let stale = Store::connect(URL, store.schema()).await.unwrap();
+    let stale = Store::connect(URL, store.schema()).await.expect("store");
     stale.fence_writes_as("a");
-    let current = Store::connect(URL, store.schema()).await.unwrap();
+    let current = Store::connect(URL, store.schema()).await.expect("store");
     current.fence_writes_as("b");
 
     // A camera never leased (a single node, citizen reports) is not fenced.
@@ -121,7 +145,10 @@ async fn the_database_refuses_a_stale_nodes_rows() {
         .expect("no lease, no fence");
 
     assert_eq!(
-        store.fleet_acquire("a", "gate", lease).await.unwrap(),
+        store
+            .fleet_acquire("a", "gate", lease)
+            .await
+            .expect("store"),
         Some(1)
     );
     let while_held = SystemTime::now();
@@ -132,7 +159,7 @@ async fn the_database_refuses_a_stale_nodes_rows() {
     tokio::time::sleep(Duration::from_millis(1300)).await;
     let long = Duration::from_secs(30);
     assert_eq!(
-        store.fleet_acquire("b", "gate", long).await.unwrap(),
+        store.fleet_acquire("b", "gate", long).await.expect("store"),
         Some(2)
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -164,5 +191,5 @@ async fn the_database_refuses_a_stale_nodes_rows() {
         )
         .await
         .expect("unfenced");
-    assert_eq!(store.event_count().await.unwrap(), 5);
+    assert_eq!(store.event_count().await.expect("store"), 5);
 }
