@@ -12,9 +12,18 @@ fn repo(path: &str) -> String {
 
 #[test]
 fn shipped_configs_are_valid() {
-    for file in ["config/demo.toml", "config/example.toml"] {
+    for file in [
+        "config/demo.toml",
+        "config/example.toml",
+        "config/fleet.toml",
+    ] {
         let out = pantau()
             .args(["check-config", &repo(file)])
+            // config/fleet.toml takes its database from the environment.
+            .env(
+                "PANTAU_DATABASE_URL",
+                "host=127.0.0.1 user=postgres dbname=pantau",
+            )
             .output()
             .expect("runs");
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -95,6 +95,10 @@ pub struct CameraConfig {
     /// empty (default): any node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub run_on: Vec<String>,
+    /// The camera group it belongs to (`[agencies]`): users of the agencies owning the group
+    /// see it. Needed when agencies are configured; an id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// Which of a camera's streams is decoded for analysis.
@@ -213,6 +217,9 @@ impl CameraConfig {
         check_name(issues, &format!("{prefix}.id"), &self.id);
         for (i, g) in self.run_on.iter().enumerate() {
             check_name(issues, &format!("{prefix}.run_on[{i}]"), g);
+        }
+        if let Some(g) = &self.group {
+            check_name(issues, &format!("{prefix}.group"), g);
         }
         if self.id == "reports" {
             // Citizen reports no camera sees are published as camera `reports`.

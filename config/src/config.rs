@@ -66,6 +66,10 @@ pub struct Config {
     /// Sharing cameras with other nodes on the same database and broker.
     #[serde(default)]
     pub fleet: FleetConfig,
+    /// Agencies (command centers) and the camera groups each owns; their users see only those
+    /// cameras. Empty (default): every user sees every camera.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub agencies: crate::agencies::Agencies,
 }
 
 /// Identity of this node, used in logs and (later) MQTT topics.

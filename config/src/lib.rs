@@ -6,6 +6,7 @@
 //! and turned into resolved settings (`CameraSettings`) that the stages consume. Nothing starts
 //! on a config that has errors.
 
+pub mod agencies;
 pub mod analytics;
 pub mod cameras;
 pub mod config;

@@ -147,6 +147,7 @@ impl Config {
         self.reports.check(&mut issues);
         self.fleet
             .check(&mut issues, self.store.is_some(), self.mqtt.is_some());
+        crate::agencies::check(&mut issues, &self.agencies, &self.cameras);
 
         let mut seen = HashSet::new();
         let mut cameras = Vec::with_capacity(self.cameras.len());

@@ -94,7 +94,7 @@ fn toml_spliced(seeds: Arc<Vec<Vec<u8>>>) -> BoxedStrategy<mutate::Input> {
 /// every change to the schema).
 fn config_seeds() -> Vec<Vec<u8>> {
     let mut seeds = mutate::corpus("config");
-    for file in ["example.toml", "demo.toml"] {
+    for file in ["example.toml", "demo.toml", "fleet.toml"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         seeds.push(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
     }

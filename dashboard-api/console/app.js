@@ -10,6 +10,7 @@ const LABELS = {
     alerts: "Live alerts", no_alerts: "No alerts yet", acknowledge: "Acknowledge", open: "Open",
     assign: "Assign", unit: "Unit (e.g. Patrol 7)", note: "Note", add_note: "Add note",
     escalate: "Escalate", close: "Close", state: "State", camera: "Camera", rule: "Rule",
+    group: "Camera group", agencies: "Agencies", all_agencies: "All agencies (every camera)", node: "Node", handover: "Hand over", handover_to: "Hand over to", handed_to: "Handed over to", handover_note: "Write a note for the receiving agency",
     class: "Class", direction: "Direction", time: "Time", severity: "Severity",
     timeline: "Timeline", audit: "Audit trail", snapshot: "Snapshot", no_snapshot: "No snapshot",
     assignee: "Assigned to", more: "Load more", all: "All", from: "From", to: "To",
@@ -53,6 +54,7 @@ const LABELS = {
     alerts: "Peringatan langsung", no_alerts: "Belum ada peringatan", acknowledge: "Terima", open: "Buka",
     assign: "Tugaskan", unit: "Unit (mis. Patroli 7)", note: "Catatan", add_note: "Tambah catatan",
     escalate: "Eskalasi", close: "Tutup", state: "Status", camera: "Kamera", rule: "Aturan",
+    group: "Grup kamera", agencies: "Instansi", all_agencies: "Semua instansi (semua kamera)", node: "Node", handover: "Serahkan", handover_to: "Serahkan ke", handed_to: "Diserahkan ke", handover_note: "Tulis catatan untuk instansi penerima",
     class: "Kelas", direction: "Arah", time: "Waktu", severity: "Tingkat",
     timeline: "Kronologi", audit: "Jejak audit", snapshot: "Cuplikan", no_snapshot: "Tidak ada cuplikan",
     assignee: "Ditugaskan ke", more: "Muat lagi", all: "Semua", from: "Dari", to: "Sampai",
@@ -193,7 +195,7 @@ function renderNav() {
   nav.append(el("a", { href: "/api/docs", text: t("api") }));
   const current = location.hash.split("/")[1];
   for (const a of nav.querySelectorAll("a")) a.classList.toggle("active", a.dataset.page === current);
-  $("#who").textContent = me ? `${me.user} · ${me.role}` : "";
+  $("#who").textContent = me ? `${me.user} · ${me.role}${me.agencies?.length ? ` · ${me.agencies.join(", ")}` : ""}` : "";
   $("#top").hidden = !me;
   $("#logout").textContent = t("logout");
 }
@@ -354,7 +356,10 @@ async function wallPage() {
         e.target.disabled = false;
       } });
     grid.append(el("figure", { class: "tile" }, img,
-      el("figcaption", {}, el("span", { text: c.config?.name || c.status?.name || id }), snoozes, save, badge)));
+      el("figcaption", {}, el("span", { text: c.config?.name || c.status?.name || id }),
+        // In a fleet: the node that runs the camera now.
+        c.node ? el("span", { class: "tile-node", "data-camera": id, title: t("node"), text: c.node }) : null,
+        snoozes, save, badge)));
     showSnoozes(id);
   }
   const onSnooze = (e) => {
@@ -490,13 +495,25 @@ async function incidentPage(id) {
     if (can.dispatch()) {
       actions.append(note, el("button", { id: "do-note", class: "ghost", text: t("add_note"), onclick: (e) => note.value.trim() && run({ action: "note", note: note.value.trim() }, e.target) }));
     }
+    // Agencies (police, city hall) hand incidents to each other with a note.
+    let agencies = [];
+    try { agencies = await api("/agencies"); } catch { agencies = []; }
+    if (mine !== routeSeq) return;
+    const others = agencies.filter((a) => !a.mine);
+    if (can.dispatch() && state !== "closed" && others.length) {
+      const to = el("select", { id: "handover-to", "aria-label": t("handover_to") },
+        ...others.map((a) => el("option", { value: a.id, text: a.name })));
+      actions.append(el("div", { class: "row" }, to, el("button", { id: "do-handover", text: t("handover"),
+        onclick: (e) => note.value.trim() ? run({ action: "handover", agency: to.value, note: note.value.trim() }, e.target)
+          : (toast(t("handover_note"), true), note.focus()) })));
+    }
   }
   const timeline = el("ol", { class: "timeline", id: "timeline" },
     el("li", {}, el("time", { text: fmtTime(ev.captured_at) }), ` ${ev.kind} ${ev.lifecycle} · ${ev.object?.class || ""}`),
     ...d.related.map((r) => el("li", {}, el("time", { text: fmtTime(r.captured_at) }), ` ${r.kind} ${r.lifecycle}`)));
   const audit = el("ol", { class: "timeline", id: "audit" },
     ...d.audit.map((a) => el("li", {}, el("time", { text: fmtTime(a.at) }), ` ${a.actor}: ${a.action}`,
-      a.detail?.assignee ? ` → ${a.detail.assignee}` : "", a.detail?.note ? ` — “${a.detail.note}”` : "")));
+      a.detail?.agency ? ` ⇒ ${a.detail.agency}` : a.detail?.assignee ? ` → ${a.detail.assignee}` : "", a.detail?.note ? ` — “${a.detail.note}”` : "")));
   page(mine, el("div", { class: "incident" },
     el("section", { class: "card" },
       el("h2", {}, ev.kind === "citizen_report" ? `${t("report")} · ${ev.details?.category || ""} ` : `${ev.camera} · ${ev.rule} `, d.dispatch ? stateBadge(state) : null),
@@ -507,6 +524,8 @@ async function incidentPage(id) {
         el("dt", { text: t("severity") }), el("dd", { text: ev.severity }),
         el("dt", { text: t("class") }), el("dd", { text: ev.object ? `${ev.object.class} #${ev.object.track_id}` : "" }),
         el("dt", { text: t("assignee") }), el("dd", { id: "assignee", text: d.dispatch?.assignee || "—" }),
+        d.dispatch?.handed_to?.length ? el("dt", { text: t("handed_to") }) : null,
+        d.dispatch?.handed_to?.length ? el("dd", { id: "handed-to", text: d.dispatch.handed_to.join(", ") }) : null,
         el("dt", { text: t("id") }), el("dd", {}, el("code", { text: ev.id })))),
     el("section", { class: "card" }, actions, el("h3", { text: t("timeline") }), timeline, el("h3", { text: t("audit") }), audit),
     ev.kind === "citizen_report" ? reportPanel(id, ev, d, mine) : null,
@@ -879,12 +898,20 @@ async function adminPage(selected) {
     el("input", { name: "id", placeholder: t("id"), required: true }),
     el("input", { name: "name", placeholder: t("name") }),
     el("input", { name: "url", placeholder: "rtsp://host/path", required: true }),
+    // With agencies: the camera group it belongs to (who sees it).
+    el("input", { name: "group", placeholder: t("group"), list: "groups" }),
     el("button", { type: "submit", text: t("add_camera") }));
+  api("/agencies").then((agencies) => {
+    const groups = [...new Set(agencies.flatMap((a) => a.groups))];
+    addForm.querySelector("input[name=group]").hidden = !groups.length;
+    addForm.append(el("datalist", { id: "groups" }, ...groups.map((g) => el("option", { value: g }))));
+  }).catch(() => {});
   addForm.addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = new FormData(addForm);
     const body = { id: f.get("id"), url: f.get("url") };
     if (f.get("name")) body.name = f.get("name");
+    if (f.get("group")) body.group = f.get("group");
     try { await api("/cameras", { method: "POST", body }); toast(t("saved")); location.hash = `#/admin/${body.id}`; } catch (err) { explain(err); }
   });
   const editor = el("div", { id: "editor" });
@@ -1102,8 +1129,9 @@ async function usersPanel(root) {
   root.append(el("h2", { text: t("users") }));
   try {
     const users = await api("/users");
-    root.append(el("table", { class: "list" }, el("tr", {}, el("th", { text: t("name") }), el("th", { text: t("role") }), el("th", {})),
-      ...users.map((u) => el("tr", {}, el("td", { text: u.name + (u.disabled ? ` (${t("disabled")})` : "") }), el("td", { text: u.role }),
+    root.append(el("table", { class: "list" }, el("tr", {}, el("th", { text: t("name") }), el("th", { text: t("role") }), el("th", { text: t("agencies") }), el("th", {})),
+      ...users.map((u) => el("tr", { "data-user": u.name }, el("td", { text: u.name + (u.disabled ? ` (${t("disabled")})` : "") }), el("td", { text: u.role }),
+        el("td", { text: (u.agencies || []).join(", ") || "—" }),
         el("td", {}, el("button", { class: "ghost small", text: u.disabled ? t("enable") : t("disable"),
           onclick: async () => { try { await api(`/users/${u.name}`, { method: "PATCH", body: { disabled: !u.disabled } }); usersPanel(root); } catch (e) { explain(e); } } }))))));
   } catch (e) { explain(e); }
@@ -1112,10 +1140,21 @@ async function usersPanel(root) {
     el("select", { name: "role" }, ...["operator", "dispatcher", "planner", "admin"].map((r) => el("option", { value: r, text: r }))),
     el("input", { name: "password", type: "password", placeholder: t("password"), minlength: 10, required: true }),
     el("button", { type: "submit", text: t("add_user") }));
+  // With agencies: the agency the user belongs to (none: every camera).
+  let agencies = [];
+  try { agencies = await api("/agencies"); } catch { agencies = []; }
+  if (agencies.length) {
+    form.insertBefore(el("select", { name: "agency", "aria-label": t("agencies") },
+      ...(me?.agencies?.length ? [] : [el("option", { value: "", text: t("all_agencies") })]),
+      ...agencies.filter((a) => !me?.agencies?.length || a.mine).map((a) => el("option", { value: a.id, text: a.name }))),
+    form.querySelector("button"));
+  }
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const f = new FormData(form);
-    try { await api("/users", { method: "POST", body: { name: f.get("name"), role: f.get("role"), password: f.get("password") } }); toast(t("saved")); usersPanel(root); } catch (err) { explain(err); }
+    const body = { name: f.get("name"), role: f.get("role"), password: f.get("password") };
+    if (f.get("agency")) body.agencies = [f.get("agency")];
+    try { await api("/users", { method: "POST", body }); toast(t("saved")); usersPanel(root); } catch (err) { explain(err); }
   });
   root.append(form);
 }

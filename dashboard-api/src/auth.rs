@@ -109,6 +109,8 @@ impl Permission {
 pub struct Session {
     pub user: String,
     pub role: Role,
+    /// The agencies the user belongs to (`[agencies]`); empty: every camera.
+    pub agencies: Vec<String>,
 }
 
 impl Session {
@@ -128,6 +130,33 @@ impl Session {
                 ),
             ))
         }
+    }
+}
+
+impl Session {
+    /// Does this admin manage a user of `agencies`? An admin of no agency manages everyone;
+    /// an admin of agencies only users all of whose agencies are its own.
+    pub fn manages(&self, agencies: &[String]) -> bool {
+        self.agencies.is_empty()
+            || (!agencies.is_empty() && agencies.iter().all(|a| self.agencies.contains(a)))
+    }
+
+    /// May this admin give a user `agencies`? They must exist, and an admin of agencies gives
+    /// only its own (and never none, which would see every camera).
+    fn may_give(&self, s: &ApiState, agencies: &[String]) -> Result<(), ApiError> {
+        crate::agencies::check_agencies(s, "agencies", agencies)?;
+        if self.manages(agencies) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "admin \"{}\" of {} gives users only its own agencies (at least one)",
+                self.user,
+                self.agencies.join(", ")
+            ),
+        ))
     }
 }
 
@@ -171,7 +200,7 @@ impl FromRequestParts<ApiState> for Session {
         let token = token_from(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
         let store = s.store().await?;
         let row = store.session_user(&sha256_hex(&token)).await?;
-        let (user, role) = row.ok_or_else(|| {
+        let (user, role, agencies) = row.ok_or_else(|| {
             let mut e = ApiError::unauthenticated();
             e.message = "the session has expired or was ended; log in again".into();
             e
@@ -179,6 +208,7 @@ impl FromRequestParts<ApiState> for Session {
         Ok(Session {
             user,
             role: Role::parse(&role).ok_or_else(|| ApiError::store("unknown role in users"))?,
+            agencies,
         })
     }
 }
@@ -438,11 +468,14 @@ pub async fn upsert_user(
     name: &str,
     role: Role,
     password: &str,
+    agencies: &[String],
 ) -> Result<bool, ApiError> {
     check_user_name(name)?;
     check_password(password)?;
     let hash = hash_off_thread(password.to_string()).await?;
-    let created = store.upsert_user(name, role.as_str(), &hash).await?;
+    let created = store
+        .upsert_user(name, role.as_str(), &hash, agencies)
+        .await?;
     audit(
         store,
         "pantau",
@@ -452,7 +485,7 @@ pub async fn upsert_user(
             "user.update"
         },
         &format!("user:{name}"),
-        serde_json::json!({ "role": role.as_str(), "password_changed": !created }),
+        serde_json::json!({ "role": role.as_str(), "password_changed": !created, "agencies": agencies }),
     )
     .await?;
     Ok(created)
@@ -509,7 +542,10 @@ pub async fn first_admin(
         return Ok((FirstAdmin::PasswordSet, role, disabled));
     }
     let hash = hash_off_thread(password.to_string()).await?;
-    if store.create_user(name, Role::Admin.as_str(), &hash).await? {
+    if store
+        .create_user(name, Role::Admin.as_str(), &hash, &[])
+        .await?
+    {
         audit(
             store,
             "pantau",
@@ -691,6 +727,8 @@ pub async fn me(session: Session) -> Json<Session> {
 pub struct UserView {
     pub name: String,
     pub role: Role,
+    /// Its agencies; empty: every camera.
+    pub agencies: Vec<String>,
     pub disabled: bool,
     /// RFC 3339.
     pub created_at: String,
@@ -704,6 +742,10 @@ pub struct NewUser {
     pub role: Role,
     /// 10 to 200 characters.
     pub password: String,
+    /// Agencies of `[agencies]` it belongs to; empty (default): every camera. An admin of
+    /// agencies creates users of its own agencies only.
+    #[serde(default)]
+    pub agencies: Vec<String>,
 }
 
 /// Changes to a user; fields left out stay.
@@ -713,6 +755,7 @@ pub struct UserChange {
     pub role: Option<Role>,
     pub password: Option<String>,
     pub disabled: Option<bool>,
+    pub agencies: Option<Vec<String>>,
 }
 
 /// List users (admin).
@@ -726,8 +769,10 @@ pub async fn list_users(
     let rows = s.store().await?.users().await?;
     Ok(Json(
         rows.into_iter()
+            .filter(|r| session.manages(&r.agencies))
             .map(|r| UserView {
                 role: Role::parse(&r.role).unwrap_or(Role::Operator),
+                agencies: r.agencies,
                 name: r.name,
                 disabled: r.disabled,
                 created_at: pantau_events::time::format(r.created_at),
@@ -749,12 +794,16 @@ pub async fn create_user(
     let u = json_body(body)?;
     check_user_name(&u.name)?;
     check_password(&u.password)?;
+    session.may_give(&s, &u.agencies)?;
     let store = s.store().await?;
     let hash = {
         let _permit = hashing_permit(&s.hashing).await?;
         hash_off_thread(u.password.clone()).await?
     };
-    if !store.create_user(&u.name, u.role.as_str(), &hash).await? {
+    if !store
+        .create_user(&u.name, u.role.as_str(), &hash, &u.agencies)
+        .await?
+    {
         return Err(ApiError::conflict(format!(
             "user \"{}\" exists; PATCH /api/v1/users/{} changes it",
             u.name, u.name
@@ -765,7 +814,7 @@ pub async fn create_user(
         &session.user,
         "user.create",
         &format!("user:{}", u.name),
-        serde_json::json!({ "role": u.role.as_str() }),
+        serde_json::json!({ "role": u.role.as_str(), "agencies": u.agencies }),
     )
     .await?;
     Ok((
@@ -773,6 +822,7 @@ pub async fn create_user(
         Json(UserView {
             name: u.name,
             role: u.role,
+            agencies: u.agencies,
             disabled: false,
             created_at: pantau_events::time::format(SystemTime::now()),
         }),
@@ -796,7 +846,11 @@ pub async fn change_user(
     if let Some(p) = &c.password {
         check_password(p)?;
     }
+    if let Some(a) = &c.agencies {
+        session.may_give(&s, a)?;
+    }
     let store = s.store().await?;
+    managed_user(&store, &session, &name).await?;
     let demotes = c.role.is_some_and(|r| r != Role::Admin) || c.disabled == Some(true);
     if demotes {
         last_admin_guard(&store, &name).await?;
@@ -816,6 +870,7 @@ pub async fn change_user(
                 role: c.role.map(Role::as_str),
                 password_hash: hash.as_deref(),
                 disabled: c.disabled,
+                agencies: c.agencies.as_deref(),
             },
         )
         .await?;
@@ -827,6 +882,7 @@ pub async fn change_user(
     }
     audit(&store, &session.user, "user.update", &format!("user:{name}"), serde_json::json!({
         "role": c.role.map(Role::as_str), "password_changed": c.password.is_some(), "disabled": c.disabled,
+        "agencies": c.agencies,
     })).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -843,6 +899,7 @@ pub async fn delete_user(
 ) -> Result<StatusCode, ApiError> {
     session.allow(Permission::Admin)?;
     let store = s.store().await?;
+    managed_user(&store, &session, &name).await?;
     last_admin_guard(&store, &name).await?;
     if !store.delete_user(&name).await? {
         return Err(ApiError::not_found(
@@ -859,6 +916,23 @@ pub async fn delete_user(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// 404 for a user the admin does not manage (one outside its agencies), as for no user.
+async fn managed_user(
+    store: &pantau_store::Store,
+    session: &Session,
+    name: &str,
+) -> Result<(), ApiError> {
+    check_user_name(name)?;
+    let found = store.users().await?.into_iter().find(|u| u.name == name);
+    match found {
+        Some(u) if session.manages(&u.agencies) => Ok(()),
+        _ => Err(ApiError::not_found(
+            "user_not_found",
+            format!("no user \"{name}\""),
+        )),
+    }
 }
 
 /// Refuses to remove or demote the last enabled admin.

@@ -20,6 +20,7 @@ use pantau_config::config::{CameraConfig, CameraSettings, ConfigIssues, IngestCo
 use pantau_events::camera::CameraStatus;
 use serde::{Deserialize, Serialize};
 
+use crate::agencies::{camera_not_found, Scope};
 use crate::auth::{audit, Permission, Session};
 use crate::error::{json_body, ApiError, Issue};
 use crate::ApiState;
@@ -504,11 +505,13 @@ pub async fn list(
     session: Session,
 ) -> Result<Json<Vec<CameraView>>, ApiError> {
     session.allow(Permission::View)?;
+    let scope = s.scope(&session).await;
     let mut configs: BTreeMap<String, CameraConfig> = match &s.cameras {
         Some(r) => r
             .all()
             .await
             .into_iter()
+            .filter(|c| scope.sees_camera(&c.id))
             .map(|c| (c.id.clone(), c))
             .collect(),
         None => BTreeMap::new(),
@@ -519,6 +522,7 @@ pub async fn list(
         .feed
         .statuses()
         .into_iter()
+        .filter(|st| scope.sees_camera(&st.id))
         .map(|st| {
             if let Some(p) = placed.as_mut() {
                 p.remove(&st.id);
@@ -556,6 +560,9 @@ pub async fn one(
     Path(id): Path<String>,
 ) -> Result<Json<CameraView>, ApiError> {
     session.allow(Permission::View)?;
+    if !s.scope(&session).await.sees_camera(&id) {
+        return Err(camera_not_found(&id));
+    }
     let config = match &s.cameras {
         Some(r) => r.get(&id).await,
         None => None,
@@ -605,6 +612,8 @@ pub async fn create(
     session.allow(Permission::Admin)?;
     let c = json_body(body)?;
     let id = c.id.clone();
+    let scope = s.scope(&session).await;
+    check_group(&s, &session, &scope, &c)?;
     registry(&s)?.put(c.clone(), true, &s.settings).await?;
     changed(&s, &session, "camera.create", &id).await;
     Ok((
@@ -641,6 +650,11 @@ pub async fn update(
             c.id
         )));
     }
+    let scope = s.scope(&session).await;
+    if !scope.sees_camera(&id) {
+        return Err(camera_not_found(&id));
+    }
+    check_group(&s, &session, &scope, &c)?;
     let r = registry(&s)?;
     r.put(c, false, &s.settings).await?;
     changed(&s, &session, "camera.update", &id).await;
@@ -662,9 +676,48 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     session.allow(Permission::Admin)?;
+    if !s.scope(&session).await.sees_camera(&id) {
+        return Err(camera_not_found(&id));
+    }
     registry(&s)?.delete(&id).await?;
     changed(&s, &session, "camera.delete", &id).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A camera's `group` must be one an agency owns (when there are agencies), and one of the
+/// admin's own agencies when the admin belongs to some.
+fn check_group(
+    s: &ApiState,
+    session: &Session,
+    scope: &Scope,
+    c: &CameraConfig,
+) -> Result<(), ApiError> {
+    if let Some(problem) =
+        pantau_config::agencies::camera_group_problem(&s.settings.agencies, c.group.as_deref())
+    {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_camera",
+            format!("camera \"{}\" is not valid: camera.group: {problem}", c.id),
+        );
+        e.issues = vec![Issue {
+            path: "camera.group".into(),
+            message: problem,
+        }];
+        return Err(e);
+    }
+    match c.group.as_deref() {
+        Some(g) if !scope.owns_group(s, g) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "admin \"{}\" of {} may put cameras only in its agencies' groups, not \"{g}\"",
+                session.user,
+                session.agencies.join(", ")
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Audit and log a camera change (the change itself already happened).

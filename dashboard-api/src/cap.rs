@@ -30,14 +30,7 @@ pub async fn alert(
 ) -> Result<Response, ApiError> {
     session.allow(Permission::View)?;
     let store = s.store().await?;
-    let row = store.event(&id).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "event_not_found",
-            format!(
-                "no event \"{id}\" (events reach the database within a second or two of being seen)"
-            ),
-        )
-    })?;
+    let row = crate::incidents::visible_event(&s, &store, &session, &id).await?;
     let event: Event = serde_json::from_value(row.payload.clone()).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

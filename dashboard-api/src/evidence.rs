@@ -158,15 +158,15 @@ struct Located {
     camera: String,
 }
 
-async fn locate(s: &ApiState, id: &str, which: &ClipQuery) -> Result<Located, ApiError> {
+async fn locate(
+    s: &ApiState,
+    session: &Session,
+    id: &str,
+    which: &ClipQuery,
+) -> Result<Located, ApiError> {
     let a = access(s)?;
     let store = s.store().await?;
-    let row = store.event(id).await?.ok_or_else(|| {
-        ApiError::not_found(
-            "event_not_found",
-            format!("no event \"{id}\" (events reach the database within a second or two of being seen)"),
-        )
-    })?;
+    let row = crate::incidents::visible_event(s, &store, session, id).await?;
     let named = match &which.camera {
         None => row
             .payload
@@ -198,6 +198,15 @@ async fn locate(s: &ApiState, id: &str, which: &ClipQuery) -> Result<Located, Ap
         })?
         .to_string();
     let camera = rel.split('/').next().unwrap_or_default().to_string();
+    // A clip of another camera (a citizen report's matched cameras) only for who sees that
+    // camera; the event's own clip for whoever sees the event (an incident handed over).
+    let own = row.payload.get("camera").and_then(|v| v.as_str()) == Some(camera.as_str());
+    if !own && !s.scope(session).await.sees_camera(&camera) {
+        return Err(ApiError::not_found(
+            "no_evidence",
+            format!("event \"{id}\" has no evidence clip of that camera"),
+        ));
+    }
     Ok(Located {
         dir: a.dir.join(&rel),
         rel,
@@ -275,7 +284,7 @@ pub async fn status(
 ) -> Result<Json<EvidenceStatus>, ApiError> {
     session.allow(Permission::View)?;
     let which = query(which)?;
-    let l = locate(&s, &id, &which).await?;
+    let l = locate(&s, &session, &id, &which).await?;
     let (state, reason, ready_at) = state_of(&s, &l)?;
     let manifest = if state == "ready" {
         let dir = l.dir.clone();
@@ -313,7 +322,7 @@ pub async fn video(
 ) -> Result<Response, ApiError> {
     session.allow(Permission::View)?;
     let which = query(which)?;
-    let l = locate(&s, &id, &which).await?;
+    let l = locate(&s, &session, &id, &which).await?;
     ready(&s, &l)?;
     let file = l.dir.join(pantau_evidence::CLIP_FILE);
     let response = tower_http::services::ServeFile::new(&file)
@@ -348,7 +357,7 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     session.allow(Permission::Dispatch)?;
     let which = query(which)?;
-    let l = locate(&s, &id, &which).await?;
+    let l = locate(&s, &session, &id, &which).await?;
     ready(&s, &l)?;
     // Each export is built in memory (a clip is at most `evidence.camera_mb`): two at a time.
     let _turn = EXPORTS.acquire().await.map_err(|_| {
@@ -419,7 +428,7 @@ pub async fn keep(
     session.allow(Permission::Dispatch)?;
     let request = json_body(body)?;
     let which = query(which)?;
-    let l = locate(&s, &id, &which).await?;
+    let l = locate(&s, &session, &id, &which).await?;
     let store = s.store().await?;
     store
         .keep_clip(&l.rel, &l.event_id, &session.user, request.keep)
@@ -454,6 +463,9 @@ pub async fn save(
         .clips
         .clone()
         .ok_or_else(|| ApiError::not_found("evidence_off", "this node records no clips"))?;
+    if !s.scope(&session).await.sees_camera(&camera) {
+        return Err(crate::agencies::camera_not_found(&camera));
+    }
     if s.feed.status(&camera).is_none() {
         return Err(ApiError::not_found(
             "camera_not_found",

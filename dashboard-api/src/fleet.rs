@@ -66,9 +66,17 @@ pub async fn fleet(
     session: Session,
 ) -> Result<Json<FleetView>, ApiError> {
     session.allow(Permission::View)?;
+    // An agency's user sees every node and its health, and only its own cameras on them.
+    let scope = s.scope(&session).await;
     let me = s.settings.topics.node.clone();
     let Some(link) = s.cameras.as_ref().and_then(|r| r.fleet().cloned()) else {
-        let mut cameras: Vec<String> = s.feed.statuses().into_iter().map(|c| c.id).collect();
+        let mut cameras: Vec<String> = s
+            .feed
+            .statuses()
+            .into_iter()
+            .map(|c| c.id)
+            .filter(|id| scope.sees_camera(id))
+            .collect();
         cameras.sort();
         return Ok(Json(FleetView {
             fleet: false,
@@ -96,7 +104,7 @@ pub async fn fleet(
         .await
         .map_err(ApiError::store)?;
     let mut runs: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for l in state.held() {
+    for l in state.held().filter(|l| scope.sees_camera(&l.camera)) {
         runs.entry(l.node.as_str())
             .or_default()
             .push(l.camera.clone());
@@ -124,7 +132,7 @@ pub async fn fleet(
     let unassigned = state
         .cameras
         .iter()
-        .filter(|c| !c.removed && !held.contains(c.id.as_str()))
+        .filter(|c| !c.removed && !held.contains(c.id.as_str()) && scope.sees_camera(&c.id))
         .filter(|c| c.config.get("enabled").and_then(|v| v.as_bool()) != Some(false))
         .map(|c| c.id.clone())
         .collect();

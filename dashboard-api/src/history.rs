@@ -105,6 +105,7 @@ fn history_query(p: HistoryParams) -> Result<HistoryQuery, ApiError> {
         line: p.line,
         class: p.class,
         direction: p.direction,
+        cameras: None,
     })
 }
 
@@ -122,7 +123,8 @@ pub async fn history_json(
     q: Result<axum::extract::Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<HistoryRowView>>, ApiError> {
     session.allow(Permission::History)?;
-    let q = history_query(query(q)?)?;
+    let mut q = history_query(query(q)?)?;
+    q.cameras = s.scope(&session).await.cameras();
     let max = s.settings.limits.history_rows;
     let store = s.store().await?;
     let (rows, more) = store
@@ -199,7 +201,8 @@ pub async fn speeds_json(
     q: Result<axum::extract::Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<SpeedRowView>>, ApiError> {
     session.allow(Permission::History)?;
-    let q = history_query(query(q)?)?;
+    let mut q = history_query(query(q)?)?;
+    q.cameras = s.scope(&session).await.cameras();
     let max = s.settings.limits.history_rows;
     let (rows, more) = s
         .store()
@@ -260,7 +263,8 @@ pub async fn history_csv(
     q: Result<axum::extract::Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::History)?;
-    let q = history_query(query(q)?)?;
+    let mut q = history_query(query(q)?)?;
+    q.cameras = s.scope(&session).await.cameras();
     let store = s.store().await?;
     let (tx, rx) = tokio::sync::mpsc::channel(CSV_AHEAD);
     let shutdown = s.shutdown.clone();

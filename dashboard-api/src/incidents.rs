@@ -53,6 +53,8 @@ pub struct Dispatch {
     /// RFC 3339; absent while `new`.
     pub updated_at: Option<String>,
     pub updated_by: Option<String>,
+    /// Agencies the incident was handed over to, in order.
+    pub handed_to: Vec<String>,
 }
 
 /// One event with its dispatch state (alerts only).
@@ -131,6 +133,7 @@ fn dispatch_of(row: &pantau_store::EventRow) -> Option<Dispatch> {
             escalations: 0,
             updated_at: None,
             updated_by: None,
+            handed_to: Vec::new(),
         },
         Some(d) => Dispatch {
             state: d.state.clone(),
@@ -138,6 +141,7 @@ fn dispatch_of(row: &pantau_store::EventRow) -> Option<Dispatch> {
             escalations: d.escalations,
             updated_at: Some(pantau_events::time::format(d.updated_at)),
             updated_by: Some(d.updated_by.clone()),
+            handed_to: row.handed_to.clone(),
         },
     })
 }
@@ -197,6 +201,7 @@ pub async fn search(
             state,
             before,
             limit: i64::from(limit) + 1,
+            visible: s.scope(&session).await.visible(),
         })
         .await?;
     let more = rows.len() > limit as usize;
@@ -252,10 +257,7 @@ pub async fn detail(
 ) -> Result<Json<EventDetail>, ApiError> {
     session.allow(Permission::View)?;
     let store = s.store().await?;
-    let row = store
-        .event(&id)
-        .await?
-        .ok_or_else(|| event_not_found(&id))?;
+    let row = visible_event(&s, &store, &session, &id).await?;
     let audit = store
         .audit_trail(&format!("event:{id}"))
         .await?
@@ -293,7 +295,27 @@ pub async fn detail(
     }))
 }
 
-fn event_not_found(id: &str) -> ApiError {
+/// The event `id` if `session` sees it; another agency's event is answered as if there were
+/// none (404), so its id tells nothing.
+pub(crate) async fn visible_event(
+    s: &ApiState,
+    store: &pantau_store::Store,
+    session: &Session,
+    id: &str,
+) -> Result<pantau_store::EventRow, ApiError> {
+    let row = store.event(id).await?.ok_or_else(|| event_not_found(id))?;
+    let camera = row
+        .payload
+        .get("camera")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if !s.scope(session).await.sees_event(camera, &row.handed_to) {
+        return Err(event_not_found(id));
+    }
+    Ok(row)
+}
+
+pub(crate) fn event_not_found(id: &str) -> ApiError {
     ApiError::not_found(
         "event_not_found",
         format!(
@@ -316,6 +338,9 @@ pub enum Action {
     Escalate { note: Option<String> },
     /// Done (dispatcher, admin); `note` says how it ended.
     Close { note: Option<String> },
+    /// Hand it over to another agency of `[agencies]` (police <-> city hall; dispatcher,
+    /// admin) with a note for them: it appears in that agency's feed, its state stays.
+    Handover { agency: String, note: String },
 }
 
 impl Action {
@@ -326,6 +351,7 @@ impl Action {
             Action::Note { .. } => "note",
             Action::Escalate { .. } => "escalate",
             Action::Close { .. } => "close",
+            Action::Handover { .. } => "handover",
         }
     }
 
@@ -335,7 +361,7 @@ impl Action {
             | Action::Assign { note, .. }
             | Action::Escalate { note }
             | Action::Close { note } => note.as_deref(),
-            Action::Note { note } => Some(note),
+            Action::Note { note } | Action::Handover { note, .. } => Some(note),
         }
     }
 }
@@ -375,11 +401,15 @@ pub async fn act(
             ));
         }
     }
+    let handover = match &action {
+        Action::Handover { agency, .. } => {
+            crate::agencies::check_agencies(&s, "agency", std::slice::from_ref(agency))?;
+            Some(agency.as_str())
+        }
+        _ => None,
+    };
     let store = s.store().await?;
-    let ev = store
-        .event(&id)
-        .await?
-        .ok_or_else(|| event_not_found(&id))?;
+    let ev = visible_event(&s, &store, &session, &id).await?;
     if ev.severity == "info" {
         return Err(ApiError::conflict(format!(
             "event \"{id}\" is information, not an alert; dispatch works on warning and critical events"
@@ -419,9 +449,11 @@ pub async fn act(
         ),
         Action::Escalate { .. } => ("escalated".to_string(), assignee.clone(), escalations + 1),
         Action::Close { .. } => ("closed".to_string(), assignee.clone(), escalations),
+        Action::Handover { .. } => (state.clone(), assignee.clone(), escalations),
     };
     let detail = serde_json::json!({
         "from": state, "to": new_state, "assignee": new_assignee, "note": action.note(),
+        "agency": handover,
     });
     let change = IncidentChange {
         event_id: id.clone(),
@@ -432,6 +464,7 @@ pub async fn act(
         assignee: new_assignee.clone(),
         escalations: new_escalations,
         note: action.note().map(str::to_string),
+        agency: handover.map(str::to_string),
         actor: session.user.clone(),
         at: pantau_events::time::format(SystemTime::now()),
     };
@@ -456,6 +489,7 @@ pub async fn act(
             detail: &detail,
             message: &message,
             callback: callback.as_ref(),
+            handover,
         })
         .await?;
     let Some(pending) = pending else {
@@ -475,8 +509,10 @@ pub async fn act(
             ),
         }
     }
-    s.live
-        .publish(LiveMessage::new("incident", &change.camera, None, json));
+    let mut live = LiveMessage::new("incident", &change.camera, None, json);
+    live.handed_to = ev.handed_to.clone();
+    live.handed_to.extend(handover.map(str::to_string));
+    s.live.publish(live);
     Ok(Json(change))
 }
 

@@ -8,6 +8,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`agencies`] | what a user of an agency sees (cameras of its groups, incidents handed to it) |
 //! | [`auth`] | users, roles, sessions, login rate limit, audit helper |
 //! | [`cameras`] | camera list/status and add/change/remove while running |
 //! | [`incidents`] | events search and the dispatch workflow |
@@ -37,6 +38,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
+pub mod agencies;
 pub mod auth;
 pub mod cameras;
 pub mod cap;
@@ -100,6 +102,9 @@ pub struct ApiSettings {
     /// Map tile URL template for the console's map (`api.map_tiles`, validated); `None`: a
     /// plain background.
     pub map_tiles: Option<String>,
+    /// `[agencies]`: the agencies and the camera groups each owns; empty: every user sees
+    /// every camera.
+    pub agencies: pantau_config::agencies::Agencies,
 }
 
 impl Default for ApiSettings {
@@ -121,6 +126,7 @@ impl Default for ApiSettings {
             metrics_token: None,
             limits: ApiLimits::default(),
             map_tiles: None,
+            agencies: Default::default(),
         }
     }
 }
@@ -215,6 +221,7 @@ pub fn app(state: ApiState) -> Router {
         )
         .route("/cameras", get(cameras::list).post(cameras::create))
         .route("/fleet", get(fleet::fleet))
+        .route("/agencies", get(agencies::list))
         .route(
             "/cameras/{id}",
             get(cameras::one)

@@ -30,6 +30,8 @@ pub struct LiveMessage {
     pub rule: Option<String>,
     /// JSON.
     pub data: Arc<str>,
+    /// Agencies an incident was handed over to: their users see its changes too.
+    pub handed_to: Vec<String>,
 }
 
 impl LiveMessage {
@@ -39,6 +41,7 @@ impl LiveMessage {
             camera: camera.to_string(),
             rule: rule.map(str::to_string),
             data: data.into(),
+            handed_to: Vec::new(),
         }
     }
 }
@@ -199,11 +202,15 @@ pub async fn stream(
     q: Result<axum::extract::Query<LiveQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     session.allow(Permission::View)?;
+    // What the user sees (an agency's cameras), kept current while the stream is open: a
+    // camera added to or moved out of its groups shows or stops within a recheck.
+    let scope = Arc::new(Mutex::new(s.scope(&session).await));
     // The session is checked again every 2 s: a logout, an expired session, a disabled user or
     // a changed password ends the stream (the store unreachable does not).
     let revoked = {
         let db = s.db.clone();
         let token = crate::auth::token_sha256(&headers);
+        let (state, session, scope) = (s.clone(), session.clone(), scope.clone());
         async move {
             let (Some(db), Some(token)) = (db, token) else {
                 return std::future::pending().await;
@@ -216,6 +223,10 @@ pub async fn stream(
                     if let Ok(None) = store.session_user(&token).await {
                         return;
                     }
+                }
+                if !state.settings.agencies.is_empty() && !session.agencies.is_empty() {
+                    let now = state.scope(&session).await;
+                    *scope.lock().unwrap_or_else(|p| p.into_inner()) = now;
                 }
             }
         }
@@ -234,7 +245,11 @@ pub async fn stream(
         )));
     }
     let keep = move |m: &LiveMessage| {
-        cameras.as_ref().is_none_or(|c| c.contains(&m.camera))
+        scope
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sees_event(&m.camera, &m.handed_to)
+            && cameras.as_ref().is_none_or(|c| c.contains(&m.camera))
             && types.as_ref().is_none_or(|t| t.iter().any(|t| t == m.kind))
             && (m.kind != "event"
                 || rules
@@ -312,7 +327,7 @@ pub async fn frame(
             )))
         }
     };
-    if s.feed.status(&id).is_none() {
+    if s.feed.status(&id).is_none() || !s.scope(&session).await.sees_camera(&id) {
         return Err(ApiError::not_found(
             "camera_not_found",
             format!("no camera \"{id}\" is running"),
@@ -373,6 +388,16 @@ pub async fn snapshot(
         return Err(ApiError::bad_request(
             "snapshot path is camera/date/id.jpg as given in the event",
         ));
+    }
+    // Snapshots are camera/date/id.jpg: the camera's, or the event's when it was handed over.
+    if !s.scope(&session).await.sees_camera(parts[0]) {
+        let id = parts[2].trim_end_matches(".jpg");
+        let store = s.store().await?;
+        crate::incidents::visible_event(&s, &store, &session, id)
+            .await
+            .map_err(|_| {
+                ApiError::not_found("snapshot_not_found", format!("no snapshot {path}"))
+            })?;
     }
     let file = dir.join(&path);
     // A live event names its snapshot before the image stage has written it (a few hundred

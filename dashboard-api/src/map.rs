@@ -304,7 +304,10 @@ pub fn frame_size(known: Option<(u32, u32)>, points: &[[f64; 2]]) -> (f64, f64) 
 
 /// Open incidents per camera: alerts of the last day whose dispatch is not closed, one per
 /// incident (the newest alert of each), newest first.
-async fn open_incidents(s: &ApiState) -> Result<Option<BTreeMap<String, Vec<String>>>, ApiError> {
+async fn open_incidents(
+    s: &ApiState,
+    visible: Option<pantau_store::Visible>,
+) -> Result<Option<BTreeMap<String, Vec<String>>>, ApiError> {
     if s.db.is_none() {
         return Ok(None);
     }
@@ -326,6 +329,7 @@ async fn open_incidents(s: &ApiState) -> Result<Option<BTreeMap<String, Vec<Stri
             ),
             before: None,
             limit: 2000,
+            visible,
         })
         .await?;
     let mut seen = std::collections::HashSet::new();
@@ -379,7 +383,9 @@ pub async fn geojson(State(s): State<ApiState>, session: Session) -> Result<Resp
     for id in statuses.keys() {
         configs.entry(id.clone()).or_insert(None);
     }
-    let open = open_incidents(&s).await?;
+    let scope = s.scope(&session).await;
+    configs.retain(|id, _| scope.sees_camera(id));
+    let open = open_incidents(&s, scope.visible()).await?;
     let mut features = Vec::new();
     let mut unplaced = Vec::new();
     for (id, config) in configs {

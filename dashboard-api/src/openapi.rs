@@ -6,7 +6,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::{
-    auth, cameras, cap, evidence, fleet, health, history, incidents, live, map, reports, snooze,
+    agencies, auth, cameras, cap, evidence, fleet, health, history, incidents, live, map, reports,
+    snooze,
 };
 
 #[derive(OpenApi)]
@@ -26,6 +27,7 @@ use crate::{
         auth::list_users, auth::create_user, auth::change_user, auth::delete_user,
         cameras::list, cameras::one, cameras::create, cameras::update, cameras::remove,
         fleet::fleet,
+        agencies::list,
         snooze::start, snooze::end, snooze::list,
         live::stream, live::frame, live::snapshot,
         incidents::search, incidents::detail, incidents::act, cap::alert, map::geojson,

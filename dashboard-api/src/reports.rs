@@ -707,7 +707,12 @@ pub async fn photo(
         return Err(missing());
     }
     let n: usize = n.parse().map_err(|_| missing())?;
-    let report = s.store().await?.report(&id).await?.ok_or_else(missing)?;
+    let store = s.store().await?;
+    // The report's event decides who sees its photos (its camera, or a handover).
+    crate::incidents::visible_event(&s, &store, &session, &id)
+        .await
+        .map_err(|_| missing())?;
+    let report = store.report(&id).await?.ok_or_else(missing)?;
     let name = report.photos.get(n).ok_or_else(missing)?;
     let kind = photos::PhotoKind::of_file(name).ok_or_else(missing)?;
     let bytes = tokio::fs::read(settings.dir.join(name))
@@ -724,6 +729,23 @@ pub async fn photo(
         bytes,
     )
         .into_response())
+}
+
+/// Integrations serve the whole city: only an admin of no agency manages them.
+fn city_wide(s: &ApiState, session: &Session) -> Result<(), ApiError> {
+    if s.settings.agencies.is_empty() || session.agencies.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "integrations serve every agency; admin \"{}\" of {} cannot manage them, an admin \
+             of no agency can",
+            session.user,
+            session.agencies.join(", ")
+        ),
+    ))
 }
 
 /// An integration as listed (never its key or secret).
@@ -883,6 +905,7 @@ pub async fn list_integrations(
     session: Session,
 ) -> Result<Json<Vec<IntegrationView>>, ApiError> {
     session.allow(Permission::Admin)?;
+    city_wide(&s, &session)?;
     let rows = s.store().await?.integrations().await?;
     Ok(Json(
         rows.into_iter()
@@ -910,6 +933,7 @@ pub async fn create_integration(
     body: Result<Json<NewIntegrationRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::Admin)?;
+    city_wide(&s, &session)?;
     let req = json_body(body)?;
     let store = s.store().await?;
     let created = add_integration(
@@ -935,6 +959,7 @@ pub async fn change_integration(
     body: Result<Json<IntegrationChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     session.allow(Permission::Admin)?;
+    city_wide(&s, &session)?;
     let change = json_body(body)?;
     let store = s.store().await?;
     if !store
@@ -1026,10 +1051,7 @@ pub async fn link(
     let store = s.store().await?;
     let mut events = Vec::new();
     for e in [&id, &req.event_id] {
-        let row = store
-            .event(e)
-            .await?
-            .ok_or_else(|| ApiError::not_found("event_not_found", format!("no event \"{e}\"")))?;
+        let row = crate::incidents::visible_event(&s, &store, &session, e).await?;
         events.push(row);
     }
     let is_report = |r: &pantau_store::EventRow| {
@@ -1084,7 +1106,8 @@ pub fn callback_for(
     note: Option<&str>,
     at: &str,
 ) -> Option<serde_json::Value> {
-    if action == "note" {
+    // Notes and handovers between agencies are the command centers' own business.
+    if action == "note" || action == "handover" {
         return None;
     }
     Some(serde_json::json!({

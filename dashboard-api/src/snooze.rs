@@ -144,6 +144,9 @@ pub async fn start(
             ));
         }
     }
+    if !s.scope(&session).await.sees_camera(&camera) {
+        return Err(crate::agencies::camera_not_found(&camera));
+    }
     let rules = rules_of(&s, &camera).await?;
     if req.rule != "camera" && !rules.contains(&req.rule) {
         return Err(ApiError::bad_request(format!(
@@ -194,6 +197,9 @@ pub async fn end(
     Path((camera, rule)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     session.allow(Permission::Acknowledge)?;
+    if !s.scope(&session).await.sees_camera(&camera) {
+        return Err(crate::agencies::camera_not_found(&camera));
+    }
     let store = s.store().await?;
     let ended = store.unsnooze(&camera, &rule).await?;
     let cleared = s.snoozes.clear(&camera, &rule);
@@ -222,7 +228,10 @@ pub async fn list(
     session: Session,
 ) -> Result<Json<Vec<SnoozeView>>, ApiError> {
     session.allow(Permission::View)?;
-    Ok(Json(s.snoozes.all()))
+    let scope = s.scope(&session).await;
+    let mut all = s.snoozes.all();
+    all.retain(|z| scope.sees_camera(&z.camera));
+    Ok(Json(all))
 }
 
 /// The rule names of a camera (lines, zones, lanes), or 404.

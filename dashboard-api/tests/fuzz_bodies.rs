@@ -144,10 +144,10 @@ impl Harness {
                 .expect("drop");
             let db = Arc::new(Db::new(DB, &schema));
             let store = db.store().await.expect("store");
-            upsert_user(&store, "ana", Role::Admin, PASSWORD)
+            upsert_user(&store, "ana", Role::Admin, PASSWORD, &[])
                 .await
                 .expect("admin");
-            upsert_user(&store, "oki", Role::Operator, PASSWORD)
+            upsert_user(&store, "oki", Role::Operator, PASSWORD, &[])
                 .await
                 .expect("operator");
             let alert = alert(SystemTime::now() - Duration::from_secs(60));

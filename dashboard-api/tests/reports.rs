@@ -127,7 +127,7 @@ async fn harness(name: &str, rate: u32) -> Harness {
         ("dina", Role::Dispatcher),
         ("pak-budi", Role::Planner),
     ] {
-        upsert_user(&store, user, role, PASSWORD)
+        upsert_user(&store, user, role, PASSWORD, &[])
             .await
             .expect("user");
     }

@@ -139,7 +139,7 @@ async fn harness(name: &str) -> Harness {
         ("dina", Role::Dispatcher),
         ("pak-budi", Role::Planner),
     ] {
-        upsert_user(&store, user, role, PASSWORD)
+        upsert_user(&store, user, role, PASSWORD, &[])
             .await
             .expect("user");
     }
@@ -372,7 +372,10 @@ async fn login_sessions_rate_limit_and_users() {
 
     let (s, b) = h.get("/api/v1/auth/me", "dispatcher").await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(b, json!({"user": "dina", "role": "dispatcher"}));
+    assert_eq!(
+        b,
+        json!({"user": "dina", "role": "dispatcher", "agencies": []})
+    );
     let (s, b) = h.call(Method::GET, "/api/v1/auth/me", None, None).await;
     assert_error(
         s,
@@ -813,7 +816,7 @@ async fn password_changes_end_sessions_and_start_up_admin_keeps_console_changes(
     // `pantau user add` on an existing user: new password, old sessions end.
     let (s, _) = h.get("/api/v1/auth/me", "operator").await;
     assert_eq!(s, StatusCode::OK);
-    upsert_user(&store, "oki", Role::Operator, "a brand new passphrase")
+    upsert_user(&store, "oki", Role::Operator, "a brand new passphrase", &[])
         .await
         .expect("upsert");
     let (s, _) = h.get("/api/v1/auth/me", "operator").await;
@@ -2874,5 +2877,496 @@ async fn security_doc_lists_every_route_with_the_roles_the_router_allows() {
              PANTAU_BLESS=1 to rewrite it, and read the difference"
         );
     }
+    h.finish().await;
+}
+
+/// Logs `user` in; its token.
+async fn login(h: &Harness, user: &str) -> String {
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"user": user, "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    b["token"].as_str().expect("token").to_string()
+}
+
+/// Reads a live stream into `text` until it holds `want` (5 s at most per message).
+async fn read_until(live: &mut Body, text: &mut String, want: &str) {
+    while !text.contains(want) {
+        let frame = tokio::time::timeout(Duration::from_secs(5), live.frame())
+            .await
+            .unwrap_or_else(|_| panic!("{want} within 5 s; got {text}"))
+            .expect("stream open")
+            .expect("frame");
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+}
+
+/// The ids of a camera list.
+fn camera_ids(b: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = b
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| {
+            c["config"]["id"]
+                .as_str()
+                .or(c["status"]["id"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agencies_see_only_their_groups_and_hand_incidents_over() {
+    let mut h = harness("agencies").await;
+    // Police (polres) and city hall (pemkot) share the `shared` group.
+    let agencies = pantau_config::Config::parse(
+        "[agencies.polres]\nname = \"Polres Lubuklinggau\"\ngroups = [\"police\", \"shared\"]\n\
+         [agencies.pemkot]\nname = \"Pemkot Lubuklinggau\"\ngroups = [\"city\", \"shared\"]\n",
+    )
+    .expect("agencies")
+    .agencies;
+    let mut settings = (*h.state.settings).clone();
+    settings.agencies = agencies;
+    h.state.settings = Arc::new(settings);
+
+    // Cameras of each group, added by the city-wide admin (no agency). Agencies configured, a
+    // camera names its group.
+    let cam = |id: &str, group: Option<&str>| {
+        let mut c = json!({"id": id, "url": "test://ball?width=160&height=120&fps=10"});
+        if let Some(g) = group {
+            c["group"] = json!(g);
+        }
+        c
+    };
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/cameras",
+            Some("admin"),
+            Some(cam("x", None)),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_camera",
+        "names the group",
+    );
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/cameras",
+            Some("admin"),
+            Some(cam("x", Some("pasar"))),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_camera",
+        "no agency owns group \"pasar\"",
+    );
+    for (id, group) in [
+        ("polsek", "police"),
+        ("balai", "city"),
+        ("simpang", "shared"),
+    ] {
+        let (s, b) = h
+            .call(
+                Method::POST,
+                "/api/v1/cameras",
+                Some("admin"),
+                Some(cam(id, Some(group))),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+
+    // Users of each agency, made by the city-wide admin; an agency's admin makes only its own.
+    for (name, role, agency) in [
+        ("andi", "dispatcher", "polres"),
+        ("sari", "dispatcher", "pemkot"),
+        ("rina", "planner", "pemkot"),
+        ("kepala", "admin", "pemkot"),
+    ] {
+        let (s, b) = h
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                Some("admin"),
+                Some(
+                    json!({"name": name, "role": role, "password": PASSWORD, "agencies": [agency]}),
+                ),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        assert_eq!(b["agencies"], json!([agency]));
+    }
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/users",
+            Some("admin"),
+            Some(json!({"name": "y", "role": "operator", "password": PASSWORD, "agencies": ["dishub"]})),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_agency",
+        "use one of: pemkot, polres",
+    );
+    let police = login(&h, "andi").await;
+    let city = login(&h, "sari").await;
+    let planner = login(&h, "rina").await;
+    let city_admin = login(&h, "kepala").await;
+    let (_, me) = h.get("/api/v1/auth/me", &police).await;
+    assert_eq!(me["agencies"], json!(["polres"]));
+    let (s, b) = h.get("/api/v1/agencies", &police).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b[1]["id"], "polres");
+    assert_eq!(b[1]["mine"], true);
+    assert_eq!(b[0]["mine"], false);
+
+    for (name, agencies) in [
+        ("z1", json!([])),
+        ("z2", json!(["polres"])),
+        ("z3", json!(["pemkot", "polres"])),
+    ] {
+        let (s, b) = h
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                Some(&city_admin),
+                Some(json!({"name": name, "role": "operator", "password": PASSWORD, "agencies": agencies})),
+            )
+            .await;
+        assert_error(
+            s,
+            &b,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "only its own agencies",
+        );
+    }
+    let (_, b) = h.get("/api/v1/users", &city_admin).await;
+    let names: Vec<&str> = b
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    assert_eq!(names, ["kepala", "rina", "sari"]);
+    let (s, b) = h
+        .call(
+            Method::PATCH,
+            "/api/v1/users/andi",
+            Some(&city_admin),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "user_not_found", "andi");
+    let (s, b) = h
+        .call(Method::DELETE, "/api/v1/users/ana", Some(&city_admin), None)
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "user_not_found", "ana");
+    let (s, b) = h.get("/api/v1/integrations", &city_admin).await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "integrations serve every agency",
+    );
+
+    // Cameras: each agency its own groups and the shared one; the city-wide users all.
+    let (_, b) = h.get("/api/v1/cameras", &police).await;
+    assert_eq!(camera_ids(&b), ["polsek", "simpang"]);
+    let (_, b) = h.get("/api/v1/cameras", &city).await;
+    assert_eq!(camera_ids(&b), ["balai", "simpang"]);
+    let (_, b) = h.get("/api/v1/cameras", "operator").await;
+    assert_eq!(camera_ids(&b), ["balai", "gate", "polsek", "simpang"]);
+    for uri in ["/api/v1/cameras/balai", "/api/v1/cameras/balai/frame.jpg"] {
+        let (s, b) = h.get(uri, &police).await;
+        assert_error(s, &b, StatusCode::NOT_FOUND, "camera_not_found", "balai");
+    }
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/cameras/balai/snoozes",
+            Some(&police),
+            Some(json!({"rule": "camera", "minutes": 5})),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "camera_not_found", "balai");
+    let (s, b) = h
+        .call(
+            Method::DELETE,
+            "/api/v1/cameras/polsek",
+            Some(&city_admin),
+            None,
+        )
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "camera_not_found", "polsek");
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/cameras",
+            Some(&city_admin),
+            Some(cam("pospol", Some("police"))),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "only in its agencies' groups",
+    );
+    let (s, b) = h
+        .call(
+            Method::POST,
+            "/api/v1/cameras",
+            Some(&city_admin),
+            Some(cam("taman", Some("city"))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (_, b) = h.get("/api/v1/fleet", &police).await;
+    let mut on_node: Vec<&str> = b["nodes"][0]["cameras"]
+        .as_array()
+        .expect("cameras")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    on_node.sort();
+    assert_eq!(on_node, ["polsek", "simpang"]);
+    let (_, b) = h.get("/api/v1/map.geojson", &police).await;
+    let text = b.to_string();
+    assert!(
+        text.contains("polsek") && !text.contains("balai") && !text.contains("taman"),
+        "{text}"
+    );
+
+    // Events, incidents and history of each camera.
+    let ids = IdGenerator::new();
+    let now = SystemTime::now();
+    let mut events = Vec::new();
+    for (i, camera) in ["polsek", "balai", "simpang"].iter().enumerate() {
+        let mut e = event(
+            &ids,
+            now - Duration::from_secs(300 - i as u64),
+            "restricted",
+            Severity::Warning,
+            EventKind::ZonePresence,
+        );
+        e.camera = camera.to_string();
+        events.push(e);
+    }
+    let at = |m: u64| UNIX_EPOCH + Duration::from_secs(1_795_507_200 + m * 60);
+    let counts: Vec<CountAggregate> = ["polsek", "balai"]
+        .iter()
+        .map(|camera| CountAggregate {
+            id: ids.at(at(0)),
+            schema: SCHEMA_VERSION,
+            site: "kota".into(),
+            camera: camera.to_string(),
+            line: "stop-line".into(),
+            period_start: at(0),
+            period_s: 60,
+            counts: BTreeMap::from([(
+                "in".to_string(),
+                BTreeMap::from([("car".to_string(), 3u64)]),
+            )]),
+        })
+        .collect();
+    pantau_store::Store::connect(DB, &h.schema)
+        .await
+        .expect("store")
+        .write(&events, &counts)
+        .await
+        .expect("write");
+    let (polsek_alert, balai_alert) = (events[0].id.to_string(), events[1].id.to_string());
+    let seen = |b: &Value| -> Vec<String> {
+        let mut c: Vec<String> = b["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter_map(|i| i["event"]["camera"].as_str().map(str::to_string))
+            .collect();
+        c.sort();
+        c
+    };
+    let (_, b) = h.get("/api/v1/events", &police).await;
+    assert_eq!(seen(&b), ["polsek", "simpang"]);
+    let (_, b) = h.get("/api/v1/events?camera=balai", &police).await;
+    assert_eq!(seen(&b), Vec::<String>::new());
+    let (_, b) = h.get("/api/v1/events", "operator").await;
+    assert_eq!(seen(&b), ["balai", "polsek", "simpang"]);
+    for uri in [
+        format!("/api/v1/events/{balai_alert}"),
+        format!("/api/v1/events/{balai_alert}/cap"),
+    ] {
+        let (s, b) = h.get(&uri, &police).await;
+        assert_error(
+            s,
+            &b,
+            StatusCode::NOT_FOUND,
+            "event_not_found",
+            &balai_alert,
+        );
+    }
+    let (s, b) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/events/{balai_alert}/actions"),
+            Some(&police),
+            Some(json!({"action": "acknowledge"})),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::NOT_FOUND,
+        "event_not_found",
+        &balai_alert,
+    );
+    let (s, _) = h
+        .get(&format!("/api/v1/events/{polsek_alert}"), &police)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let range = "from=2026-11-24T08:00:00Z&to=2026-11-24T10:00:00Z";
+    let (s, b) = h.get(&format!("/api/v1/history?{range}"), &planner).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let cams: HashSet<&str> = b
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["camera"].as_str())
+        .collect();
+    assert_eq!(cams, HashSet::from(["balai"]));
+    let (_, csv) = h
+        .get(&format!("/api/v1/history.csv?{range}"), &planner)
+        .await;
+    let csv = csv.as_str().expect("csv").to_string();
+    assert!(csv.contains(",balai,") && !csv.contains("polsek"), "{csv}");
+
+    // Live: the police stream gets its cameras' messages, not city hall's ...
+    let res = h
+        .raw(
+            Method::GET,
+            "/api/v1/live?types=event,incident",
+            Some(&police),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut live = res.into_body();
+    for camera in ["balai", "polsek"] {
+        h.state.live.publish(pantau_dashboard_api::LiveMessage::new(
+            "event",
+            camera,
+            Some("restricted"),
+            json!({"camera": camera}).to_string(),
+        ));
+    }
+    let mut text = String::new();
+    read_until(&mut live, &mut text, "polsek").await;
+
+    // ... until city hall hands its incident over to the police, with a note.
+    let actions = format!("/api/v1/events/{balai_alert}/actions");
+    let (s, b) = h
+        .call(
+            Method::POST,
+            &actions,
+            Some(&city),
+            Some(json!({"action": "handover", "agency": "dishub", "note": "x"})),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_agency",
+        "\"dishub\" is not an agency",
+    );
+    let (s, b) = h
+        .call(
+            Method::POST,
+            &actions,
+            Some(&city),
+            Some(json!({"action": "handover", "agency": "polres"})),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "bad_request",
+        "missing field `note`",
+    );
+    let (s, b) = h
+        .call(
+            Method::POST,
+            &actions,
+            Some(&city),
+            Some(json!({"action": "handover", "agency": "polres", "note": "perkelahian di depan balai kota"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (&b["action"], &b["agency"], &b["state"]),
+        (&json!("handover"), &json!("polres"), &json!("new"))
+    );
+    read_until(&mut live, &mut text, "perkelahian").await;
+    assert!(
+        !text.contains("\"camera\":\"balai\"}"),
+        "a city-hall event reached the police: {text}"
+    );
+    let (s, b) = h
+        .get(&format!("/api/v1/events/{balai_alert}"), &police)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["dispatch"]["handed_to"], json!(["polres"]));
+    let handover = &b["audit"][0];
+    assert_eq!(
+        (&handover["actor"], &handover["action"]),
+        (&json!("sari"), &json!("incident.handover"))
+    );
+    assert_eq!(handover["detail"]["agency"], "polres");
+    assert_eq!(
+        handover["detail"]["note"],
+        "perkelahian di depan balai kota"
+    );
+    let (_, b) = h.get("/api/v1/events?state=new", &police).await;
+    assert_eq!(seen(&b), ["balai", "polsek", "simpang"]);
+    // The police act on it; city hall still sees it, its camera stays city hall's.
+    let (s, b) = h
+        .call(
+            Method::POST,
+            &actions,
+            Some(&police),
+            Some(json!({"action": "acknowledge"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _) = h.get(&format!("/api/v1/events/{balai_alert}"), &city).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = h.get("/api/v1/cameras/balai", &police).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
     h.finish().await;
 }

@@ -197,6 +197,9 @@ pub struct IncidentChange {
     pub assignee: Option<String>,
     pub escalations: i32,
     pub note: Option<String>,
+    /// Action `handover`: the agency (`[agencies]`) the incident was handed over to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency: Option<String>,
     pub actor: String,
     /// RFC 3339.
     pub at: String,

@@ -5,8 +5,9 @@
 //! cameras' statuses) and reads the fleet in one snapshot. It then stops what it no longer
 //! holds or what was removed, restarts what changed, takes free cameras up to its fair share
 //! (cameras it may run, shared among the live nodes that may run them, within `capacity`),
-//! and hands one camera back when it holds more than its share while a node that has been up
-//! for two leases holds less (the hysteresis: a node that comes and goes pulls nothing).
+//! and hands one camera back, one per tick, when it holds more than its share and at least two
+//! more than a node that has been up for two leases (the hysteresis: a node that comes and
+//! goes pulls nothing, and an odd camera never moves back and forth between two nodes).
 //!
 //! Fencing, three times over: each camera may publish only until its local deadline (the start
 //! of the last successful renewal plus the lease, less a margin) — after a hang (SIGSTOP) or

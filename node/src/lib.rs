@@ -396,6 +396,7 @@ impl Node {
                         metrics_token: std::env::var(&a.metrics_token_env).ok(),
                         limits: a.limits.clone(),
                         map_tiles: a.map_tiles.clone(),
+                        agencies: c.agencies.clone(),
                     },
                 );
                 state.db = db.clone();

@@ -105,6 +105,7 @@ fn settings(port: u16, prefix: &str) -> MqttSettings {
         batch: 64,
         tls: None,
         max_packet_bytes: 256 * 1024,
+        fallbacks: Vec::new(),
     }
 }
 
@@ -279,6 +280,49 @@ async fn a_broker_outage_loses_nothing() {
     publisher.await.expect("publisher ends");
 }
 
+/// A broker of a cluster goes: delivery moves to the next configured broker at once, nothing
+/// waits for the lost one to come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_broker_goes_delivery_moves_to_the_next_one() {
+    let prefix = unique("fallback");
+    let (got, _sub) = subscriber(&prefix).await;
+    let proxy = Proxy::start("127.0.0.1:1883").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = settings(proxy.addr.port(), &prefix);
+    s.fallbacks = vec![("127.0.0.1".to_string(), 1883)];
+    let (outbox, stop, publisher) = publish(dir.path(), s);
+    let total = 600u64;
+    let producer = {
+        let outbox = outbox.clone();
+        let prefix = prefix.clone();
+        tokio::spawn(async move {
+            for i in 0..total {
+                let r = record(
+                    &format!("{prefix}/cam-{}/events/line", i % 3),
+                    false,
+                    format!("{i}").into_bytes(),
+                );
+                outbox.append(&[r]).await.expect("append");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The first broker is gone for good.
+    proxy.cut();
+    producer.await.expect("producer");
+    wait_until("every message through the second broker", 20, || {
+        let msgs = events_only(&got.lock().expect("lock"));
+        let distinct: std::collections::HashSet<&str> =
+            msgs.iter().map(|(_, p)| p.as_str()).collect();
+        distinct.len() as u64 >= total
+    })
+    .await;
+    wait_until("outbox drained", 10, || outbox.depth("mqtt") == 0).await;
+    stop.cancel();
+    publisher.await.expect("publisher ends");
+}
+
 /// A TLS connection to the broker: a Mosquitto started here with a certificate from a CA made
 /// here; pantau trusts that CA. A subscriber on a plain listener of the same broker checks
 /// delivery.
@@ -411,6 +455,7 @@ async fn an_undeliverable_record_is_set_aside_and_delivery_goes_on() {
         assignee: None,
         escalations: 0,
         note: Some(note.clone()),
+        agency: None,
         actor: "dina".into(),
         at: "2026-11-30T10:00:00.000Z".into(),
     };

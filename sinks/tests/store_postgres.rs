@@ -101,6 +101,7 @@ async fn writes_are_idempotent_and_history_rolls_up() {
         line: None,
         class: None,
         direction: Some("in".into()),
+        cameras: None,
     };
     let five = store.history(&query(Bucket::M5)).await.expect("5m");
     assert_eq!(five.len(), 24);

@@ -100,6 +100,7 @@ async fn timescaledb_path_gives_the_same_history() {
         line: Some("stop-line".into()),
         class: Some("car".into()),
         direction: Some("in".into()),
+        cameras: None,
     };
     let five = store.history(&query(Bucket::M5)).await.expect("5m");
     assert_eq!(five.len(), 24, "{five:?}");

@@ -20,6 +20,10 @@ pub enum Command {
         /// operator, dispatcher, planner or admin.
         #[arg(long, value_parser = ["operator", "dispatcher", "planner", "admin"])]
         role: String,
+        /// An agency of `[agencies]` the user belongs to (repeat for several); without one the
+        /// user sees every camera.
+        #[arg(long = "agency")]
+        agencies: Vec<String>,
         /// Configuration file whose [store] holds the users.
         #[arg(short, long, default_value = "config/pantau.toml")]
         config: PathBuf,
@@ -28,7 +32,12 @@ pub enum Command {
 
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     super::init_logging("warn");
-    let Command::Add { name, role, config } = cmd;
+    let Command::Add {
+        name,
+        role,
+        agencies,
+        config,
+    } = cmd;
     let valid = match Config::load(&config) {
         Ok(v) => v,
         Err(ConfigError::Invalid { path, issues }) => {
@@ -37,6 +46,22 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(bad) = agencies
+        .iter()
+        .find(|a| !valid.config.agencies.contains_key(a.as_str()))
+    {
+        let known: Vec<&str> = valid.config.agencies.keys().map(String::as_str).collect();
+        eprintln!(
+            "{}: --agency {bad} is not an agency of [agencies] (there: {})",
+            config.display(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let Some((url, schema)) = pantau_node::store_target(&valid) else {
         eprintln!(
             "{}: users live in the database; configure [store] first",
@@ -56,7 +81,7 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         let store = Store::connect(&url, &schema)
             .await
             .context("cannot reach the database of [store]")?;
-        match upsert_user(&store, &name, role, &password).await {
+        match upsert_user(&store, &name, role, &password, &agencies).await {
             Ok(true) => println!("user {name} created with role {}", role.as_str()),
             Ok(false) => println!(
                 "user {name} updated: role {}, new password, enabled; its sessions ended",

@@ -19,6 +19,16 @@ pub struct EventSearch {
     /// Keyset: only events before (at, id).
     pub before: Option<(SystemTime, String)>,
     pub limit: i64,
+    /// What an agency's user may see; `None`: everything.
+    pub visible: Option<Visible>,
+}
+
+/// What a user of agencies sees: the events of `cameras` (those of its agencies' groups) and
+/// the incidents handed over to one of `agencies`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Visible {
+    pub cameras: Vec<String>,
+    pub agencies: Vec<String>,
 }
 
 /// An event's dispatch row, when it has one.
@@ -39,6 +49,8 @@ pub struct EventRow {
     pub payload: serde_json::Value,
     pub severity: String,
     pub dispatch: Option<DispatchRow>,
+    /// Agencies the incident was handed over to, in order.
+    pub handed_to: Vec<String>,
 }
 
 /// One entry of the audit trail.
@@ -69,12 +81,15 @@ pub struct DispatchChange<'a> {
     /// change when the event is a report whose integration has a callback URL; the store adds
     /// `report_id`, `external_id`, `source` and the report's next `sequence`.
     pub callback: Option<&'a serde_json::Value>,
+    /// The agency the incident is handed over to (action `incident.handover`).
+    pub handover: Option<&'a str>,
 }
 
 fn event_with_dispatch(sc: &str) -> String {
     format!(
         "select e.id, e.at, e.payload, coalesce(e.payload->>'severity', 'info'),
-                i.state, i.assignee, i.escalations, i.updated_at, i.updated_by
+                i.state, i.assignee, i.escalations, i.updated_at, i.updated_by,
+                coalesce(i.handed_to, '{{}}')
          from {sc}.events e left join {sc}.incidents i on i.event_id = e.id"
     )
 }
@@ -93,6 +108,7 @@ fn event_row(r: &tokio_postgres::Row) -> EventRow {
             updated_at: r.get(7),
             updated_by: r.get(8),
         }),
+        handed_to: r.get(9),
     }
 }
 
@@ -118,6 +134,8 @@ impl Store {
                        and ($7::text[] is null or (e.payload->>'severity' <> 'info'
                                                    and coalesce(i.state, 'new') = any($7)))
                        and ($8::timestamptz is null or (e.at, e.id) < ($8, $9::text))
+                       and ($11::text[] is null or e.camera = any($11)
+                            or coalesce(i.handed_to, '{{}}') && $12::text[])
                      order by e.at desc, e.id desc
                      limit $10",
                     event_with_dispatch(sc)
@@ -133,6 +151,10 @@ impl Store {
                     &after_at,
                     &after_id,
                     &q.limit,
+                    &q.visible.as_ref().map(|v| v.cameras.clone()),
+                    &q.visible
+                        .as_ref()
+                        .map_or_else(Vec::new, |v| v.agencies.clone()),
                 ],
             )
             .await?;
@@ -253,7 +275,9 @@ impl Store {
                 &format!(
                     "with changed as (
                        update {sc}.incidents set state = $2, assignee = $3, escalations = $4,
-                         updated_at = now(), updated_by = $5
+                         updated_at = now(), updated_by = $5,
+                         handed_to = case when $13::text is null then handed_to
+                           else array_append(array_remove(handed_to, $13::text), $13::text) end
                        where event_id = $1 and state = $6 and escalations = $7 returning event_id),
                      audited as (
                        insert into {sc}.audit (actor, action, target, detail)
@@ -288,6 +312,7 @@ impl Store {
                     &c.detail,
                     &c.message,
                     &c.callback,
+                    &c.handover,
                 ],
             )
             .await?

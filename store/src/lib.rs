@@ -24,7 +24,7 @@ pub mod fleet;
 pub mod incidents;
 pub mod reports;
 pub mod users;
-pub use incidents::{AuditRow, DispatchChange, DispatchRow, EventRow, EventSearch};
+pub use incidents::{AuditRow, DispatchChange, DispatchRow, EventRow, EventSearch, Visible};
 pub use reports::{
     CallbackDue, CallbackRow, IntegrationRow, LinkRow, NewIntegration, NewReport, ReportRow,
 };
@@ -170,6 +170,8 @@ pub struct HistoryQuery {
     pub line: Option<String>,
     pub class: Option<String>,
     pub direction: Option<String>,
+    /// Only these cameras (what an agency's user sees); `None`: every camera.
+    pub cameras: Option<Vec<String>>,
 }
 
 /// The store: a pool of connections, so one slow query or a dropped connection holds up only
@@ -225,6 +227,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         7,
         "fleet: nodes, cameras, leases and the write fence",
         include_str!("sql/0007_fleet.sql"),
+    ),
+    (
+        8,
+        "agencies of users and incidents handed over",
+        include_str!("sql/0008_agencies.sql"),
     ),
 ];
 
@@ -624,7 +631,7 @@ impl Store {
             .client()
             .await?
             .query(
-                &format!("{sql} limit $8"),
+                &format!("{sql} limit $9"),
                 &[
                     &q.from,
                     &q.to,
@@ -633,6 +640,7 @@ impl Store {
                     &q.line,
                     &q.class,
                     &q.direction,
+                    &q.cameras,
                     &limit,
                 ],
             )
@@ -654,7 +662,7 @@ impl Store {
         use futures_util::StreamExt as _;
         let (sql, width) = self.history_sql(q);
         let client = self.client().await?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 8] = [
             &q.from,
             &q.to,
             &width,
@@ -662,6 +670,7 @@ impl Store {
             &q.line,
             &q.class,
             &q.direction,
+            &q.cameras,
         ];
         let rows = client.query_raw(&sql, params).await?;
         let mut rows = std::pin::pin!(rows);
@@ -704,6 +713,7 @@ impl Store {
                        and ($4::text is null or camera = $4) and ($5::text is null or rule = $5)
                        and ($6::text is null or class = $6)
                        and ($7::text is null or payload->>'direction' = $7)
+                       and ($9::text[] is null or camera = any($9))
                      group by 1, 2, 3, 4, 5
                      order by 1, 2, 3, 4, 5
                      limit $8"
@@ -717,6 +727,7 @@ impl Store {
                     &q.class,
                     &q.direction,
                     &limit,
+                    &q.cameras,
                 ],
             )
             .await?;
@@ -751,6 +762,7 @@ impl Store {
                  where bucket >= $1 and bucket < $2
                    and ($4::text is null or camera = $4) and ($5::text is null or line = $5)
                    and ($6::text is null or class = $6) and ($7::text is null or direction = $7)
+                   and ($8::text[] is null or camera = any($8))
                  group by 1, 2, 3, 4, 5
                  order by 1, 2, 3, 4, 5"
             ),

@@ -10,6 +10,8 @@ use crate::{Store, StoreError};
 pub struct UserRow {
     pub name: String,
     pub role: String,
+    /// The agencies it belongs to; empty: every camera.
+    pub agencies: Vec<String>,
     pub disabled: bool,
     pub created_at: SystemTime,
 }
@@ -20,36 +22,38 @@ pub struct UserUpdate<'a> {
     pub role: Option<&'a str>,
     pub password_hash: Option<&'a str>,
     pub disabled: Option<bool>,
+    pub agencies: Option<&'a [String]>,
 }
 
 impl Store {
-    /// The user (name, role) of a live session, by the SHA-256 of its token.
+    /// The user (name, role, agencies) of a live session, by the SHA-256 of its token.
     pub async fn session_user(
         &self,
         token_sha256: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
+    ) -> Result<Option<(String, String, Vec<String>)>, StoreError> {
         let sc = self.schema();
         Ok(self
             .client()
             .await?
             .query_opt(
                 &format!(
-                    "select u.name, u.role from {sc}.sessions s join {sc}.users u on u.name = s.user_name
+                    "select u.name, u.role, u.agencies from {sc}.sessions s join {sc}.users u on u.name = s.user_name
                      where s.token_sha256 = $1 and s.expires_at > now() and not u.disabled"
                 ),
                 &[&token_sha256],
             )
             .await?
-            .map(|r| (r.get(0), r.get(1))))
+            .map(|r| (r.get(0), r.get(1), r.get(2))))
     }
 
-    /// Creates the user or sets its role and password (enabling it); true when created. A
-    /// changed password ends the user's sessions, in the same transaction.
+    /// Creates the user or sets its role, password and agencies (enabling it); true when
+    /// created. A changed password ends the user's sessions, in the same transaction.
     pub async fn upsert_user(
         &self,
         name: &str,
         role: &str,
         password_hash: &str,
+        agencies: &[String],
     ) -> Result<bool, StoreError> {
         let sc = self.schema();
         let mut client = self.client().await?;
@@ -57,12 +61,13 @@ impl Store {
         let created: bool = tx
             .query_one(
                 &format!(
-                    "insert into {sc}.users (name, role, password_hash) values ($1, $2, $3)
+                    "insert into {sc}.users (name, role, password_hash, agencies) values ($1, $2, $3, $4)
                      on conflict (name) do update set role = excluded.role,
-                       password_hash = excluded.password_hash, disabled = false
+                       password_hash = excluded.password_hash, agencies = excluded.agencies,
+                       disabled = false
                      returning (xmax = 0)"
                 ),
-                &[&name, &role, &password_hash],
+                &[&name, &role, &password_hash, &agencies],
             )
             .await?
             .get(0);
@@ -94,20 +99,21 @@ impl Store {
             .map(|r| (r.get(0), r.get(1), r.get(2))))
     }
 
-    /// Creates a user; false when the name is taken.
+    /// Creates a user of `agencies` (none: every camera); false when the name is taken.
     pub async fn create_user(
         &self,
         name: &str,
         role: &str,
         password_hash: &str,
+        agencies: &[String],
     ) -> Result<bool, StoreError> {
         let sc = self.schema();
         let n = self
             .client()
             .await?
             .execute(
-                &format!("insert into {sc}.users (name, role, password_hash) values ($1, $2, $3) on conflict do nothing"),
-                &[&name, &role, &password_hash],
+                &format!("insert into {sc}.users (name, role, password_hash, agencies) values ($1, $2, $3, $4) on conflict do nothing"),
+                &[&name, &role, &password_hash, &agencies],
             )
             .await?;
         Ok(n == 1)
@@ -136,7 +142,7 @@ impl Store {
             .client()
             .await?
             .query(
-                &format!("select name, role, disabled, created_at from {sc}.users order by name"),
+                &format!("select name, role, disabled, created_at, agencies from {sc}.users order by name"),
                 &[],
             )
             .await?
@@ -144,6 +150,7 @@ impl Store {
             .map(|r| UserRow {
                 name: r.get(0),
                 role: r.get(1),
+                agencies: r.get(4),
                 disabled: r.get(2),
                 created_at: r.get(3),
             })
@@ -160,12 +167,14 @@ impl Store {
             .execute(
                 &format!(
                     "update {sc}.users set role = coalesce($2, role), password_hash = coalesce($3, password_hash),
-                       disabled = coalesce($4, disabled) where name = $1"
+                       disabled = coalesce($4, disabled), agencies = coalesce($5, agencies)
+                     where name = $1"
                 ),
-                &[&name, &u.role, &u.password_hash, &u.disabled],
+                &[&name, &u.role, &u.password_hash, &u.disabled, &u.agencies],
             )
             .await?;
-        if n > 0 && (u.password_hash.is_some() || u.disabled == Some(true)) {
+        if n > 0 && (u.password_hash.is_some() || u.disabled == Some(true) || u.agencies.is_some())
+        {
             tx.execute(
                 &format!("delete from {sc}.sessions where user_name = $1"),
                 &[&name],
