@@ -82,10 +82,19 @@ listen = "127.0.0.1:0"
 [detector]
 classes = ["person"]
 
+[agencies.polres]
+name = "Polres"
+groups = ["polres", "shared"]
+
+[agencies.pemkot]
+name = "Pemkot"
+groups = ["pemkot", "shared"]
+
 [[cameras]]
 id = "campus"
 name = "Campus (replayed clip)"
 url = "file://{clip}"
+group = "pemkot"
 
 [[cameras.lines]]
 name = "walkway"

@@ -230,7 +230,8 @@ function loginPage() {
     const f = new FormData(form);
     try {
       const r = await api("/auth/login", { method: "POST", body: { user: f.get("user"), password: f.get("password") } });
-      me = { user: r.user, role: r.role };
+      // The session as the API sees it (with the user's agencies).
+      try { me = await api("/auth/me"); } catch { me = { user: r.user, role: r.role }; }
       beep.ctx ||= (window.AudioContext ? new AudioContext() : undefined); // unlock audio on this click
       location.hash = can.view() ? "#/wall" : "#/planner";
     } catch (e) {

@@ -3,7 +3,8 @@
 // take a citizen report on the wall, link it to the alert and close it,
 // open the planner chart and download the CSV, draw a counting line, a calibration and a lane in
 // the admin page (snooze a rule on the wall on the way), switch
-// to Indonesian, browse the API docs. Screenshots of each page go to SHOTS_DIR.
+// to Indonesian, hand an incident of city hall's camera over to the police (two agencies, each
+// seeing only its own cameras), browse the API docs. Screenshots of each page go to SHOTS_DIR.
 // Run by tests/console_e2e.rs, which starts pantau on a replayed clip.
 import { createRequire } from "node:module";
 import { readFileSync, mkdirSync } from "node:fs";
@@ -208,6 +209,63 @@ try {
   await page.waitForFunction(() => document.querySelector("#nav a[data-page=wall]")?.textContent === "Layar");
   await page.waitForSelector("#tiles figure");
   await page.screenshot({ path: join(shots, "console-wall-id.png") });
+
+  step("agencies: city hall hands an incident over to the police");
+  // The admin (of no agency) adds a police dispatcher in the Admin page, a city hall one by API.
+  await page.selectOption("#lang", "en");
+  await page.goto(`${base}/console/#/admin`);
+  await page.waitForSelector("#users form select[name=agency]");
+  const userForm = page.locator("#users form");
+  await userForm.locator("input[name=name]").fill("andi");
+  await userForm.locator("select[name=role]").selectOption("dispatcher");
+  await userForm.locator("select[name=agency]").selectOption("polres");
+  await userForm.locator("input[name=password]").fill(password);
+  await userForm.locator("button[type=submit]").click();
+  await page.waitForSelector('#users tr[data-user="andi"]', { timeout: 10000 });
+  const made = await page.evaluate(async (pw) => (await fetch("/api/v1/users", { method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: "sari", role: "dispatcher", password: pw, agencies: ["pemkot"] }) })).status, password);
+  if (made !== 201) throw new Error(`city hall user not created: ${made}`);
+  const loginAs = async (name) => {
+    const ctx = await browser.newContext({ viewport: { width: 1440, height: 900 }, locale: "en-GB" });
+    const p = await ctx.newPage();
+    p.on("pageerror", (e) => problems.push(`${name}: page error: ${e.message}`));
+    await p.goto(`${base}/`);
+    await p.waitForSelector("#login-form");
+    await p.selectOption("#lang", "en");
+    await p.fill("input[name=user]", name);
+    await p.fill("input[name=password]", password);
+    await p.click("#login-form button[type=submit]");
+    await p.waitForFunction((n) => document.querySelector("#who")?.textContent.startsWith(n), name, { timeout: 10000 });
+    return p;
+  };
+  // The campus camera is city hall's: the police see neither it nor its alert.
+  const police = await loginAs("andi");
+  await police.waitForFunction(() => document.querySelector("#who")?.textContent.endsWith("polres"), null, { timeout: 10000 });
+  result.police_who = await police.textContent("#who");
+  await police.goto(`${base}/console/#/wall`);
+  await police.waitForSelector("#tiles");
+  await police.waitForTimeout(1500);
+  if (await police.locator("#tiles figure").count() !== 0) throw new Error("the police see city hall's camera");
+  const hidden = await police.evaluate(async (id) => (await fetch(`/api/v1/events/${id}`)).status, eventId);
+  if (hidden !== 404) throw new Error(`city hall's alert answered ${hidden} to the police`);
+  const city = await loginAs("sari");
+  await city.goto(`${base}/console/#/incident/${eventId}`);
+  await city.waitForSelector("#do-handover");
+  await city.selectOption("#handover-to", "polres");
+  await city.fill("#note", "Kerumunan di jalan kampus, mohon bantuan polisi");
+  await city.click("#do-handover");
+  await city.waitForFunction(() => document.querySelector("#audit")?.textContent.includes("incident.handover"), null, { timeout: 10000 });
+  // Now in the police feed, with the note in its audit trail.
+  await police.goto(`${base}/console/#/incidents`);
+  await police.waitForSelector(`a[href="#/incident/${eventId}"]`, { timeout: 10000 });
+  await police.goto(`${base}/console/#/incident/${eventId}`);
+  await police.waitForSelector("#handed-to");
+  const trail = await police.textContent("#audit");
+  if (!trail.includes("incident.handover") || !trail.includes("mohon bantuan polisi")) throw new Error(`handover not in the audit trail: ${trail}`);
+  result.handed_to = await police.textContent("#handed-to");
+  await police.context().close();
+  await city.context().close();
 
   step("API docs");
   await page.goto(`${base}/api/docs`);
