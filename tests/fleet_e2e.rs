@@ -238,6 +238,28 @@ async fn get(port: u16, path: &str, token: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
 
+/// The status line and headers of a GET, and the body's length.
+async fn get_bytes(port: u16, path: &str, token: &str) -> (String, usize, String) {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.expect("read");
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(out.len(), |i| i + 4);
+    (
+        String::from_utf8_lossy(&out[..split]).into_owned(),
+        out.len() - split,
+        String::from_utf8_lossy(&out[split..out.len().min(split + 300)]).into_owned(),
+    )
+}
+
 async fn login(port: u16) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -380,6 +402,39 @@ threads = 1
     for c in cams.as_array().expect("cameras") {
         let id = c["config"]["id"].as_str().expect("id");
         assert!(c["node"].is_string(), "camera {id} names its node: {c}");
+    }
+
+    // The frame of a camera another node runs comes through this node's API (forwarded as
+    // the same user).
+    let elsewhere = holders(&db, &schema)
+        .await
+        .into_iter()
+        .find(|(_, n)| n != "n2")
+        .map(|(c, _)| c)
+        .expect("a camera on another node");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (head, len, body) = get_bytes(
+            nodes[1].api,
+            &format!("/api/v1/cameras/{elsewhere}/frame.jpg"),
+            &token,
+        )
+        .await;
+        if head.starts_with("HTTP/1.1 200") {
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("content-type: image/jpeg"),
+                "{head}"
+            );
+            assert!(len > 1000, "a frame of {len} bytes");
+            break;
+        }
+        // 503 until the other node has its first frame.
+        assert!(
+            head.starts_with("HTTP/1.1 503") && Instant::now() < deadline,
+            "frame of {elsewhere} through n2: {head}{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
     // Live events of every node's cameras reach a console on any node (through the broker).

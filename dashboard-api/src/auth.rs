@@ -165,7 +165,7 @@ pub(crate) fn token_sha256(headers: &HeaderMap) -> Option<String> {
     token_from(headers).map(|t| sha256_hex(&t))
 }
 
-fn token_from(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn token_from(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

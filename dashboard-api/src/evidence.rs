@@ -106,7 +106,7 @@ pub struct KeepRequest {
 }
 
 /// "Save clip" on a camera.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaveClipRequest {
     /// What the operator saw (up to 500 characters).
@@ -448,8 +448,9 @@ pub async fn save(
     State(s): State<ApiState>,
     session: Session,
     Path(camera): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Result<Json<SaveClipRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<(StatusCode, Json<SavedClip>), ApiError> {
+) -> Result<Response, ApiError> {
     session.allow(Permission::Acknowledge)?;
     let request = json_body(body)?;
     if let Some(n) = &request.note {
@@ -459,13 +460,28 @@ pub async fn save(
             ));
         }
     }
+    if !s.scope(&session).await.sees_camera(&camera) {
+        return Err(crate::agencies::camera_not_found(&camera));
+    }
+    // In a fleet, a camera of another node: that node keeps its video and records the clip.
+    if s.feed.status(&camera).is_none() {
+        if let Some(api) = crate::fleet::runs_elsewhere(&s, &headers, &camera).await {
+            let path = format!("/api/v1/cameras/{camera}/clips");
+            let body = serde_json::to_vec(&request).unwrap_or_default();
+            return crate::fleet::forward(
+                &api,
+                axum::http::Method::POST,
+                &path,
+                &headers,
+                Some(body),
+            )
+            .await;
+        }
+    }
     let clips = access(&s)?
         .clips
         .clone()
         .ok_or_else(|| ApiError::not_found("evidence_off", "this node records no clips"))?;
-    if !s.scope(&session).await.sees_camera(&camera) {
-        return Err(crate::agencies::camera_not_found(&camera));
-    }
     if s.feed.status(&camera).is_none() {
         return Err(ApiError::not_found(
             "camera_not_found",
@@ -476,5 +492,5 @@ pub async fn save(
         .save_clip(camera, session.user.clone(), request.note)
         .await?;
     tracing::info!(user = %session.user, event = %saved.event_id, clip = %saved.clip, "clip saved by an operator");
-    Ok((StatusCode::ACCEPTED, Json(saved)))
+    Ok((StatusCode::ACCEPTED, Json(saved)).into_response())
 }

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use axum::extract::State;
 use axum::Json;
+use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
 use crate::auth::{Permission, Session};
@@ -143,4 +144,145 @@ pub async fn fleet(
         nodes,
         unassigned,
     }))
+}
+
+/// Marks a request one node forwarded to another, which never forwards it again (a lease that
+/// moved in between cannot make two nodes bounce it).
+const FORWARDED: &str = "x-pantau-forwarded";
+
+/// The most a forwarded answer may hold (a frame is a JPEG of the full-resolution picture).
+const FORWARD_MAX_BYTES: usize = 16 << 20;
+
+/// How long the other node has to answer.
+const FORWARD_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The API address (`fleet.api_url`) of the node that runs `camera` now, when that is another
+/// node of the fleet; `None` when it runs here, nowhere, on a node that gave no address, or
+/// when the request was already forwarded once.
+pub(crate) async fn runs_elsewhere(
+    s: &ApiState,
+    headers: &axum::http::HeaderMap,
+    camera: &str,
+) -> Option<String> {
+    if headers.contains_key(FORWARDED) {
+        return None;
+    }
+    let link = s.cameras.as_ref()?.fleet()?.clone();
+    let state = link.db.store().await.ok()?.fleet_state().await.ok()?;
+    let node = state.held().find(|l| l.camera == camera)?.node.clone();
+    if node == link.node {
+        return None;
+    }
+    state.nodes.into_iter().find(|n| n.id == node)?.api_url
+}
+
+/// Sends a request for a camera on to the node that runs it, as the same user: sessions live
+/// in the fleet's database, so the other node knows the caller's token and checks its role and
+/// agencies itself. The answer (status, type, body of at most 16 MiB) is passed back.
+pub(crate) async fn forward(
+    api_url: &str,
+    method: axum::http::Method,
+    path_and_query: &str,
+    headers: &axum::http::HeaderMap,
+    body: Option<Vec<u8>>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    use http_body_util::{BodyExt, Full, Limited};
+    use hyper::body::Bytes;
+
+    let unavailable = |why: String| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "node_unreachable",
+            format!("the camera runs on the node at {api_url}, which did not answer: {why}"),
+        )
+    };
+    let uri: axum::http::Uri = format!("{}{path_and_query}", api_url.trim_end_matches('/'))
+        .parse()
+        .map_err(|e| unavailable(format!("not a URL: {e}")))?;
+    let https = uri.scheme_str() == Some("https");
+    let authority = uri
+        .authority()
+        .ok_or_else(|| unavailable("no host".into()))?
+        .clone();
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let mut request = axum::http::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .header(header::HOST, authority.as_str())
+        .header(header::USER_AGENT, "pantau")
+        .header(FORWARDED, "1");
+    if let Some(token) = crate::auth::token_from(headers) {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if body.is_some() {
+        request = request.header(header::CONTENT_TYPE, "application/json");
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .map_err(|e| unavailable(e.to_string()))?;
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let answer = if https {
+            let name = rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| format!("not a TLS name: {e}"))?;
+            let tls = crate::reports::callbacks::tls_connector()?
+                .connect(name, tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            send(TokioIo::new(tls), request).await?
+        } else {
+            send(TokioIo::new(tcp), request).await?
+        };
+        let (parts, body) = answer.into_parts();
+        let bytes = Limited::new(body, FORWARD_MAX_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("answer: {e}"))?
+            .to_bytes();
+        Ok::<_, String>((parts, bytes))
+    };
+    let (parts, bytes) = tokio::time::timeout(FORWARD_TIME, exchange)
+        .await
+        .map_err(|_| unavailable(format!("no answer within {} s", FORWARD_TIME.as_secs())))?
+        .map_err(unavailable)?;
+    let mut out = (parts.status, bytes).into_response();
+    for name in [
+        header::CONTENT_TYPE,
+        header::CACHE_CONTROL,
+        header::HeaderName::from_static("x-pantau-overlay"),
+    ] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    Ok(out)
+}
+
+async fn send<T>(
+    io: TokioIo<T>,
+    request: axum::http::Request<http_body_util::Full<hyper::body::Bytes>>,
+) -> Result<axum::http::Response<hyper::body::Incoming>, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    // The connection is driven until the answer's body has been read.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("HTTP: {e}"))
 }

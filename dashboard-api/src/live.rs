@@ -315,6 +315,8 @@ pub async fn frame(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
     q: Result<axum::extract::Query<FrameQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::View)?;
@@ -327,7 +329,21 @@ pub async fn frame(
             )))
         }
     };
-    if s.feed.status(&id).is_none() || !s.scope(&session).await.sees_camera(&id) {
+    if !s.scope(&session).await.sees_camera(&id) {
+        return Err(crate::agencies::camera_not_found(&id));
+    }
+    // In a fleet, a camera of another node: that node draws it.
+    if s.feed.status(&id).is_none() {
+        if let Some(api) = crate::fleet::runs_elsewhere(&s, &headers, &id).await {
+            let path = match uri.query() {
+                Some(q) => format!("/api/v1/cameras/{id}/frame.jpg?{q}"),
+                None => format!("/api/v1/cameras/{id}/frame.jpg"),
+            };
+            return crate::fleet::forward(&api, axum::http::Method::GET, &path, &headers, None)
+                .await;
+        }
+    }
+    if s.feed.status(&id).is_none() {
         return Err(ApiError::not_found(
             "camera_not_found",
             format!("no camera \"{id}\" is running"),
