@@ -479,6 +479,41 @@ threads = 1
         "n2's live stream shows events of other nodes' cameras (n2 runs {mine:?})"
     );
 
+    // The snapshot of another node's event comes through n2 too (forwarded to the node that
+    // ran the camera when the event was seen).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let snapshot = loop {
+        let row = db
+            .query_opt(
+                &format!(
+                    "select payload->>'snapshot' from {schema}.events
+                     where payload ? 'snapshot' and camera <> all($1) limit 1"
+                ),
+                &[&mine.iter().cloned().collect::<Vec<_>>()],
+            )
+            .await
+            .expect("events");
+        if let Some(r) = row {
+            break r.get::<_, String>(0);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no stored event of another node's camera"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (head, len, body) = get_bytes(
+        nodes[1].api,
+        &format!("/api/v1/snapshots/{snapshot}"),
+        &token,
+    )
+    .await;
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.to_ascii_lowercase().contains("image/jpeg"),
+        "snapshot {snapshot} through n2: {head}{body}"
+    );
+    assert!(len > 1000, "a snapshot of {len} bytes");
+
     // 1. SIGKILL: the node dies; its cameras run elsewhere within 10 s.
     let h = holders(&db, &schema).await;
     let victim: Vec<String> = h

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -99,7 +99,7 @@ pub struct EvidenceStatus {
 }
 
 /// "Keep" or release a clip.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeepRequest {
     pub keep: bool,
@@ -158,15 +158,58 @@ struct Located {
     camera: String,
 }
 
+/// Where an event's clip is: on this node, or on the node that held the camera when it was
+/// recorded (its API address).
+enum Clip {
+    Here(Located),
+    There(String),
+}
+
+impl Clip {
+    /// The clip here, or the other node's answer to the same request.
+    async fn here(
+        self,
+        method: axum::http::Method,
+        path: String,
+        raw_query: Option<String>,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Result<Located, Response>, ApiError> {
+        match self {
+            Clip::Here(l) => Ok(Ok(l)),
+            Clip::There(api) => {
+                let path = match raw_query {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path,
+                };
+                Ok(Err(crate::fleet::forward(
+                    &api, method, &path, headers, None,
+                )
+                .await?))
+            }
+        }
+    }
+}
+
 async fn locate(
     s: &ApiState,
     session: &Session,
+    headers: &axum::http::HeaderMap,
     id: &str,
     which: &ClipQuery,
-) -> Result<Located, ApiError> {
-    let a = access(s)?;
+) -> Result<Clip, ApiError> {
     let store = s.store().await?;
     let row = crate::incidents::visible_event(s, &store, session, id).await?;
+    // In a fleet the clip is on the node that ran the camera when the event was seen.
+    let event_camera = row
+        .payload
+        .get("camera")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let recorder = which.camera.as_deref().unwrap_or(event_camera);
+    if let Some(api) = crate::fleet::recorded_elsewhere(s, headers, recorder, row.at).await {
+        return Ok(Clip::There(api));
+    }
+    let a = access(s)?;
     let named = match &which.camera {
         None => row
             .payload
@@ -207,13 +250,13 @@ async fn locate(
             format!("event \"{id}\" has no evidence clip of that camera"),
         ));
     }
-    Ok(Located {
+    Ok(Clip::Here(Located {
         dir: a.dir.join(&rel),
         rel,
         at: row.at,
         event_id: id.to_string(),
         camera,
-    })
+    }))
 }
 
 /// The clip is ready, else why not as an error.
@@ -280,11 +323,21 @@ pub async fn status(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
     which: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<EvidenceStatus>, ApiError> {
+) -> Result<Response, ApiError> {
     session.allow(Permission::View)?;
     let which = query(which)?;
-    let l = locate(&s, &session, &id, &which).await?;
+    let path = format!("/api/v1/events/{id}/evidence");
+    let l = match locate(&s, &session, &headers, &id, &which)
+        .await?
+        .here(axum::http::Method::GET, path, raw, &headers)
+        .await?
+    {
+        Ok(l) => l,
+        Err(there) => return Ok(there),
+    };
     let (state, reason, ready_at) = state_of(&s, &l)?;
     let manifest = if state == "ready" {
         let dir = l.dir.clone();
@@ -305,7 +358,8 @@ pub async fn status(
         manifest,
         kept_by: kept.as_ref().map(|k| k.0.clone()),
         kept_at: kept.map(|k| pantau_events::time::format(k.1)),
-    }))
+    })
+    .into_response())
 }
 
 /// The clip's video, for playing in the incident view (byte ranges for seeking).
@@ -317,12 +371,22 @@ pub async fn video(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
     which: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::View)?;
     let which = query(which)?;
-    let l = locate(&s, &session, &id, &which).await?;
+    let path = format!("/api/v1/events/{id}/evidence.mp4");
+    let headers = request.headers().clone();
+    let l = match locate(&s, &session, &headers, &id, &which)
+        .await?
+        .here(axum::http::Method::GET, path, raw, &headers)
+        .await?
+    {
+        Ok(l) => l,
+        Err(there) => return Ok(there),
+    };
     ready(&s, &l)?;
     let file = l.dir.join(pantau_evidence::CLIP_FILE);
     let response = tower_http::services::ServeFile::new(&file)
@@ -353,11 +417,22 @@ pub async fn export(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
     which: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::Dispatch)?;
     let which = query(which)?;
-    let l = locate(&s, &session, &id, &which).await?;
+    // The node that has the clip builds the zip and audits the download.
+    let path = format!("/api/v1/events/{id}/evidence.zip");
+    let l = match locate(&s, &session, &headers, &id, &which)
+        .await?
+        .here(axum::http::Method::GET, path, raw, &headers)
+        .await?
+    {
+        Ok(l) => l,
+        Err(there) => return Ok(there),
+    };
     ready(&s, &l)?;
     // Each export is built in memory (a clip is at most `evidence.camera_mb`): two at a time.
     let _turn = EXPORTS.acquire().await.map_err(|_| {
@@ -422,19 +497,48 @@ pub async fn keep(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
     which: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Json<KeepRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<EvidenceStatus>, ApiError> {
+) -> Result<Response, ApiError> {
     session.allow(Permission::Dispatch)?;
     let request = json_body(body)?;
     let which = query(which)?;
-    let l = locate(&s, &session, &id, &which).await?;
+    // The mark is in the fleet's database; the node that has the clip reads it.
+    let path = format!("/api/v1/events/{id}/evidence/keep");
+    let l = match locate(&s, &session, &headers, &id, &which).await? {
+        Clip::Here(l) => l,
+        Clip::There(api) => {
+            let path = match raw {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            let body = serde_json::to_vec(&request).unwrap_or_default();
+            return crate::fleet::forward(
+                &api,
+                axum::http::Method::PUT,
+                &path,
+                &headers,
+                Some(body),
+            )
+            .await;
+        }
+    };
     let store = s.store().await?;
     store
         .keep_clip(&l.rel, &l.event_id, &session.user, request.keep)
         .await?;
     tracing::info!(user = %session.user, event = %id, clip = %l.rel, keep = request.keep, "evidence keep changed");
-    status(State(s), session, Path(id), Ok(Query(which))).await
+    status(
+        State(s),
+        session,
+        Path(id),
+        headers,
+        RawQuery(raw),
+        Ok(Query(which)),
+    )
+    .await
 }
 
 /// Save a clip of a camera now: raises an `operator_clip` incident with its evidence

@@ -150,10 +150,7 @@ pub async fn fleet(
 /// moved in between cannot make two nodes bounce it).
 const FORWARDED: &str = "x-pantau-forwarded";
 
-/// The most a forwarded answer may hold (a frame is a JPEG of the full-resolution picture).
-const FORWARD_MAX_BYTES: usize = 16 << 20;
-
-/// How long the other node has to answer.
+/// How long the other node has to start answering (its body then streams).
 const FORWARD_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The API address (`fleet.api_url`) of the node that runs `camera` now, when that is another
@@ -176,9 +173,39 @@ pub(crate) async fn runs_elsewhere(
     state.nodes.into_iter().find(|n| n.id == node)?.api_url
 }
 
-/// Sends a request for a camera on to the node that runs it, as the same user: sessions live
-/// in the fleet's database, so the other node knows the caller's token and checks its role and
-/// agencies itself. The answer (status, type, body of at most 16 MiB) is passed back.
+/// The API address of the node that recorded `camera`'s video at `at` (held its lease then),
+/// when that is another node of the fleet; `None` otherwise or when already forwarded.
+pub(crate) async fn recorded_elsewhere(
+    s: &ApiState,
+    headers: &axum::http::HeaderMap,
+    camera: &str,
+    at: std::time::SystemTime,
+) -> Option<String> {
+    if headers.contains_key(FORWARDED) {
+        return None;
+    }
+    let link = s.cameras.as_ref()?.fleet()?.clone();
+    let (node, api) = match link
+        .db
+        .store()
+        .await
+        .ok()?
+        .fleet_holder_at(camera, at)
+        .await
+    {
+        Ok(holder) => holder?,
+        Err(e) => {
+            tracing::warn!(camera, "which node recorded the camera is unknown: {e}");
+            return None;
+        }
+    };
+    (node != link.node).then_some(api).flatten()
+}
+
+/// Sends a request for a camera on to the node that runs it (or recorded its clip), as the
+/// same user: sessions live in the fleet's database, so the other node knows the caller's
+/// token and checks its role and agencies itself. The answer is streamed back as it comes
+/// (frames, clips with byte ranges, zips), so nothing is held here.
 pub(crate) async fn forward(
     api_url: &str,
     method: axum::http::Method,
@@ -187,8 +214,7 @@ pub(crate) async fn forward(
     body: Option<Vec<u8>>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::http::{header, StatusCode};
-    use axum::response::IntoResponse;
-    use http_body_util::{BodyExt, Full, Limited};
+    use http_body_util::Full;
     use hyper::body::Bytes;
 
     let unavailable = |why: String| {
@@ -221,6 +247,11 @@ pub(crate) async fn forward(
     if let Some(token) = crate::auth::token_from(headers) {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
+    for name in PASSED_ON {
+        if let Some(v) = headers.get(name) {
+            request = request.header(name, v.clone());
+        }
+    }
     if body.is_some() {
         request = request.header(header::CONTENT_TYPE, "application/json");
     }
@@ -242,30 +273,39 @@ pub(crate) async fn forward(
         } else {
             send(TokioIo::new(tcp), request).await?
         };
-        let (parts, body) = answer.into_parts();
-        let bytes = Limited::new(body, FORWARD_MAX_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("answer: {e}"))?
-            .to_bytes();
-        Ok::<_, String>((parts, bytes))
+        Ok::<_, String>(answer)
     };
-    let (parts, bytes) = tokio::time::timeout(FORWARD_TIME, exchange)
+    let answer = tokio::time::timeout(FORWARD_TIME, exchange)
         .await
         .map_err(|_| unavailable(format!("no answer within {} s", FORWARD_TIME.as_secs())))?
         .map_err(unavailable)?;
-    let mut out = (parts.status, bytes).into_response();
-    for name in [
-        header::CONTENT_TYPE,
-        header::CACHE_CONTROL,
-        header::HeaderName::from_static("x-pantau-overlay"),
-    ] {
-        if let Some(v) = parts.headers.get(&name) {
+    let (parts, body) = answer.into_parts();
+    let mut out = axum::response::Response::new(axum::body::Body::new(body));
+    *out.status_mut() = parts.status;
+    for name in PASSED_BACK {
+        if let Some(v) = parts.headers.get(name) {
             out.headers_mut().insert(name, v.clone());
         }
     }
     Ok(out)
 }
+
+/// Headers of the other node's answer passed back to the caller.
+const PASSED_BACK: [&str; 10] = [
+    "content-type",
+    "content-length",
+    "content-range",
+    "content-disposition",
+    "accept-ranges",
+    "cache-control",
+    "etag",
+    "last-modified",
+    "retry-after",
+    "x-pantau-overlay",
+];
+
+/// Headers of the caller's request passed on (byte ranges of a clip).
+const PASSED_ON: [&str; 3] = ["range", "if-range", "if-none-match"];
 
 async fn send<T>(
     io: TokioIo<T>,

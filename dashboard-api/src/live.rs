@@ -383,6 +383,7 @@ pub async fn snapshot(
     State(s): State<ApiState>,
     session: Session,
     Path(path): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::View)?;
     let dir: &PathBuf = s.settings.snapshots_dir.as_ref().ok_or_else(|| {
@@ -415,14 +416,23 @@ pub async fn snapshot(
                 ApiError::not_found("snapshot_not_found", format!("no snapshot {path}"))
             })?;
     }
-    let file = dir.join(&path);
-    // A live event names its snapshot before the image stage has written it (a few hundred
-    // milliseconds later): for an event of the last 10 s, wait up to 3 s for the file.
-    let fresh = parts[2]
+    let taken = parts[2]
         .trim_end_matches(".jpg")
         .parse::<pantau_events::EventId>()
         .ok()
-        .map(|id| std::time::UNIX_EPOCH + Duration::from_millis(id.millis()))
+        .map(|id| std::time::UNIX_EPOCH + Duration::from_millis(id.millis()));
+    // In a fleet, the node that ran the camera then wrote the snapshot.
+    if let Some(at) = taken {
+        if let Some(api) = crate::fleet::recorded_elsewhere(&s, &headers, parts[0], at).await {
+            let path = format!("/api/v1/snapshots/{path}");
+            return crate::fleet::forward(&api, axum::http::Method::GET, &path, &headers, None)
+                .await;
+        }
+    }
+    let file = dir.join(&path);
+    // A live event names its snapshot before the image stage has written it (a few hundred
+    // milliseconds later): for an event of the last 10 s, wait up to 3 s for the file.
+    let fresh = taken
         .and_then(|at| SystemTime::now().duration_since(at).ok())
         .is_some_and(|age| age < Duration::from_secs(10));
     if fresh {

@@ -418,4 +418,30 @@ impl Store {
             })
             .collect())
     }
+
+    /// The node and its API address (`fleet.api_url`) that held `camera` at `at` (the one that
+    /// recorded its video then), from the lease log; `None` when no lease covered that time.
+    pub async fn fleet_holder_at(
+        &self,
+        camera: &str,
+        at: SystemTime,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let s = self.schema();
+        Ok(self
+            .client()
+            .await?
+            .query_opt(
+                &format!(
+                    "select g.node, n.api_url from {s}.fleet_lease_log g
+                       left join {s}.fleet_nodes n on n.id = g.node
+                     -- camera clocks: as the fence, 30 s of slack before the lease
+                     where g.camera = $1 and g.acquired_at <= $2::timestamptz + interval '30 seconds'
+                       and g.valid_until >= $2
+                     order by g.generation desc limit 1"
+                ),
+                &[&camera, &at],
+            )
+            .await?
+            .map(|r| (r.get(0), r.get(1))))
+    }
 }
