@@ -528,10 +528,13 @@ impl Loop {
     }
 
     async fn stop_camera(&mut self, id: &str) -> Option<Held> {
-        self.p.fence.let_go(id);
+        // Stopped while its lease still holds, so what it hands over as it stops (the counts of
+        // the open period, its last status) goes out; the fence closes after. When the lease is
+        // no longer sure (a hang), the fence's own deadline has passed and drops them.
         if let Err(e) = self.p.cameras.stop(id).await {
             tracing::error!(camera = %id, "fleet: camera did not stop cleanly: {e}");
         }
+        self.p.fence.let_go(id);
         self.held.remove(id)
     }
 

@@ -148,7 +148,14 @@ impl Node {
         }
         let cap = Arc::new(pantau_events::cap::Feed::new(&c.node.name));
         let snoozes: Arc<pantau_dashboard_api::snooze::Snoozes> = Arc::default();
+        // In a fleet, a camera's messages go out only while this node surely holds its lease.
+        let fence = Arc::new(if c.fleet.enabled {
+            fleet::Fence::fleet()
+        } else {
+            fleet::Fence::default()
+        });
         let status_task = {
+            let fence = fence.clone();
             let cap = cap.clone();
             let mut changes = ingest.subscribe();
             let publisher = publisher.clone();
@@ -176,6 +183,11 @@ impl Node {
                             Err(_) => return,
                         },
                     };
+                    // A stale node (after a hang) says nothing about a camera another node
+                    // runs now: its retained status stays that node's.
+                    if !fence.allows(&change.camera_id, 1) {
+                        continue;
+                    }
                     let e = status_event(&ids, &site, &change);
                     let mut messages = vec![Message::event(&topics, &e)];
                     messages.extend(cap.message(&topics, &e));
@@ -276,11 +288,7 @@ impl Node {
             count_period: Duration::from_secs(u64::from(c.outbox.count_period_s)),
             evidence: evidence.as_ref().map(|(r, _, _)| r.clone()),
             analysers: Arc::default(),
-            fence: Arc::new(if c.fleet.enabled {
-                fleet::Fence::fleet()
-            } else {
-                fleet::Fence::default()
-            }),
+            fence,
         };
         let cameras_file = base.join(&c.api.cameras_file);
         let loaded = CameraRegistry::load(
