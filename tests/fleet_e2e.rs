@@ -609,13 +609,40 @@ threads = 1
     for n in &mut nodes {
         n.wait();
     }
-    // n1 (restarted after its kill) never hung nor lost the database: everything its cameras
-    // said went out, the counts of each open period included when it handed cameras back.
+    // n1 (restarted after its kill) never hung: everything its cameras said went out when it
+    // handed cameras back or stopped, the counts of each open period and the last status
+    // included. (Only when its database round took longer than half a lease, which a loaded
+    // machine can do, are its cameras rightly fenced: those drops follow that error.)
     let n1_log = std::fs::read_to_string(nodes[0].dir.join("pantau.log")).unwrap_or_default();
+    let lines: Vec<&str> = n1_log.lines().collect();
+    let second = |l: &str| -> f64 {
+        // 2026-12-06T21:40:28.848049Z ...
+        let t = l.get(11..26).unwrap_or("");
+        let mut p = t.split(':');
+        let h: f64 = p.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let m: f64 = p.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let s: f64 = p.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        h * 3600.0 + m * 60.0 + s
+    };
+    let unsure: Vec<f64> = lines
+        .iter()
+        .filter(|l| l.contains("leases could not be renewed") || l.contains("lease lost"))
+        .map(|l| second(l))
+        .collect();
+    let dropped: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("messages dropped"))
+        .filter(|(_, l)| {
+            let at = second(l);
+            !unsure.iter().any(|u| (0.0..5.0).contains(&(at - u)))
+        })
+        .map(|(i, _)| lines[i.saturating_sub(4)..=i].join("\n"))
+        .collect();
     assert!(
-        !n1_log.contains("messages dropped"),
+        dropped.is_empty(),
         "n1 dropped messages of a camera it held:\n{}",
-        nodes[0].log()
+        dropped.join("\n---\n")
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     subscriber.abort();

@@ -28,6 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::lock;
 
+/// How long after a camera stopped here its last words may still go out.
+const STOP_GRACE: Duration = Duration::from_millis(500);
+
 /// Until when each camera may publish (fleet mode); without a fleet every camera may.
 #[derive(Debug, Default)]
 pub(crate) struct Fence {
@@ -64,8 +67,13 @@ impl Fence {
         lock(&self.deadlines).insert(camera.to_string(), until);
     }
 
+    /// The camera stopped here: what it said as it stopped (its last status, which the status
+    /// watcher publishes a moment later) still goes out within `STOP_GRACE`, nothing after.
     fn let_go(&self, camera: &str) {
-        lock(&self.deadlines).remove(camera);
+        let mut deadlines = lock(&self.deadlines);
+        if let Some(d) = deadlines.get_mut(camera) {
+            *d = (*d).min(Instant::now() + STOP_GRACE);
+        }
     }
 }
 
@@ -104,9 +112,44 @@ pub(crate) struct Leases {
     store: Option<Arc<Store>>,
     node: String,
     held: Vec<(String, i64)>,
+    fence: Arc<Fence>,
+    lease: Duration,
+    tick: Duration,
+    margin: Duration,
 }
 
 impl Leases {
+    /// Keeps renewing the leases while the node stops its cameras (which hand over the counts
+    /// of their open periods and their last status as they stop, and may take longer than a
+    /// lease on a busy machine), so the fence lets those out; ends when `done` is cancelled.
+    /// A renewal that fails extends nothing: the fence then drops as it would after a hang.
+    pub fn keep_while_stopping(&self, done: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let (store, node, fence) = (self.store.clone(), self.node.clone(), self.fence.clone());
+        let held: HashMap<String, i64> = self.held.iter().cloned().collect();
+        let (lease, tick, margin) = (self.lease, self.tick, self.margin);
+        tokio::spawn(async move {
+            let Some(store) = store else { return };
+            if held.is_empty() {
+                return;
+            }
+            loop {
+                let started = Instant::now();
+                let renew = store.fleet_renew(&node, lease, &[]);
+                if let Ok(Ok(renewed)) = tokio::time::timeout(lease / 2, renew).await {
+                    for (camera, generation) in renewed {
+                        if held.get(&camera) == Some(&generation) {
+                            fence.hold(&camera, started + lease - margin);
+                        }
+                    }
+                }
+                tokio::select! {
+                    () = done.cancelled() => return,
+                    () = tokio::time::sleep_until((started + tick).into()) => {}
+                }
+            }
+        })
+    }
+
     /// Hands every lease back, so the other nodes take the cameras at once rather than after
     /// the lease runs out.
     pub async fn release(self) {
@@ -184,6 +227,10 @@ pub(crate) async fn run(p: FleetParts) -> Leases {
             .iter()
             .map(|(c, h)| (c.clone(), h.generation))
             .collect(),
+        fence: l.p.fence.clone(),
+        lease: l.lease,
+        tick: l.tick,
+        margin: l.margin,
     }
 }
 

@@ -522,6 +522,12 @@ impl Node {
             stop.cancel();
             leases = task.await.ok();
         }
+        // The leases stay renewed until the cameras have stopped, so what they hand over as
+        // they stop passes the fence.
+        let stopping = CancellationToken::new();
+        let keeper = leases
+            .as_ref()
+            .map(|l: &fleet::Leases| l.keep_while_stopping(stopping.clone()));
         let cameras = self.ingest.statuses();
         // Clips waiting for their post-roll are cut now, while the cameras' rings still exist.
         if let Some(recorder) = &self.cameras.evidence {
@@ -531,6 +537,10 @@ impl Node {
         }
         self.ingest.shutdown().await;
         self.cameras.join().await;
+        stopping.cancel();
+        if let Some(k) = keeper {
+            let _ = k.await;
+        }
         // Stopped (open counts handed over): the other nodes may take the cameras now.
         if let Some(leases) = leases {
             leases.release().await;
