@@ -465,6 +465,7 @@ pub async fn act(
         escalations: new_escalations,
         note: action.note().map(str::to_string),
         agency: handover.map(str::to_string),
+        node: Some(s.settings.topics.node.clone()),
         actor: session.user.clone(),
         at: pantau_events::time::format(SystemTime::now()),
     };

@@ -344,6 +344,23 @@ pub async fn frame(
         }
     }
     if s.feed.status(&id).is_none() {
+        // A camera of the fleet between two nodes (handed over, or no node may run it now).
+        let known = match &s.cameras {
+            Some(r) if r.fleet().is_some() => r.get(&id).await.is_some_and(|c| c.enabled),
+            _ => false,
+        };
+        if known {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "camera_not_running",
+                format!(
+                    "camera \"{id}\" runs on no node at the moment (being handed over, or no \
+                     node may take it: see GET /api/v1/fleet); try again in a few seconds"
+                ),
+            );
+            e.retry_after = Some(2);
+            return Err(e);
+        }
         return Err(ApiError::not_found(
             "camera_not_found",
             format!("no camera \"{id}\" is running"),

@@ -200,6 +200,10 @@ pub struct IncidentChange {
     /// Action `handover`: the agency (`[agencies]`) the incident was handed over to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agency: Option<String>,
+    /// The node whose API took the action (`node.name`); in a fleet the other nodes pass it to
+    /// their live clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     pub actor: String,
     /// RFC 3339.
     pub at: String,

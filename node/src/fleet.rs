@@ -605,9 +605,10 @@ fn mix(node: &str, camera: &str) -> u64 {
     h
 }
 
-/// Events of the fleet's cameras that run on other nodes, from the broker into this node's
-/// live streams, so every node's wall shows the whole fleet. Events of this node's cameras
-/// reach its live streams from analysis directly and are skipped here.
+/// Events of the fleet's cameras that run on other nodes, and dispatch actions taken on other
+/// nodes, from the broker into this node's live streams, so every node's wall shows the whole
+/// fleet and every console sees an incident acknowledged or assigned anywhere. What this node
+/// produced reaches its live streams directly and is skipped here.
 pub(crate) async fn relay(
     mut mqtt: pantau_sinks::mqtt::MqttSettings,
     topics: pantau_events::Topics,
@@ -618,26 +619,35 @@ pub(crate) async fn relay(
     let (tx, mut rx) = tokio::sync::mpsc::channel(256);
     mqtt.client_id = format!("{}-live", mqtt.client_id);
     let prefix = format!("{}/{}/", topics.prefix, topics.site);
-    let filter = format!("{prefix}+/events/#");
+    let filter = format!("{prefix}#");
     tokio::spawn(pantau_sinks::mqtt::subscribe(mqtt, filter, tx, stop));
     while let Some((topic, payload)) = rx.recv().await {
-        let Some((camera, rule)) = topic
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.split_once("/events/"))
-        else {
+        let Some(rest) = topic.strip_prefix(&prefix) else {
             continue;
         };
-        if ingest.status(camera).is_some() {
-            continue;
-        }
         let Ok(json) = String::from_utf8(payload) else {
             continue;
         };
-        live.publish(pantau_dashboard_api::LiveMessage::new(
-            "event",
-            camera,
-            Some(rule),
-            json,
-        ));
+        if let Some((camera, rule)) = rest.split_once("/events/") {
+            if ingest.status(camera).is_some() {
+                continue;
+            }
+            live.publish(pantau_dashboard_api::LiveMessage::new(
+                "event",
+                camera,
+                Some(rule),
+                json,
+            ));
+        } else if let Some(camera) = rest.strip_suffix("/incidents") {
+            let Ok(change) = serde_json::from_str::<pantau_events::IncidentChange>(&json) else {
+                continue;
+            };
+            if change.node.as_deref() == Some(topics.node.as_str()) {
+                continue;
+            }
+            let mut m = pantau_dashboard_api::LiveMessage::new("incident", camera, None, json);
+            m.handed_to.extend(change.agency);
+            live.publish(m);
+        }
     }
 }

@@ -456,6 +456,7 @@ async fn an_undeliverable_record_is_set_aside_and_delivery_goes_on() {
         escalations: 0,
         note: Some(note.clone()),
         agency: None,
+        node: None,
         actor: "dina".into(),
         at: "2026-11-30T10:00:00.000Z".into(),
     };
