@@ -224,22 +224,14 @@ async fn handed_over(
 }
 
 async fn get(port: u16, path: &str, token: &str) -> serde_json::Value {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    assert!(out.starts_with("HTTP/1.1 200"), "{path}: {out}");
-    let body = &out[out.find("\r\n\r\n").expect("body") + 4..];
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    let (head, body) = get_bytes(port, path, token).await;
+    let body = String::from_utf8_lossy(&body);
+    assert!(head.starts_with("HTTP/1.1 200"), "{path}: {head}{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
 
-/// The status line and headers of a GET, and the body's length.
-async fn get_bytes(port: u16, path: &str, token: &str) -> (String, usize, String) {
+/// The status line and headers of a GET, and its body.
+async fn get_bytes(port: u16, path: &str, token: &str) -> (String, Vec<u8>) {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
@@ -253,11 +245,13 @@ async fn get_bytes(port: u16, path: &str, token: &str) -> (String, usize, String
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(out.len(), |i| i + 4);
-    (
-        String::from_utf8_lossy(&out[..split]).into_owned(),
-        out.len() - split,
-        String::from_utf8_lossy(&out[split..out.len().min(split + 300)]).into_owned(),
-    )
+    let body = out.split_off(split);
+    (String::from_utf8_lossy(&out).into_owned(), body)
+}
+
+/// The start of a body, for a message.
+fn start(body: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(&body[..body.len().min(300)])
 }
 
 /// A POST with a JSON body; the whole answer.
@@ -441,7 +435,7 @@ threads = 1
         .expect("a camera on another node");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (head, len, body) = get_bytes(
+        let (head, body) = get_bytes(
             nodes[1].api,
             &format!("/api/v1/cameras/{elsewhere}/frame.jpg"),
             &token,
@@ -453,13 +447,14 @@ threads = 1
                     .contains("content-type: image/jpeg"),
                 "{head}"
             );
-            assert!(len > 1000, "a frame of {len} bytes");
+            assert!(body.len() > 1000, "a frame of {} bytes", body.len());
             break;
         }
         // 503 until the other node has its first frame.
         assert!(
             head.starts_with("HTTP/1.1 503") && Instant::now() < deadline,
-            "frame of {elsewhere} through n2: {head}{body}"
+            "frame of {elsewhere} through n2: {head}{}",
+            start(&body)
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -596,7 +591,7 @@ threads = 1
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let (head, len, body) = get_bytes(
+    let (head, body) = get_bytes(
         nodes[1].api,
         &format!("/api/v1/snapshots/{snapshot}"),
         &token,
@@ -604,9 +599,10 @@ threads = 1
     .await;
     assert!(
         head.starts_with("HTTP/1.1 200") && head.to_ascii_lowercase().contains("image/jpeg"),
-        "snapshot {snapshot} through n2: {head}{body}"
+        "snapshot {snapshot} through n2: {head}{}",
+        start(&body)
     );
-    assert!(len > 1000, "a snapshot of {len} bytes");
+    assert!(body.len() > 1000, "a snapshot of {} bytes", body.len());
 
     // 1. SIGKILL: the node dies; its cameras run elsewhere within 10 s.
     let h = holders(&db, &schema).await;

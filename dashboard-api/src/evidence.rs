@@ -166,26 +166,22 @@ enum Clip {
 }
 
 impl Clip {
-    /// The clip here, or the other node's answer to the same request.
+    /// The clip here, or the other node's answer to the same request (`path`, the caller's
+    /// query and `body`).
     async fn here(
         self,
         method: axum::http::Method,
         path: String,
-        raw_query: Option<String>,
+        query: Option<&str>,
         headers: &axum::http::HeaderMap,
+        body: Option<Vec<u8>>,
     ) -> Result<Result<Located, Response>, ApiError> {
         match self {
             Clip::Here(l) => Ok(Ok(l)),
-            Clip::There(api) => {
-                let path = match raw_query {
-                    Some(q) => format!("{path}?{q}"),
-                    None => path,
-                };
-                Ok(Err(crate::fleet::forward(
-                    &api, method, &path, headers, None,
-                )
-                .await?))
-            }
+            Clip::There(api) => Ok(Err(crate::fleet::forward(
+                &api, method, &path, query, headers, body,
+            )
+            .await?)),
         }
     }
 }
@@ -332,7 +328,13 @@ pub async fn status(
     let path = format!("/api/v1/events/{id}/evidence");
     let l = match locate(&s, &session, &headers, &id, &which)
         .await?
-        .here(axum::http::Method::GET, path, raw, &headers)
+        .here(
+            axum::http::Method::GET,
+            path,
+            raw.as_deref(),
+            &headers,
+            None,
+        )
         .await?
     {
         Ok(l) => l,
@@ -381,7 +383,13 @@ pub async fn video(
     let headers = request.headers().clone();
     let l = match locate(&s, &session, &headers, &id, &which)
         .await?
-        .here(axum::http::Method::GET, path, raw, &headers)
+        .here(
+            axum::http::Method::GET,
+            path,
+            raw.as_deref(),
+            &headers,
+            None,
+        )
         .await?
     {
         Ok(l) => l,
@@ -427,7 +435,13 @@ pub async fn export(
     let path = format!("/api/v1/events/{id}/evidence.zip");
     let l = match locate(&s, &session, &headers, &id, &which)
         .await?
-        .here(axum::http::Method::GET, path, raw, &headers)
+        .here(
+            axum::http::Method::GET,
+            path,
+            raw.as_deref(),
+            &headers,
+            None,
+        )
         .await?
     {
         Ok(l) => l,
@@ -507,23 +521,20 @@ pub async fn keep(
     let which = query(which)?;
     // The mark is in the fleet's database; the node that has the clip reads it.
     let path = format!("/api/v1/events/{id}/evidence/keep");
-    let l = match locate(&s, &session, &headers, &id, &which).await? {
-        Clip::Here(l) => l,
-        Clip::There(api) => {
-            let path = match raw {
-                Some(q) => format!("{path}?{q}"),
-                None => path,
-            };
-            let body = serde_json::to_vec(&request).unwrap_or_default();
-            return crate::fleet::forward(
-                &api,
-                axum::http::Method::PUT,
-                &path,
-                &headers,
-                Some(body),
-            )
-            .await;
-        }
+    let body = serde_json::to_vec(&request).unwrap_or_default();
+    let l = match locate(&s, &session, &headers, &id, &which)
+        .await?
+        .here(
+            axum::http::Method::PUT,
+            path,
+            raw.as_deref(),
+            &headers,
+            Some(body),
+        )
+        .await?
+    {
+        Ok(l) => l,
+        Err(there) => return Ok(there),
     };
     let store = s.store().await?;
     store
@@ -572,14 +583,8 @@ pub async fn save(
         if let Some(api) = crate::fleet::runs_elsewhere(&s, &headers, &camera).await {
             let path = format!("/api/v1/cameras/{camera}/clips");
             let body = serde_json::to_vec(&request).unwrap_or_default();
-            return crate::fleet::forward(
-                &api,
-                axum::http::Method::POST,
-                &path,
-                &headers,
-                Some(body),
-            )
-            .await;
+            let post = axum::http::Method::POST;
+            return crate::fleet::forward(&api, post, &path, None, &headers, Some(body)).await;
         }
     }
     let clips = access(&s)?

@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use axum::extract::State;
 use axum::Json;
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
 use crate::auth::{Permission, Session};
@@ -209,7 +208,8 @@ pub(crate) async fn recorded_elsewhere(
 pub(crate) async fn forward(
     api_url: &str,
     method: axum::http::Method,
-    path_and_query: &str,
+    path: &str,
+    query: Option<&str>,
     headers: &axum::http::HeaderMap,
     body: Option<Vec<u8>>,
 ) -> Result<axum::response::Response, ApiError> {
@@ -224,7 +224,8 @@ pub(crate) async fn forward(
             format!("the camera runs on the node at {api_url}, which did not answer: {why}"),
         )
     };
-    let uri: axum::http::Uri = format!("{}{path_and_query}", api_url.trim_end_matches('/'))
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    let uri: axum::http::Uri = format!("{}{path}{query}", api_url.trim_end_matches('/'))
         .parse()
         .map_err(|e| unavailable(format!("not a URL: {e}")))?;
     let https = uri.scheme_str() == Some("https");
@@ -258,23 +259,7 @@ pub(crate) async fn forward(
     let request = request
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| unavailable(e.to_string()))?;
-    let exchange = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let answer = if https {
-            let name = rustls::pki_types::ServerName::try_from(host.clone())
-                .map_err(|e| format!("not a TLS name: {e}"))?;
-            let tls = crate::reports::callbacks::tls_connector()?
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS: {e}"))?;
-            send(TokioIo::new(tls), request).await?
-        } else {
-            send(TokioIo::new(tcp), request).await?
-        };
-        Ok::<_, String>(answer)
-    };
+    let exchange = crate::client::send(&host, port, https, request);
     let answer = tokio::time::timeout(FORWARD_TIME, exchange)
         .await
         .map_err(|_| unavailable(format!("no answer within {} s", FORWARD_TIME.as_secs())))?
@@ -306,23 +291,3 @@ const PASSED_BACK: [&str; 10] = [
 
 /// Headers of the caller's request passed on (byte ranges of a clip).
 const PASSED_ON: [&str; 3] = ["range", "if-range", "if-none-match"];
-
-async fn send<T>(
-    io: TokioIo<T>,
-    request: axum::http::Request<http_body_util::Full<hyper::body::Bytes>>,
-) -> Result<axum::http::Response<hyper::body::Incoming>, String>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    // The connection is driven until the answer's body has been read.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))
-}

@@ -42,6 +42,7 @@ pub mod agencies;
 pub mod auth;
 pub mod cameras;
 pub mod cap;
+mod client;
 pub mod console;
 pub mod db;
 pub mod error;

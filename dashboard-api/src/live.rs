@@ -335,12 +335,9 @@ pub async fn frame(
     // In a fleet, a camera of another node: that node draws it.
     if s.feed.status(&id).is_none() {
         if let Some(api) = crate::fleet::runs_elsewhere(&s, &headers, &id).await {
-            let path = match uri.query() {
-                Some(q) => format!("/api/v1/cameras/{id}/frame.jpg?{q}"),
-                None => format!("/api/v1/cameras/{id}/frame.jpg"),
-            };
-            return crate::fleet::forward(&api, axum::http::Method::GET, &path, &headers, None)
-                .await;
+            let path = format!("/api/v1/cameras/{id}/frame.jpg");
+            let (get, query) = (axum::http::Method::GET, uri.query());
+            return crate::fleet::forward(&api, get, &path, query, &headers, None).await;
         }
     }
     if s.feed.status(&id).is_none() {
@@ -442,8 +439,8 @@ pub async fn snapshot(
     if let Some(at) = taken {
         if let Some(api) = crate::fleet::recorded_elsewhere(&s, &headers, parts[0], at).await {
             let path = format!("/api/v1/snapshots/{path}");
-            return crate::fleet::forward(&api, axum::http::Method::GET, &path, &headers, None)
-                .await;
+            let get = axum::http::Method::GET;
+            return crate::fleet::forward(&api, get, &path, None, &headers, None).await;
         }
     }
     let file = dir.join(&path);

@@ -175,17 +175,8 @@ async fn harness(name: &str) -> Harness {
         ("dispatcher", "dina"),
         ("planner", "pak-budi"),
     ] {
-        let (status, body) = h
-            .call(
-                Method::POST,
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"user": user, "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        h.tokens
-            .insert(key, body["token"].as_str().expect("token").to_string());
+        let token = login(&h, user).await;
+        h.tokens.insert(key, token);
     }
     h
 }

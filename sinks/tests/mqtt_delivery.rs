@@ -221,21 +221,7 @@ async fn a_broker_outage_loses_nothing() {
     let (outbox, stop, publisher) = publish(dir.path(), settings(proxy.addr.port(), &prefix));
     // Events flow while the connection is cut for 30 s and restored.
     let total = 3000u64;
-    let producer = {
-        let outbox = outbox.clone();
-        let prefix = prefix.clone();
-        tokio::spawn(async move {
-            for i in 0..total {
-                let r = record(
-                    &format!("{prefix}/cam-{}/events/line", i % 3),
-                    false,
-                    format!("{i}").into_bytes(),
-                );
-                outbox.append(&[r]).await.expect("append");
-                tokio::time::sleep(Duration::from_millis(12)).await;
-            }
-        })
-    };
+    let producer = produce(&outbox, &prefix, total, Duration::from_millis(12));
     tokio::time::sleep(Duration::from_secs(1)).await;
     proxy.cut();
     let during_cut = outbox.depth("mqtt");
@@ -280,6 +266,23 @@ async fn a_broker_outage_loses_nothing() {
     publisher.await.expect("publisher ends");
 }
 
+/// Appends `total` events (numbered payloads, round robin over three cameras) one every
+/// `every`.
+fn produce(outbox: &Arc<Outbox>, prefix: &str, total: u64, every: Duration) -> JoinHandle<()> {
+    let (outbox, prefix) = (outbox.clone(), prefix.to_string());
+    tokio::spawn(async move {
+        for i in 0..total {
+            let r = record(
+                &format!("{prefix}/cam-{}/events/line", i % 3),
+                false,
+                format!("{i}").into_bytes(),
+            );
+            outbox.append(&[r]).await.expect("append");
+            tokio::time::sleep(every).await;
+        }
+    })
+}
+
 /// A broker of a cluster goes: delivery moves to the next configured broker at once, nothing
 /// waits for the lost one to come back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,21 +295,7 @@ async fn when_the_broker_goes_delivery_moves_to_the_next_one() {
     s.fallbacks = vec![("127.0.0.1".to_string(), 1883)];
     let (outbox, stop, publisher) = publish(dir.path(), s);
     let total = 600u64;
-    let producer = {
-        let outbox = outbox.clone();
-        let prefix = prefix.clone();
-        tokio::spawn(async move {
-            for i in 0..total {
-                let r = record(
-                    &format!("{prefix}/cam-{}/events/line", i % 3),
-                    false,
-                    format!("{i}").into_bytes(),
-                );
-                outbox.append(&[r]).await.expect("append");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-    };
+    let producer = produce(&outbox, &prefix, total, Duration::from_millis(10));
     tokio::time::sleep(Duration::from_secs(1)).await;
     // The first broker is gone for good.
     proxy.cut();

@@ -8,15 +8,14 @@
 //! A receiver recomputes it, compares in constant time, and refuses timestamps more than a few
 //! minutes from its clock, so a recorded callback cannot be replayed later.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::http::{header, Request, StatusCode, Uri};
+use axum::http::{header, Request, Uri};
 use futures_util::StreamExt as _;
 use hmac::{Hmac, Mac};
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use pantau_config::config::ReportsConfig;
 use pantau_store::{CallbackDue, Store};
 use sha2::Sha256;
@@ -218,20 +217,10 @@ pub async fn post_signed(
             .header(SIGNATURE_HEADER, signature)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        let tcp = tokio::net::TcpStream::connect((host, port))
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
-        let status = if https {
-            let name = rustls::pki_types::ServerName::try_from(host.to_string())
-                .map_err(|e| format!("the callback host is not a TLS name: {e}"))?;
-            let tls = tls_connector()?
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("TLS: {e}"))?;
-            send(TokioIo::new(tls), request).await?
-        } else {
-            send(TokioIo::new(tcp), request).await?
-        };
+        // Only the status matters; the answer (and with it the connection) is dropped.
+        let status = crate::client::send(host, port, https, request)
+            .await?
+            .status();
         if status.is_success() {
             Ok(())
         } else {
@@ -242,43 +231,6 @@ pub async fn post_signed(
         Ok(r) => r,
         Err(_) => Err(format!("no answer within {} s", timeout.as_secs_f64())),
     }
-}
-
-async fn send<T>(io: TokioIo<T>, request: Request<Full<Bytes>>) -> Result<StatusCode, String>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    let driver = tokio::spawn(connection);
-    let answer = sender.send_request(request).await;
-    // Only the status matters; the connection is not reused.
-    driver.abort();
-    answer.map(|r| r.status()).map_err(|e| format!("HTTP: {e}"))
-}
-
-/// TLS with the system's trusted CAs (ring, like the MQTT sink), built once.
-pub(crate) fn tls_connector() -> Result<tokio_rustls::TlsConnector, String> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in rustls_native_certs::load_native_certs().certs {
-                // A certificate the system has but rustls cannot read is skipped.
-                let _ = roots.add(cert);
-            }
-            if roots.is_empty() {
-                return Err("no trusted CA certificates on this system".to_string());
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
-                .map_err(|e| e.to_string())
-        })
-        .clone()
-        .map(tokio_rustls::TlsConnector::from)
 }
 
 #[cfg(test)]
