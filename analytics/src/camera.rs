@@ -6,7 +6,7 @@
 //! run's detections (and their looks) instead of running the detector again; the tracker and
 //! rules still see every frame at its own capture time.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use pantau_ingest::{Frame, FrameReceiver};
 
@@ -33,6 +33,10 @@ pub struct Analysed<'a> {
     pub queued_ms: f64,
     /// The detector ran on this frame (false: the motion gate kept the last detections).
     pub inferred: bool,
+    /// When analysis took the frame from its queue (decoded, scaled, converted).
+    pub received_at: SystemTime,
+    /// When the detector's answer came back (`received_at` when it did not run).
+    pub detected_at: SystemTime,
 }
 
 /// Runs until the frames end (camera removed, file finished) or `on_frame` returns an error.
@@ -51,6 +55,8 @@ pub async fn analyse<E: From<DetectError>>(
             return Ok(scene);
         };
         let decode_wait_ms = waited.elapsed().as_secs_f64() * 1000.0;
+        let received_at = SystemTime::now();
+        let mut detected_at = received_at;
         let needed = motion
             .as_mut()
             .is_none_or(|m| m.needs_detector(ImageRef::from(&frame), frame.capture_time));
@@ -58,6 +64,7 @@ pub async fn analyse<E: From<DetectError>>(
             let sx = frame.source_width as f32 / frame.width.max(1) as f32;
             let sy = frame.source_height as f32 / frame.height.max(1) as f32;
             let detected = service.detect(frame).await?;
+            detected_at = SystemTime::now();
             let detections = detected
                 .detections
                 .iter()
@@ -94,6 +101,8 @@ pub async fn analyse<E: From<DetectError>>(
             decode_wait_ms,
             queued_ms,
             inferred: needed,
+            received_at,
+            detected_at,
         })?;
     }
 }

@@ -35,7 +35,7 @@ use pantau_sinks::outbox::Outbox;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use analysis::{CameraFigures, Figures};
+pub use analysis::{CameraFigures, Figures, StageSample, StageTimes};
 pub use outputs::store_target;
 
 /// Why a node could not start.
@@ -289,6 +289,7 @@ impl Node {
             evidence: evidence.as_ref().map(|(r, _, _)| r.clone()),
             analysers: Arc::default(),
             fence,
+            stages: Arc::default(),
         };
         let cameras_file = base.join(&c.api.cameras_file);
         let loaded = CameraRegistry::load(
@@ -501,6 +502,11 @@ impl Node {
 
     pub fn figures(&self) -> &Figures {
         &self.figures
+    }
+
+    /// How long after capture analysed frames reached each stage (newest frames).
+    pub fn stage_times(&self) -> &analysis::StageTimes {
+        &self.cameras.stages
     }
 
     /// Where the HTTP API listens, when it runs.

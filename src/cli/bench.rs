@@ -591,6 +591,48 @@ struct Step {
     detector_share: f64,
     /// Mean time a frame waited for a free detector worker, ms.
     detector_wait_ms: f64,
+    /// Where the latency goes, over every analysed frame of the window.
+    stages: Option<StageLatency>,
+}
+
+/// p50 and p99 (ms) of the time from a frame's capture until analysis took it (network,
+/// decode, scale, convert), the detector answered (waiting for it included) and its messages
+/// were queued for the outbox (tracking and rules); the rest of capture-to-MQTT is the outbox,
+/// the broker and the subscriber.
+#[derive(Debug, Clone, Serialize)]
+struct StageLatency {
+    received_ms: [f64; 2],
+    detected_ms: [f64; 2],
+    analysed_ms: [f64; 2],
+}
+
+impl StageLatency {
+    fn of(samples: &[pantau_node::StageSample]) -> Option<Self> {
+        let pair = |f: fn(&pantau_node::StageSample) -> f64| -> Option<[f64; 2]> {
+            let v: Vec<f64> = samples.iter().map(f).collect();
+            Some([
+                round(percentile(&v, 0.5)?, 1),
+                round(percentile(&v, 0.99)?, 1),
+            ])
+        };
+        Some(Self {
+            received_ms: pair(|s| s.received_ms)?,
+            detected_ms: pair(|s| s.detected_ms)?,
+            analysed_ms: pair(|s| s.analysed_ms)?,
+        })
+    }
+}
+
+impl std::fmt::Display for StageLatency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b] = self.received_ms;
+        let [c, d] = self.detected_ms;
+        let [e, g] = self.analysed_ms;
+        write!(
+            f,
+            "after capture (p50/p99 ms): received {a:.0}/{b:.0}, detected {c:.0}/{d:.0}, analysed {e:.0}/{g:.0}"
+        )
+    }
 }
 
 const MAX_P99_MS: f64 = 150.0;
@@ -660,6 +702,7 @@ async fn measure_step(
     let load1 = node.inference().load().sample();
     let rss = rss_mb();
     let lat = latencies.since(t0);
+    let stages = StageLatency::of(&node.stage_times().since(t0));
     node.stop().await;
     stop.cancel();
     drop(sim);
@@ -721,6 +764,7 @@ async fn measure_step(
             load1.waited_ns.saturating_sub(load0.waited_ns) as f64 / 1e6 / runs.max(1) as f64,
             1,
         ),
+        stages,
     })
 }
 
@@ -883,6 +927,9 @@ async fn cameras(args: CamerasArgs) -> anyhow::Result<ExitCode> {
                 step.detector_wait_ms,
                 step.rss_mb
             );
+            if let Some(stages) = &step.stages {
+                eprintln!("      {stages}");
+            }
         }
         let ok = step.sustained;
         if ok && best.as_ref().is_none_or(|b| b.cameras < step.cameras) {
@@ -1468,6 +1515,25 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stage_latency_takes_each_stage_apart() {
+        let at = Instant::now();
+        let samples: Vec<pantau_node::StageSample> = (1..=100)
+            .map(|i| pantau_node::StageSample {
+                at,
+                received_ms: f64::from(i),
+                detected_ms: 10.0 * f64::from(i),
+                analysed_ms: 10.0 * f64::from(i) + 1.0,
+            })
+            .collect();
+        let s = StageLatency::of(&samples).expect("samples");
+        assert_eq!(s.received_ms, [51.0, 99.0]);
+        assert_eq!(s.detected_ms, [510.0, 990.0]);
+        assert_eq!(s.analysed_ms, [511.0, 991.0]);
+        assert!(s.to_string().contains("received 51/99"));
+        assert!(StageLatency::of(&[]).is_none());
+    }
 
     #[test]
     fn the_store_string_is_pointed_at_the_relay() {
