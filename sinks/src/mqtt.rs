@@ -21,7 +21,7 @@ use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::outbox::Outbox;
+use crate::outbox::{AckPending, Outbox};
 
 /// Where and how to publish.
 #[derive(Debug, Clone)]
@@ -267,18 +267,22 @@ async fn connection(
     let mut acked = 0usize;
     let mut batch_last: Option<u64> = None;
     let mut batch_len = 0usize;
+    // The newest record sent and acknowledged by the broker, and its ack on the way to disk:
+    // the next batch is read past it without waiting for the disk.
+    let mut sent_through = 0u64;
+    let mut ack_on_disk: Option<AckPending> = None;
     // The first Outgoing::Publish is the availability message, not from the outbox.
     let mut skip_publishes = 1usize;
 
     let result = loop {
         if batch_last.is_none() {
             let careful = outbox
-                .read(sink, 1)
+                .read_after(sink, sent_through, 1)
                 .map_err(|e| e.to_string())?
                 .first()
                 .is_some_and(|(seq, _)| *seq <= suspects.careful_until);
             let batch = outbox
-                .read(sink, if careful { 1 } else { s.batch })
+                .read_after(sink, sent_through, if careful { 1 } else { s.batch })
                 .map_err(|e| e.to_string())?;
             if let Some((last, _)) = batch.last() {
                 let mut publish = Vec::new();
@@ -311,7 +315,11 @@ async fn connection(
                     }
                 }
                 if publish.is_empty() {
+                    if let Some(ack) = ack_on_disk.take() {
+                        ack.done().await.map_err(|e| e.to_string())?;
+                    }
                     outbox.ack(sink, *last).await.map_err(|e| e.to_string())?;
+                    sent_through = *last;
                     continue;
                 }
                 batch_last = Some(*last);
@@ -335,7 +343,7 @@ async fn connection(
                 let _ = client.disconnect().await;
                 return Ok(());
             }
-            _ = outbox.wait(sink), if batch_last.is_none() => continue,
+            _ = outbox.wait_after(sink, sent_through), if batch_last.is_none() => continue,
             ev = events.poll() => match ev {
                 Ok(ev) => ev,
                 Err(e) => break Err(e.to_string()),
@@ -358,7 +366,18 @@ async fn connection(
                 }
                 if acked == batch_len && unsent.is_empty() {
                     if let Some(last) = batch_last.take() {
-                        outbox.ack(sink, last).await.map_err(|e| e.to_string())?;
+                        // One ack on its way at a time: the previous one must have reached
+                        // the disk (its error ends this connection like any other).
+                        if let Some(ack) = ack_on_disk.take() {
+                            ack.done().await.map_err(|e| e.to_string())?;
+                        }
+                        ack_on_disk = Some(
+                            outbox
+                                .ack_later(sink, last)
+                                .await
+                                .map_err(|e| e.to_string())?,
+                        );
+                        sent_through = last;
                         if suspects.strikes.is_some_and(|(q, _)| q <= last) {
                             suspects.strikes = None;
                         }
