@@ -336,6 +336,10 @@ async fn connection(
                         .map_err(|e| e.to_string())?;
                     unsent.push_back(seq);
                 }
+            } else if let Some(ack) = ack_on_disk.take() {
+                // Nothing to send: make sure the last ack reached the disk (if it did not,
+                // this connection ends and the next one starts again from the cursor).
+                ack.done().await.map_err(|e| e.to_string())?;
             }
         }
         let event = tokio::select! {

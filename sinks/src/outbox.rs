@@ -575,18 +575,20 @@ impl Outbox {
 
     /// Records the sink has not delivered yet.
     pub fn depth(&self, sink: &str) -> u64 {
-        let state = self.lock();
-        let cursor = state.cursors.get(sink).copied().unwrap_or(0);
-        (state.next_seq - 1).saturating_sub(cursor)
+        let cursor = self.lock().cursors.get(sink).copied().unwrap_or(0);
+        self.inner
+            .visible
+            .load(Ordering::Acquire)
+            .saturating_sub(cursor)
     }
 
     /// The sinks, with what each has not delivered yet.
     pub fn depths(&self) -> Vec<(String, u64)> {
-        let state = self.lock();
-        state
+        let visible = self.inner.visible.load(Ordering::Acquire);
+        self.lock()
             .cursors
             .iter()
-            .map(|(k, c)| (k.clone(), (state.next_seq - 1).saturating_sub(*c)))
+            .map(|(k, c)| (k.clone(), visible.saturating_sub(*c)))
             .collect()
     }
 
@@ -643,6 +645,15 @@ impl Drop for Outbox {
 }
 
 impl Inner {
+    /// A group's commit failed: its records, which sinks may have read while it ran, are
+    /// not there, and their numbers (up to `next_seq`, exclusive) are never given again.
+    fn group_failed(&self, next_seq: u64) {
+        self.pending().clear();
+        let mut state = self.lock();
+        self.visible.store(state.next_seq - 1, Ordering::Release);
+        state.next_seq = state.next_seq.max(next_seq);
+    }
+
     fn pending(&self) -> std::sync::MutexGuard<'_, SeqMap<u64, Vec<u8>>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -802,11 +813,7 @@ fn writer(inner: &Inner, mut rx: mpsc::Receiver<Op>, max_group: usize) {
                 inner.appended.notify_waiters();
             }
             Err(e) => {
-                // Numbers a sink may have read are never given again.
-                inner.pending().clear();
-                let mut now = inner.lock();
-                now.next_seq = now.next_seq.max(state.next_seq);
-                drop(now);
+                inner.group_failed(state.next_seq);
                 // Nothing of this group is on disk; every caller hears why (the ops whose
                 // reply was not reached drop their sender and hear that the outbox closed).
                 for r in replies {
@@ -1007,6 +1014,50 @@ mod tests {
             "max holds"
         );
         ob.inner.pending().clear();
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_leaves_nothing_to_wait_for_and_its_numbers_unused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ob = std::sync::Arc::new(
+            Outbox::open(
+                &dir.path().join("o.redb"),
+                &["mqtt"],
+                1 << 20,
+                FullPolicy::DropOldest,
+            )
+            .expect("open"),
+        );
+        ob.append(&(1..=3).map(rec).collect::<Vec<_>>())
+            .await
+            .expect("append");
+        ob.ack("mqtt", 3).await.expect("ack");
+        // A group (4 and 5) shown to sinks while its commit ran, and the commit failed.
+        ob.inner
+            .pending()
+            .extend([(4, encode(&rec(4))), (5, encode(&rec(5)))]);
+        ob.inner.visible.fetch_max(5, Ordering::AcqRel);
+        assert_eq!(ob.depth("mqtt"), 2);
+        ob.inner.group_failed(6);
+        assert_eq!(
+            ob.depth("mqtt"),
+            0,
+            "nothing left to deliver (a drain ends)"
+        );
+        assert!(ob.read("mqtt", 10).expect("read").is_empty());
+        let waiter = {
+            let ob = ob.clone();
+            tokio::spawn(async move { ob.wait("mqtt").await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!waiter.is_finished(), "a sink waits rather than spin");
+        let last = ob.append(&[rec(6)]).await.expect("append");
+        assert_eq!(last, 6, "4 and 5 may have been read: never given again");
+        tokio::time::timeout(std::time::Duration::from_secs(2), waiter)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert_eq!(ob.read("mqtt", 10).expect("read"), vec![(6, rec(6))]);
     }
 
     #[tokio::test]
