@@ -214,6 +214,14 @@ pub async fn subscribe(
     }
 }
 
+/// Waits for the ack on its way to disk, if any (its error ends the connection).
+async fn settle(ack: &mut Option<AckPending>) -> Result<(), String> {
+    match ack.take() {
+        Some(ack) => ack.done().await.map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
 /// One connection's life. Returns Ok on shutdown, Err when the connection fails.
 async fn connection(
     outbox: &Outbox,
@@ -315,9 +323,7 @@ async fn connection(
                     }
                 }
                 if publish.is_empty() {
-                    if let Some(ack) = ack_on_disk.take() {
-                        ack.done().await.map_err(|e| e.to_string())?;
-                    }
+                    settle(&mut ack_on_disk).await?;
                     outbox.ack(sink, *last).await.map_err(|e| e.to_string())?;
                     sent_through = *last;
                     continue;
@@ -336,10 +342,10 @@ async fn connection(
                         .map_err(|e| e.to_string())?;
                     unsent.push_back(seq);
                 }
-            } else if let Some(ack) = ack_on_disk.take() {
+            } else {
                 // Nothing to send: make sure the last ack reached the disk (if it did not,
                 // this connection ends and the next one starts again from the cursor).
-                ack.done().await.map_err(|e| e.to_string())?;
+                settle(&mut ack_on_disk).await?;
             }
         }
         let event = tokio::select! {
@@ -372,9 +378,7 @@ async fn connection(
                     if let Some(last) = batch_last.take() {
                         // One ack on its way at a time: the previous one must have reached
                         // the disk (its error ends this connection like any other).
-                        if let Some(ack) = ack_on_disk.take() {
-                            ack.done().await.map_err(|e| e.to_string())?;
-                        }
+                        settle(&mut ack_on_disk).await?;
                         ack_on_disk = Some(
                             outbox
                                 .ack_later(sink, last)

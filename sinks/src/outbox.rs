@@ -361,15 +361,26 @@ impl Outbox {
         self.inner.storage(e)
     }
 
-    async fn submit<T>(
+    /// Hands `op` to the writer; the answer comes once its group is committed.
+    async fn queue<T>(
         &self,
         op: impl FnOnce(oneshot::Sender<Result<T, OutboxError>>) -> Op,
-    ) -> Result<T, OutboxError> {
+    ) -> Result<Pending<T>, OutboxError> {
         let closed = || OutboxError::Closed(self.inner.path.clone());
         let ops = self.ops.as_ref().ok_or_else(closed)?;
         let (tx, rx) = oneshot::channel();
         ops.send(op(tx)).await.map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())?
+        Ok(Pending {
+            rx,
+            path: self.inner.path.clone(),
+        })
+    }
+
+    async fn submit<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, OutboxError>>) -> Op,
+    ) -> Result<T, OutboxError> {
+        self.queue(op).await?.done().await
     }
 
     fn submit_blocking<T>(
@@ -486,16 +497,7 @@ impl Outbox {
     /// are queued; [`AckPending::done`] says whether this one reached the disk.
     pub async fn ack_later(&self, sink: &str, seq: u64) -> Result<AckPending, OutboxError> {
         self.check_sink(sink)?;
-        let closed = || OutboxError::Closed(self.inner.path.clone());
-        let ops = self.ops.as_ref().ok_or_else(closed)?;
-        let (tx, rx) = oneshot::channel();
-        ops.send(Op::Ack(sink.to_string(), seq, tx))
-            .await
-            .map_err(|_| closed())?;
-        Ok(AckPending {
-            rx,
-            path: self.inner.path.clone(),
-        })
+        self.queue(|tx| Op::Ack(sink.to_string(), seq, tx)).await
     }
 
     /// [`Outbox::ack`] for threads outside the async runtime.
@@ -505,11 +507,7 @@ impl Outbox {
     }
 
     fn check_sink(&self, sink: &str) -> Result<(), OutboxError> {
-        if self.lock().cursors.contains_key(sink) {
-            Ok(())
-        } else {
-            Err(OutboxError::UnknownSink(sink.to_string()))
-        }
+        self.cursor(sink).map(|_| ())
     }
 
     /// Keeps a record `sink` can never deliver, with why, and counts it; logged here, once.
@@ -620,16 +618,19 @@ impl Outbox {
     }
 }
 
-/// An ack on its way to the disk ([`Outbox::ack_later`]).
+/// Work handed to the writer, on its way to the disk.
 #[derive(Debug)]
-pub struct AckPending {
-    rx: oneshot::Receiver<Result<(), OutboxError>>,
+pub struct Pending<T> {
+    rx: oneshot::Receiver<Result<T, OutboxError>>,
     path: String,
 }
 
-impl AckPending {
-    /// Waits for the ack's commit.
-    pub async fn done(self) -> Result<(), OutboxError> {
+/// An ack on its way to the disk ([`Outbox::ack_later`]).
+pub type AckPending = Pending<()>;
+
+impl<T> Pending<T> {
+    /// Waits for its commit.
+    pub async fn done(self) -> Result<T, OutboxError> {
         self.rx.await.map_err(|_| OutboxError::Closed(self.path))?
     }
 }
@@ -926,37 +927,61 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_sink_reads_past_what_it_sent_while_its_ack_goes_to_disk() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ob = std::sync::Arc::new(
+    /// A 1 MiB outbox for `sinks` in `dir`, dropping the oldest when full.
+    fn small(dir: &tempfile::TempDir, sinks: &[&str]) -> std::sync::Arc<Outbox> {
+        std::sync::Arc::new(
             Outbox::open(
                 &dir.path().join("o.redb"),
-                &["mqtt", "store"],
+                sinks,
                 1 << 20,
                 FullPolicy::DropOldest,
             )
             .expect("open"),
-        );
+        )
+    }
+
+    /// Shows records `seqs` to sinks as the writer does while their group's commit runs.
+    fn in_flight(ob: &Outbox, seqs: &[u64]) {
+        ob.inner
+            .pending()
+            .extend(seqs.iter().map(|&i| (i, encode(&rec(i)))));
+        let last = seqs.iter().copied().max().unwrap_or(0);
+        ob.inner.visible.fetch_max(last, Ordering::AcqRel);
+    }
+
+    fn seqs(read: Vec<(u64, Record)>) -> Vec<u64> {
+        read.into_iter().map(|r| r.0).collect()
+    }
+
+    /// `waiter` is still waiting after 100 ms, and ends within 2 s once record `next` is
+    /// appended; returns the number the append gave it.
+    async fn waits_until_appended(
+        ob: &Outbox,
+        waiter: tokio::task::JoinHandle<()>,
+        next: u64,
+        why: &str,
+    ) -> u64 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!waiter.is_finished(), "{why}");
+        let last = ob.append(&[rec(next)]).await.expect("append");
+        tokio::time::timeout(std::time::Duration::from_secs(2), waiter)
+            .await
+            .expect("woken")
+            .expect("task");
+        last
+    }
+
+    #[tokio::test]
+    async fn a_sink_reads_past_what_it_sent_while_its_ack_goes_to_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ob = small(&dir, &["mqtt", "store"]);
         ob.append(&(1..=6).map(rec).collect::<Vec<_>>())
             .await
             .expect("append");
-        let first: Vec<u64> = ob
-            .read_after("mqtt", 0, 3)
-            .expect("read")
-            .iter()
-            .map(|r| r.0)
-            .collect();
-        assert_eq!(first, [1, 2, 3]);
+        assert_eq!(seqs(ob.read_after("mqtt", 0, 3).expect("read")), [1, 2, 3]);
         let ack = ob.ack_later("mqtt", 3).await.expect("queued");
-        let next: Vec<u64> = ob
-            .read_after("mqtt", 3, 10)
-            .expect("read")
-            .iter()
-            .map(|r| r.0)
-            .collect();
         assert_eq!(
-            next,
+            seqs(ob.read_after("mqtt", 3, 10).expect("read")),
             [4, 5, 6],
             "the next batch does not wait for the ack's commit"
         );
@@ -973,35 +998,18 @@ mod tests {
             let ob = ob.clone();
             tokio::spawn(async move { ob.wait_after("mqtt", 6).await })
         };
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert!(!waiter.is_finished(), "nothing new to read");
-        ob.append(&[rec(7)]).await.expect("append");
-        tokio::time::timeout(std::time::Duration::from_secs(2), waiter)
-            .await
-            .expect("woken")
-            .expect("task");
+        waits_until_appended(&ob, waiter, 7, "nothing new to read").await;
     }
 
     #[test]
     fn records_being_committed_are_read_after_the_committed_ones_once() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ob = Outbox::open(
-            &dir.path().join("o.redb"),
-            &["mqtt"],
-            1 << 20,
-            FullPolicy::DropOldest,
-        )
-        .expect("open");
+        let ob = small(&dir, &["mqtt"]);
         ob.append_blocking(&(1..=3).map(rec).collect::<Vec<_>>())
             .expect("append");
         // A group in flight, as the writer shows it while its commit runs: 4 and 5, and a
         // stale copy of 3 (a reader that cloned the group just before its commit ended).
-        ob.inner.pending().extend([
-            (3, encode(&rec(3))),
-            (4, encode(&rec(4))),
-            (5, encode(&rec(5))),
-        ]);
-        ob.inner.visible.fetch_max(5, Ordering::AcqRel);
+        in_flight(&ob, &[3, 4, 5]);
         let got = ob.read_after("mqtt", 1, 10).expect("read");
         assert_eq!(
             got,
@@ -1019,24 +1027,13 @@ mod tests {
     #[tokio::test]
     async fn a_failed_commit_leaves_nothing_to_wait_for_and_its_numbers_unused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ob = std::sync::Arc::new(
-            Outbox::open(
-                &dir.path().join("o.redb"),
-                &["mqtt"],
-                1 << 20,
-                FullPolicy::DropOldest,
-            )
-            .expect("open"),
-        );
+        let ob = small(&dir, &["mqtt"]);
         ob.append(&(1..=3).map(rec).collect::<Vec<_>>())
             .await
             .expect("append");
         ob.ack("mqtt", 3).await.expect("ack");
         // A group (4 and 5) shown to sinks while its commit ran, and the commit failed.
-        ob.inner
-            .pending()
-            .extend([(4, encode(&rec(4))), (5, encode(&rec(5)))]);
-        ob.inner.visible.fetch_max(5, Ordering::AcqRel);
+        in_flight(&ob, &[4, 5]);
         assert_eq!(ob.depth("mqtt"), 2);
         ob.inner.group_failed(6);
         assert_eq!(
@@ -1049,29 +1046,15 @@ mod tests {
             let ob = ob.clone();
             tokio::spawn(async move { ob.wait("mqtt").await })
         };
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert!(!waiter.is_finished(), "a sink waits rather than spin");
-        let last = ob.append(&[rec(6)]).await.expect("append");
+        let last = waits_until_appended(&ob, waiter, 6, "a sink waits rather than spin").await;
         assert_eq!(last, 6, "4 and 5 may have been read: never given again");
-        tokio::time::timeout(std::time::Duration::from_secs(2), waiter)
-            .await
-            .expect("woken")
-            .expect("task");
         assert_eq!(ob.read("mqtt", 10).expect("read"), vec![(6, rec(6))]);
     }
 
     #[tokio::test]
     async fn wait_wakes_on_append() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ob = std::sync::Arc::new(
-            Outbox::open(
-                &dir.path().join("o.redb"),
-                &["mqtt"],
-                1 << 20,
-                FullPolicy::DropOldest,
-            )
-            .expect("open"),
-        );
+        let ob = small(&dir, &["mqtt"]);
         let waiter = {
             let ob = ob.clone();
             tokio::spawn(async move { ob.wait("mqtt").await })
