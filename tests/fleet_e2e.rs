@@ -230,17 +230,39 @@ async fn get(port: u16, path: &str, token: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
 
-/// The status line and headers of a GET, and its body.
-async fn get_bytes(port: u16, path: &str, token: &str) -> (String, Vec<u8>) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
+/// One HTTP/1.1 request (with the bearer `token` and a JSON `body` when given) and the
+/// whole answer; an error when the node does not take the connection or the answer breaks off.
+async fn exchange(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> std::io::Result<Vec<u8>> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n");
+    if let Some(token) = token {
+        req.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if let Some(body) = body {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    req.push_str("Connection: close\r\n\r\n");
+    req.push_str(body.unwrap_or_default());
     s.write_all(req.as_bytes()).await.expect("write");
     let mut out = Vec::new();
-    s.read_to_end(&mut out).await.expect("read");
+    s.read_to_end(&mut out).await?;
+    Ok(out)
+}
+
+/// The status line and headers of a GET, and its body.
+async fn get_bytes(port: u16, path: &str, token: &str) -> (String, Vec<u8>) {
+    let mut out = exchange(port, "GET", path, Some(token), None)
+        .await
+        .expect("connect and read");
     let split = out
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -256,31 +278,18 @@ fn start(body: &[u8]) -> std::borrow::Cow<'_, str> {
 
 /// A POST with a JSON body; the whole answer.
 async fn post(port: u16, path: &str, token: &str, body: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let out = exchange(port, "POST", path, Some(token), Some(body))
         .await
-        .expect("connect");
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out).await;
-    out
+        .expect("connect and read");
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn login(port: u16) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
+    let body = r#"{"user":"admin","password":"fleet-test-password-1"}"#;
     loop {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            let body = r#"{"user":"admin","password":"fleet-test-password-1"}"#;
-            let req = format!(
-                "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            s.write_all(req.as_bytes()).await.expect("write");
-            let mut out = String::new();
-            let _ = s.read_to_string(&mut out).await;
+        if let Ok(out) = exchange(port, "POST", "/api/v1/auth/login", None, Some(body)).await {
+            let out = String::from_utf8_lossy(&out);
             if out.starts_with("HTTP/1.1 200") {
                 let b = &out[out.find("\r\n\r\n").expect("body") + 4..];
                 let v: serde_json::Value = serde_json::from_str(b).expect("json");
