@@ -120,15 +120,12 @@ fn class_filter_and_per_class_threshold() {
     );
 }
 
-#[test]
-fn unusable_models_and_classes_give_clear_errors() {
-    let dir = std::env::temp_dir().join(format!("pantau-model-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+/// A copy of the bundled manifest in `dir`, named `name`, edited by `edit`, its files still
+/// pointing at the bundled ones.
+fn manifest_copy(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
     let models = root().join("models");
-    // A manifest whose input size does not match the file.
     let text = std::fs::read_to_string(models.join("yolox_nano.toml"))
         .expect("manifest")
-        .replace("width = 416", "width = 640")
         .replace(
             "file = \"yolox_nano.onnx\"",
             &format!("file = \"{}\"", models.join("yolox_nano.onnx").display()),
@@ -137,27 +134,82 @@ fn unusable_models_and_classes_give_clear_errors() {
             "labels = \"coco_labels.txt\"",
             &format!("labels = \"{}\"", models.join("coco_labels.txt").display()),
         );
-    std::fs::write(dir.join("wrong.toml"), text).expect("write");
-    let config = DetectorConfig {
-        model: dir.join("wrong.toml"),
+    let path = dir.join(name);
+    std::fs::write(&path, edit(text)).expect("write");
+    path
+}
+
+fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pantau-{what}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
+}
+
+#[test]
+fn a_tensor_cut_to_the_picture_finds_what_the_padded_square_finds() {
+    let dir = temp_dir("fit");
+    let square = manifest_copy(&dir, "square.toml", |t| {
+        t.replace("shape = \"fit\"", "shape = \"fixed\"")
+    });
+    let config = |model: PathBuf| DetectorConfig {
+        model,
+        classes: vec!["car".into(), "truck".into(), "person".into(), "bus".into()],
+        min_score: 0.3,
+        threads: 1,
         ..DetectorConfig::default()
     };
-    let err = Detector::load(&config, Path::new("/"), 1.0).expect_err("shape mismatch");
+    let mut fixed = Detector::load(&config(square), Path::new("/"), 1.0).expect("loads");
+    let mut fit = Detector::load(&config(root().join("models/yolox_nano.toml")), &root(), 1.0)
+        .expect("loads");
+    // 640x480 photos: 416x312 of picture in a 416x352 tensor instead of 416x416; a 16:9
+    // frame in 416x288.
+    assert_eq!(fit.tensor_size(640, 480), (416, 352));
+    assert_eq!(fit.tensor_size(416, 234), (416, 288));
+    assert_eq!(fit.tensor_size(234, 416), (288, 416));
+    assert_eq!(fit.tensor_size(416, 416), (416, 416));
+    assert_eq!(fit.tensor_size(1280, 720), (416, 288));
+    assert_eq!(fixed.tensor_size(416, 234), (416, 416));
+    for photo in [
+        "coco_val2017_000000001532.jpg",
+        "coco_val2017_000000001584.jpg",
+    ] {
+        let square_found = detect(&mut fixed, photo);
+        let want: Vec<(&str, f32, [f32; 4])> = square_found
+            .iter()
+            .map(|(c, s, b)| (c.as_str(), *s, [b.x1, b.y1, b.x2, b.y2]))
+            .collect();
+        assert!(want.len() >= 4, "{photo}: {want:?}");
+        assert_matches(&detect(&mut fit, photo), &want);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unusable_models_and_classes_give_clear_errors() {
+    let dir = temp_dir("model");
+    let models = root().join("models");
+    // A manifest naming an input the file does not have.
+    let wrong = manifest_copy(&dir, "wrong.toml", |t| {
+        t.replace("name = \"images\"", "name = \"pictures\"")
+    });
+    let config = DetectorConfig {
+        model: wrong.clone(),
+        ..DetectorConfig::default()
+    };
+    let err = Detector::load(&config, Path::new("/"), 1.0).expect_err("no such input");
     let msg = err.to_string();
     assert!(matches!(err, DetectError::Contract { .. }), "{msg}");
     assert!(
-        msg.contains("[1, 3, 416, 416]") && msg.contains("[1, 3, 416, 640]"),
+        msg.contains("\"pictures\"") && msg.contains("images"),
         "{msg}"
     );
 
     // A damaged model file.
     std::fs::write(dir.join("broken.onnx"), b"not a model").expect("write");
-    let text = std::fs::read_to_string(dir.join("wrong.toml"))
-        .expect("read")
-        .replace(
-            &models.join("yolox_nano.onnx").display().to_string(),
-            &dir.join("broken.onnx").display().to_string(),
-        );
+    let text = std::fs::read_to_string(&wrong).expect("read").replace(
+        &models.join("yolox_nano.onnx").display().to_string(),
+        &dir.join("broken.onnx").display().to_string(),
+    );
     std::fs::write(dir.join("broken.toml"), text).expect("write");
     let config = DetectorConfig {
         model: dir.join("broken.toml"),

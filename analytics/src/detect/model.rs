@@ -35,6 +35,21 @@ pub struct InputSpec {
     pub letterbox: LetterboxMode,
     #[serde(default = "pad")]
     pub pad_value: u8,
+    /// Whether the tensor is always `width` x `height` or cut to the picture.
+    #[serde(default)]
+    pub shape: InputShape,
+}
+
+/// How the input tensor's height and width are chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputShape {
+    /// Always the manifest's `width` x `height`; pictures of another aspect ratio are padded.
+    #[default]
+    Fixed,
+    /// The model's height and width axes are free: the picture is scaled to fit `width` x
+    /// `height` and the tensor ends at the next multiple of the largest stride past it.
+    Fit,
 }
 
 fn one() -> f32 {
@@ -142,14 +157,64 @@ impl Model {
         })
     }
 
-    /// Rows the output must have: one per grid cell.
-    pub fn anchors(&self) -> usize {
-        let i = &self.manifest.input;
+    /// The largest stride: a fitted tensor's sides are multiples of it.
+    pub fn max_stride(&self) -> u32 {
         self.manifest
             .output
             .strides
             .iter()
-            .map(|s| ((i.width / s) * (i.height / s)) as usize)
+            .copied()
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// Rows the output has for a `width` x `height` tensor: one per grid cell.
+    pub fn anchors(&self, width: u32, height: u32) -> usize {
+        self.manifest
+            .output
+            .strides
+            .iter()
+            .map(|s| ((width / s) * (height / s)) as usize)
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(shape: InputShape, width: u32, height: u32) -> Model {
+        Model {
+            manifest: Manifest {
+                name: "m".into(),
+                file: "m.onnx".into(),
+                sha256: None,
+                labels: "l.txt".into(),
+                input: InputSpec {
+                    name: "images".into(),
+                    width,
+                    height,
+                    pixel_order: PixelOrder::Bgr,
+                    scale: 1.0,
+                    letterbox: LetterboxMode::TopLeft,
+                    pad_value: 114,
+                    shape,
+                },
+                output: OutputSpec {
+                    name: "output".into(),
+                    decoding: Decoding::Yolox,
+                    strides: vec![8, 16, 32],
+                },
+            },
+            onnx_path: "m.onnx".into(),
+            labels: vec!["person".into()],
+        }
+    }
+
+    #[test]
+    fn anchors_count_every_grid_cell() {
+        let m = model(InputShape::Fit, 416, 416);
+        assert_eq!(m.anchors(416, 416), 3549);
+        assert_eq!(m.anchors(416, 256), 52 * 32 + 26 * 16 + 13 * 8);
     }
 }
