@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::{Path, Query, RawQuery, Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{OriginalUri, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pantau_evidence::NodeKey;
@@ -165,31 +165,41 @@ enum Clip {
     There(String),
 }
 
-impl Clip {
-    /// The clip here, or the other node's answer to the same request (`path`, the caller's
-    /// query and `body`).
-    async fn here(
-        self,
-        method: axum::http::Method,
-        path: String,
-        query: Option<&str>,
-        headers: &axum::http::HeaderMap,
-        body: Option<Vec<u8>>,
-    ) -> Result<Result<Located, Response>, ApiError> {
-        match self {
-            Clip::Here(l) => Ok(Ok(l)),
-            Clip::There(api) => Ok(Err(crate::fleet::forward(
-                &api, method, &path, query, headers, body,
-            )
-            .await?)),
-        }
+/// A request for an event's clip as it came (the original path and query, the caller's
+/// headers and body), to hand on unchanged to the node that has the clip.
+struct Incoming<'a> {
+    method: Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: Option<Vec<u8>>,
+}
+
+/// The event's clip here, or the answer of the node that has it to the same request.
+async fn find(
+    s: &ApiState,
+    session: &Session,
+    id: &str,
+    which: &ClipQuery,
+    incoming: Incoming<'_>,
+) -> Result<Result<Located, Response>, ApiError> {
+    match locate(s, session, incoming.headers, id, which).await? {
+        Clip::Here(l) => Ok(Ok(l)),
+        Clip::There(api) => Ok(Err(crate::fleet::forward(
+            &api,
+            incoming.method,
+            incoming.uri.path(),
+            incoming.uri.query(),
+            incoming.headers,
+            incoming.body,
+        )
+        .await?)),
     }
 }
 
 async fn locate(
     s: &ApiState,
     session: &Session,
-    headers: &axum::http::HeaderMap,
+    headers: &HeaderMap,
     id: &str,
     which: &ClipQuery,
 ) -> Result<Clip, ApiError> {
@@ -319,28 +329,27 @@ pub async fn status(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
-    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     which: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::View)?;
     let which = query(which)?;
-    let path = format!("/api/v1/events/{id}/evidence");
-    let l = match locate(&s, &session, &headers, &id, &which)
-        .await?
-        .here(
-            axum::http::Method::GET,
-            path,
-            raw.as_deref(),
-            &headers,
-            None,
-        )
-        .await?
-    {
-        Ok(l) => l,
-        Err(there) => return Ok(there),
+    let incoming = Incoming {
+        method: Method::GET,
+        uri: &uri,
+        headers: &headers,
+        body: None,
     };
-    let (state, reason, ready_at) = state_of(&s, &l)?;
+    match find(&s, &session, &id, &which, incoming).await? {
+        Ok(l) => Ok(Json(clip_status(&s, l).await?).into_response()),
+        Err(there) => Ok(there),
+    }
+}
+
+/// What [`status`] answers for a clip of this node.
+async fn clip_status(s: &ApiState, l: Located) -> Result<EvidenceStatus, ApiError> {
+    let (state, reason, ready_at) = state_of(s, &l)?;
     let manifest = if state == "ready" {
         let dir = l.dir.clone();
         tokio::task::spawn_blocking(move || pantau_evidence::manifest::read(&dir))
@@ -352,7 +361,7 @@ pub async fn status(
         None
     };
     let kept = s.store().await?.clip_kept(&l.rel, &l.event_id).await?;
-    Ok(Json(EvidenceStatus {
+    Ok(EvidenceStatus {
         clip: l.rel,
         state,
         reason,
@@ -361,7 +370,6 @@ pub async fn status(
         kept_by: kept.as_ref().map(|k| k.0.clone()),
         kept_at: kept.map(|k| pantau_events::time::format(k.1)),
     })
-    .into_response())
 }
 
 /// The clip's video, for playing in the incident view (byte ranges for seeking).
@@ -373,25 +381,20 @@ pub async fn video(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
+    OriginalUri(uri): OriginalUri,
     which: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::View)?;
     let which = query(which)?;
-    let path = format!("/api/v1/events/{id}/evidence.mp4");
     let headers = request.headers().clone();
-    let l = match locate(&s, &session, &headers, &id, &which)
-        .await?
-        .here(
-            axum::http::Method::GET,
-            path,
-            raw.as_deref(),
-            &headers,
-            None,
-        )
-        .await?
-    {
+    let incoming = Incoming {
+        method: Method::GET,
+        uri: &uri,
+        headers: &headers,
+        body: None,
+    };
+    let l = match find(&s, &session, &id, &which, incoming).await? {
         Ok(l) => l,
         Err(there) => return Ok(there),
     };
@@ -425,25 +428,20 @@ pub async fn export(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
-    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     which: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::Dispatch)?;
     let which = query(which)?;
     // The node that has the clip builds the zip and audits the download.
-    let path = format!("/api/v1/events/{id}/evidence.zip");
-    let l = match locate(&s, &session, &headers, &id, &which)
-        .await?
-        .here(
-            axum::http::Method::GET,
-            path,
-            raw.as_deref(),
-            &headers,
-            None,
-        )
-        .await?
-    {
+    let incoming = Incoming {
+        method: Method::GET,
+        uri: &uri,
+        headers: &headers,
+        body: None,
+    };
+    let l = match find(&s, &session, &id, &which, incoming).await? {
         Ok(l) => l,
         Err(there) => return Ok(there),
     };
@@ -511,8 +509,8 @@ pub async fn keep(
     State(s): State<ApiState>,
     session: Session,
     Path(id): Path<String>,
-    headers: axum::http::HeaderMap,
-    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     which: Result<Query<ClipQuery>, axum::extract::rejection::QueryRejection>,
     body: Result<Json<KeepRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -520,19 +518,13 @@ pub async fn keep(
     let request = json_body(body)?;
     let which = query(which)?;
     // The mark is in the fleet's database; the node that has the clip reads it.
-    let path = format!("/api/v1/events/{id}/evidence/keep");
-    let body = serde_json::to_vec(&request).unwrap_or_default();
-    let l = match locate(&s, &session, &headers, &id, &which)
-        .await?
-        .here(
-            axum::http::Method::PUT,
-            path,
-            raw.as_deref(),
-            &headers,
-            Some(body),
-        )
-        .await?
-    {
+    let incoming = Incoming {
+        method: Method::PUT,
+        uri: &uri,
+        headers: &headers,
+        body: Some(serde_json::to_vec(&request).unwrap_or_default()),
+    };
+    let l = match find(&s, &session, &id, &which, incoming).await? {
         Ok(l) => l,
         Err(there) => return Ok(there),
     };
@@ -541,15 +533,7 @@ pub async fn keep(
         .keep_clip(&l.rel, &l.event_id, &session.user, request.keep)
         .await?;
     tracing::info!(user = %session.user, event = %id, clip = %l.rel, keep = request.keep, "evidence keep changed");
-    status(
-        State(s),
-        session,
-        Path(id),
-        headers,
-        RawQuery(raw),
-        Ok(Query(which)),
-    )
-    .await
+    Ok(Json(clip_status(&s, l).await?).into_response())
 }
 
 /// Save a clip of a camera now: raises an `operator_clip` incident with its evidence
@@ -563,7 +547,7 @@ pub async fn save(
     State(s): State<ApiState>,
     session: Session,
     Path(camera): Path<String>,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     body: Result<Json<SaveClipRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::Acknowledge)?;
