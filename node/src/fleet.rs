@@ -1,13 +1,14 @@
 //! One node of a fleet (`[fleet] enabled`): the cameras live in the database, and this node
 //! runs the ones it holds a lease on.
 //!
-//! Every tick (a fifth of the lease) the node says it is alive, renews its leases (with its
+//! Every tick (a fifth of the lease, give or take a tenth) the node says it is alive, renews its leases (with its
 //! cameras' statuses) and reads the fleet in one snapshot. It then stops what it no longer
 //! holds or what was removed, restarts what changed, takes free cameras up to its fair share
 //! (cameras it may run, shared among the live nodes that may run them, within `capacity`),
 //! and hands one camera back, one per tick, when it holds more than its share and at least two
 //! more than a node that has been up for two leases (the hysteresis: a node that comes and
-//! goes pulls nothing, and an odd camera never moves back and forth between two nodes).
+//! goes pulls nothing, and an odd camera never moves back and forth between two nodes); it
+//! leaves the camera it handed back for a few ticks, for the node it was meant for.
 //!
 //! Fencing, three times over: each camera may publish only until its local deadline (the start
 //! of the last successful renewal plus the lease, less a margin) — after a hang (SIGSTOP) or
@@ -182,6 +183,9 @@ struct Loop {
     sure_until: Option<Instant>,
     started_at: SystemTime,
     last_release: Instant,
+    /// The camera this node last handed back to even out the fleet, and when: not taken
+    /// again by this node for [`HANDED_BACK_TICKS`] ticks, so the node it was meant for gets it.
+    handed_back: Option<(String, Instant)>,
     /// Cameras this node could not start, with the version that failed and when to retry.
     failed: HashMap<String, (i64, Instant)>,
     seeded: bool,
@@ -203,6 +207,7 @@ pub(crate) async fn run(p: FleetParts) -> Leases {
         sure_until: None,
         started_at: SystemTime::now(),
         last_release: Instant::now(),
+        handed_back: None,
         failed: HashMap::new(),
         seeded: false,
         db_down_logged: false,
@@ -212,7 +217,7 @@ pub(crate) async fn run(p: FleetParts) -> Leases {
     loop {
         let started = Instant::now();
         l.step(started).await;
-        let next = started + l.tick;
+        let next = started + jittered(l.tick);
         tokio::select! {
             _ = l.p.stop.cancelled() => break,
             _ = tokio::time::sleep_until(next.into()) => {}
@@ -500,6 +505,11 @@ impl Loop {
                 Some((fv, at)) => fv != v || at.elapsed() > Duration::from_secs(30),
                 None => true,
             });
+            if let Some((given, at)) = &self.handed_back {
+                if at.elapsed() < self.tick * HANDED_BACK_TICKS {
+                    free.retain(|(id, _, _)| id != given);
+                }
+            }
             free.sort_by_key(|(id, _, _)| mix(&me, id));
             let mut room = my_share - mine;
             for (id, cfg, version) in free {
@@ -570,6 +580,7 @@ impl Loop {
                 tracing::info!(camera = %id, to = ?wanting, "fleet: handing a camera back to even out the fleet");
                 self.stop_and_release(store, &id).await;
                 self.last_release = Instant::now();
+                self.handed_back = Some((id, self.last_release));
             }
         }
     }
@@ -593,6 +604,23 @@ impl Loop {
             }
         }
     }
+}
+
+/// Ticks a node leaves a camera it handed back to the others before it may take it again.
+const HANDED_BACK_TICKS: u32 = 3;
+
+/// The wait until the next tick: `tick` give or take a tenth, drawn anew each time. Nodes that
+/// start together would otherwise step at the same instants for as long as they run, and the
+/// node a camera is handed back to could lose the race for it to the node that handed it, at
+/// every tick (seen in the fleet test: the third node, whose database is a proxy further away,
+/// never got a camera in 90 s).
+fn jittered(tick: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // Every RandomState has keys of its own: a fresh draw without a random-number crate.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    let r = h.finish() as f64 / u64::MAX as f64;
+    tick.mul_f64(0.9 + 0.2 * r)
 }
 
 /// A per-node order of camera ids (FNV-1a of node and camera).
@@ -649,5 +677,22 @@ pub(crate) async fn relay(
             m.handed_to.extend(change.agency);
             live.publish(m);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_jittered_by_a_tenth_and_drawn_anew() {
+        let tick = Duration::from_secs(1);
+        let draws: Vec<Duration> = (0..200).map(|_| jittered(tick)).collect();
+        assert!(draws
+            .iter()
+            .all(|d| *d >= Duration::from_millis(900) && *d <= Duration::from_millis(1100)));
+        // Spread over the range, not one value: two nodes started together drift apart.
+        let (lo, hi) = (draws.iter().min().unwrap(), draws.iter().max().unwrap());
+        assert!(*hi - *lo > Duration::from_millis(150), "{lo:?}..{hi:?}");
     }
 }
