@@ -692,7 +692,10 @@ mod tests {
             .iter()
             .all(|d| *d >= Duration::from_millis(900) && *d <= Duration::from_millis(1100)));
         // Spread over the range, not one value: two nodes started together drift apart.
-        let (lo, hi) = (draws.iter().min().unwrap(), draws.iter().max().unwrap());
+        let (lo, hi) = (
+            draws.iter().min().expect("draws"),
+            draws.iter().max().expect("draws"),
+        );
         assert!(*hi - *lo > Duration::from_millis(150), "{lo:?}..{hi:?}");
     }
 }
