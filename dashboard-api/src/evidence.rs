@@ -174,6 +174,18 @@ struct Incoming<'a> {
     body: Option<Vec<u8>>,
 }
 
+impl<'a> Incoming<'a> {
+    /// A GET, which has no body.
+    fn get(uri: &'a Uri, headers: &'a HeaderMap) -> Self {
+        Self {
+            method: Method::GET,
+            uri,
+            headers,
+            body: None,
+        }
+    }
+}
+
 /// The event's clip here, or the answer of the node that has it to the same request.
 async fn find(
     s: &ApiState,
@@ -335,12 +347,7 @@ pub async fn status(
 ) -> Result<Response, ApiError> {
     session.allow(Permission::View)?;
     let which = query(which)?;
-    let incoming = Incoming {
-        method: Method::GET,
-        uri: &uri,
-        headers: &headers,
-        body: None,
-    };
+    let incoming = Incoming::get(&uri, &headers);
     match find(&s, &session, &id, &which, incoming).await? {
         Ok(l) => Ok(Json(clip_status(&s, l).await?).into_response()),
         Err(there) => Ok(there),
@@ -388,12 +395,7 @@ pub async fn video(
     session.allow(Permission::View)?;
     let which = query(which)?;
     let headers = request.headers().clone();
-    let incoming = Incoming {
-        method: Method::GET,
-        uri: &uri,
-        headers: &headers,
-        body: None,
-    };
+    let incoming = Incoming::get(&uri, &headers);
     let l = match find(&s, &session, &id, &which, incoming).await? {
         Ok(l) => l,
         Err(there) => return Ok(there),
@@ -435,12 +437,7 @@ pub async fn export(
     session.allow(Permission::Dispatch)?;
     let which = query(which)?;
     // The node that has the clip builds the zip and audits the download.
-    let incoming = Incoming {
-        method: Method::GET,
-        uri: &uri,
-        headers: &headers,
-        body: None,
-    };
+    let incoming = Incoming::get(&uri, &headers);
     let l = match find(&s, &session, &id, &which, incoming).await? {
         Ok(l) => l,
         Err(there) => return Ok(there),
