@@ -183,8 +183,9 @@ impl Model {
 mod tests {
     use super::*;
 
-    fn model(shape: InputShape, width: u32, height: u32) -> Model {
-        Model {
+    #[test]
+    fn anchors_count_every_grid_cell() {
+        let m = Model {
             manifest: Manifest {
                 name: "m".into(),
                 file: "m.onnx".into(),
@@ -192,13 +193,13 @@ mod tests {
                 labels: "l.txt".into(),
                 input: InputSpec {
                     name: "images".into(),
-                    width,
-                    height,
+                    width: 416,
+                    height: 416,
                     pixel_order: PixelOrder::Bgr,
                     scale: 1.0,
                     letterbox: LetterboxMode::TopLeft,
                     pad_value: 114,
-                    shape,
+                    shape: InputShape::Fit,
                 },
                 output: OutputSpec {
                     name: "output".into(),
@@ -208,13 +209,9 @@ mod tests {
             },
             onnx_path: "m.onnx".into(),
             labels: vec!["person".into()],
-        }
-    }
-
-    #[test]
-    fn anchors_count_every_grid_cell() {
-        let m = model(InputShape::Fit, 416, 416);
+        };
         assert_eq!(m.anchors(416, 416), 3549);
         assert_eq!(m.anchors(416, 256), 52 * 32 + 26 * 16 + 13 * 8);
+        assert_eq!(m.max_stride(), 32);
     }
 }

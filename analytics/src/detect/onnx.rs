@@ -123,8 +123,6 @@ impl Canvas {
 pub struct Detector {
     session: Session,
     model: Model,
-    /// The largest tensor, width and height (the manifest's).
-    input_box: (u32, u32),
     /// Buffers per tensor size, the most recently added last.
     canvases: Vec<Canvas>,
     /// Which classes are wanted, their thresholds and the tracker's floor.
@@ -168,12 +166,12 @@ impl Detector {
                 reason: format!("ONNX Runtime cannot load it: {e}"),
             })?;
         let m = &model.manifest;
-        let input_box = (m.input.width, m.input.height);
+        let (w, h) = (m.input.width, m.input.height);
         let classes = 5 + model.labels.len() as i64;
         let (want_in, want_out) = match m.input.shape {
             InputShape::Fixed => (
-                [1, 3, i64::from(input_box.1), i64::from(input_box.0)],
-                [1, model.anchors(input_box.0, input_box.1) as i64, classes],
+                [1, 3, i64::from(h), i64::from(w)],
+                [1, model.anchors(w, h) as i64, classes],
             ),
             // -1: a named axis, whatever size the tensor has.
             InputShape::Fit => ([1, 3, -1, -1], [1, -1, classes]),
@@ -192,7 +190,6 @@ impl Detector {
             .map_err(|r| contract(fit_hint(r)))?;
         let mut detector = Self {
             session,
-            input_box,
             canvases: Vec::new(),
             filter: ClassFilter { thresholds, floor },
             kinds: nms_kinds(&model.labels),
@@ -202,7 +199,6 @@ impl Detector {
         // The first run at a size plans memory and takes longer than the rest: do it now, not
         // on a camera's first frame (where it would look like the node falling behind), for
         // the square and the usual camera shapes (16:9, 4:3).
-        let (w, h) = input_box;
         let shapes = match detector.model.manifest.input.shape {
             InputShape::Fixed => vec![(w, h)],
             InputShape::Fit => vec![(w, h), (w, (w * 9 / 16).max(1)), (w, (w * 3 / 4).max(1))],
@@ -240,7 +236,8 @@ impl Detector {
 
     /// The model's largest input, width and height in pixels: ingest scales frames to fit it.
     pub fn input_size(&self) -> (u32, u32) {
-        self.input_box
+        let input = &self.model.manifest.input;
+        (input.width, input.height)
     }
 
     /// The tensor a `width` x `height` picture goes into: the input box, or for a model of
@@ -251,7 +248,7 @@ impl Detector {
     /// it, identities on PETS09 came out differently (IDF1 0.726 / 0.759 at every frame / 5
     /// fps against 0.711 / 0.792 in the square, 0.771 / 0.791 with it; MOTA the same).
     pub fn tensor_size(&self, width: u32, height: u32) -> (u32, u32) {
-        let (bw, bh) = self.input_box;
+        let (bw, bh) = self.input_size();
         if self.model.manifest.input.shape == InputShape::Fixed || width == 0 || height == 0 {
             return (bw, bh);
         }
