@@ -1,8 +1,8 @@
 //! One node of a fleet (`[fleet] enabled`): the cameras live in the database, and this node
 //! runs the ones it holds a lease on.
 //!
-//! Every tick (a fifth of the lease, give or take a tenth) the node says it is alive, renews its leases (with its
-//! cameras' statuses) and reads the fleet in one snapshot. It then stops what it no longer
+//! Every tick (a fifth of the lease, give or take a tenth) the node says it is alive, renews
+//! its leases (with its cameras' statuses) and reads the fleet in one snapshot. It then stops what it no longer
 //! holds or what was removed, restarts what changed, takes free cameras up to its fair share
 //! (cameras it may run, shared among the live nodes that may run them, within `capacity`),
 //! and hands one camera back, one per tick, when it holds more than its share and at least two
@@ -183,9 +183,10 @@ struct Loop {
     sure_until: Option<Instant>,
     started_at: SystemTime,
     last_release: Instant,
-    /// The camera this node last handed back to even out the fleet, and when: not taken
-    /// again by this node for [`HANDED_BACK_TICKS`] ticks, so the node it was meant for gets it.
-    handed_back: Option<(String, Instant)>,
+    /// The camera this node last handed back to even out the fleet (at `last_release`): not
+    /// taken again by this node for [`HANDED_BACK_TICKS`] ticks, so the node it was meant for
+    /// gets it.
+    handed_back: Option<String>,
     /// Cameras this node could not start, with the version that failed and when to retry.
     failed: HashMap<String, (i64, Instant)>,
     seeded: bool,
@@ -505,8 +506,8 @@ impl Loop {
                 Some((fv, at)) => fv != v || at.elapsed() > Duration::from_secs(30),
                 None => true,
             });
-            if let Some((given, at)) = &self.handed_back {
-                if at.elapsed() < self.tick * HANDED_BACK_TICKS {
+            if let Some(given) = &self.handed_back {
+                if self.last_release.elapsed() < self.tick * HANDED_BACK_TICKS {
                     free.retain(|(id, _, _)| id != given);
                 }
             }
@@ -580,7 +581,7 @@ impl Loop {
                 tracing::info!(camera = %id, to = ?wanting, "fleet: handing a camera back to even out the fleet");
                 self.stop_and_release(store, &id).await;
                 self.last_release = Instant::now();
-                self.handed_back = Some((id, self.last_release));
+                self.handed_back = Some(id);
             }
         }
     }
