@@ -2,6 +2,7 @@
 //! silently), and the MQTT sink (configured broker or the embedded one) and, when configured,
 //! the store sink deliver from it at their own pace.
 
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use pantau_config::config::ValidConfig;
 use pantau_config::outputs::WhenFull;
 use pantau_events::{IdGenerator, Message, Topics};
 use pantau_sinks::mqtt::{self, MqttSettings};
-use pantau_sinks::outbox::{FullPolicy, Outbox};
+use pantau_sinks::outbox::{FullPolicy, Outbox, OutboxError, Pending};
 use pantau_sinks::{broker, store};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -75,11 +76,22 @@ impl Publisher {
     }
 }
 
-/// The publish stage: appends every queued batch to the outbox; once `closing` is cancelled
-/// (every producer has stopped) it appends what is still queued and ends.
+/// Appends accepted by the outbox and not yet on disk; past this many the publish stage waits
+/// for the oldest (a disk that stalls for good holds analysis back instead of memory growing).
+const COMMITS_IN_FLIGHT: usize = 64;
+
+/// The publish stage: hands every queued batch to the outbox; once `closing` is cancelled
+/// (every producer has stopped) it appends what is still queued, waits until all of it is on
+/// disk and ends. It does not wait for each batch's commit before taking the next: the outbox
+/// shows a record to the sinks as soon as it accepts it, so events that arrive while the disk
+/// is busy (a commit can stall for 100-200 ms) go out at once instead of queueing behind it.
 fn publish_stage(outbox: Arc<Outbox>, closing: CancellationToken) -> (Publisher, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Vec<Message>>(PUBLISH_QUEUE);
     let task = tokio::spawn(async move {
+        let mut in_flight: VecDeque<(usize, Pending<u64>)> = VecDeque::new();
+        let failed = |records: usize, e: OutboxError| {
+            tracing::error!(records, "events not accepted by the outbox: {e}");
+        };
         while let Some(mut batch) = crate::next_until_closed(&mut rx, &closing).await {
             // Whatever else is queued goes in the same append.
             while let Ok(more) = rx.try_recv() {
@@ -88,11 +100,33 @@ fn publish_stage(outbox: Arc<Outbox>, closing: CancellationToken) -> (Publisher,
                     break;
                 }
             }
-            if let Err(e) = outbox.append(&batch).await {
-                tracing::error!(
-                    records = batch.len(),
-                    "events not accepted by the outbox: {e}"
-                );
+            match outbox.append_later(&batch).await {
+                Ok(pending) => in_flight.push_back((batch.len(), pending)),
+                Err(e) => failed(batch.len(), e),
+            }
+            // What has reached the disk (or failed to) is answered in order; the oldest is
+            // waited for only when too many are on their way.
+            while let Some((_, pending)) = in_flight.front_mut() {
+                let answer = match pending.try_done() {
+                    Some(answer) => answer,
+                    None if in_flight.len() > COMMITS_IN_FLIGHT => {
+                        let (records, pending) = in_flight.pop_front().expect("front exists");
+                        if let Err(e) = pending.done().await {
+                            failed(records, e);
+                        }
+                        continue;
+                    }
+                    None => break,
+                };
+                let (records, _) = in_flight.pop_front().expect("front exists");
+                if let Err(e) = answer {
+                    failed(records, e);
+                }
+            }
+        }
+        for (records, pending) in in_flight {
+            if let Err(e) = pending.done().await {
+                failed(records, e);
             }
         }
     });

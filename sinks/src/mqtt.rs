@@ -214,11 +214,56 @@ pub async fn subscribe(
     }
 }
 
-/// Waits for the ack on its way to disk, if any (its error ends the connection).
-async fn settle(ack: &mut Option<AckPending>) -> Result<(), String> {
-    match ack.take() {
-        Some(ack) => ack.done().await.map_err(|e| e.to_string()),
-        None => Ok(()),
+/// Acks on their way to disk at most; past this the sink waits for the oldest.
+const ACKS_IN_FLIGHT: usize = 32;
+
+/// The sink's acks on their way to disk, oldest first (the outbox applies them in that order).
+/// The sink never waits for one while it has something to send: a commit stalled on a busy
+/// disk delays no message. Any ack's error ends the connection (the next one starts again
+/// from the cursor on disk).
+#[derive(Debug, Default)]
+struct AcksOnDisk(VecDeque<AckPending>);
+
+impl AcksOnDisk {
+    /// Forgets the acks whose commit has ended.
+    fn reap(&mut self) -> Result<(), String> {
+        while let Some(ack) = self.0.front_mut() {
+            let Some(answer) = ack.try_done() else {
+                break;
+            };
+            self.0.pop_front();
+            answer.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every ack is on disk.
+    async fn settle(&mut self) -> Result<(), String> {
+        while let Some(ack) = self.0.pop_front() {
+            ack.done().await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn push(&mut self, ack: AckPending) -> Result<(), String> {
+        self.reap()?;
+        while self.0.len() >= ACKS_IN_FLIGHT {
+            if let Some(oldest) = self.0.pop_front() {
+                oldest.done().await.map_err(|e| e.to_string())?;
+            }
+        }
+        self.0.push_back(ack);
+        Ok(())
+    }
+
+    /// The oldest ack's commit ending (never, when there is none).
+    async fn oldest(&mut self) -> Result<(), String> {
+        let Some(ack) = self.0.front_mut() else {
+            return std::future::pending().await;
+        };
+        let answer = ack.finished().await;
+        self.0.pop_front();
+        answer.map(|_| ()).map_err(|e| e.to_string())
     }
 }
 
@@ -275,10 +320,10 @@ async fn connection(
     let mut acked = 0usize;
     let mut batch_last: Option<u64> = None;
     let mut batch_len = 0usize;
-    // The newest record sent and acknowledged by the broker, and its ack on the way to disk:
-    // the next batch is read past it without waiting for the disk.
+    // The newest record sent and acknowledged by the broker, and the acks on their way to
+    // disk: the next batch is read past it without waiting for the disk.
     let mut sent_through = 0u64;
-    let mut ack_on_disk: Option<AckPending> = None;
+    let mut acks = AcksOnDisk::default();
     // The first Outgoing::Publish is the availability message, not from the outbox.
     let mut skip_publishes = 1usize;
 
@@ -323,7 +368,7 @@ async fn connection(
                     }
                 }
                 if publish.is_empty() {
-                    settle(&mut ack_on_disk).await?;
+                    acks.settle().await?;
                     outbox.ack(sink, *last).await.map_err(|e| e.to_string())?;
                     sent_through = *last;
                     continue;
@@ -343,9 +388,9 @@ async fn connection(
                     unsent.push_back(seq);
                 }
             } else {
-                // Nothing to send: make sure the last ack reached the disk (if it did not,
-                // this connection ends and the next one starts again from the cursor).
-                settle(&mut ack_on_disk).await?;
+                // Nothing to send: the acks that reached the disk are done with; the others
+                // are waited for below, alongside new records.
+                acks.reap()?;
             }
         }
         let event = tokio::select! {
@@ -354,6 +399,10 @@ async fn connection(
                 return Ok(());
             }
             _ = outbox.wait_after(sink, sent_through), if batch_last.is_none() => continue,
+            done = acks.oldest(), if !acks.0.is_empty() => {
+                done?;
+                continue;
+            }
             ev = events.poll() => match ev {
                 Ok(ev) => ev,
                 Err(e) => break Err(e.to_string()),
@@ -376,15 +425,13 @@ async fn connection(
                 }
                 if acked == batch_len && unsent.is_empty() {
                     if let Some(last) = batch_last.take() {
-                        // One ack on its way at a time: the previous one must have reached
-                        // the disk (its error ends this connection like any other).
-                        settle(&mut ack_on_disk).await?;
-                        ack_on_disk = Some(
+                        acks.push(
                             outbox
                                 .ack_later(sink, last)
                                 .await
                                 .map_err(|e| e.to_string())?,
-                        );
+                        )
+                        .await?;
                         sent_through = last;
                         if suspects.strikes.is_some_and(|(q, _)| q <= last) {
                             suspects.strikes = None;

@@ -4,16 +4,16 @@
 //! increasing sequence numbers. All writes go through one writer thread that commits many
 //! appends and acknowledgements in one transaction (group commit: one fsync for everything that
 //! arrived during the previous one), so producers never run fsync on an async worker; an append
-//! returns once its records are on disk. Each
-//! sink has a cursor (the last sequence it has delivered); it reads after its cursor in order
-//! and moves the cursor when its destination has confirmed delivery. Records every sink has
-//! passed are deleted. Sinks see a group's records while its commit is still in flight, so a
-//! slow fsync (a disk busy with other files' writes stalls one for 100-200 ms) delays neither
-//! delivery nor the next batch: durability is unchanged (an append still returns only once its
-//! records are on disk, a cursor moves only once its ack is), but should that commit fail the
-//! appender hears so while the broker may already have the record. After a crash (even SIGKILL) a sink resumes after its cursor: nothing
-//! accepted is lost, and what was delivered but not yet acknowledged is delivered again (the
-//! destinations deduplicate by event id).
+//! returns once its records are on disk. Each sink has a cursor (the last sequence it has
+//! delivered); it reads after its cursor in order and moves the cursor when its destination
+//! has confirmed delivery. Records every sink has passed are deleted. Records are numbered and
+//! shown to sinks the moment they are accepted, while they wait for the writer and while their
+//! commit is in flight, so a slow fsync (a disk busy with other files' writes stalls one for
+//! 100-200 ms) delays neither delivery nor the next batch: durability is unchanged (an append still
+//! returns only once its records are on disk, a cursor moves only once its ack is), but should that
+//! commit fail the appender hears so while the broker may already have the record. After a crash
+//! (even SIGKILL) a sink resumes after its cursor: nothing accepted is lost, and what was delivered
+//! but not yet acknowledged is delivered again (the destinations deduplicate by event id).
 //!
 //! Storage is [redb](https://docs.rs/redb): an embedded, pure-Rust, copy-on-write B-tree with
 //! ACID transactions and fsync on commit. A segment log would be simpler to write but would
@@ -169,7 +169,8 @@ fn decode_dead(b: &[u8]) -> Option<DeadLetter> {
 
 #[derive(Debug, Clone)]
 struct State {
-    next_seq: u64,
+    /// The newest sequence number committed.
+    last: u64,
     bytes: u64,
     cursors: BTreeMap<String, u64>,
     next_dead: u64,
@@ -177,7 +178,12 @@ struct State {
 
 /// Work for the writer thread.
 enum Op {
-    Append(Vec<Vec<u8>>, oneshot::Sender<Result<u64, OutboxError>>),
+    /// Records numbered at intake (seq, encoded), their bytes, and who waits for the commit.
+    Append(
+        Vec<(u64, Vec<u8>)>,
+        u64,
+        oneshot::Sender<Result<u64, OutboxError>>,
+    ),
     Ack(String, u64, oneshot::Sender<Result<(), OutboxError>>),
     Dead(Box<DeadLetter>, oneshot::Sender<Result<(), OutboxError>>),
 }
@@ -188,16 +194,31 @@ struct Inner {
     path: String,
     cap_bytes: u64,
     policy: FullPolicy,
+    /// What is committed (the writer's copy is ahead while a group is applied).
     state: Mutex<State>,
-    /// The group being committed (seq -> encoded record): readable before its commit ends.
+    /// Numbering at intake; taken before `pending` wherever both are.
+    intake: Mutex<Intake>,
+    /// Records accepted but not yet committed, queued or being committed (seq -> encoded
+    /// record): sinks read them at once.
     pending: Mutex<SeqMap<u64, Vec<u8>>>,
-    /// The newest sequence number sinks can read (committed or being committed).
+    /// The newest sequence number sinks can read (committed, queued or being committed).
     visible: AtomicU64,
     appended: Notify,
     dropped: AtomicU64,
     refused: AtomicU64,
     dead: Mutex<BTreeMap<String, u64>>,
     commits: AtomicU64,
+    /// Held by a test to keep the writer from committing (a stalled disk).
+    #[cfg(test)]
+    stall: tokio::sync::Mutex<()>,
+}
+
+/// Records are numbered when they are accepted, in the order they reach the writer.
+#[derive(Debug)]
+struct Intake {
+    next_seq: u64,
+    /// Bytes of records accepted and not yet committed (or failed).
+    queued_bytes: u64,
 }
 
 /// How the writer groups work.
@@ -324,10 +345,14 @@ impl Outbox {
             cap_bytes,
             policy,
             state: Mutex::new(State {
-                next_seq,
+                last: next_seq - 1,
                 bytes,
                 cursors,
                 next_dead,
+            }),
+            intake: Mutex::new(Intake {
+                next_seq,
+                queued_bytes: 0,
             }),
             pending: Mutex::new(SeqMap::new()),
             visible: AtomicU64::new(next_seq - 1),
@@ -336,6 +361,8 @@ impl Outbox {
             refused: AtomicU64::new(0),
             dead: Mutex::new(BTreeMap::new()),
             commits: AtomicU64::new(0),
+            #[cfg(test)]
+            stall: tokio::sync::Mutex::new(()),
         });
         let (tx, rx) = mpsc::channel(1024);
         let writer = {
@@ -366,14 +393,10 @@ impl Outbox {
         &self,
         op: impl FnOnce(oneshot::Sender<Result<T, OutboxError>>) -> Op,
     ) -> Result<Pending<T>, OutboxError> {
-        let closed = || OutboxError::Closed(self.inner.path.clone());
-        let ops = self.ops.as_ref().ok_or_else(closed)?;
+        let permit = self.permit().await?;
         let (tx, rx) = oneshot::channel();
-        ops.send(op(tx)).await.map_err(|_| closed())?;
-        Ok(Pending {
-            rx,
-            path: self.inner.path.clone(),
-        })
+        permit.send(op(tx));
+        Ok(self.pending_answer(rx))
     }
 
     async fn submit<T>(
@@ -387,23 +410,106 @@ impl Outbox {
         &self,
         op: impl FnOnce(oneshot::Sender<Result<T, OutboxError>>) -> Op,
     ) -> Result<T, OutboxError> {
-        let closed = || OutboxError::Closed(self.inner.path.clone());
-        let ops = self.ops.as_ref().ok_or_else(closed)?;
+        let permit = self.permit_blocking()?;
         let (tx, rx) = oneshot::channel();
-        ops.blocking_send(op(tx)).map_err(|_| closed())?;
-        rx.blocking_recv().map_err(|_| closed())?
+        permit.send(op(tx));
+        rx.blocking_recv().map_err(|_| self.closed())?
+    }
+
+    fn closed(&self) -> OutboxError {
+        OutboxError::Closed(self.inner.path.clone())
+    }
+
+    fn pending_answer<T>(&self, rx: oneshot::Receiver<Result<T, OutboxError>>) -> Pending<T> {
+        Pending {
+            rx,
+            path: self.inner.path.clone(),
+        }
+    }
+
+    /// Room for one op in the writer's queue (bounded: a writer stalled on the disk holds
+    /// its producers back rather than memory growing).
+    async fn permit(&self) -> Result<mpsc::Permit<'_, Op>, OutboxError> {
+        let ops = self.ops.as_ref().ok_or_else(|| self.closed())?;
+        ops.reserve().await.map_err(|_| self.closed())
+    }
+
+    fn permit_blocking(&self) -> Result<mpsc::Permit<'_, Op>, OutboxError> {
+        let ops = self.ops.as_ref().ok_or_else(|| self.closed())?;
+        loop {
+            match ops.try_reserve() {
+                Ok(permit) => return Ok(permit),
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => return Err(self.closed()),
+            }
+        }
+    }
+
+    /// Numbers `records`, shows them to sinks and hands them to the writer, all at once:
+    /// sinks read a record from the moment it is accepted, even while the writer is still
+    /// committing an earlier group (a stalled fsync then delays no delivery), and the
+    /// writer receives groups in the order of their numbers.
+    fn accept(
+        &self,
+        permit: mpsc::Permit<'_, Op>,
+        records: &[Record],
+    ) -> Result<Pending<u64>, OutboxError> {
+        let encoded: Vec<Vec<u8>> = records.iter().map(encode).collect();
+        let incoming: u64 = encoded.iter().map(|e| e.len() as u64).sum();
+        let (tx, rx) = oneshot::channel();
+        let mut intake = self.inner.intake();
+        if self.inner.policy == FullPolicy::RejectNew {
+            let bytes = self.lock().bytes + intake.queued_bytes;
+            if bytes + incoming > self.inner.cap_bytes {
+                self.inner
+                    .refused
+                    .fetch_add(encoded.len() as u64, Ordering::Relaxed);
+                return Err(OutboxError::Full {
+                    bytes,
+                    cap: self.inner.cap_bytes,
+                });
+            }
+        }
+        let first = intake.next_seq;
+        intake.next_seq += encoded.len() as u64;
+        intake.queued_bytes += incoming;
+        let numbered: Vec<(u64, Vec<u8>)> = (first..).zip(encoded).collect();
+        if !numbered.is_empty() {
+            self.inner
+                .pending()
+                .extend(numbered.iter().map(|(k, v)| (*k, v.clone())));
+            self.inner
+                .visible
+                .fetch_max(intake.next_seq - 1, Ordering::AcqRel);
+        }
+        // Sent before the intake lock is let go: the writer sees groups in number order, and
+        // a sink's ack of these records (it can read them now) reaches the writer after them.
+        permit.send(Op::Append(numbered, incoming, tx));
+        drop(intake);
+        self.inner.appended.notify_waiters();
+        Ok(self.pending_answer(rx))
     }
 
     /// Appends records durably (on disk when this returns). Returns the last sequence number.
     pub async fn append(&self, records: &[Record]) -> Result<u64, OutboxError> {
-        let encoded = records.iter().map(encode).collect();
-        self.submit(|tx| Op::Append(encoded, tx)).await
+        self.append_later(records).await?.done().await
+    }
+
+    /// Accepts records and returns without waiting for their commit: sinks can read them
+    /// at once; [`Pending::done`] says when they are on disk (or why not). Lets a producer
+    /// go on with its next batch while the disk is busy.
+    pub async fn append_later(&self, records: &[Record]) -> Result<Pending<u64>, OutboxError> {
+        let permit = self.permit().await?;
+        self.accept(permit, records)
     }
 
     /// [`Outbox::append`] for threads outside the async runtime.
     pub fn append_blocking(&self, records: &[Record]) -> Result<u64, OutboxError> {
-        let encoded = records.iter().map(encode).collect();
-        self.submit_blocking(|tx| Op::Append(encoded, tx))
+        let permit = self.permit_blocking()?;
+        let pending = self.accept(permit, records)?;
+        pending.rx.blocking_recv().map_err(|_| self.closed())?
     }
 
     /// Up to `max` records after the sink's cursor, in order.
@@ -421,8 +527,9 @@ impl Outbox {
         max: usize,
     ) -> Result<Vec<(u64, Record)>, OutboxError> {
         let after = self.cursor(sink)?.max(after);
-        // The group being committed first: once its commit ends it leaves `pending`, and the
-        // table read below (begun later) has it.
+        // Records not yet committed first: once its commit ends a record leaves `pending`,
+        // and the table read below (begun later) has it. Groups commit in number order, so
+        // every pending record comes after every committed one.
         let pending: Vec<(u64, Vec<u8>)> = self
             .inner
             .pending()
@@ -633,6 +740,25 @@ impl<T> Pending<T> {
     pub async fn done(self) -> Result<T, OutboxError> {
         self.rx.await.map_err(|_| OutboxError::Closed(self.path))?
     }
+
+    /// Waits for its commit without giving it up (for `select!`); once this has answered,
+    /// the value is spent: drop it.
+    pub async fn finished(&mut self) -> Result<T, OutboxError> {
+        (&mut self.rx)
+            .await
+            .map_err(|_| OutboxError::Closed(self.path.clone()))?
+    }
+
+    /// The answer if its commit has ended, without waiting.
+    pub fn try_done(&mut self) -> Option<Result<T, OutboxError>> {
+        match self.rx.try_recv() {
+            Ok(answer) => Some(answer),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => {
+                Some(Err(OutboxError::Closed(self.path.clone())))
+            }
+        }
+    }
 }
 
 impl Drop for Outbox {
@@ -646,13 +772,32 @@ impl Drop for Outbox {
 }
 
 impl Inner {
-    /// A group's commit failed: its records, which sinks may have read while it ran, are
-    /// not there, and their numbers (up to `next_seq`, exclusive) are never given again.
-    fn group_failed(&self, next_seq: u64) {
-        self.pending().clear();
-        let mut state = self.lock();
-        self.visible.store(state.next_seq - 1, Ordering::Release);
-        state.next_seq = state.next_seq.max(next_seq);
+    /// A group has left the writer, `committed` (the state after it) or not: its records
+    /// (`seqs`, `bytes`) are no longer pending; all at once under the intake lock, so a full
+    /// outbox never counts them twice. When its commit failed, those records, which sinks may
+    /// have read, are not on disk and their numbers are never given again; what sinks can
+    /// read falls back to what is committed or still queued, so none waits for numbers that
+    /// will not come.
+    fn group_done(&self, seqs: &[u64], bytes: u64, committed: Option<State>) {
+        let mut intake = self.intake();
+        intake.queued_bytes = intake.queued_bytes.saturating_sub(bytes);
+        let failed = committed.is_none();
+        if let Some(state) = committed {
+            *self.lock() = state;
+        }
+        let mut pending = self.pending();
+        for seq in seqs {
+            pending.remove(seq);
+        }
+        if failed {
+            let last = self.lock().last;
+            let queued = pending.last_key_value().map_or(0, |(k, _)| *k);
+            self.visible.store(last.max(queued), Ordering::Release);
+        }
+    }
+
+    fn intake(&self) -> std::sync::MutexGuard<'_, Intake> {
+        self.intake.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, SeqMap<u64, Vec<u8>>> {
@@ -697,7 +842,15 @@ fn writer(inner: &Inner, mut rx: mpsc::Receiver<Op>, max_group: usize) {
         let mut state = inner.lock().clone();
         let mut replies = Vec::with_capacity(ops.len());
         let mut dropped = 0u64;
-        let mut fresh: Vec<(u64, Vec<u8>)> = Vec::new();
+        // This group's records and their bytes, pending until it ends.
+        let mut group: Vec<u64> = Vec::new();
+        let mut group_bytes = 0u64;
+        for op in &ops {
+            if let Op::Append(numbered, incoming, _) = op {
+                group.extend(numbered.iter().map(|(k, _)| *k));
+                group_bytes += incoming;
+            }
+        }
         let outcome = (|| -> Result<(), OutboxError> {
             let tx = inner.db.begin_write().map_err(|e| inner.storage(e))?;
             {
@@ -706,20 +859,9 @@ fn writer(inner: &Inner, mut rx: mpsc::Receiver<Op>, max_group: usize) {
                 let mut dead = tx.open_table(DEAD).map_err(|e| inner.storage(e))?;
                 for op in ops {
                     match op {
-                        Op::Append(encoded, reply) => {
-                            let incoming: u64 = encoded.iter().map(|e| e.len() as u64).sum();
-                            if state.bytes + incoming > inner.cap_bytes {
-                                if inner.policy == FullPolicy::RejectNew {
-                                    inner
-                                        .refused
-                                        .fetch_add(encoded.len() as u64, Ordering::Relaxed);
-                                    let full = OutboxError::Full {
-                                        bytes: state.bytes,
-                                        cap: inner.cap_bytes,
-                                    };
-                                    replies.push(Reply::Append(reply, Err(full)));
-                                    continue;
-                                }
+                        Op::Append(numbered, incoming, reply) => {
+                            // A full outbox refuses at intake; dropping makes room here.
+                            if inner.policy == FullPolicy::DropOldest {
                                 while state.bytes + incoming > inner.cap_bytes {
                                     let Some((_, v)) =
                                         table.pop_first().map_err(|e| inner.storage(e))?
@@ -730,15 +872,15 @@ fn writer(inner: &Inner, mut rx: mpsc::Receiver<Op>, max_group: usize) {
                                     dropped += 1;
                                 }
                             }
-                            for bytes in encoded {
+                            let last = numbered.last().map_or(state.last, |(k, _)| *k);
+                            for (seq, bytes) in &numbered {
                                 table
-                                    .insert(state.next_seq, bytes.as_slice())
+                                    .insert(*seq, bytes.as_slice())
                                     .map_err(|e| inner.storage(e))?;
-                                fresh.push((state.next_seq, bytes));
-                                state.next_seq += 1;
                             }
+                            state.last = state.last.max(last);
                             state.bytes += incoming;
-                            replies.push(Reply::Append(reply, Ok(state.next_seq - 1)));
+                            replies.push(Reply::Append(reply, Ok(last)));
                         }
                         Op::Ack(sink, seq, reply) => {
                             let current = state.cursors.get(&sink).copied().unwrap_or(0);
@@ -777,22 +919,15 @@ fn writer(inner: &Inner, mut rx: mpsc::Receiver<Op>, max_group: usize) {
                     }
                 }
             }
-            // Sinks may read the group while it is committed.
-            if !fresh.is_empty() {
-                inner.pending().extend(fresh.drain(..));
-                inner
-                    .visible
-                    .fetch_max(state.next_seq - 1, Ordering::AcqRel);
-                inner.appended.notify_waiters();
-            }
+            #[cfg(test)]
+            let _stalled = inner.stall.blocking_lock();
             tx.commit().map_err(|e| inner.storage(e))?;
             Ok(())
         })();
         match outcome {
             Ok(()) => {
                 inner.commits.fetch_add(1, Ordering::Relaxed);
-                *inner.lock() = state;
-                inner.pending().clear();
+                inner.group_done(&group, group_bytes, Some(state));
                 if dropped > 0 {
                     inner.dropped.fetch_add(dropped, Ordering::Relaxed);
                     tracing::error!(
@@ -814,7 +949,7 @@ fn writer(inner: &Inner, mut rx: mpsc::Receiver<Op>, max_group: usize) {
                 inner.appended.notify_waiters();
             }
             Err(e) => {
-                inner.group_failed(state.next_seq);
+                inner.group_done(&group, group_bytes, None);
                 // Nothing of this group is on disk; every caller hears why (the ops whose
                 // reply was not reached drop their sender and hear that the outbox closed).
                 for r in replies {
@@ -940,13 +1075,18 @@ mod tests {
         )
     }
 
-    /// Shows records `seqs` to sinks as the writer does while their group's commit runs.
-    fn in_flight(ob: &Outbox, seqs: &[u64]) {
-        ob.inner
-            .pending()
-            .extend(seqs.iter().map(|&i| (i, encode(&rec(i)))));
+    /// Numbers records `seqs` and shows them to sinks as intake does, without handing them
+    /// to the writer (a group whose commit is still running); returns their bytes.
+    fn in_flight(ob: &Outbox, seqs: &[u64]) -> u64 {
+        let mut intake = ob.inner.intake();
+        let encoded: Vec<(u64, Vec<u8>)> = seqs.iter().map(|&i| (i, encode(&rec(i)))).collect();
+        let bytes = encoded.iter().map(|(_, v)| v.len() as u64).sum();
+        ob.inner.pending().extend(encoded);
         let last = seqs.iter().copied().max().unwrap_or(0);
+        intake.next_seq = intake.next_seq.max(last + 1);
+        intake.queued_bytes += bytes;
         ob.inner.visible.fetch_max(last, Ordering::AcqRel);
+        bytes
     }
 
     fn seqs(read: Vec<(u64, Record)>) -> Vec<u64> {
@@ -1009,7 +1149,7 @@ mod tests {
             .expect("append");
         // A group in flight, as the writer shows it while its commit runs: 4 and 5, and a
         // stale copy of 3 (a reader that cloned the group just before its commit ended).
-        in_flight(&ob, &[3, 4, 5]);
+        let bytes = in_flight(&ob, &[3, 4, 5]);
         let got = ob.read_after("mqtt", 1, 10).expect("read");
         assert_eq!(
             got,
@@ -1021,7 +1161,44 @@ mod tests {
             2,
             "max holds"
         );
-        ob.inner.pending().clear();
+        ob.inner.group_done(&[3, 4, 5], bytes, None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_queued_behind_a_stalled_commit_are_read_at_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ob = small(&dir, &["mqtt", "store"]);
+        let stall = ob.inner.stall.lock().await;
+        let first = ob.append_later(&[rec(1)]).await.expect("accepted");
+        let second = ob.append_later(&[rec(2), rec(3)]).await.expect("accepted");
+        // The writer is stuck in the first group's commit (or has not begun it): everything
+        // accepted is readable all the same, in order, and counted as undelivered.
+        assert_eq!(seqs(ob.read_after("mqtt", 0, 10).expect("read")), [1, 2, 3]);
+        assert_eq!(seqs(ob.read_after("store", 1, 10).expect("read")), [2, 3]);
+        assert_eq!(ob.depth("mqtt"), 3);
+        let woken = {
+            let ob = ob.clone();
+            tokio::spawn(async move { ob.wait_after("mqtt", 2).await })
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(2), woken)
+            .await
+            .expect("record 3 is there to read")
+            .expect("task");
+        // An ack of what was read, queued before the commits end, holds once they do.
+        let ack = ob.ack_later("mqtt", 3).await.expect("queued");
+        drop(stall);
+        assert_eq!(first.done().await.expect("on disk"), 1);
+        assert_eq!(second.done().await.expect("on disk"), 3);
+        ack.done().await.expect("ack on disk");
+        assert_eq!(ob.depth("mqtt"), 0);
+        assert_eq!(ob.depth("store"), 3);
+        assert_eq!(
+            ob.stored().expect("stored"),
+            3,
+            "the store has not read them"
+        );
+        assert!(ob.inner.pending().is_empty());
+        assert_eq!(ob.inner.intake().queued_bytes, 0);
     }
 
     #[tokio::test]
@@ -1033,9 +1210,9 @@ mod tests {
             .expect("append");
         ob.ack("mqtt", 3).await.expect("ack");
         // A group (4 and 5) shown to sinks while its commit ran, and the commit failed.
-        in_flight(&ob, &[4, 5]);
+        let bytes = in_flight(&ob, &[4, 5]);
         assert_eq!(ob.depth("mqtt"), 2);
-        ob.inner.group_failed(6);
+        ob.inner.group_done(&[4, 5], bytes, None);
         assert_eq!(
             ob.depth("mqtt"),
             0,
