@@ -312,6 +312,16 @@ impl Bound {
     }
 }
 
+/// The sample whose cost per camera is the median (the lower of the middle two).
+fn median_bound(samples: &[Bound], analysis_fps: f64) -> Bound {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(|a, b| {
+        a.per_camera(analysis_fps)
+            .total_cmp(&b.per_camera(analysis_fps))
+    });
+    sorted[(sorted.len().max(1) - 1) / 2].clone()
+}
+
 fn clip_fps(clip: &Path) -> f64 {
     // The bench clip is 30 fps; for another clip ask GStreamer.
     let out = Command::new("gst-discoverer-1.0").arg(clip).output();
@@ -851,7 +861,12 @@ struct CamerasReport {
     clip: String,
     analysis_fps: f64,
     motion_gate: bool,
+    /// The median of `bound_samples` by cost per camera.
     bound: Bound,
+    /// The bound measured before every step and after the last: a VM's speed drifts over
+    /// the minutes of a run (steal time, other tenants), and one sample taken at a slow or
+    /// fast moment would move N* by a third.
+    bound_samples: Vec<Bound>,
     /// Cores left to the node: the machine's less what the camera simulator took at the
     /// sustained count.
     cores_for_node: f64,
@@ -889,9 +904,9 @@ async fn cameras(args: CamerasArgs) -> anyhow::Result<ExitCode> {
             m.cores, m.cpu
         );
     }
-    let bound = measure_bound(&clip, &probe_config).await?;
-    let per_camera = bound.per_camera(common.analysis_fps);
-    let first_bound = m.cores as f64 / per_camera;
+    let mut bound_samples = vec![measure_bound(&clip, &probe_config).await?];
+    let bound = &bound_samples[0];
+    let first_bound = m.cores as f64 / bound.per_camera(common.analysis_fps);
     let mut n = args
         .start
         .unwrap_or(((first_bound * 0.6).floor() as usize).max(1))
@@ -911,6 +926,9 @@ async fn cameras(args: CamerasArgs) -> anyhow::Result<ExitCode> {
     let mut best: Option<Step> = None;
     let mut failed_at: Option<usize> = None;
     loop {
+        if !steps.is_empty() {
+            bound_samples.push(measure_bound(&clip, &probe_config).await?);
+        }
         let step = measure_step(common, &env, n, warmup, window).await?;
         if !args.json {
             eprintln!(
@@ -951,6 +969,9 @@ async fn cameras(args: CamerasArgs) -> anyhow::Result<ExitCode> {
             _ => break,
         }
     }
+    bound_samples.push(measure_bound(&clip, &probe_config).await?);
+    let bound = median_bound(&bound_samples, common.analysis_fps);
+    let per_camera = bound.per_camera(common.analysis_fps);
     if !args.json {
         eprintln!("motion gate: replaying the bundled clips as their demo cameras, off and on");
     }
@@ -965,6 +986,7 @@ async fn cameras(args: CamerasArgs) -> anyhow::Result<ExitCode> {
         analysis_fps: common.analysis_fps,
         motion_gate: common.motion_gate,
         bound,
+        bound_samples,
         cores_for_node: round(cores_for_node, 2),
         sustained_cameras: sustained,
         bound_cameras: round(bound_cameras, 2),
@@ -1028,12 +1050,20 @@ fn print_cameras(r: &CamerasReport) {
             s.reason.as_deref().unwrap_or("sustained")
         );
     }
+    let costs: Vec<f64> = r
+        .bound_samples
+        .iter()
+        .map(|b| b.per_camera(r.analysis_fps))
+        .collect();
     println!(
-        "bound: decode {:.3} core-s per camera-s + {} x inference {:.1} core-ms = {:.3} cores per camera; {:.2} cores left to the node",
+        "bound: decode {:.3} core-s per camera-s + {} x inference {:.1} core-ms = {:.3} cores per camera (the median of {} measurements between the steps, {:.3} to {:.3}); {:.2} cores left to the node",
         r.bound.decode_core_s_per_camera_s,
         r.analysis_fps,
         r.bound.inference_core_s * 1000.0,
         r.bound.per_camera(r.analysis_fps),
+        costs.len(),
+        costs.iter().copied().fold(f64::INFINITY, f64::min),
+        costs.iter().copied().fold(0.0, f64::max),
         r.cores_for_node
     );
     println!("motion gate (each clip replayed as its demo camera, 5 fps):");
@@ -1549,6 +1579,26 @@ mod tests {
             store_addr("host=127.0.0.1 port=5433 user=postgres").expect("parses"),
             "127.0.0.1:5433".parse().expect("addr")
         );
+    }
+
+    #[test]
+    fn the_bound_is_the_median_sample_by_cost_per_camera() {
+        let b = |decode: f64, inference_ms: f64| Bound {
+            decode_core_s_per_camera_s: decode,
+            inference_core_s: inference_ms / 1000.0,
+            clip_fps: 30.0,
+        };
+        // Per camera at 5 fps: 0.115, 0.160, 0.121 and 0.130 cores.
+        let samples = [
+            b(0.065, 10.0),
+            b(0.091, 13.8),
+            b(0.066, 11.0),
+            b(0.070, 12.0),
+        ];
+        let median = median_bound(&samples, 5.0);
+        assert!((median.per_camera(5.0) - 0.121).abs() < 1e-9);
+        let one = median_bound(&samples[1..2], 5.0);
+        assert!((one.per_camera(5.0) - 0.160).abs() < 1e-9);
     }
 
     #[test]
