@@ -545,6 +545,7 @@ pub async fn save(
     session: Session,
     Path(camera): Path<String>,
     headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
     body: Result<Json<SaveClipRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     session.allow(Permission::Acknowledge)?;
@@ -562,10 +563,18 @@ pub async fn save(
     // In a fleet, a camera of another node: that node keeps its video and records the clip.
     if s.feed.status(&camera).is_none() {
         if let Some(api) = crate::fleet::runs_elsewhere(&s, &headers, &camera).await {
-            let path = format!("/api/v1/cameras/{camera}/clips");
+            // The request as it came (path and query), as the clip handlers forward theirs.
             let body = serde_json::to_vec(&request).unwrap_or_default();
             let post = axum::http::Method::POST;
-            return crate::fleet::forward(&api, post, &path, None, &headers, Some(body)).await;
+            return crate::fleet::forward(
+                &api,
+                post,
+                uri.path(),
+                uri.query(),
+                &headers,
+                Some(body),
+            )
+            .await;
         }
     }
     let clips = access(&s)?
