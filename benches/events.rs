@@ -92,9 +92,9 @@ async fn rows_per_second() -> f64 {
     total as f64 / secs
 }
 
-async fn mqtt_events_per_second() -> f64 {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let outbox = Arc::new(
+/// A 1 GiB outbox in `dir` with one sink, "mqtt".
+fn mqtt_outbox(dir: &tempfile::TempDir) -> Arc<Outbox> {
+    Arc::new(
         Outbox::open(
             &dir.path().join("o.redb"),
             &["mqtt"],
@@ -102,7 +102,28 @@ async fn mqtt_events_per_second() -> f64 {
             FullPolicy::DropOldest,
         )
         .expect("outbox"),
-    );
+    )
+}
+
+/// The MQTT sink's settings for the local Mosquitto, client and topics under `prefix`.
+fn local_mqtt(prefix: &str) -> MqttSettings {
+    MqttSettings {
+        host: "127.0.0.1".into(),
+        port: 1883,
+        client_id: format!("{prefix}-pub"),
+        credentials: None,
+        availability_topic: format!("{prefix}/bench/available"),
+        keep_alive: Duration::from_secs(15),
+        batch: 256,
+        tls: None,
+        max_packet_bytes: 256 * 1024,
+        fallbacks: Vec::new(),
+    }
+}
+
+async fn mqtt_events_per_second() -> f64 {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = mqtt_outbox(&dir);
     let ids = IdGenerator::new();
     let total = 20_000u64;
     let prefix = format!("pantau-bench-{}", std::process::id());
@@ -120,18 +141,7 @@ async fn mqtt_events_per_second() -> f64 {
         outbox.append(chunk).await.expect("append");
     }
     let stop = CancellationToken::new();
-    let settings = MqttSettings {
-        host: "127.0.0.1".into(),
-        port: 1883,
-        client_id: format!("{prefix}-pub"),
-        credentials: None,
-        availability_topic: format!("{prefix}/bench/available"),
-        keep_alive: Duration::from_secs(15),
-        batch: 256,
-        tls: None,
-        max_packet_bytes: 256 * 1024,
-        fallbacks: Vec::new(),
-    };
+    let settings = local_mqtt(&prefix);
     let start = Instant::now();
     let task = tokio::spawn(run(outbox.clone(), "mqtt".into(), settings, stop.clone()));
     while outbox.depth("mqtt") > 0 {
@@ -215,15 +225,7 @@ fn percentiles(mut v: Vec<f64>) -> (usize, f64, f64) {
 async fn delivery_while_disk_busy(wait_each: bool) -> (Vec<f64>, Vec<f64>) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().expect("tempdir");
-    let outbox = Arc::new(
-        Outbox::open(
-            &dir.path().join("o.redb"),
-            &["mqtt"],
-            1 << 30,
-            FullPolicy::DropOldest,
-        )
-        .expect("outbox"),
-    );
+    let outbox = mqtt_outbox(&dir);
     let busy = Arc::new(AtomicBool::new(true));
     let stressor = {
         let busy = busy.clone();
@@ -267,18 +269,7 @@ async fn delivery_while_disk_busy(wait_each: bool) -> (Vec<f64>, Vec<f64>) {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stop = CancellationToken::new();
-    let settings = MqttSettings {
-        host: "127.0.0.1".into(),
-        port: 1883,
-        client_id: format!("{prefix}-pub"),
-        credentials: None,
-        availability_topic: format!("{prefix}/bench/available"),
-        keep_alive: Duration::from_secs(15),
-        batch: 256,
-        tls: None,
-        max_packet_bytes: 256 * 1024,
-        fallbacks: Vec::new(),
-    };
+    let settings = local_mqtt(&prefix);
     let sink = tokio::spawn(run(outbox.clone(), "mqtt".into(), settings, stop.clone()));
     // Analysis hands its messages to the stage through a queue, on its own schedule.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<pantau_events::Message>>(256);

@@ -2,7 +2,6 @@
 //! silently), and the MQTT sink (configured broker or the embedded one) and, when configured,
 //! the store sink deliver from it at their own pace.
 
-use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +10,7 @@ use pantau_config::config::ValidConfig;
 use pantau_config::outputs::WhenFull;
 use pantau_events::{IdGenerator, Message, Topics};
 use pantau_sinks::mqtt::{self, MqttSettings};
-use pantau_sinks::outbox::{FullPolicy, Outbox, OutboxError, Pending};
+use pantau_sinks::outbox::{Answer, FullPolicy, OnTheirWay, Outbox};
 use pantau_sinks::{broker, store};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -88,9 +87,11 @@ const COMMITS_IN_FLIGHT: usize = 64;
 fn publish_stage(outbox: Arc<Outbox>, closing: CancellationToken) -> (Publisher, JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Vec<Message>>(PUBLISH_QUEUE);
     let task = tokio::spawn(async move {
-        let mut in_flight: VecDeque<(usize, Pending<u64>)> = VecDeque::new();
-        let failed = |records: usize, e: OutboxError| {
-            tracing::error!(records, "events not accepted by the outbox: {e}");
+        let mut on_disk = OnTheirWay::new(COMMITS_IN_FLIGHT);
+        let report = |(records, answer): Answer<usize, u64>| {
+            if let Err(e) = answer {
+                tracing::error!(records, "events not accepted by the outbox: {e}");
+            }
         };
         while let Some(mut batch) = crate::next_until_closed(&mut rx, &closing).await {
             // Whatever else is queued goes in the same append.
@@ -101,33 +102,16 @@ fn publish_stage(outbox: Arc<Outbox>, closing: CancellationToken) -> (Publisher,
                 }
             }
             match outbox.append_later(&batch).await {
-                Ok(pending) => in_flight.push_back((batch.len(), pending)),
-                Err(e) => failed(batch.len(), e),
-            }
-            // What has reached the disk (or failed to) is answered in order; the oldest is
-            // waited for only when too many are on their way.
-            while let Some((_, pending)) = in_flight.front_mut() {
-                let answer = match pending.try_done() {
-                    Some(answer) => answer,
-                    None if in_flight.len() > COMMITS_IN_FLIGHT => {
-                        let (records, pending) = in_flight.pop_front().expect("front exists");
-                        if let Err(e) = pending.done().await {
-                            failed(records, e);
-                        }
-                        continue;
-                    }
-                    None => break,
-                };
-                let (records, _) = in_flight.pop_front().expect("front exists");
-                if let Err(e) = answer {
-                    failed(records, e);
-                }
+                Ok(pending) => on_disk
+                    .push(batch.len(), pending)
+                    .await
+                    .into_iter()
+                    .for_each(report),
+                Err(e) => report((batch.len(), Err(e))),
             }
         }
-        for (records, pending) in in_flight {
-            if let Err(e) = pending.done().await {
-                failed(records, e);
-            }
+        while let Some(answer) = on_disk.oldest().await {
+            report(answer);
         }
     });
     (Publisher { tx }, task)

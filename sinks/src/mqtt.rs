@@ -21,7 +21,7 @@ use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::outbox::{AckPending, Outbox};
+use crate::outbox::{Answer, OnTheirWay, Outbox};
 
 /// Where and how to publish.
 #[derive(Debug, Clone)]
@@ -217,54 +217,16 @@ pub async fn subscribe(
 /// Acks on their way to disk at most; past this the sink waits for the oldest.
 const ACKS_IN_FLIGHT: usize = 32;
 
-/// The sink's acks on their way to disk, oldest first (the outbox applies them in that order).
-/// The sink never waits for one while it has something to send: a commit stalled on a busy
-/// disk delays no message. Any ack's error ends the connection (the next one starts again
-/// from the cursor on disk).
-#[derive(Debug, Default)]
-struct AcksOnDisk(VecDeque<AckPending>);
+/// The sink's acks on their way to disk. The sink never waits for one while it has something
+/// to send: a commit stalled on a busy disk delays no message. Any ack's error ends the
+/// connection (the next one starts again from the cursor on disk).
+type AcksOnDisk = OnTheirWay<(), ()>;
 
-impl AcksOnDisk {
-    /// Forgets the acks whose commit has ended.
-    fn reap(&mut self) -> Result<(), String> {
-        while let Some(ack) = self.0.front_mut() {
-            let Some(answer) = ack.try_done() else {
-                break;
-            };
-            self.0.pop_front();
-            answer.map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    }
-
-    /// Waits until every ack is on disk.
-    async fn settle(&mut self) -> Result<(), String> {
-        while let Some(ack) = self.0.pop_front() {
-            ack.done().await.map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    }
-
-    async fn push(&mut self, ack: AckPending) -> Result<(), String> {
-        self.reap()?;
-        while self.0.len() >= ACKS_IN_FLIGHT {
-            if let Some(oldest) = self.0.pop_front() {
-                oldest.done().await.map_err(|e| e.to_string())?;
-            }
-        }
-        self.0.push_back(ack);
-        Ok(())
-    }
-
-    /// The oldest ack's commit ending (never, when there is none).
-    async fn oldest(&mut self) -> Result<(), String> {
-        let Some(ack) = self.0.front_mut() else {
-            return std::future::pending().await;
-        };
-        let answer = ack.finished().await;
-        self.0.pop_front();
-        answer.map(|_| ()).map_err(|e| e.to_string())
-    }
+/// The first error among acks' answers.
+fn acks_ok(answers: impl IntoIterator<Item = Answer<(), ()>>) -> Result<(), String> {
+    answers
+        .into_iter()
+        .try_for_each(|(_, answer)| answer.map_err(|e| e.to_string()))
 }
 
 /// One connection's life. Returns Ok on shutdown, Err when the connection fails.
@@ -323,7 +285,7 @@ async fn connection(
     // The newest record sent and acknowledged by the broker, and the acks on their way to
     // disk: the next batch is read past it without waiting for the disk.
     let mut sent_through = 0u64;
-    let mut acks = AcksOnDisk::default();
+    let mut acks = AcksOnDisk::new(ACKS_IN_FLIGHT);
     // The first Outgoing::Publish is the availability message, not from the outbox.
     let mut skip_publishes = 1usize;
 
@@ -368,7 +330,9 @@ async fn connection(
                     }
                 }
                 if publish.is_empty() {
-                    acks.settle().await?;
+                    while let Some(answer) = acks.oldest().await {
+                        acks_ok([answer])?;
+                    }
                     outbox.ack(sink, *last).await.map_err(|e| e.to_string())?;
                     sent_through = *last;
                     continue;
@@ -390,7 +354,7 @@ async fn connection(
             } else {
                 // Nothing to send: the acks that reached the disk are done with; the others
                 // are waited for below, alongside new records.
-                acks.reap()?;
+                acks_ok(std::iter::from_fn(|| acks.ready()))?;
             }
         }
         let event = tokio::select! {
@@ -399,8 +363,8 @@ async fn connection(
                 return Ok(());
             }
             _ = outbox.wait_after(sink, sent_through), if batch_last.is_none() => continue,
-            done = acks.oldest(), if !acks.0.is_empty() => {
-                done?;
+            done = acks.oldest(), if !acks.is_empty() => {
+                acks_ok(done)?;
                 continue;
             }
             ev = events.poll() => match ev {
@@ -425,13 +389,11 @@ async fn connection(
                 }
                 if acked == batch_len && unsent.is_empty() {
                     if let Some(last) = batch_last.take() {
-                        acks.push(
-                            outbox
-                                .ack_later(sink, last)
-                                .await
-                                .map_err(|e| e.to_string())?,
-                        )
-                        .await?;
+                        let ack = outbox
+                            .ack_later(sink, last)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        acks_ok(acks.push((), ack).await)?;
                         sent_through = last;
                         if suspects.strikes.is_some_and(|(q, _)| q <= last) {
                             suspects.strikes = None;

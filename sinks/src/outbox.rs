@@ -30,6 +30,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::BTreeMap as SeqMap;
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -735,6 +736,58 @@ pub struct Pending<T> {
 /// An ack on its way to the disk ([`Outbox::ack_later`]).
 pub type AckPending = Pending<()>;
 
+/// Appends or acks handed to the writer, each with the caller's `K`, answered in the order
+/// they were queued (the writer commits them in that order): the caller goes on while they
+/// are on their way and waits for the oldest only when `max` are.
+#[derive(Debug)]
+pub struct OnTheirWay<K, T> {
+    queue: VecDeque<(K, Pending<T>)>,
+    max: usize,
+}
+
+/// An answer from the writer, with the caller's key.
+pub type Answer<K, T> = (K, Result<T, OutboxError>);
+
+impl<K, T> OnTheirWay<K, T> {
+    pub fn new(max: usize) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            max: max.max(1),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The oldest's answer if it has come; never waits.
+    pub fn ready(&mut self) -> Option<Answer<K, T>> {
+        let answer = self.queue.front_mut()?.1.try_done()?;
+        self.queue.pop_front().map(|(key, _)| (key, answer))
+    }
+
+    /// Waits for the oldest's answer (`None` when nothing is on its way). Cancel-safe: a
+    /// wait dropped in `select!` leaves it queued.
+    pub async fn oldest(&mut self) -> Option<Answer<K, T>> {
+        let answer = self.queue.front_mut()?.1.finished().await;
+        self.queue.pop_front().map(|(key, _)| (key, answer))
+    }
+
+    /// Queues one more, first taking the answers that have come and, when `max` are on
+    /// their way, waiting for the oldest; returns those answers, in order.
+    pub async fn push(&mut self, key: K, pending: Pending<T>) -> Vec<Answer<K, T>> {
+        let mut answers = Vec::new();
+        while let Some(answer) = self.ready() {
+            answers.push(answer);
+        }
+        while self.queue.len() >= self.max {
+            answers.extend(self.oldest().await);
+        }
+        self.queue.push_back((key, pending));
+        answers
+    }
+}
+
 impl<T> Pending<T> {
     /// Waits for its commit.
     pub async fn done(self) -> Result<T, OutboxError> {
@@ -743,14 +796,14 @@ impl<T> Pending<T> {
 
     /// Waits for its commit without giving it up (for `select!`); once this has answered,
     /// the value is spent: drop it.
-    pub async fn finished(&mut self) -> Result<T, OutboxError> {
+    async fn finished(&mut self) -> Result<T, OutboxError> {
         (&mut self.rx)
             .await
             .map_err(|_| OutboxError::Closed(self.path.clone()))?
     }
 
     /// The answer if its commit has ended, without waiting.
-    pub fn try_done(&mut self) -> Option<Result<T, OutboxError>> {
+    fn try_done(&mut self) -> Option<Result<T, OutboxError>> {
         match self.rx.try_recv() {
             Ok(answer) => Some(answer),
             Err(oneshot::error::TryRecvError::Empty) => None,
@@ -1199,6 +1252,31 @@ mod tests {
         );
         assert!(ob.inner.pending().is_empty());
         assert_eq!(ob.inner.intake().queued_bytes, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_on_their_way_come_in_order_with_their_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ob = small(&dir, &["mqtt"]);
+        let mut on_disk = OnTheirWay::new(2);
+        let stall = ob.inner.stall.lock().await;
+        for (key, i) in [("a", 1), ("b", 2)] {
+            let pending = ob.append_later(&[rec(i)]).await.expect("accepted");
+            assert!(on_disk.push(key, pending).await.is_empty());
+        }
+        assert!(on_disk.ready().is_none(), "nothing is on disk yet");
+        drop(stall);
+        let third = ob.append_later(&[rec(3)]).await.expect("accepted");
+        // Two are on their way: queuing a third first takes the oldest's answer.
+        let answers = on_disk.push("c", third).await;
+        assert!(matches!(answers.first(), Some(("a", Ok(1)))), "{answers:?}");
+        let mut rest: Vec<_> = answers.into_iter().skip(1).collect();
+        while let Some(answer) = on_disk.oldest().await {
+            rest.push(answer);
+        }
+        let keys: Vec<_> = rest.iter().map(|(k, r)| (*k, r.clone().ok())).collect();
+        assert_eq!(keys, [("b", Some(2)), ("c", Some(3))]);
+        assert!(on_disk.is_empty() && on_disk.ready().is_none());
     }
 
     #[tokio::test]
