@@ -3,7 +3,9 @@
 //! SIGCONT), one loses its database link (a proxy in this test cuts it). Each time its cameras
 //! run on the others within 10 s; the lease log shows each camera on exactly one node at every
 //! moment; the fleet settles without flapping; and the events stored are exactly those
-//! published.
+//! published. Any node's API serves the whole fleet: frames, snapshots and evidence clips of
+//! cameras other nodes run are forwarded to them (a clip saved, its state, video and "keep"
+//! mark, all through n2).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -365,6 +367,10 @@ count_period_s = 10
 listen = "127.0.0.1:{api}"
 admin_password_env = "PANTAU_FLEET_TEST_ADMIN"
 
+[evidence]
+pre_s = 2
+post_s = 1
+
 [detector]
 model = "{model}"
 threads = 1
@@ -612,6 +618,94 @@ threads = 1
         start(&body)
     );
     assert!(body.len() > 1000, "a snapshot of {} bytes", body.len());
+
+    // An operator on n2 saves a clip of a camera another node runs: the request goes to that
+    // node, which records it; its state, video and "keep" mark come through n2 as well.
+    let answer = post(
+        nodes[1].api,
+        &format!("/api/v1/cameras/{elsewhere}/clips"),
+        &token,
+        r#"{"note":"saved through another node"}"#,
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 202"),
+        "save a clip of {elsewhere} through n2: {answer}"
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&answer[answer.find("\r\n\r\n").expect("body") + 4..]).expect("json");
+    let event = saved["event_id"].as_str().expect("event id").to_string();
+    let clip = saved["clip"].as_str().expect("clip").to_string();
+    let recorder = holders(&db, &schema)
+        .await
+        .get(&elsewhere)
+        .cloned()
+        .expect("a holder");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (head, body) = get_bytes(
+            nodes[1].api,
+            &format!("/api/v1/events/{event}/evidence"),
+            &token,
+        )
+        .await;
+        // 404 until the node's event is stored, "recording" until the post-roll is written.
+        if head.starts_with("HTTP/1.1 200") {
+            let status: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(status["clip"], clip.as_str(), "{status}");
+            assert_ne!(status["state"], "failed", "{status}");
+            if status["state"] == "ready" {
+                break;
+            }
+        } else {
+            assert!(head.starts_with("HTTP/1.1 404"), "{head}{}", start(&body));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the clip {clip} of {elsewhere} ready through n2 within 40 s: {head}{}",
+            start(&body)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let owner = nodes.iter().find(|n| n.name == recorder).expect("node");
+    assert!(
+        owner.dir.join("var/evidence").join(&clip).is_dir(),
+        "the clip is written by {recorder}, which runs {elsewhere}"
+    );
+    assert!(
+        !nodes[1].dir.join("var/evidence").join(&clip).exists(),
+        "n2 keeps no copy of another node's clip"
+    );
+    let (head, body) = get_bytes(
+        nodes[1].api,
+        &format!("/api/v1/events/{event}/evidence.mp4"),
+        &token,
+    )
+    .await;
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.to_ascii_lowercase().contains("video/mp4"),
+        "the clip's video through n2: {head}"
+    );
+    assert!(
+        body.windows(4).take(64).any(|w| w == b"ftyp") && body.len() > 10_000,
+        "an MP4 of {} bytes: {}",
+        body.len(),
+        start(&body)
+    );
+    let out = exchange(
+        nodes[1].api,
+        "PUT",
+        &format!("/api/v1/events/{event}/evidence/keep"),
+        Some(&token),
+        Some(r#"{"keep":true}"#),
+    )
+    .await
+    .expect("keep");
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.contains(r#""kept_by":"admin""#),
+        "keep the clip through n2: {out}"
+    );
 
     // 1. SIGKILL: the node dies; its cameras run elsewhere within 10 s.
     let h = holders(&db, &schema).await;
