@@ -391,23 +391,7 @@ impl Look {
         }
         let step = w.div_ceil(GREY_WIDTH).max(1);
         let (gw, gh) = (w / step, h / step);
-        let mut grey = Vec::with_capacity(gw * gh);
-        let mut probe = Vec::with_capacity(gw * gh);
-        let area = (step * step) as u32;
-        for gy in 0..gh {
-            for gx in 0..gw {
-                let mut sum = 0u32;
-                for dy in 0..step {
-                    let row = (gy * step + dy) * image.stride + gx * step * 3;
-                    for dx in 0..step {
-                        sum += luma(&image.data[row + dx * 3..row + dx * 3 + 3]);
-                    }
-                }
-                grey.push(((sum + area / 2) / area) as u8);
-                let at = gy * step * image.stride + gx * step * 3;
-                probe.push(luma(&image.data[at..at + 3]) as u8);
-            }
-        }
+        let (grey, probe) = grey_and_probe(image, step, gw, gh);
         let n = grey.len() as f64;
         let mean = grey.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
         let var = grey
@@ -441,6 +425,33 @@ impl Look {
             probe,
         })
     }
+}
+
+/// The frame reduced to `gw` x `gh` mean lumas of `step` x `step` blocks (rounded), and the
+/// raw luma of each block's first pixel. Row by row over whole blocks, so the inner loops run
+/// without index arithmetic or bounds checks: a look costs a fraction of a millisecond on a
+/// 640 px frame.
+fn grey_and_probe(image: ImageRef<'_>, step: usize, gw: usize, gh: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut grey = Vec::with_capacity(gw * gh);
+    let mut probe = Vec::with_capacity(gw * gh);
+    let area = (step * step) as u32;
+    let span = gw * step * 3;
+    let mut sums = vec![0u32; gw];
+    for gy in 0..gh {
+        sums.fill(0);
+        for dy in 0..step {
+            let start = (gy * step + dy) * image.stride;
+            let row = &image.data[start..start + span];
+            if dy == 0 {
+                probe.extend(row.chunks_exact(step * 3).map(|b| luma(&b[..3]) as u8));
+            }
+            for (sum, block) in sums.iter_mut().zip(row.chunks_exact(step * 3)) {
+                *sum += block.chunks_exact(3).map(luma).sum::<u32>();
+            }
+        }
+        grey.extend(sums.iter().map(|&sum| ((sum + area / 2) / area) as u8));
+    }
+    (grey, probe)
 }
 
 /// Variance of the Laplacian: high for sharp edges, low for a blurred picture.
@@ -1252,6 +1263,50 @@ mod tests {
             Just(Shot::Shifted),
             Just(Shot::Slow),
         ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// The row-by-row reduction gives exactly the block means and probes of the plain
+        /// per-block loop it replaced, whatever the size, padding and content.
+        #[test]
+        fn the_grey_picture_is_the_rounded_mean_of_each_block(
+            w in 8usize..700,
+            h in 8usize..60,
+            pad in 0usize..7,
+            seed in any::<u64>(),
+        ) {
+            let stride = 3 * w + pad;
+            let mut x = seed | 1;
+            let data: Vec<u8> = (0..h * stride)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 24) as u8
+                })
+                .collect();
+            let image = ImageRef { data: &data, width: w as u32, height: h as u32, stride };
+            let step = w.div_ceil(GREY_WIDTH).max(1);
+            let (gw, gh) = (w / step, h / step);
+            let (grey, probe) = grey_and_probe(image, step, gw, gh);
+            let area = (step * step) as u32;
+            let px = |x: usize, y: usize| luma(&data[y * stride + x * 3..y * stride + x * 3 + 3]);
+            for gy in 0..gh {
+                for gx in 0..gw {
+                    let mut sum = 0;
+                    for dy in 0..step {
+                        for dx in 0..step {
+                            sum += px(gx * step + dx, gy * step + dy);
+                        }
+                    }
+                    prop_assert_eq!(u32::from(grey[gy * gw + gx]), (sum + area / 2) / area);
+                    prop_assert_eq!(u32::from(probe[gy * gw + gx]), px(gx * step, gy * step));
+                }
+            }
+            prop_assert_eq!((grey.len(), probe.len()), (gw * gh, gw * gh));
+        }
     }
 
     proptest! {
