@@ -212,6 +212,10 @@ struct Inner {
     /// Held by a test to keep the writer from committing (a stalled disk).
     #[cfg(test)]
     stall: tokio::sync::Mutex<()>,
+    /// Set by a test: an append that has just shown its records to sinks says so on the
+    /// first channel and waits for a word on the second.
+    #[cfg(test)]
+    on_shown: Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
 }
 
 /// Records are numbered when they are accepted, in the order they reach the writer.
@@ -364,6 +368,8 @@ impl Outbox {
             commits: AtomicU64::new(0),
             #[cfg(test)]
             stall: tokio::sync::Mutex::new(()),
+            #[cfg(test)]
+            on_shown: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel(1024);
         let writer = {
@@ -477,17 +483,20 @@ impl Outbox {
         intake.next_seq += encoded.len() as u64;
         intake.queued_bytes += incoming;
         let numbered: Vec<(u64, Vec<u8>)> = (first..).zip(encoded).collect();
-        if !numbered.is_empty() {
-            self.inner
-                .pending()
-                .extend(numbered.iter().map(|(k, v)| (*k, v.clone())));
+        let shown: Vec<(u64, Vec<u8>)> = numbered.clone();
+        // Sent under the intake lock, so the writer sees groups in number order, and before
+        // sinks can read these records, so a sink's ack of them reaches the writer after them
+        // (never a cursor on disk past a record that is not). The writer's answer for this
+        // group takes the intake lock too: it finds the records shown below.
+        permit.send(Op::Append(numbered, incoming, tx));
+        if !shown.is_empty() {
+            self.inner.pending().extend(shown);
             self.inner
                 .visible
                 .fetch_max(intake.next_seq - 1, Ordering::AcqRel);
+            #[cfg(test)]
+            self.inner.shown_hook();
         }
-        // Sent before the intake lock is let go: the writer sees groups in number order, and
-        // a sink's ack of these records (it can read them now) reaches the writer after them.
-        permit.send(Op::Append(numbered, incoming, tx));
         drop(intake);
         self.inner.appended.notify_waiters();
         Ok(self.pending_answer(rx))
@@ -846,6 +855,20 @@ impl Inner {
             let last = self.lock().last;
             let queued = pending.last_key_value().map_or(0, |(k, _)| *k);
             self.visible.store(last.max(queued), Ordering::Release);
+        }
+    }
+
+    /// The test's pause right after an append showed its records (see `on_shown`).
+    #[cfg(test)]
+    fn shown_hook(&self) {
+        let hook = self
+            .on_shown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((shown, go)) = hook {
+            let _ = shown.send(());
+            let _ = go.recv();
         }
     }
 
@@ -1252,6 +1275,42 @@ mod tests {
         );
         assert!(ob.inner.pending().is_empty());
         assert_eq!(ob.inner.intake().queued_bytes, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_ack_of_a_record_read_at_once_reaches_the_writer_after_the_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ob = small(&dir, &["mqtt"]);
+        let stall = ob.inner.stall.lock().await;
+        let (shown_tx, shown_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel();
+        *ob.inner.on_shown.lock().expect("hook") = Some((shown_tx, go_rx));
+        let appending = {
+            let ob = ob.clone();
+            std::thread::spawn(move || ob.append_blocking(&[rec(1)]))
+        };
+        // The append has shown record 1 and stands still: the sink reads it, delivers it and
+        // queues its ack at once, as the MQTT sink does when the broker answers quickly.
+        tokio::task::spawn_blocking(move || shown_rx.recv())
+            .await
+            .expect("task")
+            .expect("the append shows its record");
+        assert_eq!(seqs(ob.read_after("mqtt", 0, 10).expect("read")), [1]);
+        let ack = ob.ack_later("mqtt", 1).await.expect("queued");
+        go_tx.send(()).expect("go on");
+        drop(stall);
+        let appended = tokio::task::spawn_blocking(move || appending.join())
+            .await
+            .expect("task")
+            .expect("thread");
+        assert_eq!(appended.expect("on disk"), 1);
+        ack.done().await.expect("ack on disk");
+        // Had the ack reached the writer first, the cursor would have been on disk before the
+        // record (a crash between the two loses it for every other sink), and the record,
+        // delivered to its only sink, would still be kept.
+        assert_eq!(ob.stored().expect("stored"), 0, "delivered and swept");
+        assert_eq!(ob.depth("mqtt"), 0);
+        assert!(ob.inner.pending().is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
