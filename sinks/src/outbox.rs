@@ -275,7 +275,10 @@ impl Outbox {
         }
         let db = Database::create(path).map_err(|e| err(&e))?;
         let tx = db.begin_write().map_err(|e| err(&e))?;
-        let (next_seq, bytes, first, mut cursors, next_dead) = {
+        // `newest`: the newest record on disk, all sinks can read now. Numbers past it that a
+        // cursor has passed (a commit that failed after a sink read its group) are never
+        // given again, but there is nothing there to read or wait for.
+        let (next_seq, newest, bytes, first, mut cursors, next_dead) = {
             let mut records = tx.open_table(RECORDS).map_err(|e| err(&e))?;
             // Records of the first format move to the typed table, keeping their numbers.
             let mut legacy = tx.open_table(LEGACY_RECORDS).map_err(|e| err(&e))?;
@@ -334,7 +337,7 @@ impl Outbox {
                 .map(|l| l + 1)
                 .unwrap_or(1)
                 .max(cursors.values().copied().max().unwrap_or(0) + 1);
-            (next_seq, bytes, first, cursors, next_dead)
+            (next_seq, last.unwrap_or(0), bytes, first, cursors, next_dead)
         };
         tx.commit().map_err(|e| err(&e))?;
         cursors.retain(|k, _| sinks.contains(&k.as_str()));
@@ -350,7 +353,7 @@ impl Outbox {
             cap_bytes,
             policy,
             state: Mutex::new(State {
-                last: next_seq - 1,
+                last: newest,
                 bytes,
                 cursors,
                 next_dead,
@@ -360,7 +363,7 @@ impl Outbox {
                 queued_bytes: 0,
             }),
             pending: Mutex::new(SeqMap::new()),
-            visible: AtomicU64::new(next_seq - 1),
+            visible: AtomicU64::new(newest),
             appended: Notify::new(),
             dropped: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -1363,6 +1366,37 @@ mod tests {
         let last = waits_until_appended(&ob, waiter, 6, "a sink waits rather than spin").await;
         assert_eq!(last, 6, "4 and 5 may have been read: never given again");
         assert_eq!(ob.read("mqtt", 10).expect("read"), vec![(6, rec(6))]);
+    }
+
+    #[tokio::test]
+    async fn reopened_after_a_failed_commit_a_sink_waits_instead_of_spinning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ob = small(&dir, &["mqtt", "store"]);
+        ob.append(&(1..=3).map(rec).collect::<Vec<_>>())
+            .await
+            .expect("append");
+        ob.ack("mqtt", 3).await.expect("ack");
+        ob.ack("store", 3).await.expect("ack");
+        // 4 and 5 were read by the store sink while their commit ran; the commit failed, and
+        // the store's ack of them reached the disk.
+        let bytes = in_flight(&ob, &[4, 5]);
+        ob.inner.group_done(&[4, 5], bytes, None);
+        ob.ack("store", 5).await.expect("ack");
+        drop(ob);
+        let ob = small(&dir, &["mqtt", "store"]);
+        assert_eq!(ob.stored().expect("stored"), 0);
+        assert_eq!(ob.depths(), [("mqtt".into(), 0), ("store".into(), 0)]);
+        assert!(ob.read_after("mqtt", 3, 10).expect("read").is_empty());
+        // Nothing to read: the MQTT sink (cursor 3) waits for the next append, which gets a
+        // number no sink has passed.
+        let waiter = {
+            let ob = ob.clone();
+            tokio::spawn(async move { ob.wait_after("mqtt", 3).await })
+        };
+        let last = waits_until_appended(&ob, waiter, 6, "a sink waits rather than spin").await;
+        assert_eq!(last, 6);
+        assert_eq!(seqs(ob.read_after("mqtt", 3, 10).expect("read")), [6]);
+        assert_eq!(seqs(ob.read_after("store", 5, 10).expect("read")), [6]);
     }
 
     #[tokio::test]
