@@ -216,6 +216,11 @@ struct Inner {
     /// first channel and waits for a word on the second.
     #[cfg(test)]
     on_shown: Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
+    /// Set by a test: the writer refuses every ack (a full disk), and counts them.
+    #[cfg(test)]
+    refuse_acks: std::sync::atomic::AtomicBool,
+    #[cfg(test)]
+    refused_acks: AtomicU64,
 }
 
 /// Records are numbered when they are accepted, in the order they reach the writer.
@@ -337,7 +342,14 @@ impl Outbox {
                 .map(|l| l + 1)
                 .unwrap_or(1)
                 .max(cursors.values().copied().max().unwrap_or(0) + 1);
-            (next_seq, last.unwrap_or(0), bytes, first, cursors, next_dead)
+            (
+                next_seq,
+                last.unwrap_or(0),
+                bytes,
+                first,
+                cursors,
+                next_dead,
+            )
         };
         tx.commit().map_err(|e| err(&e))?;
         cursors.retain(|k, _| sinks.contains(&k.as_str()));
@@ -373,6 +385,10 @@ impl Outbox {
             stall: tokio::sync::Mutex::new(()),
             #[cfg(test)]
             on_shown: Mutex::new(None),
+            #[cfg(test)]
+            refuse_acks: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            refused_acks: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel(1024);
         let writer = {
@@ -731,6 +747,14 @@ impl Outbox {
     }
 
     /// Number of records stored (for tests and metrics).
+    /// Tests of the sinks: the writer refuses every ack from now on (`true`, a full disk)
+    /// or takes them again; returns how many it refused so far.
+    #[cfg(test)]
+    pub(crate) fn refuse_acks(&self, refuse: bool) -> u64 {
+        self.inner.refuse_acks.store(refuse, Ordering::Relaxed);
+        self.inner.refused_acks.load(Ordering::Relaxed)
+    }
+
     pub fn stored(&self) -> Result<u64, OutboxError> {
         let tx = self.inner.db.begin_read().map_err(|e| self.storage(e))?;
         let table = tx.open_table(RECORDS).map_err(|e| self.storage(e))?;
@@ -962,6 +986,13 @@ fn writer(inner: &Inner, mut rx: mpsc::Receiver<Op>, max_group: usize) {
                             replies.push(Reply::Append(reply, Ok(last)));
                         }
                         Op::Ack(sink, seq, reply) => {
+                            #[cfg(test)]
+                            if inner.refuse_acks.load(Ordering::Relaxed) {
+                                inner.refused_acks.fetch_add(1, Ordering::Relaxed);
+                                let full = inner.storage("no space left on device (a test)");
+                                replies.push(Reply::Unit(reply, Err(full)));
+                                continue;
+                            }
                             let current = state.cursors.get(&sink).copied().unwrap_or(0);
                             if seq > current {
                                 state.cursors.insert(sink.clone(), seq);

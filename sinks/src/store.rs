@@ -175,8 +175,90 @@ pub async fn run_sink(
                 }
             }
             if let Err(e) = outbox.ack(&sink, last).await {
-                tracing::error!("outbox: {e}");
+                // The rows are in the database (written again, they add nothing); the disk
+                // refuses the cursor (full, failing). Tried again after a pause, not at once:
+                // rewriting the batch in a tight loop would load the database and flood the log.
+                tracing::error!(
+                    "outbox: {e}; the store sink tries again in {} s",
+                    ACK_RETRY.as_secs()
+                );
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(ACK_RETRY) => {}
+                }
             }
         }
+    }
+}
+
+/// Pause after the outbox refused an ack.
+const ACK_RETRY: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::outbox::{FullPolicy, Outbox};
+
+    const URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=5";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_ack_is_tried_again_after_a_pause_not_in_a_tight_loop() {
+        let schema = format!("pantau_test_ackretry_{}", std::process::id());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = Arc::new(
+            Outbox::open(
+                &dir.path().join("o.redb"),
+                &["store"],
+                1 << 20,
+                FullPolicy::DropOldest,
+            )
+            .expect("outbox"),
+        );
+        // A record the store keeps no row for: the sink has nothing to write, only to ack.
+        let record = Record {
+            kind: Kind::Incident,
+            topic: "p/site/cam/incidents".into(),
+            retain: false,
+            payload: b"{}".to_vec(),
+        };
+        outbox.append(&[record]).await.expect("append");
+        outbox.refuse_acks(true);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let sink = tokio::spawn(run_sink(
+            outbox.clone(),
+            "store".into(),
+            URL.into(),
+            schema.clone(),
+            None,
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let refused = outbox.refuse_acks(false);
+        // One try a second: 2 or 3 in 2.5 s (the first once connected). Without the pause the
+        // sink read, wrote and acked again at once: hundreds.
+        assert!(
+            (1..=4).contains(&refused),
+            "{refused} acks refused in 2.5 s"
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while outbox.depth("store") > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "acked once the disk takes it"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.cancel();
+        sink.await.expect("sink");
+        let (client, conn) = tokio_postgres::connect(URL, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("drop schema if exists {schema} cascade"))
+            .await
+            .expect("drop");
     }
 }
