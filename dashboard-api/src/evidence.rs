@@ -162,7 +162,7 @@ struct Located {
 /// recorded (its API address).
 enum Clip {
     Here(Located),
-    There(String),
+    There(crate::fleet::Peer),
 }
 
 /// A request for an event's clip as it came (the original path and query, the caller's
@@ -172,6 +172,8 @@ struct Incoming<'a> {
     uri: &'a Uri,
     headers: &'a HeaderMap,
     body: Option<Vec<u8>>,
+    /// How long the node that has the clip may take to start its answer.
+    wait: std::time::Duration,
 }
 
 impl<'a> Incoming<'a> {
@@ -182,6 +184,7 @@ impl<'a> Incoming<'a> {
             uri,
             headers,
             body: None,
+            wait: crate::fleet::FORWARD_TIME,
         }
     }
 }
@@ -196,13 +199,14 @@ async fn find(
 ) -> Result<Result<Located, Response>, ApiError> {
     match locate(s, session, incoming.headers, id, which).await? {
         Clip::Here(l) => Ok(Ok(l)),
-        Clip::There(api) => Ok(Err(crate::fleet::forward(
-            &api,
+        Clip::There(peer) => Ok(Err(crate::fleet::forward(
+            &peer,
             incoming.method,
             incoming.uri.path(),
             incoming.uri.query(),
             incoming.headers,
             incoming.body,
+            incoming.wait,
         )
         .await?)),
     }
@@ -224,8 +228,8 @@ async fn locate(
         .and_then(|v| v.as_str())
         .unwrap_or_default();
     let recorder = which.camera.as_deref().unwrap_or(event_camera);
-    if let Some(api) = crate::fleet::recorded_elsewhere(s, headers, recorder, row.at).await {
-        return Ok(Clip::There(api));
+    if let Some(peer) = crate::fleet::recorded_elsewhere(s, headers, recorder, row.at).await? {
+        return Ok(Clip::There(peer));
     }
     let a = access(s)?;
     let named = match &which.camera {
@@ -437,7 +441,12 @@ pub async fn export(
     session.allow(Permission::Dispatch)?;
     let which = query(which)?;
     // The node that has the clip builds the zip and audits the download.
-    let incoming = Incoming::get(&uri, &headers);
+    // It builds the zip (up to `evidence.camera_mb`, two at a time) before its answer starts:
+    // it may take as long as any request may here.
+    let incoming = Incoming {
+        wait: std::time::Duration::from_secs(s.settings.limits.request_timeout_s.into()),
+        ..Incoming::get(&uri, &headers)
+    };
     let l = match find(&s, &session, &id, &which, incoming).await? {
         Ok(l) => l,
         Err(there) => return Ok(there),
@@ -520,6 +529,7 @@ pub async fn keep(
         uri: &uri,
         headers: &headers,
         body: Some(serde_json::to_vec(&request).unwrap_or_default()),
+        wait: crate::fleet::FORWARD_TIME,
     };
     let l = match find(&s, &session, &id, &which, incoming).await? {
         Ok(l) => l,
@@ -562,17 +572,18 @@ pub async fn save(
     }
     // In a fleet, a camera of another node: that node keeps its video and records the clip.
     if s.feed.status(&camera).is_none() {
-        if let Some(api) = crate::fleet::runs_elsewhere(&s, &headers, &camera).await {
+        if let Some(peer) = crate::fleet::runs_elsewhere(&s, &headers, &camera).await? {
             // The request as it came (path and query), as the clip handlers forward theirs.
             let body = serde_json::to_vec(&request).unwrap_or_default();
             let post = axum::http::Method::POST;
             return crate::fleet::forward(
-                &api,
+                &peer,
                 post,
                 uri.path(),
                 uri.query(),
                 &headers,
                 Some(body),
+                crate::fleet::FORWARD_TIME,
             )
             .await;
         }

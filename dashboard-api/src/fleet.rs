@@ -150,80 +150,138 @@ pub async fn fleet(
 const FORWARDED: &str = "x-pantau-forwarded";
 
 /// How long the other node has to start answering (its body then streams).
-const FORWARD_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const FORWARD_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The API address (`fleet.api_url`) of the node that runs `camera` now, when that is another
-/// node of the fleet; `None` when it runs here, nowhere, on a node that gave no address, or
-/// when the request was already forwarded once.
+/// Another node of the fleet that runs a camera (or recorded its video then).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Peer {
+    /// Its `node.name`.
+    pub node: String,
+    /// Its `fleet.api_url`.
+    pub api_url: String,
+}
+
+/// The node `holder` as somewhere to forward to: `None` when it is this node (`me`); an error
+/// naming it when it gave no API address, which only its own config can mend.
+fn peer(me: &str, holder: String, api_url: Option<String>) -> Result<Option<Peer>, ApiError> {
+    if holder == me {
+        return Ok(None);
+    }
+    match api_url {
+        Some(api_url) => Ok(Some(Peer {
+            node: holder,
+            api_url,
+        })),
+        None => Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "node_without_api_url",
+            format!(
+                "this is on node \"{holder}\", which gives no API address: set [fleet] api_url in \
+                 that node's config (an address the other nodes reach) and restart it"
+            ),
+        )),
+    }
+}
+
+/// The node that runs `camera` now, when that is another node of the fleet; `None` when it
+/// runs here or nowhere, outside a fleet, or when the request was already forwarded once.
 pub(crate) async fn runs_elsewhere(
     s: &ApiState,
     headers: &axum::http::HeaderMap,
     camera: &str,
-) -> Option<String> {
+) -> Result<Option<Peer>, ApiError> {
     if headers.contains_key(FORWARDED) {
-        return None;
+        return Ok(None);
     }
-    let link = s.cameras.as_ref()?.fleet()?.clone();
-    let state = link.db.store().await.ok()?.fleet_state().await.ok()?;
-    let node = state.held().find(|l| l.camera == camera)?.node.clone();
-    if node == link.node {
-        return None;
-    }
-    state.nodes.into_iter().find(|n| n.id == node)?.api_url
+    let Some(link) = s.cameras.as_ref().and_then(|c| c.fleet()).cloned() else {
+        return Ok(None);
+    };
+    // Without the database nobody knows: this node answers for what it has.
+    let Ok(store) = link.db.store().await else {
+        return Ok(None);
+    };
+    let state = match store.fleet_state().await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::warn!(camera, "which node runs the camera is unknown: {e}");
+            return Ok(None);
+        }
+    };
+    let Some(node) = state
+        .held()
+        .find(|l| l.camera == camera)
+        .map(|l| l.node.clone())
+    else {
+        return Ok(None);
+    };
+    let api_url = state
+        .nodes
+        .into_iter()
+        .find(|n| n.id == node)
+        .and_then(|n| n.api_url);
+    peer(&link.node, node, api_url)
 }
 
-/// The API address of the node that recorded `camera`'s video at `at` (held its lease then),
-/// when that is another node of the fleet; `None` otherwise or when already forwarded.
+/// The node that recorded `camera`'s video at `at` (held its lease then), when that is
+/// another node of the fleet; `None` otherwise or when already forwarded.
 pub(crate) async fn recorded_elsewhere(
     s: &ApiState,
     headers: &axum::http::HeaderMap,
     camera: &str,
     at: std::time::SystemTime,
-) -> Option<String> {
+) -> Result<Option<Peer>, ApiError> {
     if headers.contains_key(FORWARDED) {
-        return None;
+        return Ok(None);
     }
-    let link = s.cameras.as_ref()?.fleet()?.clone();
-    let (node, api) = match link
-        .db
-        .store()
-        .await
-        .ok()?
-        .fleet_holder_at(camera, at)
-        .await
-    {
-        Ok(holder) => holder?,
+    let Some(link) = s.cameras.as_ref().and_then(|c| c.fleet()).cloned() else {
+        return Ok(None);
+    };
+    let Ok(store) = link.db.store().await else {
+        return Ok(None);
+    };
+    match store.fleet_holder_at(camera, at).await {
+        Ok(Some((node, api_url))) => peer(&link.node, node, api_url),
+        Ok(None) => Ok(None),
         Err(e) => {
             tracing::warn!(camera, "which node recorded the camera is unknown: {e}");
-            return None;
+            Ok(None)
         }
-    };
-    (node != link.node).then_some(api).flatten()
+    }
 }
 
 /// Sends a request for a camera on to the node that runs it (or recorded its clip), as the
 /// same user: sessions live in the fleet's database, so the other node knows the caller's
 /// token and checks its role and agencies itself. The answer is streamed back as it comes
 /// (frames, clips with byte ranges, zips), so nothing is held here.
+/// `wait`: how long the other node has to start its answer (one that builds it first, as an
+/// evidence export does, needs longer than [`FORWARD_TIME`]).
 pub(crate) async fn forward(
-    api_url: &str,
+    peer: &Peer,
     method: axum::http::Method,
     path: &str,
     query: Option<&str>,
     headers: &axum::http::HeaderMap,
     body: Option<Vec<u8>>,
+    wait: std::time::Duration,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::http::{header, StatusCode};
     use http_body_util::Full;
     use hyper::body::Bytes;
 
-    let unavailable = |why: String| {
+    let api_url = peer.api_url.as_str();
+    let failed = |status: StatusCode, why: String| {
         ApiError::new(
-            StatusCode::BAD_GATEWAY,
+            status,
             "node_unreachable",
-            format!("the camera runs on the node at {api_url}, which did not answer: {why}"),
+            format!(
+                "this is on node \"{}\" ({api_url}), which {why}; check that node (GET \
+                 /api/v1/fleet shows each node's health) and try again",
+                peer.node
+            ),
         )
     };
+    let unavailable =
+        |why: String| failed(StatusCode::BAD_GATEWAY, format!("did not answer: {why}"));
     let query = query.map(|q| format!("?{q}")).unwrap_or_default();
     let uri: axum::http::Uri = format!("{}{path}{query}", api_url.trim_end_matches('/'))
         .parse()
@@ -260,9 +318,14 @@ pub(crate) async fn forward(
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|e| unavailable(e.to_string()))?;
     let exchange = crate::client::send(&host, port, https, request);
-    let answer = tokio::time::timeout(FORWARD_TIME, exchange)
+    let answer = tokio::time::timeout(wait, exchange)
         .await
-        .map_err(|_| unavailable(format!("no answer within {} s", FORWARD_TIME.as_secs())))?
+        .map_err(|_| {
+            failed(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("did not answer within {} s", wait.as_secs_f64()),
+            )
+        })?
         .map_err(unavailable)?;
     let (parts, body) = answer.into_parts();
     let mut out = axum::response::Response::new(axum::body::Body::new(body));
@@ -291,3 +354,89 @@ const PASSED_BACK: [&str; 10] = [
 
 /// Headers of the caller's request passed on (byte ranges of a clip).
 const PASSED_ON: [&str; 3] = ["range", "if-range", "if-none-match"];
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::{HeaderMap, Method, StatusCode};
+
+    use super::*;
+
+    #[test]
+    fn a_holder_without_an_api_address_is_named_with_the_fix() {
+        assert_eq!(peer("n1", "n1".into(), None).expect("here"), None);
+        assert_eq!(
+            peer("n1", "n2".into(), Some("http://10.0.0.2:8080".into())).expect("there"),
+            Some(Peer {
+                node: "n2".into(),
+                api_url: "http://10.0.0.2:8080".into()
+            })
+        );
+        let e = peer("n1", "n2".into(), None).expect_err("no address");
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "node_without_api_url");
+        assert!(
+            e.message.contains("\"n2\"") && e.message.contains("[fleet] api_url"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_node_that_does_not_answer_is_named_with_a_gateway_status() {
+        let get = |peer: Peer, wait: Duration| async move {
+            forward(
+                &peer,
+                Method::GET,
+                "/api/v1/x",
+                None,
+                &HeaderMap::new(),
+                None,
+                wait,
+            )
+            .await
+            .expect_err("no answer")
+        };
+        // Takes the connection and says nothing: 504 after the wait, not a hang.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = silent.local_addr().expect("addr").port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((c, _)) = silent.accept().await {
+                open.push(c);
+            }
+        });
+        let n2 = Peer {
+            node: "n2".into(),
+            api_url: format!("http://127.0.0.1:{port}"),
+        };
+        let started = std::time::Instant::now();
+        let e = get(n2.clone(), Duration::from_millis(300)).await;
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(e.status, StatusCode::GATEWAY_TIMEOUT);
+        assert!(
+            e.message.contains("\"n2\"") && e.message.contains("within 0.3 s"),
+            "{}",
+            e.message
+        );
+        held.abort();
+        // Refuses the connection: 502, naming the node and where to look.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = closed.local_addr().expect("addr").port();
+        drop(closed);
+        let n3 = Peer {
+            node: "n3".into(),
+            api_url: format!("http://127.0.0.1:{port}"),
+        };
+        let e = get(n3, FORWARD_TIME).await;
+        assert_eq!(e.status, StatusCode::BAD_GATEWAY);
+        assert!(
+            e.message.contains("\"n3\"") && e.message.contains("GET /api/v1/fleet"),
+            "{}",
+            e.message
+        );
+    }
+}

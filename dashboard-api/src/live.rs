@@ -334,10 +334,11 @@ pub async fn frame(
     }
     // In a fleet, a camera of another node: that node draws it.
     if s.feed.status(&id).is_none() {
-        if let Some(api) = crate::fleet::runs_elsewhere(&s, &headers, &id).await {
+        if let Some(peer) = crate::fleet::runs_elsewhere(&s, &headers, &id).await? {
             let path = format!("/api/v1/cameras/{id}/frame.jpg");
             let (get, query) = (axum::http::Method::GET, uri.query());
-            return crate::fleet::forward(&api, get, &path, query, &headers, None).await;
+            let wait = crate::fleet::FORWARD_TIME;
+            return crate::fleet::forward(&peer, get, &path, query, &headers, None, wait).await;
         }
     }
     if s.feed.status(&id).is_none() {
@@ -437,10 +438,11 @@ pub async fn snapshot(
         .map(|id| std::time::UNIX_EPOCH + Duration::from_millis(id.millis()));
     // In a fleet, the node that ran the camera then wrote the snapshot.
     if let Some(at) = taken {
-        if let Some(api) = crate::fleet::recorded_elsewhere(&s, &headers, parts[0], at).await {
+        if let Some(peer) = crate::fleet::recorded_elsewhere(&s, &headers, parts[0], at).await? {
             let path = format!("/api/v1/snapshots/{path}");
             let get = axum::http::Method::GET;
-            return crate::fleet::forward(&api, get, &path, None, &headers, None).await;
+            let wait = crate::fleet::FORWARD_TIME;
+            return crate::fleet::forward(&peer, get, &path, None, &headers, None, wait).await;
         }
     }
     let file = dir.join(&path);
