@@ -176,8 +176,10 @@ fn peer(me: &str, holder: String, api_url: Option<String>) -> Result<Option<Peer
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "node_without_api_url",
             format!(
-                "this is on node \"{holder}\", which gives no API address: set [fleet] api_url in \
-                 that node's config (an address the other nodes reach) and restart it"
+                "this is on node \"{holder}\", which gives no API address, so no other node can \
+                 reach it: set [fleet] api_url in that node's config (an address the other nodes \
+                 reach) and restart it; a node that was retired took its clips and snapshots \
+                 with it"
             ),
         )),
     }
