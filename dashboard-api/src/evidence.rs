@@ -177,7 +177,8 @@ struct Incoming<'a> {
 }
 
 impl<'a> Incoming<'a> {
-    /// A GET, which has no body.
+    /// A GET (no body) the other node must begin answering within
+    /// [`crate::fleet::FORWARD_TIME`]; the other requests start from it.
     fn get(uri: &'a Uri, headers: &'a HeaderMap) -> Self {
         Self {
             method: Method::GET,
@@ -526,10 +527,8 @@ pub async fn keep(
     // The mark is in the fleet's database; the node that has the clip reads it.
     let incoming = Incoming {
         method: Method::PUT,
-        uri: &uri,
-        headers: &headers,
         body: Some(serde_json::to_vec(&request).unwrap_or_default()),
-        wait: crate::fleet::FORWARD_TIME,
+        ..Incoming::get(&uri, &headers)
     };
     let l = match find(&s, &session, &id, &which, incoming).await? {
         Ok(l) => l,

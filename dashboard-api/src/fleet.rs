@@ -416,7 +416,7 @@ mod tests {
             api_url: format!("http://127.0.0.1:{port}"),
         };
         let started = std::time::Instant::now();
-        let e = get(n2.clone(), Duration::from_millis(300)).await;
+        let e = get(n2, Duration::from_millis(300)).await;
         assert!(started.elapsed() < Duration::from_secs(3));
         assert_eq!(e.status, StatusCode::GATEWAY_TIMEOUT);
         assert!(

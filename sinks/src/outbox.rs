@@ -746,7 +746,6 @@ impl Outbox {
         self.inner.commits.load(Ordering::Relaxed)
     }
 
-    /// Number of records stored (for tests and metrics).
     /// Tests of the sinks: the writer refuses every ack from now on (`true`, a full disk)
     /// or takes them again; returns how many it refused so far.
     #[cfg(test)]
@@ -755,6 +754,7 @@ impl Outbox {
         self.inner.refused_acks.load(Ordering::Relaxed)
     }
 
+    /// Number of records stored (for tests and metrics).
     pub fn stored(&self) -> Result<u64, OutboxError> {
         let tx = self.inner.db.begin_read().map_err(|e| self.storage(e))?;
         let table = tx.open_table(RECORDS).map_err(|e| self.storage(e))?;
