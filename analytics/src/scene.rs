@@ -197,6 +197,9 @@ mod tests {
         // first sighting is left of the line, the second (which confirms the track) already
         // right of it. The line points down, so left to right on screen is "out".
         let mut scene = Scene::new(&[gate()], &[], &TrackerConfig::default());
+        // The camera was running before the car came (on the tracker's first frame a sure
+        // detection is confirmed at once).
+        scene.update(&[], &[], at(0, 5.0) - std::time::Duration::from_millis(200));
         let mut crossings = Vec::new();
         for i in 0..5 {
             let u = scene.update(&[car(200.0 + 80.0 * i as f32, 0.9, 2)], &[], at(i, 5.0));

@@ -17,7 +17,9 @@
 //!    reached `new_track_score`; otherwise after three confident sightings, or four weak ones
 //!    over 0.8 s, and only if it moved (clutter the model half-believes in stands still). A
 //!    track confirmed next to a lost one that fits takes the lost track's id;
-//! 6. detections left over start tentative tracks, unless they duplicate a track.
+//! 6. detections left over start tentative tracks, unless they duplicate a track; on the
+//!    tracker's first frame, those that reach `new_track_score` are confirmed at once (there
+//!    is no earlier frame to confirm them against).
 //!
 //! A track that is found again after a gap has its filter re-run along a straight virtual path
 //! between the two sightings (OC-SORT's observation-centric re-update), so the gap does not
@@ -72,6 +74,11 @@ const CONFIRM_MOVE: f32 = 0.3;
 /// model barely sees from above) needs this many sightings over at least this many seconds.
 const WEAK_SIGHTINGS: u32 = 4;
 const WEAK_SPAN_S: f64 = 0.8;
+/// Capture times are seconds since the Unix epoch in an f64 (a resolution of about 0.2 us), so
+/// a span meant to equal a limit (0.8 s is four gaps at 5 fps) comes out a hair either side,
+/// depending on when the clock started: a replay would then decide differently from run to
+/// run. Limits on spans are compared with this slack.
+const CLOCK_SLACK: f64 = 1e-3;
 /// Share of the overlap cost that the detection's score decides (ByteTrack's score fusion).
 const SCORE_FUSION: f32 = 0.5;
 /// A track this sure of its heading does not match a box behind it by distance.
@@ -395,6 +402,7 @@ impl Tracker {
             _ => 1e-3,
         };
         let at = self.last_time.map_or(at, |last| at.max(last + 1e-3));
+        let first_frame = self.last_time.is_none();
         self.last_time = Some(at);
 
         let (high, low): (Vec<Candidate<'_>>, Vec<Candidate<'_>>) = detections
@@ -473,7 +481,7 @@ impl Tracker {
         for (ti, c) in matched {
             let t = &mut self.tracks[ti];
             t.update(&c, at, c.is_high(cfg.high_score));
-            let weak_ok = t.hits >= WEAK_SIGHTINGS && at - t.first.0 >= WEAK_SPAN_S;
+            let weak_ok = t.hits >= WEAK_SIGHTINGS && at - t.first.0 >= WEAK_SPAN_S - CLOCK_SLACK;
             let seen_enough = if t.any_confident {
                 t.hits >= CONFIRM_SIGHTINGS
             } else {
@@ -516,7 +524,7 @@ impl Tracker {
             remove[ti] = true;
         }
         for (i, t) in self.tracks.iter().enumerate() {
-            let lost_s = f64::from(cfg.lost_s);
+            let lost_s = f64::from(cfg.lost_s) + CLOCK_SLACK;
             if (t.state == TrackState::Lost && at - t.last_seen() > lost_s)
                 || at - t.last_confident > lost_s
             {
@@ -538,7 +546,13 @@ impl Tracker {
                 .iter()
                 .any(|t| t.matched_now && t.last_box().iou(&c.det.bbox) > NEW_TRACK_OVERLAP);
             if !duplicate {
-                self.tracks.push(Track::new(&c, at));
+                let mut t = Track::new(&c, at);
+                // The first frame has no past to confirm against: a detection sure enough to
+                // start a track is an object already there (ByteTrack activates these at once).
+                if first_frame && c.det.score >= cfg.new_track_score {
+                    t.state = TrackState::Confirmed;
+                }
+                self.tracks.push(t);
             }
         }
 
@@ -661,7 +675,8 @@ impl Tracker {
                 Pass::Weak | Pass::LastSighting => return None,
                 Pass::Tentative => REACH_BASE + REACH_PER_S * since,
                 Pass::Confident => {
-                    let per_s = if t.state == TrackState::Confirmed {
+                    // A track confirmed on the first frame has no velocity yet.
+                    let per_s = if t.state == TrackState::Confirmed && t.hits > 1 {
                         TRACKED_REACH_PER_S
                     } else {
                         REACH_PER_S
@@ -761,6 +776,7 @@ impl Tracker {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     fn det(x: f32, y: f32, score: f32, class: u16) -> Detection {
         Detection {
@@ -779,6 +795,8 @@ mod tests {
     #[test]
     fn a_track_is_confirmed_on_its_second_frame_and_keeps_its_id() {
         let mut t = Tracker::new(TrackerConfig::default());
+        // A camera already running: the object appears after the tracker's first frame.
+        t.update(&[], &[], time(0, 25.0) - 0.04);
         assert!(
             t.update(&[det(0.0, 0.0, 0.9, 0)], &[], time(0, 25.0))
                 .is_empty(),
@@ -800,6 +818,53 @@ mod tests {
             (out[0].velocity.0 - 125.0).abs() < 15.0,
             "{:?}",
             out[0].velocity
+        );
+    }
+
+    #[test]
+    fn objects_already_there_on_the_first_frame_are_reported_at_once() {
+        let mut t = Tracker::new(TrackerConfig::default());
+        // Sure enough to start a track (new_track_score 0.6): confirmed at once; a weaker one
+        // waits for a second sighting as it would on any other frame.
+        let out = t.update(
+            &[det(0.0, 0.0, 0.9, 0), det(500.0, 0.0, 0.5, 0)],
+            &[],
+            time(0, 5.0),
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].bbox, det(0.0, 0.0, 0.9, 0).bbox);
+        let id = out[0].id;
+        // Its velocity is not known yet: a fast mover (1.5 widths a frame at 5 fps) is still
+        // found on the next frame.
+        let out = t.update(
+            &[det(60.0, 0.0, 0.9, 0), det(500.0, 0.0, 0.5, 0)],
+            &[],
+            time(1, 5.0),
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].id, id);
+        assert!(out[0].matched);
+    }
+
+    #[test]
+    fn decisions_do_not_depend_on_when_the_clock_started() {
+        // A weak, moving object at 5 fps: four gaps of 0.2 s make the 0.8 s a weak track needs,
+        // on whatever second the camera's clock (or a replay's start) puts the first frame.
+        let mut confirmed_at = BTreeSet::new();
+        for start in 0..200 {
+            let base = 1_700_000_000.0 + f64::from(start) * 0.0137;
+            let mut t = Tracker::new(TrackerConfig::default());
+            t.update(&[], &[], base - 0.2);
+            let first = (0..10).find(|&i| {
+                let d = det(30.0 * i as f32, 0.0, 0.3, 2);
+                !t.update(&[d], &[], base + i as f64 * 0.2).is_empty()
+            });
+            confirmed_at.insert(first);
+        }
+        assert_eq!(
+            confirmed_at,
+            BTreeSet::from([Some(4)]),
+            "confirmed on the fifth sighting (0.8 s) every time"
         );
     }
 
@@ -926,6 +991,7 @@ mod tests {
         }
         // A single flash never becomes a track.
         let mut t = Tracker::new(TrackerConfig::default());
+        t.update(&[], &[], time(0, 5.0) - 0.2);
         assert!(t
             .update(&[det(300.0, 300.0, 0.95, 0)], &[], time(0, 5.0))
             .is_empty());
