@@ -218,8 +218,10 @@ pub async fn subscribe(
 const ACKS_IN_FLIGHT: usize = 32;
 
 /// The sink's acks on their way to disk. The sink never waits for one while it has something
-/// to send: a commit stalled on a busy disk delays no message. Any ack's error ends the
-/// connection (the next one starts again from the cursor on disk).
+/// to send or a connection to keep alive: a commit stalled on a busy disk delays no message.
+/// With `ACKS_IN_FLIGHT` on their way the newest delivered batch waits as the one ack due
+/// (acks are cumulative: it covers every batch before it) and is queued when one lands. Any
+/// ack's error ends the connection (the next one starts again from the cursor on disk).
 type AcksOnDisk = OnTheirWay<(), ()>;
 
 /// The first error among acks' answers.
@@ -227,6 +229,16 @@ fn acks_ok(answers: impl IntoIterator<Item = Answer<(), ()>>) -> Result<(), Stri
     answers
         .into_iter()
         .try_for_each(|(_, answer)| answer.map_err(|e| e.to_string()))
+}
+
+/// Queues the ack still due when a connection ends, without waiting for the disk (the writer
+/// commits it before the outbox closes).
+async fn queue_last_ack(outbox: &Outbox, sink: &str, due: Option<u64>) {
+    if let Some(last) = due {
+        if let Err(e) = outbox.ack_later(sink, last).await {
+            debug!(sink, "ack of delivered records not queued: {e}");
+        }
+    }
 }
 
 /// One connection's life. Returns Ok on shutdown, Err when the connection fails.
@@ -286,10 +298,20 @@ async fn connection(
     // disk: the next batch is read past it without waiting for the disk.
     let mut sent_through = 0u64;
     let mut acks = AcksOnDisk::new(ACKS_IN_FLIGHT);
+    // Delivered through here, ack not queued yet (`ACKS_IN_FLIGHT` are on their way).
+    let mut ack_due: Option<u64> = None;
     // The first Outgoing::Publish is the availability message, not from the outbox.
     let mut skip_publishes = 1usize;
 
     let result = loop {
+        if let Some(last) = ack_due.filter(|_| !acks.is_full()) {
+            let ack = outbox
+                .ack_later(sink, last)
+                .await
+                .map_err(|e| e.to_string())?;
+            acks_ok(acks.push((), ack).await)?;
+            ack_due = None;
+        }
         if batch_last.is_none() {
             let careful = outbox
                 .read_after(sink, sent_through, 1)
@@ -335,6 +357,7 @@ async fn connection(
                     }
                     outbox.ack(sink, *last).await.map_err(|e| e.to_string())?;
                     sent_through = *last;
+                    ack_due = None;
                     continue;
                 }
                 batch_last = Some(*last);
@@ -360,6 +383,7 @@ async fn connection(
         let event = tokio::select! {
             _ = shutdown.cancelled() => {
                 let _ = client.disconnect().await;
+                queue_last_ack(outbox, sink, ack_due).await;
                 return Ok(());
             }
             _ = outbox.wait_after(sink, sent_through), if batch_last.is_none() => continue,
@@ -389,11 +413,8 @@ async fn connection(
                 }
                 if acked == batch_len && unsent.is_empty() {
                     if let Some(last) = batch_last.take() {
-                        let ack = outbox
-                            .ack_later(sink, last)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        acks_ok(acks.push((), ack).await)?;
+                        // Queued at the top of the loop, or once an ack lands.
+                        ack_due = Some(last);
                         sent_through = last;
                         if suspects.strikes.is_some_and(|(q, _)| q <= last) {
                             suspects.strikes = None;
@@ -406,6 +427,8 @@ async fn connection(
             _ => {}
         }
     };
+    // What the broker took is not sent again by the next connection.
+    queue_last_ack(outbox, sink, ack_due).await;
     // The connection died with a batch in flight: the next ones send it one by one, and a
     // message alone in flight each time collects a strike.
     if let Some(last) = batch_last {
@@ -420,4 +443,112 @@ async fn connection(
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::outbox::{FullPolicy, Outbox, Record};
+    use pantau_events::Kind;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_disk_never_stops_delivery_once_acks_pile_up() {
+        let prefix = format!("pantau_test_stalled_acks_{}", std::process::id());
+        let topic = format!("{prefix}/site/cam/crossings");
+        // The broker on this machine; a subscriber counts what reaches it.
+        let mut opts = MqttOptions::new(format!("{prefix}-sub"), "127.0.0.1", 1883);
+        opts.set_keep_alive(Duration::from_secs(5));
+        let (sub, mut sub_events) = AsyncClient::new(opts, 64);
+        sub.subscribe(&topic, QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        let (got_tx, mut got) = tokio::sync::mpsc::unbounded_channel();
+        let listener = tokio::spawn(async move {
+            while let Ok(ev) = sub_events.poll().await {
+                match ev {
+                    Event::Incoming(Packet::SubAck(_)) => {
+                        let _ = got_tx.send(None);
+                    }
+                    Event::Incoming(Packet::Publish(p)) => {
+                        let _ = got_tx.send(Some(p.payload.to_vec()));
+                    }
+                    _ => {}
+                }
+            }
+        });
+        assert_eq!(got.recv().await, Some(None), "subscribed");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = Arc::new(
+            Outbox::open(
+                &dir.path().join("o.redb"),
+                &["mqtt"],
+                1 << 20,
+                FullPolicy::DropOldest,
+            )
+            .expect("outbox"),
+        );
+        // The disk stalls: nothing commits, neither these records nor the sink's acks.
+        let stalled = outbox.stall_writer().await;
+        let records = 3 * ACKS_IN_FLIGHT;
+        for i in 0..records {
+            let record = Record {
+                kind: Kind::Incident,
+                topic: topic.clone(),
+                retain: false,
+                payload: i.to_string().into_bytes(),
+            };
+            // Shown to the sink at once; on disk once the writer commits.
+            drop(outbox.append_later(&[record]).await.expect("accepted"));
+        }
+        let settings = MqttSettings {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            client_id: format!("{prefix}-pub"),
+            credentials: None,
+            availability_topic: format!("{prefix}/node/available"),
+            keep_alive: Duration::from_secs(5),
+            // One message a batch: one ack to the outbox for each.
+            batch: 1,
+            tls: None,
+            max_packet_bytes: 64 * 1024,
+            fallbacks: Vec::new(),
+        };
+        let stop = CancellationToken::new();
+        let sink = tokio::spawn(run(outbox.clone(), "mqtt".into(), settings, stop.clone()));
+        // Every record reaches the broker while the disk is stalled. Before, the sink waited
+        // for the oldest of 32 acks inside its PUBACK handling: delivery stopped after 33
+        // messages and the connection was no longer polled (no pings either).
+        let mut received = Vec::new();
+        while received.len() < records {
+            match tokio::time::timeout(Duration::from_secs(5), got.recv()).await {
+                Ok(Some(Some(payload))) => received.push(payload),
+                Ok(_) => panic!("the subscriber stopped"),
+                Err(_) => panic!(
+                    "{} of {records} messages delivered while the disk stalls",
+                    received.len()
+                ),
+            }
+        }
+        assert_eq!(
+            received.last(),
+            Some(&(records - 1).to_string().into_bytes())
+        );
+        // Once the disk is back the cursor reaches the end: the ack still due was queued.
+        drop(stalled);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while outbox.depth("mqtt") > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} records left unacknowledged",
+                outbox.depth("mqtt")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        sink.await.expect("sink");
+        listener.abort();
+    }
 }

@@ -754,6 +754,13 @@ impl Outbox {
         self.inner.refused_acks.load(Ordering::Relaxed)
     }
 
+    /// Tests of the sinks: keeps the writer from committing (a stalled disk) while the guard
+    /// is held.
+    #[cfg(test)]
+    pub(crate) async fn stall_writer(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.stall.lock().await
+    }
+
     /// Number of records stored (for tests and metrics).
     pub fn stored(&self) -> Result<u64, OutboxError> {
         let tx = self.inner.db.begin_read().map_err(|e| self.storage(e))?;
@@ -794,6 +801,11 @@ impl<K, T> OnTheirWay<K, T> {
 
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// `max` are on their way: [`OnTheirWay::push`] would wait for the oldest.
+    pub fn is_full(&self) -> bool {
+        self.queue.len() >= self.max
     }
 
     /// The oldest's answer if it has come; never waits.
