@@ -256,7 +256,9 @@ pub(crate) async fn recorded_elsewhere(
 /// token and checks its role and agencies itself. The answer is streamed back as it comes
 /// (frames, clips with byte ranges, zips), so nothing is held here.
 /// `wait`: how long the other node has to start its answer (one that builds it first, as an
-/// evidence export does, needs longer than [`FORWARD_TIME`]).
+/// evidence export does, needs longer than [`FORWARD_TIME`]), and then to send each next piece
+/// of it: a node that stalls halfway is cut off (the caller sees its download end unfinished)
+/// rather than holding the caller and a connection for good.
 pub(crate) async fn forward(
     peer: &Peer,
     method: axum::http::Method,
@@ -330,6 +332,13 @@ pub(crate) async fn forward(
         })?
         .map_err(unavailable)?;
     let (parts, body) = answer.into_parts();
+    let body = Stalls {
+        inner: body,
+        idle: wait,
+        deadline: Box::pin(tokio::time::sleep(wait)),
+        waiting: false,
+        node: peer.node.clone(),
+    };
     let mut out = axum::response::Response::new(axum::body::Body::new(body));
     *out.status_mut() = parts.status;
     for name in PASSED_BACK {
@@ -338,6 +347,69 @@ pub(crate) async fn forward(
         }
     }
     Ok(out)
+}
+
+/// The other node's answer body, ended with an error when no piece of it comes for `idle`.
+struct Stalls<B> {
+    inner: B,
+    idle: std::time::Duration,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Polled since the last piece: the deadline runs. It starts again at the first poll after
+    /// a piece, so a caller that reads slowly is not taken for a stalled node.
+    waiting: bool,
+    node: String,
+}
+
+impl<B> hyper::body::Body for Stalls<B>
+where
+    B: hyper::body::Body<Data = hyper::body::Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = hyper::body::Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if !this.waiting {
+            this.waiting = true;
+            let next = tokio::time::Instant::now() + this.idle;
+            this.deadline.as_mut().reset(next);
+        }
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = false;
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match std::future::Future::poll(this.deadline.as_mut(), cx) {
+                Poll::Ready(()) => {
+                    tracing::warn!(
+                        node = %this.node,
+                        "a forwarded answer stalled for {} s; cut off",
+                        this.idle.as_secs_f64()
+                    );
+                    Poll::Ready(Some(Err(format!(
+                        "node \"{}\" sent nothing more for {} s",
+                        this.node,
+                        this.idle.as_secs_f64()
+                    )
+                    .into())))
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Headers of the other node's answer passed back to the caller.
@@ -440,5 +512,59 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[tokio::test]
+    async fn a_node_that_stalls_halfway_through_its_answer_is_cut_off() {
+        use http_body_util::BodyExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Answers at once, sends 10 of the 100 bytes it announced, then nothing.
+        let stalling = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = stalling.local_addr().expect("addr").port();
+        let held = tokio::spawn(async move {
+            let (mut c, _) = stalling.accept().await.expect("accept");
+            let mut request = [0u8; 1024];
+            let _ = c.read(&mut request).await;
+            c.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: video/mp4\r\ncontent-length: 100\r\n\r\n0123456789")
+                .await
+                .expect("write");
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(c);
+        });
+        let n2 = Peer {
+            node: "n2".into(),
+            api_url: format!("http://127.0.0.1:{port}"),
+        };
+        let answer = forward(
+            &n2,
+            Method::GET,
+            "/api/v1/clip",
+            None,
+            &HeaderMap::new(),
+            None,
+            Duration::from_millis(300),
+        )
+        .await
+        .expect("the answer began");
+        assert_eq!(answer.status(), StatusCode::OK);
+        let started = std::time::Instant::now();
+        let mut body = answer.into_body();
+        let mut got = Vec::new();
+        let end = loop {
+            match body.frame().await {
+                Some(Ok(frame)) => got.extend(frame.into_data().unwrap_or_default()),
+                Some(Err(e)) => break e.to_string(),
+                None => panic!("the body ended without its 100 bytes"),
+            }
+        };
+        assert_eq!(got, b"0123456789");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "cut off after the wait"
+        );
+        assert!(end.contains("\"n2\"") && end.contains("0.3 s"), "{end}");
+        held.abort();
     }
 }
