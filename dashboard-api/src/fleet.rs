@@ -295,11 +295,7 @@ pub(crate) async fn forward(
         .authority()
         .ok_or_else(|| unavailable("no host".into()))?
         .clone();
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
+    let host = host_of(&authority).to_string();
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     let mut request = axum::http::Request::builder()
         .method(method)
@@ -347,6 +343,37 @@ pub(crate) async fn forward(
         }
     }
     Ok(out)
+}
+
+/// The host of an address as a connection takes it (an IPv6 address without its brackets).
+fn host_of(authority: &axum::http::uri::Authority) -> &str {
+    authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+}
+
+/// Why a node's `fleet.api_url` would carry operators' session tokens across the network in
+/// clear text (an `http://` address that is not that machine itself), or `None`: the other
+/// nodes [`forward`] requests to it with the caller's token.
+pub fn clear_text_api(api_url: Option<&str>) -> Option<String> {
+    let url = api_url?;
+    let uri: axum::http::Uri = url.parse().ok()?;
+    if uri.scheme_str() != Some("http") {
+        return None;
+    }
+    let host = host_of(uri.authority()?);
+    let this_machine = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!this_machine).then(|| {
+        format!(
+            "fleet.api_url \"{url}\" is plain http: other nodes forward operators' requests for \
+             this node's cameras and clips to it with their session tokens in clear text; put \
+             this node's API behind TLS and give its https:// address"
+        )
+    })
 }
 
 /// The other node's answer body, ended with an error when no piece of it comes for `idle`.
@@ -436,6 +463,28 @@ mod tests {
     use axum::http::{HeaderMap, Method, StatusCode};
 
     use super::*;
+
+    #[test]
+    fn a_plain_http_api_address_between_machines_is_warned_about() {
+        for url in [
+            "http://10.20.0.12:8080",
+            "http://node2.pemkot.example/",
+            "http://user@10.0.0.5",
+            "http://[fd00::12]:8080/api",
+        ] {
+            let why = clear_text_api(Some(url)).unwrap_or_else(|| panic!("{url}"));
+            assert!(why.contains(url) && why.contains("https://"), "{why}");
+        }
+        for quiet in [
+            None,
+            Some("https://10.20.0.12:8443"),
+            Some("http://127.0.0.1:8080"),
+            Some("http://localhost:8080"),
+            Some("http://[::1]:8080"),
+        ] {
+            assert_eq!(clear_text_api(quiet), None, "{quiet:?}");
+        }
+    }
 
     #[test]
     fn a_holder_without_an_api_address_is_named_with_the_fix() {

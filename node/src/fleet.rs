@@ -215,7 +215,7 @@ pub(crate) async fn run(p: FleetParts) -> Leases {
         p,
     };
     tracing::info!(node = %l.p.node, lease_s = lease.as_secs_f64(), groups = ?l.p.config.groups, capacity = l.p.config.capacity, "fleet: sharing cameras through the database");
-    if let Some(why) = clear_text_api(l.p.config.api_url.as_deref()) {
+    if let Some(why) = pantau_dashboard_api::fleet::clear_text_api(l.p.config.api_url.as_deref()) {
         tracing::warn!("{why}");
     }
     loop {
@@ -684,55 +684,9 @@ pub(crate) async fn relay(
     }
 }
 
-/// Why this node's `fleet.api_url` would carry operators' session tokens across the network in
-/// clear text (an `http://` address that is not this machine), or `None`.
-fn clear_text_api(api_url: Option<&str>) -> Option<String> {
-    let url = api_url?;
-    let rest = url.strip_prefix("http://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.split(':').next().unwrap_or_default(),
-    };
-    let this_machine = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    (!this_machine).then(|| {
-        format!(
-            "fleet.api_url \"{url}\" is plain http: other nodes forward operators' requests for \
-             this node's cameras and clips to it with their session tokens in clear text; put \
-             this node's API behind TLS and give its https:// address"
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_plain_http_api_address_between_machines_is_warned_about() {
-        for url in [
-            "http://10.20.0.12:8080",
-            "http://node2.pemkot.example/",
-            "http://user@10.0.0.5",
-            "http://[fd00::12]:8080/api",
-        ] {
-            let why = clear_text_api(Some(url)).unwrap_or_else(|| panic!("{url}"));
-            assert!(why.contains(url) && why.contains("https://"), "{why}");
-        }
-        for quiet in [
-            None,
-            Some("https://10.20.0.12:8443"),
-            Some("http://127.0.0.1:8080"),
-            Some("http://localhost:8080"),
-            Some("http://[::1]:8080"),
-        ] {
-            assert_eq!(clear_text_api(quiet), None, "{quiet:?}");
-        }
-    }
 
     #[test]
     fn ticks_are_jittered_by_a_tenth_and_drawn_anew() {
