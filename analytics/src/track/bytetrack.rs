@@ -8,7 +8,8 @@
 //!    blends in colour similarity, see [`super::appearance`]);
 //! 3. confirmed tracks still unmatched are matched to weak detections (ByteTrack's "byte" step
 //!    that keeps objects through occlusion and blur, for at most `lost_s` without a confident
-//!    sighting);
+//!    sighting; a weak box much taller than the track is not it, but it with whoever stands
+//!    in front);
 //! 4. tracks still unmatched get a second chance against their *last sighting* rather than
 //!    the prediction, by overlap only (OC-SORT's observation-centric recovery); a track lost at
 //!    the edge of the picture while heading out has left and is dropped;
@@ -65,6 +66,10 @@ const DUPLICATE_IOU: f32 = 0.85;
 const NEW_TRACK_OVERLAP: f32 = 0.7;
 /// Boxes whose heights differ by more than this factor are not one object.
 const MAX_SIZE_RATIO: f32 = 1.6;
+/// A weak box is an object partly hidden or blurred: it may be smaller than the track, but a
+/// much taller one is the object together with whoever stands in front of it (on TUD-Stadtmitte
+/// such a box once gave a walker a downward speed of 125 px/s, and the walker was lost).
+const WEAK_MAX_GROWTH: f32 = 1.3;
 /// Sightings in a row that confirm a track none of whose detections reached
 /// `new_track_score`, provided it moves (clutter the model half-believes in stands still).
 const CONFIRM_SIGHTINGS: u32 = 3;
@@ -660,6 +665,9 @@ impl Tracker {
         if size_ratio > MAX_SIZE_RATIO {
             return None;
         }
+        if pass == Pass::Weak && d.bbox.height() > WEAK_MAX_GROWTH * reference.height() {
+            return None;
+        }
         let iou = reference.iou(&d.bbox);
         let fused = match pass {
             Pass::Confident => iou * (1.0 - SCORE_FUSION + SCORE_FUSION * d.score),
@@ -997,6 +1005,38 @@ mod tests {
             .is_empty());
         assert!(t.update(&[], &[], time(1, 5.0)).is_empty());
         assert_eq!(t.live_ids().count(), 0);
+    }
+
+    #[test]
+    fn a_weak_box_much_taller_than_the_track_does_not_carry_it() {
+        let mut tr = Tracker::new(TrackerConfig::default());
+        let at = |f: usize| time(f, 25.0);
+        tr.update(&[], &[], at(0));
+        let person = |f: usize| det(100.0 + f as f32, 100.0, 0.9, 0);
+        for f in 1..=5 {
+            tr.update(&[person(f)], &[], at(f));
+        }
+        // The walker and someone in front of them, as one weak box 1.5 times as tall whose
+        // overlap with the track passes the weak pass's IoU: not the walker.
+        let mut merged = det(100.0 + 6.0, 100.0, 0.3, 0);
+        merged.bbox.y2 = merged.bbox.y1 + 1.5 * merged.bbox.height();
+        merged.bbox.x2 -= 0.2 * merged.bbox.width();
+        assert!(merged.bbox.iou(&person(6).bbox) >= TrackerConfig::default().low_match_iou);
+        let out = tr.update(&[merged], &[], at(6));
+        assert!(out.is_empty(), "carried by the merged box: {out:?}");
+        // The walker comes back at their place and keeps their id, at their speed.
+        let out = tr.update(&[person(7)], &[], at(7));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].id, 1);
+        assert!(out[0].velocity.1.abs() < 10.0, "{:?}", out[0].velocity);
+        // A weak box of the walker half hidden (smaller) still carries the track.
+        let mut hidden = person(8);
+        hidden.score = 0.3;
+        hidden.confident = false;
+        hidden.bbox.y2 = hidden.bbox.y1 + 0.7 * hidden.bbox.height();
+        let out = tr.update(&[hidden], &[], at(8));
+        assert_eq!(out.len(), 1);
+        assert!(out[0].matched);
     }
 
     #[test]
