@@ -243,7 +243,14 @@ async fn camera_recovers_after_a_server_outage_and_the_other_never_stops() {
     let returned = Instant::now();
     let mut after = Vec::new();
     assert!(
-        wait_for(&ingest, "flaky", CameraState::Streaming, Duration::from_secs(4), &mut after).await,
+        wait_for(
+            &ingest,
+            "flaky",
+            CameraState::Streaming,
+            Duration::from_secs(4),
+            &mut after
+        )
+        .await,
         "not streaming 4 s (the longest back-off plus the connect timeout) after the server \
          returned; states during outage {during:?}, after {after:?}"
     );
