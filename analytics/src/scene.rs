@@ -44,8 +44,10 @@ impl Scene {
         }
     }
 
-    /// Adds the traffic and incident rules of the camera (none when nothing asks for them).
+    /// Adds the traffic and incident rules of the camera (none when nothing asks for them),
+    /// and tells the tracker which class is people (they are told apart by their clothes).
     pub fn with_traffic(mut self, setup: TrafficSetup) -> Self {
+        self.tracker.set_person_class(setup.person);
         self.traffic = TrafficRules::new(setup);
         self
     }
