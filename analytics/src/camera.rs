@@ -6,12 +6,13 @@
 //! run's detections (and their looks) instead of running the detector again; the tracker and
 //! rules still see every frame at its own capture time.
 
+use std::collections::VecDeque;
 use std::time::{Instant, SystemTime};
 
 use pantau_ingest::{Frame, FrameReceiver};
 
 use crate::detect::onnx::DetectError;
-use crate::detect::service::InferenceService;
+use crate::detect::service::{Detected, InferenceService};
 use crate::detect::{DetectTimings, Detection, ImageRef};
 use crate::geometry::BBox;
 use crate::motion::MotionCheck;
@@ -39,7 +40,47 @@ pub struct Analysed<'a> {
     pub detected_at: SystemTime,
 }
 
+/// Detections one camera may have in flight at once (never more than the service's workers).
+/// Tracking needs the frames in order, detection does not: with two, the detector works on a
+/// camera's next frame while this one is tracked, and a replay or a fast camera keeps both
+/// workers busy. A live camera at 5 fps rarely has a second frame waiting, so it costs nothing.
+pub const MAX_IN_FLIGHT: usize = 2;
+
+/// A frame on its way through analysis, in arrival order.
+enum InFlight {
+    /// Sent to the detector.
+    Detecting {
+        task: tokio::task::JoinHandle<Result<Detected, DetectError>>,
+        received_at: SystemTime,
+        decode_wait_ms: f64,
+    },
+    /// The motion gate kept the last detections.
+    Unchanged {
+        frame: Box<Frame>,
+        received_at: SystemTime,
+        decode_wait_ms: f64,
+    },
+}
+
+/// Cancels the detections still in flight when analysis ends early (an error, or the task
+/// that runs it is dropped).
+struct Pipeline(VecDeque<InFlight>);
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            if let InFlight::Detecting { task, .. } = f {
+                task.abort();
+            }
+        }
+    }
+}
+
 /// Runs until the frames end (camera removed, file finished) or `on_frame` returns an error.
+///
+/// Up to [`MAX_IN_FLIGHT`] frames are detected at once (fewer when the service has fewer
+/// workers); tracking, rules and `on_frame` see every frame in capture order, each as soon as
+/// its detections are back.
 pub async fn analyse<E: From<DetectError>>(
     mut frames: FrameReceiver,
     service: InferenceService,
@@ -47,62 +88,137 @@ pub async fn analyse<E: From<DetectError>>(
     mut motion: Option<MotionCheck>,
     mut on_frame: impl FnMut(Analysed<'_>) -> Result<(), E>,
 ) -> Result<Scene, E> {
+    let depth = service.workers().clamp(1, MAX_IN_FLIGHT);
     // The detector's last answer, in full-resolution pixels, with the looks of its boxes.
     let mut last: (Vec<Detection>, Vec<Option<Appearance>>) = (Vec::new(), Vec::new());
+    let mut pipeline = Pipeline(VecDeque::with_capacity(depth));
+    let mut ended = false;
     loop {
-        let waited = Instant::now();
-        let Some(frame) = frames.recv().await else {
+        if pipeline.0.is_empty() && ended {
             return Ok(scene);
-        };
-        let decode_wait_ms = waited.elapsed().as_secs_f64() * 1000.0;
-        let received_at = SystemTime::now();
-        let mut detected_at = received_at;
-        let needed = motion
-            .as_mut()
-            .is_none_or(|m| m.needs_detector(ImageRef::from(&frame), frame.capture_time));
-        let (frame, timings, queued_ms) = if needed {
-            let sx = frame.source_width as f32 / frame.width.max(1) as f32;
-            let sy = frame.source_height as f32 / frame.height.max(1) as f32;
-            let detected = service.detect(frame).await?;
-            detected_at = SystemTime::now();
-            let detections = detected
-                .detections
-                .iter()
-                .map(|d| Detection {
-                    bbox: BBox::new(
-                        d.bbox.x1 * sx,
-                        d.bbox.y1 * sy,
-                        d.bbox.x2 * sx,
-                        d.bbox.y2 * sy,
-                    ),
-                    ..d.clone()
-                })
-                .collect();
-            // Colours of each box on the analysed image, so the tracker can tell people apart.
-            let image = ImageRef::from(&detected.frame);
-            let looks = detected
-                .detections
-                .iter()
-                .map(|d| Appearance::of(image, &d.bbox))
-                .collect();
-            last = (detections, looks);
-            (detected.frame, detected.timings, detected.queued_ms)
-        } else {
-            (frame, DetectTimings::default(), 0.0)
-        };
-        scene.set_frame_size(frame.source_width, frame.source_height);
-        let update = scene.update(&last.0, &last.1, frame.capture_time);
-        on_frame(Analysed {
-            frame: &frame,
-            detections: &last.0,
-            update: &update,
-            scene: &scene,
-            timings,
-            decode_wait_ms,
-            queued_ms,
-            inferred: needed,
-            received_at,
-            detected_at,
-        })?;
+        }
+        let front_ready = matches!(pipeline.0.front(), Some(InFlight::Unchanged { .. }));
+        let detecting = matches!(pipeline.0.front(), Some(InFlight::Detecting { .. }));
+        let room = !ended && pipeline.0.len() < depth && !front_ready;
+        let waited = Instant::now();
+        let idle = pipeline.0.is_empty();
+        tokio::select! {
+            // The oldest frame first: its answer is what the tracker waits for.
+            biased;
+            answer = async {
+                match pipeline.0.front_mut() {
+                    Some(InFlight::Detecting { task, .. }) => task.await,
+                    _ => unreachable!("polled only when the oldest frame is detecting"),
+                }
+            }, if detecting => {
+                let Some(InFlight::Detecting { received_at, decode_wait_ms, .. }) =
+                    pipeline.0.pop_front()
+                else {
+                    unreachable!("the oldest frame was detecting");
+                };
+                let detected = answer
+                    .map_err(|e| DetectError::Inference(format!("the detection task failed: {e}")))??;
+                let detected_at = SystemTime::now();
+                let frame = &detected.frame;
+                let sx = frame.source_width as f32 / frame.width.max(1) as f32;
+                let sy = frame.source_height as f32 / frame.height.max(1) as f32;
+                let detections = detected
+                    .detections
+                    .iter()
+                    .map(|d| Detection {
+                        bbox: BBox::new(
+                            d.bbox.x1 * sx,
+                            d.bbox.y1 * sy,
+                            d.bbox.x2 * sx,
+                            d.bbox.y2 * sy,
+                        ),
+                        ..d.clone()
+                    })
+                    .collect();
+                // Colours of each box on the analysed image, so the tracker can tell people
+                // apart.
+                let image = ImageRef::from(frame);
+                let looks = detected
+                    .detections
+                    .iter()
+                    .map(|d| Appearance::of(image, &d.bbox))
+                    .collect();
+                last = (detections, looks);
+                let Detected { frame, timings, queued_ms, .. } = detected;
+                let at = Moment { received_at, detected_at, decode_wait_ms, timings, queued_ms };
+                track(&mut scene, &frame, &last, at, true, &mut on_frame)?;
+            }
+            _ = std::future::ready(()), if front_ready => {
+                let Some(InFlight::Unchanged { frame, received_at, decode_wait_ms }) =
+                    pipeline.0.pop_front()
+                else {
+                    unreachable!("the oldest frame was unchanged");
+                };
+                let at = Moment {
+                    received_at,
+                    detected_at: received_at,
+                    decode_wait_ms,
+                    timings: DetectTimings::default(),
+                    queued_ms: 0.0,
+                };
+                track(&mut scene, &frame, &last, at, false, &mut on_frame)?;
+            }
+            next = frames.recv(), if room => {
+                let Some(frame) = next else {
+                    ended = true;
+                    continue;
+                };
+                // Waiting counts as decoding only when nothing else was in flight.
+                let decode_wait_ms = if idle { waited.elapsed().as_secs_f64() * 1000.0 } else { 0.0 };
+                let received_at = SystemTime::now();
+                let needed = motion
+                    .as_mut()
+                    .is_none_or(|m| m.needs_detector(ImageRef::from(&frame), frame.capture_time));
+                pipeline.0.push_back(if needed {
+                    let service = service.clone();
+                    InFlight::Detecting {
+                        task: tokio::spawn(async move { service.detect(frame).await }),
+                        received_at,
+                        decode_wait_ms,
+                    }
+                } else {
+                    InFlight::Unchanged { frame: Box::new(frame), received_at, decode_wait_ms }
+                });
+            }
+        }
     }
+}
+
+/// When a frame reached each step, for [`Analysed`].
+struct Moment {
+    received_at: SystemTime,
+    detected_at: SystemTime,
+    decode_wait_ms: f64,
+    timings: DetectTimings,
+    queued_ms: f64,
+}
+
+/// Tracks `frame` with the detector's last answer and hands the result to `on_frame`.
+fn track<E>(
+    scene: &mut Scene,
+    frame: &Frame,
+    last: &(Vec<Detection>, Vec<Option<Appearance>>),
+    at: Moment,
+    inferred: bool,
+    on_frame: &mut impl FnMut(Analysed<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    scene.set_frame_size(frame.source_width, frame.source_height);
+    let update = scene.update(&last.0, &last.1, frame.capture_time);
+    on_frame(Analysed {
+        frame,
+        detections: &last.0,
+        update: &update,
+        scene: &*scene,
+        timings: at.timings,
+        decode_wait_ms: at.decode_wait_ms,
+        queued_ms: at.queued_ms,
+        inferred,
+        received_at: at.received_at,
+        detected_at: at.detected_at,
+    })
 }
