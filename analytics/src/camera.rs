@@ -28,7 +28,7 @@ pub struct Analysed<'a> {
     pub update: &'a SceneUpdate,
     pub scene: &'a Scene,
     pub timings: DetectTimings,
-    /// Time spent waiting for the next decoded frame, ms.
+    /// Time spent waiting for the next decoded frame with no detection in flight, ms.
     pub decode_wait_ms: f64,
     /// Time waiting for the shared detector (other cameras ahead), ms.
     pub queued_ms: f64,
