@@ -30,27 +30,31 @@ pub struct Analysed<'a> {
     pub timings: DetectTimings,
     /// Time spent waiting for the next decoded frame with no detection in flight, ms.
     pub decode_wait_ms: f64,
-    /// Time waiting for the shared detector (other cameras ahead), ms.
+    /// Time waiting for a detector worker (other frames ahead, this camera's too), ms.
     pub queued_ms: f64,
     /// The detector ran on this frame (false: the motion gate kept the last detections).
     pub inferred: bool,
     /// When analysis took the frame from its queue (decoded, scaled, converted).
     pub received_at: SystemTime,
-    /// When the detector's answer came back (`received_at` when it did not run).
+    /// When the detector's answer came back; when it did not run, when the frames before it had
+    /// their answers.
     pub detected_at: SystemTime,
 }
 
 /// Detections one camera may have in flight at once (never more than the service's workers).
 /// Tracking needs the frames in order, detection does not: with two, the detector works on a
 /// camera's next frame while this one is tracked, and a replay or a fast camera keeps both
-/// workers busy. A live camera at 5 fps rarely has a second frame waiting, so it costs nothing.
+/// workers busy. A second frame goes only to an idle worker, never into the queue behind other
+/// cameras' frames: on a loaded node it stays in the camera's frame queue, where a newer frame
+/// replaces it, so running ahead never makes an analysed frame older.
 pub const MAX_IN_FLIGHT: usize = 2;
 
 /// A frame on its way through analysis, in arrival order.
 enum InFlight {
     /// Sent to the detector.
     Detecting {
-        task: tokio::task::JoinHandle<Result<Detected, DetectError>>,
+        /// The answer and when it came back.
+        task: tokio::task::JoinHandle<Result<(Detected, SystemTime), DetectError>>,
         received_at: SystemTime,
         decode_wait_ms: f64,
     },
@@ -79,8 +83,8 @@ impl Drop for Pipeline {
 /// Runs until the frames end (camera removed, file finished) or `on_frame` returns an error.
 ///
 /// Up to [`MAX_IN_FLIGHT`] frames are detected at once (fewer when the service has fewer
-/// workers); tracking, rules and `on_frame` see every frame in capture order, each as soon as
-/// its detections are back.
+/// workers, and only while a worker is idle); tracking, rules and `on_frame` see every frame in
+/// capture order, each as soon as its detections are back.
 pub async fn analyse<E: From<DetectError>>(
     mut frames: FrameReceiver,
     service: InferenceService,
@@ -99,7 +103,10 @@ pub async fn analyse<E: From<DetectError>>(
         }
         let front_ready = matches!(pipeline.0.front(), Some(InFlight::Unchanged { .. }));
         let detecting = matches!(pipeline.0.front(), Some(InFlight::Detecting { .. }));
-        let room = !ended && pipeline.0.len() < depth && !front_ready;
+        // A frame runs ahead only onto an idle worker (requests of every camera count).
+        let spare =
+            pipeline.0.is_empty() || service.load().sample().pending < service.workers() as u64;
+        let room = !ended && pipeline.0.len() < depth && !front_ready && spare;
         let waited = Instant::now();
         let idle = pipeline.0.is_empty();
         tokio::select! {
@@ -116,9 +123,8 @@ pub async fn analyse<E: From<DetectError>>(
                 else {
                     unreachable!("the oldest frame was detecting");
                 };
-                let detected = answer
+                let (detected, detected_at) = answer
                     .map_err(|e| DetectError::Inference(format!("the detection task failed: {e}")))??;
-                let detected_at = SystemTime::now();
                 let frame = &detected.frame;
                 let sx = frame.source_width as f32 / frame.width.max(1) as f32;
                 let sy = frame.source_height as f32 / frame.height.max(1) as f32;
@@ -156,7 +162,8 @@ pub async fn analyse<E: From<DetectError>>(
                 };
                 let at = Moment {
                     received_at,
-                    detected_at: received_at,
+                    // Its turn came when the frames before it were answered.
+                    detected_at: SystemTime::now(),
                     decode_wait_ms,
                     timings: DetectTimings::default(),
                     queued_ms: 0.0,
@@ -175,9 +182,12 @@ pub async fn analyse<E: From<DetectError>>(
                     .as_mut()
                     .is_none_or(|m| m.needs_detector(ImageRef::from(&frame), frame.capture_time));
                 pipeline.0.push_back(if needed {
-                    let service = service.clone();
+                    // Queued now (the service counts it at once), answered in the task.
+                    let answer = service.detect(frame);
                     InFlight::Detecting {
-                        task: tokio::spawn(async move { service.detect(frame).await }),
+                        task: tokio::spawn(async move {
+                            answer.await.map(|d| (d, SystemTime::now()))
+                        }),
                         received_at,
                         decode_wait_ms,
                     }

@@ -4,9 +4,9 @@
 //! (with `detector.threads` intra-op threads, 1 by default), so N cameras never mean N sessions
 //! fighting over the cores, and inferences run side by side instead of one inference being
 //! split over threads that wait for each other. Requests are served in arrival order from one
-//! queue and each camera has at most one request in flight (it waits for its answer before
-//! sending the next frame), so the queue is round-robin across cameras: a busy camera cannot
-//! starve a quiet one.
+//! queue, and a camera sends a second frame before its first is answered only while a worker
+//! is idle (`camera::analyse`), so a busy camera has at most one request waiting behind the
+//! others and cannot starve a quiet one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -116,7 +116,7 @@ impl InferenceService {
         let input_size = first.input_size();
         let load = Arc::new(Load::default());
         let workers = detectors.len();
-        // Room for one request per camera of a large node; callers wait for answers anyway.
+        // Room for a request per camera of a large node; callers wait for answers anyway.
         let (tx, rx) = mpsc::sync_channel::<Job>(256);
         let rx = Arc::new(std::sync::Mutex::new(rx));
         let threads = detectors
@@ -161,39 +161,45 @@ impl InferenceService {
         &self.load
     }
 
-    /// Detects objects in `frame`.
-    pub async fn detect(&self, frame: Frame) -> Result<Detected, DetectError> {
+    /// Detects objects in `frame`. The request is counted and queued when this is called (so
+    /// [`Load::sample`]'s `pending` includes it at once); the future waits for the answer.
+    pub fn detect(
+        &self,
+        frame: Frame,
+    ) -> impl std::future::Future<Output = Result<Detected, DetectError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             frame,
             submitted: std::time::Instant::now(),
             reply,
         };
-        let stopped = || DetectError::Inference("the inference worker has stopped".into());
         self.load.pending.fetch_add(1, Ordering::Relaxed);
-        let _answered = Answered(&self.load);
-        match self.jobs.try_send(job) {
-            Ok(()) => {}
-            // A full queue means the worker is far behind: wait off the async threads.
-            Err(mpsc::TrySendError::Full(job)) => {
-                let jobs = self.jobs.clone();
-                tokio::task::spawn_blocking(move || jobs.send(job).map_err(|_| ()))
-                    .await
-                    .map_err(|e| DetectError::Inference(e.to_string()))?
-                    .map_err(|_| stopped())?;
+        let answered = Answered(self.load.clone());
+        let sent = self.jobs.try_send(job);
+        let jobs = self.jobs.clone();
+        async move {
+            let _answered = answered;
+            let stopped = || DetectError::Inference("the inference worker has stopped".into());
+            match sent {
+                Ok(()) => {}
+                // A full queue means the worker is far behind: wait off the async threads.
+                Err(mpsc::TrySendError::Full(job)) => {
+                    tokio::task::spawn_blocking(move || jobs.send(job).map_err(|_| ()))
+                        .await
+                        .map_err(|e| DetectError::Inference(e.to_string()))?
+                        .map_err(|_| stopped())?;
+                }
+                Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
             }
-            Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+            answer.await.map_err(|_| stopped())?
         }
-        answer
-            .await
-            .map_err(|_| DetectError::Inference("the inference worker has stopped".into()))?
     }
 }
 
 /// Counts a request as answered however `detect` ends (answer, error or cancellation).
-struct Answered<'a>(&'a Load);
+struct Answered(Arc<Load>);
 
-impl Drop for Answered<'_> {
+impl Drop for Answered {
     fn drop(&mut self) {
         self.0.pending.fetch_sub(1, Ordering::Relaxed);
     }
