@@ -6,7 +6,7 @@
 //! Replay runs the full path as `pantau replay` does (ingest, the inference service with
 //! `detector.workers` sessions, tracker, rules) and may beat the bound: decoding overlaps
 //! inference, and a camera's next frame is detected while this one is tracked
-//! (`camera::MAX_IN_FLIGHT`). The same replay with one worker (one frame at a time) is
+//! (`camera::frames_in_flight`). The same replay with one worker (one frame at a time) is
 //! printed beside it.
 //!
 //! Run: `cargo bench --bench replay` (or `make bench`). ORT_DYLIB_PATH is set by the Makefile.
@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use gstreamer as gst;
-use pantau_analytics::camera::{analyse, Analysed, MAX_IN_FLIGHT};
+use pantau_analytics::camera::{analyse, frames_in_flight, Analysed};
 use pantau_analytics::detect::onnx::{DetectError, Detector};
 use pantau_analytics::detect::service::InferenceService;
 use pantau_analytics::detect::{DetectTimings, ImageRef};
@@ -117,7 +117,7 @@ fn main() {
         "replay vs lower bound (bare decode + bare inference per frame), {WIDTH} px analysis, {} inference thread(s); replay with {} detector worker(s), up to {} frames in flight\n",
         config.threads,
         config.worker_count(),
-        config.worker_count().clamp(1, MAX_IN_FLIGHT)
+        frames_in_flight(config.worker_count())
     );
     println!(
         "{:<24} {:>6} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7} {:>9} {:>7}   per-frame ms: pre / infer / post",

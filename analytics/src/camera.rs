@@ -49,6 +49,11 @@ pub struct Analysed<'a> {
 /// replaces it, so running ahead never makes an analysed frame older.
 pub const MAX_IN_FLIGHT: usize = 2;
 
+/// Frames one camera may have with a service of `workers` detectors.
+pub fn frames_in_flight(workers: usize) -> usize {
+    workers.clamp(1, MAX_IN_FLIGHT)
+}
+
 /// A frame on its way through analysis, in arrival order.
 enum InFlight {
     /// Sent to the detector.
@@ -92,7 +97,7 @@ pub async fn analyse<E: From<DetectError>>(
     mut motion: Option<MotionCheck>,
     mut on_frame: impl FnMut(Analysed<'_>) -> Result<(), E>,
 ) -> Result<Scene, E> {
-    let depth = service.workers().clamp(1, MAX_IN_FLIGHT);
+    let depth = frames_in_flight(service.workers());
     // The detector's last answer, in full-resolution pixels, with the looks of its boxes.
     let mut last: (Vec<Detection>, Vec<Option<Appearance>>) = (Vec::new(), Vec::new());
     let mut pipeline = Pipeline(VecDeque::with_capacity(depth));
@@ -101,14 +106,16 @@ pub async fn analyse<E: From<DetectError>>(
         if pipeline.0.is_empty() && ended {
             return Ok(scene);
         }
-        let front_ready = matches!(pipeline.0.front(), Some(InFlight::Unchanged { .. }));
-        let detecting = matches!(pipeline.0.front(), Some(InFlight::Detecting { .. }));
+        let (detecting, front_ready) = match pipeline.0.front() {
+            Some(InFlight::Detecting { .. }) => (true, false),
+            Some(InFlight::Unchanged { .. }) => (false, true),
+            None => (false, false),
+        };
+        let idle = pipeline.0.is_empty();
         // A frame runs ahead only onto an idle worker (requests of every camera count).
-        let spare =
-            pipeline.0.is_empty() || service.load().sample().pending < service.workers() as u64;
+        let spare = idle || service.load().sample().pending < service.workers() as u64;
         let room = !ended && pipeline.0.len() < depth && !front_ready && spare;
         let waited = Instant::now();
-        let idle = pipeline.0.is_empty();
         tokio::select! {
             // The oldest frame first: its answer is what the tracker waits for.
             biased;
