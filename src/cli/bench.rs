@@ -495,8 +495,46 @@ struct Latencies(Arc<Mutex<Vec<(Instant, f64)>>>);
 
 impl Latencies {
     /// Subscribes to the events under `prefix`; ends with `stop`.
+    ///
+    /// The subscriber stands for an operator's client, another process with threads of its
+    /// own: it runs on a thread and runtime of its own, so the time an event waits for it is
+    /// not time waiting for the node's two runtime workers, which the node keeps busy.
     async fn subscribe(broker: SocketAddr, prefix: &str, stop: CancellationToken) -> Self {
         let me = Self::default();
+        let sink = me.0.clone();
+        let prefix = prefix.to_string();
+        let (ready, subscribed) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("bench-subscriber".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::warn!("the bench's MQTT subscriber did not start: {e}");
+                        return;
+                    }
+                };
+                rt.block_on(Self::listen(broker, &prefix, sink, stop, ready));
+            });
+        if let Err(e) = thread {
+            tracing::warn!("the bench's MQTT subscriber did not start: {e}");
+        } else {
+            // Until the broker has the subscription, events would go unseen (at most 5 s).
+            let _ = tokio::time::timeout(Duration::from_secs(5), subscribed).await;
+        }
+        me
+    }
+
+    async fn listen(
+        broker: SocketAddr,
+        prefix: &str,
+        sink: Arc<Mutex<Vec<(Instant, f64)>>>,
+        stop: CancellationToken,
+        ready: tokio::sync::oneshot::Sender<()>,
+    ) {
         let mut options = MqttOptions::new(
             format!("{prefix}-latency"),
             broker.ip().to_string(),
@@ -507,29 +545,30 @@ impl Latencies {
         let _ = client
             .subscribe(format!("{prefix}/+/+/events/#"), QoS::AtLeastOnce)
             .await;
-        let sink = me.0.clone();
-        tokio::spawn(async move {
-            let _client = client;
-            loop {
-                let ev = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    ev = events.poll() => ev,
-                };
-                match ev {
-                    Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                        let now = SystemTime::now();
-                        if let Ok(e) = serde_json::from_slice::<pantau_events::Event>(&p.payload) {
-                            if let Ok(d) = now.duration_since(e.captured_at) {
-                                lock(&sink).push((Instant::now(), d.as_secs_f64() * 1000.0));
-                            }
+        let mut ready = Some(ready);
+        loop {
+            let ev = tokio::select! {
+                _ = stop.cancelled() => return,
+                ev = events.poll() => ev,
+            };
+            match ev {
+                Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                    let now = SystemTime::now();
+                    if let Ok(e) = serde_json::from_slice::<pantau_events::Event>(&p.payload) {
+                        if let Ok(d) = now.duration_since(e.captured_at) {
+                            lock(&sink).push((Instant::now(), d.as_secs_f64() * 1000.0));
                         }
                     }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
                 }
+                Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
             }
-        });
-        me
+        }
     }
 
     /// Latencies of events that arrived since `from`.
