@@ -96,11 +96,10 @@ struct Seen {
 async fn replay_tud(workers: usize) -> Vec<Seen> {
     let config = DetectorConfig {
         threads: 1,
+        workers,
         ..DetectorConfig::default()
     };
-    let detectors = (0..workers)
-        .map(|_| Detector::load(&config, &repo(), TrackerConfig::default().low_score))
-        .collect::<Result<Vec<_>, _>>()
+    let detectors = Detector::load_workers(&config, &repo(), TrackerConfig::default().low_score)
         .expect("model loads");
     let (service, _guard) = InferenceService::start_pool(detectors);
     let ingest = Ingest::new().expect("gstreamer");

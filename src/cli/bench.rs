@@ -501,37 +501,35 @@ impl Latencies {
     /// not time waiting for the node's two runtime workers, which the node keeps busy.
     async fn subscribe(broker: SocketAddr, prefix: &str, stop: CancellationToken) -> Self {
         let me = Self::default();
-        let sink = me.0.clone();
-        let prefix = prefix.to_string();
+        let (listener, prefix) = (me.clone(), prefix.to_string());
         let (ready, subscribed) = tokio::sync::oneshot::channel();
+        // The runtime is built on its thread: one dropped here, in async code, would panic.
         let thread = std::thread::Builder::new()
             .name("bench-subscriber".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
+                match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::warn!("the bench's MQTT subscriber did not start: {e}");
-                        return;
-                    }
-                };
-                rt.block_on(Self::listen(broker, &prefix, sink, stop, ready));
+                    Ok(rt) => rt.block_on(listener.listen(broker, &prefix, stop, ready)),
+                    Err(e) => tracing::warn!("the bench's MQTT subscriber did not start: {e}"),
+                }
             });
-        if let Err(e) = thread {
-            tracing::warn!("the bench's MQTT subscriber did not start: {e}");
-        } else {
+        match thread {
+            Err(e) => tracing::warn!("the bench's MQTT subscriber did not start: {e}"),
             // Until the broker has the subscription, events would go unseen (at most 5 s).
-            let _ = tokio::time::timeout(Duration::from_secs(5), subscribed).await;
+            Ok(_) => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), subscribed).await;
+            }
         }
         me
     }
 
+    /// Records the latency of every event until `stop`; says `ready` once subscribed.
     async fn listen(
+        self,
         broker: SocketAddr,
         prefix: &str,
-        sink: Arc<Mutex<Vec<(Instant, f64)>>>,
         stop: CancellationToken,
         ready: tokio::sync::oneshot::Sender<()>,
     ) {
@@ -556,7 +554,7 @@ impl Latencies {
                     let now = SystemTime::now();
                     if let Ok(e) = serde_json::from_slice::<pantau_events::Event>(&p.payload) {
                         if let Ok(d) = now.duration_since(e.captured_at) {
-                            lock(&sink).push((Instant::now(), d.as_secs_f64() * 1000.0));
+                            lock(&self.0).push((Instant::now(), d.as_secs_f64() * 1000.0));
                         }
                     }
                 }
